@@ -1,0 +1,217 @@
+//! One OmniDesk process: some services (all of them in the monolith), their namespaces, and one listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, EdgeSettings, Problem};
+use crate::metrics::Metrics;
+use crate::ports::credential_matches;
+use crate::routes::RouteTable;
+use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec};
+use crate::store::{Location, Namespace};
+
+/// Every service this binary knows, in a stable order.
+pub type Catalogue = &'static [ServiceSpec];
+
+/// A built process, ready to serve.
+pub struct Process {
+    router: Router,
+    namespaces: Vec<Namespace>,
+    grace: Duration,
+}
+
+impl Process {
+    /// Builds a process hosting `hosted` (service names from `catalogue`): checks the route table, opens and
+    /// migrates each hosted service's namespace, starts the services in dependency order, and assembles the
+    /// router with the edge stack, `/healthz`, `/readyz`, `/metrics` and (with a secret) `/internal/*`.
+    pub async fn build(config: Arc<Config>, catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Self> {
+        let names: Vec<&str> = catalogue.iter().map(|s| s.name).collect();
+        config.validate(&names)?;
+        RouteTable::build(catalogue)?;
+        let order = start_order(catalogue, hosted)?;
+        let hosted_names: Arc<[&'static str]> = order.iter().map(|s| s.name).collect();
+
+        let files = config.key_files();
+        if hosted_names.contains(&"user") || !files.public_key.exists() {
+            // The issuing process creates the key pair on first start; elsewhere it must already exist.
+            files.ensure().with_context(|| format!("creating keys under {}", files.private_key.display()))?;
+        }
+        let verifier = Arc::new(files.verifier().map_err(anyhow::Error::msg)?);
+
+        let metrics = Metrics::new();
+        let registry = Arc::new(Mutex::new(PortRegistry::default()));
+        let remote = Remote {
+            http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
+            secret: config.internal.secret.clone(),
+            timeout: Duration::from_millis(config.internal.call_timeout_ms),
+        };
+
+        let mut public = Router::new();
+        let mut namespaces = Vec::new();
+        for spec in &order {
+            let namespace = open_namespace(&config, spec).await?;
+            if config.data.migrate_on_start {
+                namespace.migrate().await?;
+            }
+            let context = ServiceContext {
+                spec: *spec,
+                config: config.clone(),
+                namespace: namespace.clone(),
+                metrics: metrics.clone(),
+                hosted: hosted_names.clone(),
+                registry: registry.clone(),
+                remote: remote.clone(),
+            };
+            let router = (spec.start)(context).await.with_context(|| format!("starting service `{}`", spec.name))?;
+            public = public.merge(http::with_service_metrics(router, spec.name, metrics.clone()));
+            namespaces.push(namespace);
+            tracing::info!(service = spec.name, "service started");
+        }
+
+        let internal = std::mem::take(&mut registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
+        let mut router = public
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone())))
+            .route("/metrics", get(http::render_metrics).with_state(metrics.clone()));
+        if let Some(secret) = config.internal.secret.clone() {
+            router = router.merge(internal.layer(axum::middleware::from_fn(move |request, next| {
+                require_credential(secret.clone(), request, next)
+            })));
+        }
+        let router = router.fallback(http::not_found).layer(axum::Extension(verifier));
+        let settings = EdgeSettings {
+            body_limit_bytes: config.http.body_limit_bytes,
+            request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+            trusted_proxies: config.http.trusted_proxies.clone().into(),
+        };
+        Ok(Self {
+            router: http::edge(router, &settings),
+            namespaces,
+            grace: Duration::from_secs(config.http.shutdown_grace_secs),
+        })
+    }
+
+    /// The complete router (for in-process benchmarks).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish (up to the grace
+    /// period) and closes the namespaces.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            });
+        let grace = self.grace;
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result.context("serving")?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests cut off after the grace period"),
+        }
+        for namespace in &self.namespaces {
+            namespace.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// Applies every hosted service's migrations without serving (`omnidesk migrate`).
+pub async fn migrate(config: &Config, catalogue: Catalogue, services: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    for spec in catalogue.iter().filter(|s| services.contains(&s.name)) {
+        let namespace = open_namespace(config, spec).await?;
+        namespace.migrate().await?;
+        namespace.close().await;
+        done.push(format!("{}: {}", spec.name, location_of(config, spec.name)?));
+    }
+    Ok(done)
+}
+
+/// Where a service's namespace lives under this configuration.
+pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
+    match &config.service(service).database_url {
+        Some(url) => Location::parse(url).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
+        None => Ok(Location::default_for(&config.data.dir, service)),
+    }
+}
+
+async fn open_namespace(config: &Config, spec: &ServiceSpec) -> anyhow::Result<Namespace> {
+    let location = location_of(config, spec.name)?;
+    Namespace::open(spec.name, &location, spec.migrations)
+        .await
+        .with_context(|| format!("opening the `{}` namespace at {location}", spec.name))
+}
+
+/// The hosted services, each after the hosted services it depends on.
+fn start_order(catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Vec<ServiceSpec>> {
+    for name in hosted {
+        if !catalogue.iter().any(|s| s.name == *name) {
+            let known: Vec<&str> = catalogue.iter().map(|s| s.name).collect();
+            bail!("unknown service `{name}`; known: {}", known.join(", "));
+        }
+    }
+    let mut order: Vec<ServiceSpec> = Vec::new();
+    let mut pending: Vec<ServiceSpec> = catalogue.iter().filter(|s| hosted.contains(&s.name)).copied().collect();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|s| {
+            s.depends_on.iter().all(|dep| !hosted.contains(dep) || order.iter().any(|o| o.name == *dep))
+        });
+        match ready {
+            Some(index) => order.push(pending.remove(index)),
+            None => bail!("services depend on each other in a cycle: {:?}", pending.iter().map(|s| s.name).collect::<Vec<_>>()),
+        }
+    }
+    Ok(order)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+#[derive(Clone)]
+struct Readiness(Vec<Namespace>);
+
+async fn readyz(State(Readiness(namespaces)): State<Readiness>) -> Response {
+    let mut failures = Vec::new();
+    for namespace in &namespaces {
+        if let Err(reason) = namespace.readiness().await {
+            failures.push(format!("{}: {reason}", namespace.service()));
+        }
+    }
+    if failures.is_empty() {
+        let services: Vec<&str> = namespaces.iter().map(Namespace::service).collect();
+        axum::Json(json!({ "status": "ready", "services": services })).into_response()
+    } else {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response()
+    }
+}
+
+async fn require_credential(secret: String, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if credential_matches(request.headers(), &secret) {
+        next.run(request).await
+    } else {
+        Problem::unauthorized("internal_credential_required", "Internal endpoints need the service credential.")
+            .into_response()
+    }
+}

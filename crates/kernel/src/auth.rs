@@ -1,0 +1,323 @@
+//! Authentication that needs no hop (DESIGN §4): the user service signs short-lived access tokens with an
+//! Ed25519 private key; every process verifies them locally with the public key. The account (tenancy)
+//! travels in the token, so every handler knows whose data it may touch without asking anyone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::http::Problem;
+
+const ISSUER: &str = "omnidesk";
+
+/// A user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+/// An account's (workspace's) id: the tenant every query is scoped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub Uuid);
+
+macro_rules! id_display {
+    ($($id:ident),*) => {$(
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl std::str::FromStr for $id {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+        impl $id {
+            /// A new time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+        impl Default for $id {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    )*};
+}
+id_display!(UserId, AccountId);
+
+/// A member's role in an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may manage other members of the account.
+    pub fn manages_members(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// The claims inside an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AccessClaims {
+    sub: UserId,
+    acc: AccountId,
+    role: Role,
+    iss: String,
+    iat: u64,
+    exp: u64,
+    jti: Uuid,
+}
+
+/// Who is calling: the verified content of the request's bearer token. Extracting it is authentication;
+/// a missing, malformed, forged or expired token is a 401 problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user: UserId,
+    pub account: AccountId,
+    pub role: Role,
+}
+
+/// Verifies access tokens with the public key. Present in every process.
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn from_public_pem(pem: &[u8]) -> Result<Self, String> {
+        let key = DecodingKey::from_ed_pem(pem).map_err(|e| format!("invalid Ed25519 public key: {e}"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Ok(Self { key, validation })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Problem::unauthorized("token_expired", "The access token has expired; refresh it.")
+                }
+                _ => Problem::unauthorized("invalid_token", "The access token is not valid."),
+            }
+        })?;
+        let claims = data.claims;
+        Ok(Caller { user: claims.sub, account: claims.acc, role: claims.role })
+    }
+}
+
+/// Signs access tokens. Only in the process hosting the user service.
+pub struct TokenSigner {
+    key: EncodingKey,
+    ttl: Duration,
+}
+
+/// A freshly signed access token.
+#[derive(Debug, Clone)]
+pub struct SignedToken {
+    pub token: String,
+    pub expires_in: Duration,
+}
+
+impl TokenSigner {
+    pub fn from_private_pem(pem: &[u8], ttl: Duration) -> Result<Self, String> {
+        let key = EncodingKey::from_ed_pem(pem).map_err(|e| format!("invalid Ed25519 private key: {e}"))?;
+        Ok(Self { key, ttl })
+    }
+
+    pub fn sign(&self, caller: Caller) -> Result<SignedToken, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let claims = AccessClaims {
+            sub: caller.user,
+            acc: caller.account,
+            role: caller.role,
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+            jti: Uuid::new_v4(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)?;
+        Ok(SignedToken { token, expires_in: self.ttl })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = parts
+            .extensions
+            .get::<Arc<TokenVerifier>>()
+            .ok_or_else(|| Problem::internal(&"the token verifier layer is missing"))?;
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("missing_token", "Send `Authorization: Bearer <access token>`."))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`."))?;
+        verifier.verify(token.trim())
+    }
+}
+
+/// Where the signing key pair lives on disk.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+}
+
+impl KeyFiles {
+    /// The default place under the data directory.
+    pub fn under(data_dir: &Path) -> Self {
+        let dir = data_dir.join("keys");
+        Self {
+            private_key: dir.join("access-token.ed25519.pem"),
+            public_key: dir.join("access-token.ed25519.pub.pem"),
+        }
+    }
+
+    /// Creates a new key pair unless the private key exists already. The private key file is 0600.
+    pub fn ensure(&self) -> std::io::Result<()> {
+        if self.private_key.exists() {
+            return Ok(());
+        }
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| std::io::Error::other("key generation failed"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| std::io::Error::other("bad key"))?;
+        // SubjectPublicKeyInfo for Ed25519 is a fixed 12-byte prefix followed by the 32-byte key (RFC 8410).
+        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        spki.extend_from_slice(pair.public_key().as_ref());
+
+        for path in [&self.private_key, &self.public_key] {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+        write_private(&self.private_key, private_pem.as_bytes())?;
+        std::fs::write(&self.public_key, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))
+    }
+
+    pub fn verifier(&self) -> Result<TokenVerifier, String> {
+        let pem = std::fs::read(&self.public_key)
+            .map_err(|e| format!("reading the public key {}: {e}", self.public_key.display()))?;
+        TokenVerifier::from_public_pem(&pem)
+    }
+
+    pub fn signer(&self, ttl: Duration) -> Result<TokenSigner, String> {
+        let pem = std::fs::read(&self.private_key)
+            .map_err(|e| format!("reading the private key {}: {e}", self.private_key.display()))?;
+        TokenSigner::from_private_pem(&pem, ttl)
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> (tempfile::TempDir, KeyFiles) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = KeyFiles::under(dir.path());
+        files.ensure().expect("keys");
+        (dir, files)
+    }
+
+    fn caller() -> Caller {
+        Caller { user: UserId::new(), account: AccountId::new(), role: Role::Owner }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_with_the_public_key_alone() {
+        let (_dir, files) = keys();
+        let caller = caller();
+        let token = files.signer(Duration::from_secs(60)).expect("signer").sign(caller).expect("signs");
+
+        assert_eq!(files.verifier().expect("verifier").verify(&token.token), Ok(caller));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_is_rejected() {
+        let (_a, ours) = keys();
+        let (_b, theirs) = keys();
+        let token = theirs.signer(Duration::from_secs(60)).expect("signer").sign(caller()).expect("signs");
+
+        let problem = ours.verifier().expect("verifier").verify(&token.token).expect_err("forged");
+        assert_eq!(problem.code, "invalid_token");
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected_as_expired() {
+        let (_dir, files) = keys();
+        let signer = files.signer(Duration::from_secs(0)).expect("signer");
+        let mut token = signer.sign(caller()).expect("signs");
+        // Forge an already-expired token with the right key: iat/exp far in the past.
+        let claims = AccessClaims {
+            sub: UserId::new(),
+            acc: AccountId::new(),
+            role: Role::Agent,
+            iss: ISSUER.to_owned(),
+            iat: 1_000,
+            exp: 1_060,
+            jti: Uuid::new_v4(),
+        };
+        token.token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &signer.key).expect("encodes");
+
+        let problem = files.verifier().expect("verifier").verify(&token.token).expect_err("expired");
+        assert_eq!(problem.code, "token_expired");
+    }
+
+    #[test]
+    fn existing_keys_are_kept_and_the_private_key_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, files) = keys();
+        let before = std::fs::read(&files.private_key).expect("read");
+        files.ensure().expect("idempotent");
+        assert_eq!(std::fs::read(&files.private_key).expect("read"), before);
+        let mode = std::fs::metadata(&files.private_key).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,409 @@
+//! Configuration: `omnidesk.toml` overlaid by environment variables (DESIGN §6).
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, `OMNIDESK_*` variables (nested keys joined
+//! by `__`, e.g. `OMNIDESK_HTTP__LISTEN`), the seed's own variables (`ENVIRONMENT`, `DATABASE_MODE`,
+//! `REDIS_MODE`, `RABBIT_MQ_*`, `PORT`, `OMNIDESK_DATA_DIR`), then command-line flags. Unknown keys are
+//! errors, and every error names the key and what is wrong with it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The commented example configuration shipped with the binary (`omnidesk config --example`).
+pub const EXAMPLE: &str = include_str!("../../../../omnidesk.example.toml");
+
+/// What is shown instead of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// The effective configuration of one process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `ENVIRONMENT`: development (readable logs) or production (JSON logs).
+    pub environment: Environment,
+    pub http: HttpConfig,
+    pub data: DataConfig,
+    pub topology: TopologyConfig,
+    /// Per-service settings, keyed by service name.
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub auth: AuthConfig,
+    pub internal: InternalConfig,
+    pub redis: RedisConfig,
+    pub rabbitmq: RabbitMqConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The address this process listens on (`--listen`; `PORT` replaces just the port).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// A request still running after this long is answered 503 and dropped.
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed (the gateway's address). Empty: believe no one.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `OMNIDESK_DATA_DIR` / `--data-dir`: where embedded databases and keys live.
+    pub dir: PathBuf,
+    /// `DATABASE_MODE`: `monolithic` puts every namespace in one place (the data directory or one server);
+    /// `distributed` lets each service name its own database with `services.<name>.database_url`.
+    pub mode: DatabaseMode,
+    /// Apply pending migrations when a service starts (otherwise run `omnidesk migrate`).
+    pub migrate_on_start: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("data"), mode: DatabaseMode::Monolithic, migrate_on_start: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseMode {
+    #[default]
+    Monolithic,
+    Distributed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopologyConfig {
+    /// Which services share a process.
+    pub mode: TopologyMode,
+    /// The colocation groups for `mode = "groups"`; every service in exactly one group.
+    pub groups: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TopologyMode {
+    #[default]
+    Monolith,
+    Microservices,
+    Groups,
+}
+
+impl std::str::FromStr for TopologyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "monolith" => Ok(Self::Monolith),
+            "microservices" => Ok(Self::Microservices),
+            "groups" => Ok(Self::Groups),
+            other => Err(format!("unknown topology `{other}`; expected monolith, microservices or groups")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Where the process hosting this service is reachable, for the gateway and for remote port calls.
+    pub url: Option<String>,
+    /// Where this service's namespace lives (`sqlite://PATH`); default: `<data.dir>/<service>.db`.
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_ttl_secs: u64,
+    /// Ed25519 private key (PEM) for signing; needed only where the user service runs.
+    /// Default: `<data.dir>/keys/access-token.ed25519.pem`, created on first start.
+    pub private_key_file: Option<PathBuf>,
+    /// Ed25519 public key (PEM) for verifying; needed everywhere.
+    pub public_key_file: Option<PathBuf>,
+    /// Failed and successful login attempts allowed per e-mail address per minute.
+    pub login_attempts_per_email_per_minute: u32,
+    /// Login attempts allowed per client IP per minute.
+    pub login_attempts_per_ip_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            private_key_file: None,
+            public_key_file: None,
+            login_attempts_per_email_per_minute: 5,
+            login_attempts_per_ip_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalConfig {
+    /// The service-to-service credential for `/internal/*` calls. Required in split topologies;
+    /// `omnidesk up` generates one for its children.
+    pub secret: Option<String>,
+    /// Timeout of one remote port call.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        Self { secret: None, call_timeout_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `REDIS_MODE`: single node or cluster. Without `url`, caching stays in-process.
+    pub mode: RedisMode,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    #[default]
+    Single,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitMqConfig {
+    /// `RABBIT_MQ_HOST`. Without it, events travel in-process.
+    pub host: Option<String>,
+    /// `RABBIT_MQ_AMQP_PORT`.
+    pub amqp_port: u16,
+    /// `RABBIT_MQ_USER`.
+    pub user: String,
+    /// `RABBIT_MQ_PASSWORD`.
+    pub password: Option<String>,
+}
+
+impl Default for RabbitMqConfig {
+    fn default() -> Self {
+        Self { host: None, amqp_port: 5672, user: "guest".to_owned(), password: None }
+    }
+}
+
+impl RabbitMqConfig {
+    /// The seed's `amqp://USER:PASSWORD@HOST:PORT/`, when a host is configured.
+    pub fn amqp_url(&self) -> Option<String> {
+        let host = self.host.as_deref()?;
+        let password = self.password.as_deref().unwrap_or("");
+        Some(format!("amqp://{}:{password}@{host}:{}/", self.user, self.amqp_port))
+    }
+}
+
+/// A configuration error that names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("`{key}`: {problem}"))
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        Self(messages.join("; "))
+    }
+}
+
+/// The seed's variable names and the keys they set.
+const SEED_VARIABLES: &[(&str, &str)] = &[
+    ("ENVIRONMENT", "environment"),
+    ("DATABASE_MODE", "data.mode"),
+    ("REDIS_MODE", "redis.mode"),
+    ("RABBIT_MQ_USER", "rabbitmq.user"),
+    ("RABBIT_MQ_PASSWORD", "rabbitmq.password"),
+    ("RABBIT_MQ_HOST", "rabbitmq.host"),
+    ("RABBIT_MQ_AMQP_PORT", "rabbitmq.amqp_port"),
+    ("OMNIDESK_DATA_DIR", "data.dir"),
+];
+
+/// Variables read elsewhere that must not be mistaken for configuration keys.
+const NOT_KEYS: &[&str] = &["DATA_DIR", "CONFIG", "PARENT_PID", "LOG"];
+
+impl Config {
+    /// Loads defaults, then `file` (if given or if `omnidesk.toml` exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::key("--config", format!("{} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new("omnidesk.toml").exists() => figment = figment.merge(Toml::file("omnidesk.toml")),
+            None => {}
+        }
+        figment = figment
+            .merge(Env::prefixed("OMNIDESK_").ignore(NOT_KEYS).split("__"))
+            .merge(Env::raw().only(&SEED_VARIABLES.iter().map(|(var, _)| *var).collect::<Vec<_>>()).map(
+                |var| {
+                    let key = SEED_VARIABLES
+                        .iter()
+                        .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
+                        .map_or("", |(_, key)| *key);
+                    key.into()
+                },
+            ));
+        let mut config: Config = figment.extract()?;
+        if let Ok(port) = std::env::var("PORT") {
+            let port: u16 = port.parse().map_err(|_| ConfigError::key("PORT", format!("`{port}` is not a port")))?;
+            config.http.listen.set_port(port);
+        }
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: that service names exist, groups partition the services, URLs parse.
+    pub fn validate(&self, known_services: &[&str]) -> Result<(), ConfigError> {
+        for name in self.services.keys() {
+            if !known_services.contains(&name.as_str()) {
+                return Err(ConfigError::key(
+                    &format!("services.{name}"),
+                    format!("unknown service; known: {}", known_services.join(", ")),
+                ));
+            }
+        }
+        for (name, service) in &self.services {
+            if let Some(url) = &service.url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::key(&format!("services.{name}.url"), "must start with http:// or https://"));
+            }
+            if let Some(url) = &service.database_url {
+                crate::store::Location::parse(url)
+                    .map_err(|e| ConfigError::key(&format!("services.{name}.database_url"), e))?;
+                if self.data.mode == DatabaseMode::Monolithic {
+                    return Err(ConfigError::key(
+                        &format!("services.{name}.database_url"),
+                        "per-service databases need DATABASE_MODE=distributed (data.mode)",
+                    ));
+                }
+            }
+        }
+        if self.topology.mode == TopologyMode::Groups {
+            let mut seen: Vec<&str> = Vec::new();
+            for service in self.topology.groups.iter().flatten() {
+                if !known_services.contains(&service.as_str()) {
+                    return Err(ConfigError::key("topology.groups", format!("unknown service `{service}`")));
+                }
+                if seen.contains(&service.as_str()) {
+                    return Err(ConfigError::key("topology.groups", format!("`{service}` is in two groups")));
+                }
+                seen.push(service);
+            }
+            if let Some(missing) = known_services.iter().find(|s| !seen.contains(s)) {
+                return Err(ConfigError::key("topology.groups", format!("`{missing}` is in no group")));
+            }
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(ConfigError::key("http.body_limit_bytes", "must be greater than zero"));
+        }
+        if self.auth.login_attempts_per_email_per_minute == 0 || self.auth.login_attempts_per_ip_per_minute == 0 {
+            return Err(ConfigError::key("auth.login_attempts_per_*", "must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every secret replaced by a marker, for `omnidesk config`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let redact = |secret: &mut Option<String>| {
+            if secret.is_some() {
+                *secret = Some(REDACTED.to_owned());
+            }
+        };
+        redact(&mut shown.internal.secret);
+        redact(&mut shown.rabbitmq.password);
+        redact(&mut shown.redis.url);
+        for service in shown.services.values_mut() {
+            if let Some(url) = &mut service.database_url {
+                *url = redact_url_password(url);
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    pub fn service(&self, name: &str) -> ServiceConfig {
+        self.services.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The key files, defaulting to the data directory.
+    pub fn key_files(&self) -> crate::auth::KeyFiles {
+        let default = crate::auth::KeyFiles::under(&self.data.dir);
+        crate::auth::KeyFiles {
+            private_key: self.auth.private_key_file.clone().unwrap_or(default.private_key),
+            public_key: self.auth.public_key_file.clone().unwrap_or(default.public_key),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            environment: Environment::default(),
+            http: HttpConfig::default(),
+            data: DataConfig::default(),
+            topology: TopologyConfig::default(),
+            services: BTreeMap::new(),
+            auth: AuthConfig::default(),
+            internal: InternalConfig::default(),
+            redis: RedisConfig::default(),
+            rabbitmq: RabbitMqConfig::default(),
+        }
+    }
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:<redacted>@host`.
+fn redact_url_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:{REDACTED}{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

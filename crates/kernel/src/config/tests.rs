@@ -1,0 +1,99 @@
+use super::*;
+use figment::Jail;
+
+const SERVICES: &[&str] = &["user", "plan", "payment", "inbox", "input", "integration", "batch"];
+
+#[test]
+fn the_shipped_example_is_valid_and_equals_the_defaults_it_documents() {
+    Jail::expect_with(|jail| {
+        jail.create_file("omnidesk.toml", EXAMPLE)?;
+        let config = Config::load(None).expect("the example loads");
+        config.validate(SERVICES).expect("the example validates");
+        let mut expected = Config::default();
+        expected.topology.groups = config.topology.groups.clone();
+        assert_eq!(config, expected);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_seed_variables_keep_their_names_and_meaning() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ENVIRONMENT", "production");
+        jail.set_env("DATABASE_MODE", "distributed");
+        jail.set_env("REDIS_MODE", "cluster");
+        jail.set_env("RABBIT_MQ_USER", "omni");
+        jail.set_env("RABBIT_MQ_PASSWORD", "s3cret");
+        jail.set_env("RABBIT_MQ_HOST", "rabbit");
+        jail.set_env("RABBIT_MQ_AMQP_PORT", "5673");
+        jail.set_env("OMNIDESK_DATA_DIR", "/var/lib/omnidesk");
+        jail.set_env("PORT", "9000");
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.data.mode, DatabaseMode::Distributed);
+        assert_eq!(config.redis.mode, RedisMode::Cluster);
+        assert_eq!(config.rabbitmq.amqp_url().as_deref(), Some("amqp://omni:s3cret@rabbit:5673/"));
+        assert_eq!(config.data.dir, PathBuf::from("/var/lib/omnidesk"));
+        assert_eq!(config.http.listen, "127.0.0.1:9000".parse().expect("addr"));
+        Ok(())
+    });
+}
+
+#[test]
+fn an_invalid_value_is_reported_with_its_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("DATABASE_MODE", "sharded");
+        let error = Config::load(None).expect_err("sharded is not a mode").to_string();
+        assert!(error.contains("data.mode") && error.contains("sharded"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_key_in_the_file_is_reported_with_its_name() {
+    Jail::expect_with(|jail| {
+        jail.create_file("omnidesk.toml", "[http]\nlisten_on = \"0.0.0.0:1\"\n")?;
+        let error = Config::load(None).expect_err("typo").to_string();
+        assert!(error.contains("listen_on"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn nested_keys_come_from_prefixed_variables() {
+    Jail::expect_with(|jail| {
+        jail.set_env("OMNIDESK_SERVICES__PLAN__URL", "http://plan:8080");
+        jail.set_env("OMNIDESK_HTTP__BODY_LIMIT_BYTES", "2048");
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.service("plan").url.as_deref(), Some("http://plan:8080"));
+        assert_eq!(config.http.body_limit_bytes, 2048);
+        Ok(())
+    });
+}
+
+#[test]
+fn groups_must_cover_every_service_once() {
+    let mut config = Config::default();
+    config.topology.mode = TopologyMode::Groups;
+    config.topology.groups = vec![vec!["user".into(), "plan".into()], vec!["plan".into()]];
+    let error = config.validate(SERVICES).expect_err("plan twice").to_string();
+    assert!(error.contains("topology.groups") && error.contains("plan"), "{error}");
+
+    config.topology.groups = vec![vec!["user".into()]];
+    let error = config.validate(SERVICES).expect_err("others missing").to_string();
+    assert!(error.contains("in no group"), "{error}");
+}
+
+#[test]
+fn secrets_are_redacted_when_printed() {
+    let mut config = Config::default();
+    config.internal.secret = Some("hunter2-internal".into());
+    config.rabbitmq.password = Some("hunter2-rabbit".into());
+    config.services.insert(
+        "user".into(),
+        ServiceConfig { url: None, database_url: Some("postgres://omni:hunter2-db@db/omni".into()) },
+    );
+    let shown = config.redacted_toml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres://omni:<redacted>@db/omni"), "{shown}");
+}

@@ -1,0 +1,160 @@
+//! The HTTP edge shared by every process: problem+json errors, extractors, and the middleware stack
+//! (request ids, tracing, metrics, body limits, timeouts, panic safety).
+
+mod extract;
+mod problem;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use extract::{Json, Path, Query};
+pub use problem::{FieldError, PROBLEM_JSON, Problem};
+
+use crate::metrics::Metrics;
+
+/// The request-id header, set when absent and echoed on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Settings of the edge stack.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub trusted_proxies: Arc<[IpAddr]>,
+}
+
+/// Wraps a process's router in the stack every OmniDesk listener has. Outermost first: request id, tracing,
+/// panic → 500 problem, bare error statuses → problem+json, timeout, body limit.
+pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
+    router.layer(axum::Extension(TrustedProxies(settings.trusted_proxies.clone()))).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request| {
+                        let request_id =
+                            request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        tracing::info_span!(
+                            "request",
+                            request.id = request_id,
+                            http.method = %request.method(),
+                            http.path = request.uri().path(),
+                        )
+                    })
+                    .on_request(())
+                    .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
+                        tracing::info!(
+                            http.status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "request handled"
+                        );
+                    })
+                    .on_failure(()),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+                Problem::internal(&"a handler panicked").into_response()
+            }))
+            .layer(middleware::map_response(problem_for_bare_errors))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+            .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+    )
+}
+
+/// Gives every error response without a problem body one (405 from the router, 413 and 503 from layers).
+async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|content_type| content_type.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = Problem::from_status(status);
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem = problem.with_header(name, value.clone());
+        }
+    }
+    problem.into_response()
+}
+
+/// The fallback for paths no route matches.
+pub async fn not_found() -> Problem {
+    Problem::from_status(StatusCode::NOT_FOUND)
+}
+
+/// Records RED metrics for the routes of one service; applied with `route_layer`, so the route is known.
+pub fn with_service_metrics(router: Router, service: &'static str, metrics: Metrics) -> Router {
+    router.route_layer(middleware::from_fn_with_state((service, metrics), record_metrics))
+}
+
+async fn record_metrics(
+    State((service, metrics)): State<(&'static str, Metrics)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.observe_http(service, method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Clone)]
+struct TrustedProxies(Arc<[IpAddr]>);
+
+/// The client's IP address: the peer's, or the one a trusted proxy (the gateway) put last in
+/// `X-Forwarded-For`. Headers from untrusted peers are ignored, so a client cannot choose its own IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .ok_or_else(|| Problem::internal(&"the listener does not record peer addresses"))?;
+        let trusted = parts.extensions.get::<TrustedProxies>().is_some_and(|t| t.0.contains(&peer));
+        if !trusted {
+            return Ok(ClientIp(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all(HeaderName::from_static("x-forwarded-for"))
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+            .next_back();
+        Ok(ClientIp(forwarded.unwrap_or(peer)))
+    }
+}
+
+/// `/metrics`: the Prometheus text format.
+pub async fn render_metrics(State(metrics): State<Metrics>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,159 @@
+//! What a service is to the kernel: a static [`ServiceSpec`] (name, claimed prefixes, routes, migrations,
+//! dependencies) and a `start` function that turns a [`ServiceContext`] into its router.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_util::future::BoxFuture;
+
+use crate::auth::TokenSigner;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ports::{Port, PortMeters, RemoteClient};
+use crate::routes::RouteInfo;
+use crate::store::{Migrations, Namespace};
+
+/// A service, as the kernel sees it. Each service crate exports one as `SERVICE`.
+#[derive(Clone, Copy)]
+pub struct ServiceSpec {
+    /// The service's name: its namespace, its process's name, its metrics label.
+    pub name: &'static str,
+    /// One line on what it owns.
+    pub summary: &'static str,
+    /// The public path prefixes it owns (whole segments).
+    pub prefixes: &'static [&'static str],
+    /// Services whose ports it calls; in a shared process they start first.
+    pub depends_on: &'static [&'static str],
+    /// Its migrations, if it stores anything.
+    pub migrations: Option<Migrations>,
+    /// Its public routes (built by the same [`Routes`](crate::routes::Routes) value as its router).
+    pub routes: fn() -> Vec<RouteInfo>,
+    /// Starts the service: provides its ports, acquires the ports it needs, returns its public router.
+    pub start: fn(ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>>,
+}
+
+impl std::fmt::Debug for ServiceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSpec").field("name", &self.name).field("prefixes", &self.prefixes).finish()
+    }
+}
+
+impl ServiceSpec {
+    /// A service whose features have not been built yet: it owns its prefixes and serves nothing under them.
+    pub const fn without_features(
+        name: &'static str,
+        summary: &'static str,
+        prefixes: &'static [&'static str],
+    ) -> Self {
+        fn no_routes() -> Vec<RouteInfo> {
+            Vec::new()
+        }
+        fn start_empty(_: ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>> {
+            Box::pin(async { Ok(axum::Router::new()) })
+        }
+        Self { name, summary, prefixes, depends_on: &[], migrations: None, routes: no_routes, start: start_empty }
+    }
+}
+
+/// How a process reaches the services it does not host.
+#[derive(Clone)]
+pub(crate) struct Remote {
+    pub http: reqwest::Client,
+    pub secret: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Shared by the services starting in one process: the ports they provide and the internal endpoints.
+#[derive(Default)]
+pub(crate) struct PortRegistry {
+    local: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    pub internal: axum::Router,
+}
+
+/// Everything a service gets when it starts.
+pub struct ServiceContext {
+    pub(crate) spec: ServiceSpec,
+    pub(crate) config: Arc<Config>,
+    pub(crate) namespace: Namespace,
+    pub(crate) metrics: Metrics,
+    pub(crate) hosted: Arc<[&'static str]>,
+    pub(crate) registry: Arc<Mutex<PortRegistry>>,
+    pub(crate) remote: Remote,
+}
+
+impl ServiceContext {
+    pub fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This service's own database namespace, migrated.
+    pub fn namespace(&self) -> Namespace {
+        self.namespace.clone()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Makes this service's implementation of port `P` available: to services in this process as a direct
+    /// call, to other processes through the internal endpoints.
+    pub fn provide<P: Port + ?Sized>(&self, implementation: Arc<P>) -> anyhow::Result<()> {
+        if P::SERVICE != self.spec.name {
+            bail!("service `{}` cannot provide {}, which belongs to `{}`", self.spec.name, P::NAME, P::SERVICE);
+        }
+        let mut registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+        registry.local.insert(TypeId::of::<P>(), Box::new(implementation.clone()));
+        let internal = std::mem::take(&mut registry.internal);
+        registry.internal = internal.merge(P::serve(implementation));
+        Ok(())
+    }
+
+    /// The port `P` for this service to call: the callee itself when this process hosts it, otherwise an
+    /// HTTP client to the callee's process. Either way every call is metered with this service as caller.
+    pub fn port<P: Port + ?Sized>(&self) -> anyhow::Result<Arc<P>> {
+        let callee = P::SERVICE;
+        if !self.spec.depends_on.contains(&callee) {
+            bail!("service `{}` uses {} but does not list `{callee}` in depends_on", self.spec.name, P::NAME);
+        }
+        let (inner, mode) = if self.hosted.contains(&callee) {
+            let registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+            let local = registry
+                .local
+                .get(&TypeId::of::<P>())
+                .and_then(|boxed| boxed.downcast_ref::<Arc<P>>())
+                .with_context(|| format!("`{callee}` is hosted here but has not provided {}", P::NAME))?;
+            (local.clone(), "local")
+        } else {
+            let url = self.config.service(callee).url.with_context(|| {
+                format!("`{}` calls `{callee}`, which is not in this process: set services.{callee}.url", self.spec.name)
+            })?;
+            let secret = self.remote.secret.as_deref().with_context(|| {
+                format!("`{}` calls `{callee}` in another process: set internal.secret", self.spec.name)
+            })?;
+            let client = RemoteClient::new(self.remote.http.clone(), callee, &url, secret, self.remote.timeout)
+                .map_err(anyhow::Error::msg)?;
+            (P::remote(client), "remote")
+        };
+        let meters = P::METHODS
+            .iter()
+            .map(|method| self.metrics.port_method(self.spec.name, callee, method, mode))
+            .collect();
+        Ok(P::metered(inner, PortMeters::new(meters)))
+    }
+
+    /// The access-token signer; only the service that issues tokens asks for it.
+    pub fn token_signer(&self) -> anyhow::Result<TokenSigner> {
+        let files = self.config.key_files();
+        files.ensure().with_context(|| format!("creating the signing key {}", files.private_key.display()))?;
+        files
+            .signer(Duration::from_secs(self.config.auth.access_token_ttl_secs))
+            .map_err(anyhow::Error::msg)
+    }
+}

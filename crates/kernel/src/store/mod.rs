@@ -1,0 +1,288 @@
+//! Data namespaces (DESIGN §5): each service owns one, with its own migrations and migration history, and
+//! nothing else touches it.
+//!
+//! Services never see a driver type. They write portable, lowercase SQL with `?` placeholders in their
+//! `store.rs`, bind [`Value`]s with [`args!`](crate::args), and read rows into `#[derive(sqlx::FromRow)]`
+//! structs. The engine behind a [`Namespace`] is chosen by configuration: SQLite today (one file per
+//! service); PostgreSQL and MariaDB are further variants of [`Pool`] that service code does not notice.
+
+pub mod audit;
+mod value;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+pub use value::Value;
+
+/// The table in every namespace where the migration history lives (sqlx's own bookkeeping).
+pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// A service's migrations, one set per engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+}
+
+/// Why a storage call failed. Services map `UniqueViolation` to 409; the rest are internal errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated ({constraint})")]
+    UniqueViolation { constraint: String },
+    #[error("service `{service}` used table `{table}`, which it does not own")]
+    ForeignTable { service: &'static str, table: String },
+    #[error("SQL that does not parse: {0}")]
+    Unparsable(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("migrating namespace `{service}`: {source}")]
+    Migration { service: &'static str, source: sqlx::migrate::MigrateError },
+}
+
+impl StoreError {
+    fn classify(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error
+            && db.is_unique_violation()
+        {
+            let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+            return StoreError::UniqueViolation { constraint };
+        }
+        StoreError::Database(error)
+    }
+}
+
+/// One native pool per engine; the enum is the only place engines differ.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+}
+
+/// Where a namespace lives, parsed from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file.
+    SqliteFile(std::path::PathBuf),
+}
+
+impl Location {
+    /// The default location of `service`'s namespace under the data directory.
+    pub fn default_for(data_dir: &Path, service: &str) -> Self {
+        Location::SqliteFile(data_dir.join(format!("{service}.db")))
+    }
+
+    /// Parses a database URL. Only `sqlite:` is supported in this build.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err("a sqlite URL needs a file path, e.g. sqlite://data/user.db".to_owned());
+            }
+            return Ok(Location::SqliteFile(path.into()));
+        }
+        let scheme = url.split(':').next().unwrap_or(url);
+        Err(format!("unsupported database scheme `{scheme}`; this build supports sqlite://PATH"))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// A service's own database namespace.
+#[derive(Clone)]
+pub struct Namespace {
+    service: &'static str,
+    pool: Pool,
+    migrations: Option<Migrations>,
+    /// Tables this service's migrations create; every statement is checked against them in debug builds.
+    owned_tables: Arc<HashSet<String>>,
+    /// Statements already audited, by address, so each is parsed once.
+    #[cfg(debug_assertions)]
+    audited: Arc<std::sync::Mutex<HashSet<usize>>>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("service", &self.service).finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace at `location`. Does not migrate; see [`Namespace::migrate`].
+    pub async fn open(
+        service: &'static str,
+        location: &Location,
+        migrations: Option<Migrations>,
+    ) -> Result<Self, StoreError> {
+        let pool = match location {
+            Location::SqliteFile(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+                let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+                Pool::Sqlite(pool)
+            }
+        };
+        let owned_tables = match migrations {
+            Some(m) => audit::tables_created(m.sqlite).map_err(StoreError::Unparsable)?,
+            None => HashSet::new(),
+        };
+        Ok(Self {
+            service,
+            pool,
+            migrations,
+            owned_tables: Arc::new(owned_tables),
+            #[cfg(debug_assertions)]
+            audited: Arc::default(),
+        })
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    pub fn owned_tables(&self) -> &HashSet<String> {
+        &self.owned_tables
+    }
+
+    /// Applies this service's pending migrations, recording them in the namespace's own history.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let Some(migrations) = self.migrations else { return Ok(()) };
+        let service = self.service;
+        match &self.pool {
+            Pool::Sqlite(pool) => migrations
+                .sqlite
+                .run(pool)
+                .await
+                .map_err(|source| StoreError::Migration { service, source }),
+        }
+    }
+
+    /// Whether the database answers and every migration this build knows is applied.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let Pool::Sqlite(pool) = &self.pool;
+        sqlx::query("select 1").execute(pool).await.map_err(|e| format!("database unreachable: {e}"))?;
+        let Some(migrations) = self.migrations else { return Ok(()) };
+        let expected = migrations.sqlite.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+                .fetch_one(pool)
+                .await
+                .map_err(|e| format!("no migration history: {e}"))?;
+        match applied {
+            Some(v) if v >= expected => Ok(()),
+            _ => Err(format!("migrations pending (expected version {expected}, applied {applied:?})")),
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        let Pool::Sqlite(pool) = &self.pool;
+        pool.close().await;
+    }
+
+    fn audit(&self, sql: &'static str) -> Result<(), StoreError> {
+        #[cfg(debug_assertions)]
+        {
+            let key = sql.as_ptr() as usize;
+            if self.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
+                return Ok(());
+            }
+            audit::check_owned(self.service, &self.owned_tables, sql)?;
+            if let Ok(mut seen) = self.audited.lock() {
+                seen.insert(key);
+            }
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = sql;
+        Ok(())
+    }
+
+    /// Runs a statement; returns the number of rows it affected.
+    pub async fn execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        self.audit(sql)?;
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
+        Ok(query.execute(pool).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    /// Fetches at most one row.
+    pub async fn fetch_optional<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.audit(sql)?;
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_optional(pool).await.map_err(StoreError::classify)
+    }
+
+    /// Fetches every row.
+    pub async fn fetch_all<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.audit(sql)?;
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_all(pool).await.map_err(StoreError::classify)
+    }
+
+    /// Starts a transaction; dropped without [`Tx::commit`] it rolls back.
+    pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
+        let Pool::Sqlite(pool) = &self.pool;
+        Ok(Tx { namespace: self, inner: TxInner::Sqlite(pool.begin().await?) })
+    }
+}
+
+/// A transaction in one namespace. It cannot span namespaces: that is the point.
+pub struct Tx<'a> {
+    namespace: &'a Namespace,
+    inner: TxInner,
+}
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Tx<'_> {
+    pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        self.namespace.audit(sql)?;
+        let TxInner::Sqlite(tx) = &mut self.inner;
+        let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
+        Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    pub async fn fetch_optional<T>(&mut self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.namespace.audit(sql)?;
+        let TxInner::Sqlite(tx) = &mut self.inner;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_optional(&mut **tx).await.map_err(StoreError::classify)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let TxInner::Sqlite(tx) = self.inner;
+        Ok(tx.commit().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
