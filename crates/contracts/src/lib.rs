@@ -1,1 +1,20 @@
-//! placeholder
+//! Contracts: the only things services know of each other.
+//!
+//! Every port trait (a service's synchronous face), the DTOs they exchange and, later, the event types
+//! services publish live here. Service crates depend on this crate and on the kernel, never on each other
+//! (an architecture invariant, tested by `crates/omnidesk/tests/architecture.rs`).
+
+pub mod plan;
+
+pub use kernel::auth::{AccountId, Role, UserId};
+
+/// The names of the services, as used in configuration, namespaces and metrics.
+pub mod services {
+    pub const USER: &str = "user";
+    pub const PLAN: &str = "plan";
+    pub const PAYMENT: &str = "payment";
+    pub const INBOX: &str = "inbox";
+    pub const INPUT: &str = "input";
+    pub const INTEGRATION: &str = "integration";
+    pub const BATCH: &str = "batch";
+}

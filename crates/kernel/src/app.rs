@@ -17,9 +17,9 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::{self, EdgeSettings, Problem};
 use crate::metrics::Metrics;
-use crate::ports::credential_matches;
+use crate::ports::{Port, credential_matches};
 use crate::routes::RouteTable;
-use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec};
+use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec, Wiring};
 use crate::store::{Location, Namespace};
 
 /// Every service this binary knows, in a stable order.
@@ -28,6 +28,7 @@ pub type Catalogue = &'static [ServiceSpec];
 /// A built process, ready to serve.
 pub struct Process {
     router: Router,
+    wiring: Wiring,
     namespaces: Vec<Namespace>,
     grace: Duration,
 }
@@ -42,20 +43,28 @@ impl Process {
         RouteTable::build(catalogue)?;
         let order = start_order(catalogue, hosted)?;
         let hosted_names: Arc<[&'static str]> = order.iter().map(|s| s.name).collect();
+        let issues_tokens = order.iter().any(|s| s.issues_tokens);
 
         let files = config.key_files();
-        if hosted_names.contains(&"user") || !files.public_key.exists() {
+        if issues_tokens {
             // The issuing process creates the key pair on first start; elsewhere it must already exist.
             files.ensure().with_context(|| format!("creating keys under {}", files.private_key.display()))?;
         }
-        let verifier = Arc::new(files.verifier().map_err(anyhow::Error::msg)?);
+        let verifier = Arc::new(files.verifier().map_err(|e| {
+            anyhow::anyhow!("{e} (start the token-issuing service first, or set auth.public_key_file)")
+        })?);
 
         let metrics = Metrics::new();
-        let registry = Arc::new(Mutex::new(PortRegistry::default()));
-        let remote = Remote {
-            http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
-            secret: config.internal.secret.clone(),
-            timeout: Duration::from_millis(config.internal.call_timeout_ms),
+        let wiring = Wiring {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            hosted: hosted_names,
+            registry: Arc::new(Mutex::new(PortRegistry::default())),
+            remote: Remote {
+                http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
+                secret: config.internal.secret.clone(),
+                timeout: Duration::from_millis(config.internal.call_timeout_ms),
+            },
         };
 
         let mut public = Router::new();
@@ -69,10 +78,7 @@ impl Process {
                 spec: *spec,
                 config: config.clone(),
                 namespace: namespace.clone(),
-                metrics: metrics.clone(),
-                hosted: hosted_names.clone(),
-                registry: registry.clone(),
-                remote: remote.clone(),
+                wiring: wiring.clone(),
             };
             let router = (spec.start)(context).await.with_context(|| format!("starting service `{}`", spec.name))?;
             public = public.merge(http::with_service_metrics(router, spec.name, metrics.clone()));
@@ -80,7 +86,7 @@ impl Process {
             tracing::info!(service = spec.name, "service started");
         }
 
-        let internal = std::mem::take(&mut registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
+        let internal = std::mem::take(&mut wiring.registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
         let mut router = public
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone())))
@@ -98,9 +104,16 @@ impl Process {
         };
         Ok(Self {
             router: http::edge(router, &settings),
+            wiring,
             namespaces,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
         })
+    }
+
+    /// Port `P` as service `caller` in this process would get it (for benchmarks and tests that measure
+    /// the port mechanism itself; services get theirs from their context).
+    pub fn port<P: Port + ?Sized>(&self, caller: &'static str) -> anyhow::Result<Arc<P>> {
+        self.wiring.port::<P>(caller)
     }
 
     /// The complete router (for in-process benchmarks).

@@ -40,6 +40,12 @@ macro_rules! id_display {
                 Uuid::parse_str(s).map(Self)
             }
         }
+        impl TryFrom<String> for $id {
+            type Error = uuid::Error;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
         impl $id {
             /// A new time-ordered id.
             pub fn new() -> Self {
@@ -85,6 +91,13 @@ impl Role {
     /// Whether this role may manage other members of the account.
     pub fn manages_members(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role `{s}`"))
     }
 }
 

@@ -11,12 +11,14 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use app::{Catalogue, Process};

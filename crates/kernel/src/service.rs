@@ -27,6 +27,9 @@ pub struct ServiceSpec {
     pub prefixes: &'static [&'static str],
     /// Services whose ports it calls; in a shared process they start first.
     pub depends_on: &'static [&'static str],
+    /// Whether it signs access tokens (and so needs the private key; a process hosting it creates the key
+    /// pair on first start). Every other process only verifies, with the public key.
+    pub issues_tokens: bool,
     /// Its migrations, if it stores anything.
     pub migrations: Option<Migrations>,
     /// Its public routes (built by the same [`Routes`](crate::routes::Routes) value as its router).
@@ -54,7 +57,16 @@ impl ServiceSpec {
         fn start_empty(_: ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>> {
             Box::pin(async { Ok(axum::Router::new()) })
         }
-        Self { name, summary, prefixes, depends_on: &[], migrations: None, routes: no_routes, start: start_empty }
+        Self {
+            name,
+            summary,
+            prefixes,
+            depends_on: &[],
+            issues_tokens: false,
+            migrations: None,
+            routes: no_routes,
+            start: start_empty,
+        }
     }
 }
 
@@ -73,15 +85,52 @@ pub(crate) struct PortRegistry {
     pub internal: axum::Router,
 }
 
+/// How the services of one process find each other's ports.
+#[derive(Clone)]
+pub(crate) struct Wiring {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    pub hosted: Arc<[&'static str]>,
+    pub registry: Arc<Mutex<PortRegistry>>,
+    pub remote: Remote,
+}
+
+impl Wiring {
+    /// Resolves port `P` for `caller`: local when the callee is hosted here, remote otherwise; metered.
+    pub fn port<P: Port + ?Sized>(&self, caller: &'static str) -> anyhow::Result<Arc<P>> {
+        let callee = P::SERVICE;
+        let (inner, mode) = if self.hosted.contains(&callee) {
+            let registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+            let local = registry
+                .local
+                .get(&TypeId::of::<P>())
+                .and_then(|boxed| boxed.downcast_ref::<Arc<P>>())
+                .with_context(|| format!("`{callee}` is hosted here but has not provided {}", P::NAME))?;
+            (local.clone(), "local")
+        } else {
+            let url = self.config.service(callee).url.with_context(|| {
+                format!("`{caller}` calls `{callee}`, which is not in this process: set services.{callee}.url")
+            })?;
+            let secret = self
+                .remote
+                .secret
+                .as_deref()
+                .with_context(|| format!("`{caller}` calls `{callee}` in another process: set internal.secret"))?;
+            let client = RemoteClient::new(self.remote.http.clone(), callee, &url, secret, self.remote.timeout)
+                .map_err(anyhow::Error::msg)?;
+            (P::remote(client), "remote")
+        };
+        let meters = P::METHODS.iter().map(|method| self.metrics.port_method(caller, callee, method, mode)).collect();
+        Ok(P::metered(inner, PortMeters::new(meters)))
+    }
+}
+
 /// Everything a service gets when it starts.
 pub struct ServiceContext {
     pub(crate) spec: ServiceSpec,
     pub(crate) config: Arc<Config>,
     pub(crate) namespace: Namespace,
-    pub(crate) metrics: Metrics,
-    pub(crate) hosted: Arc<[&'static str]>,
-    pub(crate) registry: Arc<Mutex<PortRegistry>>,
-    pub(crate) remote: Remote,
+    pub(crate) wiring: Wiring,
 }
 
 impl ServiceContext {
@@ -99,7 +148,7 @@ impl ServiceContext {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.wiring.metrics
     }
 
     /// Makes this service's implementation of port `P` available: to services in this process as a direct
@@ -108,7 +157,7 @@ impl ServiceContext {
         if P::SERVICE != self.spec.name {
             bail!("service `{}` cannot provide {}, which belongs to `{}`", self.spec.name, P::NAME, P::SERVICE);
         }
-        let mut registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+        let mut registry = self.wiring.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
         registry.local.insert(TypeId::of::<P>(), Box::new(implementation.clone()));
         let internal = std::mem::take(&mut registry.internal);
         registry.internal = internal.merge(P::serve(implementation));
@@ -118,34 +167,10 @@ impl ServiceContext {
     /// The port `P` for this service to call: the callee itself when this process hosts it, otherwise an
     /// HTTP client to the callee's process. Either way every call is metered with this service as caller.
     pub fn port<P: Port + ?Sized>(&self) -> anyhow::Result<Arc<P>> {
-        let callee = P::SERVICE;
-        if !self.spec.depends_on.contains(&callee) {
-            bail!("service `{}` uses {} but does not list `{callee}` in depends_on", self.spec.name, P::NAME);
+        if !self.spec.depends_on.contains(&P::SERVICE) {
+            bail!("service `{}` uses {} but does not list `{}` in depends_on", self.spec.name, P::NAME, P::SERVICE);
         }
-        let (inner, mode) = if self.hosted.contains(&callee) {
-            let registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
-            let local = registry
-                .local
-                .get(&TypeId::of::<P>())
-                .and_then(|boxed| boxed.downcast_ref::<Arc<P>>())
-                .with_context(|| format!("`{callee}` is hosted here but has not provided {}", P::NAME))?;
-            (local.clone(), "local")
-        } else {
-            let url = self.config.service(callee).url.with_context(|| {
-                format!("`{}` calls `{callee}`, which is not in this process: set services.{callee}.url", self.spec.name)
-            })?;
-            let secret = self.remote.secret.as_deref().with_context(|| {
-                format!("`{}` calls `{callee}` in another process: set internal.secret", self.spec.name)
-            })?;
-            let client = RemoteClient::new(self.remote.http.clone(), callee, &url, secret, self.remote.timeout)
-                .map_err(anyhow::Error::msg)?;
-            (P::remote(client), "remote")
-        };
-        let meters = P::METHODS
-            .iter()
-            .map(|method| self.metrics.port_method(self.spec.name, callee, method, mode))
-            .collect();
-        Ok(P::metered(inner, PortMeters::new(meters)))
+        self.wiring.port::<P>(self.spec.name)
     }
 
     /// The access-token signer; only the service that issues tokens asks for it.

@@ -1,1 +1,20 @@
-//! placeholder
+//! The OmniDesk binary's library half: the catalogue of every service this build contains, shared by
+//! `main.rs`, the black-box API suite and the benchmarks.
+
+use kernel::ServiceSpec;
+
+/// Every service, in the order `omnidesk routes` lists them.
+pub const CATALOGUE: &[ServiceSpec] = &[
+    user::SERVICE,
+    plan::SERVICE,
+    payment::SERVICE,
+    inbox::SERVICE,
+    input::SERVICE,
+    integration::SERVICE,
+    batch::SERVICE,
+];
+
+/// The names of every service in the catalogue.
+pub fn service_names() -> Vec<&'static str> {
+    CATALOGUE.iter().map(|s| s.name).collect()
+}

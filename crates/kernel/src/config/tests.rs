@@ -43,7 +43,7 @@ fn the_seed_variables_keep_their_names_and_meaning() {
 fn an_invalid_value_is_reported_with_its_key() {
     Jail::expect_with(|jail| {
         jail.set_env("DATABASE_MODE", "sharded");
-        let error = Config::load(None).expect_err("sharded is not a mode").to_string();
+        let error = Config::load(None).expect_err("sharded is not a mode").to_string().to_lowercase();
         assert!(error.contains("data.mode") && error.contains("sharded"), "{error}");
         Ok(())
     });

@@ -101,6 +101,10 @@ pub async fn not_found() -> Problem {
 
 /// Records RED metrics for the routes of one service; applied with `route_layer`, so the route is known.
 pub fn with_service_metrics(router: Router, service: &'static str, metrics: Metrics) -> Router {
+    // axum refuses a route layer on a router without routes (a service whose features are not built yet).
+    if !router.has_routes() {
+        return router;
+    }
     router.route_layer(middleware::from_fn_with_state((service, metrics), record_metrics))
 }
 

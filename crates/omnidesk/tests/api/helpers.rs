@@ -1,0 +1,285 @@
+//! The black-box harness (DESIGN §9): start a real topology on free ports with fresh data, talk HTTP to it.
+//!
+//! - [`TestApp::monolith`]: every service in one in-process `Process`, its own data directory per test.
+//! - [`TestApp::microservices`]: the real binary's `omnidesk up --topology microservices` — seven OS
+//!   processes behind the gateway — started once per test binary and shared; tests isolate themselves by
+//!   registering their own users.
+//! - [`Topology::spawn`]: a private `omnidesk up` for tests that kill processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A running topology and a client for it.
+pub struct TestApp {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    /// Keeps the data directory (and, for the monolith, the server) alive as long as the app.
+    _resources: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+struct InProcess {
+    _data: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A user registered by a test, with the credentials to log in.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub account_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// The body of a successful login or refresh.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts this is an RFC 9457 problem with `status` and `code`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["status"], status.as_u16(), "{self:?}");
+        assert_eq!(self.body["code"], code, "{self:?}");
+    }
+}
+
+/// Configuration for an in-process monolith under `data_dir`.
+pub fn monolith_config(data_dir: &Path) -> kernel::Config {
+    let mut config = kernel::Config::default();
+    config.data.dir = data_dir.to_owned();
+    config.http.listen = "127.0.0.1:0".parse().expect("address");
+    config
+}
+
+impl TestApp {
+    /// The monolith, in this process, on a fresh data directory.
+    pub async fn monolith() -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = monolith_config(data.path());
+        Self::monolith_with(config, data).await
+    }
+
+    /// The monolith with a custom configuration (its data directory must be `data`).
+    pub async fn monolith_with(config: kernel::Config, data: tempfile::TempDir) -> Self {
+        let (base_url, stop) = start_in_process(config).await;
+        Self::new(base_url, Some(Arc::new(InProcess { _data: data, _stop: stop })))
+    }
+
+    /// Microservices: seven processes behind the gateway, shared by the tests of this binary.
+    pub async fn microservices() -> Self {
+        static SHARED: OnceLock<Topology> = OnceLock::new();
+        let topology = SHARED.get_or_init(|| {
+            Topology::spawn(
+                "microservices",
+                &[("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")],
+            )
+        });
+        Self::new(topology.base_url.clone(), None)
+    }
+
+    pub fn new(base_url: String, resources: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { base_url, http, _resources: resources }
+    }
+
+    /// Sends a request with an optional JSON body and bearer token.
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, None, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    /// `POST /api/users/register` with the given fields, returning the raw reply.
+    pub async fn try_register(&self, email: &str, password: &str, name: &str) -> Reply {
+        self.post("/api/users/register", json!({ "email": email, "password": password, "name": name })).await
+    }
+
+    /// Registers a new user with a unique address; asserts it worked.
+    pub async fn register(&self) -> TestUser {
+        let email = format!("agent-{}@example.jp", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery".to_owned();
+        let reply = self.try_register(&email, &password, "Aiko Tanaka").await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        TestUser {
+            id: reply.body["user"]["id"].as_str().expect("user id").to_owned(),
+            account_id: reply.body["account"]["id"].as_str().expect("account id").to_owned(),
+            email,
+            password,
+        }
+    }
+
+    pub async fn try_login(&self, email: &str, password: &str) -> Reply {
+        self.post("/api/users/login", json!({ "email": email, "password": password })).await
+    }
+
+    /// Logs `user` in; asserts it worked.
+    pub async fn login(&self, user: &TestUser) -> Session {
+        let reply = self.try_login(&user.email, &user.password).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        serde_json::from_value(reply.body).expect("session body")
+    }
+
+    /// Registers and logs in a new user.
+    pub async fn signed_in(&self) -> (TestUser, Session) {
+        let user = self.register().await;
+        let session = self.login(&user).await;
+        (user, session)
+    }
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type =
+        headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Reply { status, content_type, headers, body }
+}
+
+/// Builds and serves a monolith in this process; dropping the sender stops it.
+pub async fn start_in_process(config: kernel::Config) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await.expect("bind");
+    let base_url = format!("http://{}", listener.local_addr().expect("address"));
+    let process =
+        kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &omnidesk::service_names()).await.expect("builds");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(process.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (base_url, stop)
+}
+
+/// A real `omnidesk up` process tree.
+pub struct Topology {
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl Topology {
+    /// Starts `omnidesk up --topology <mode>` on a free port and waits for its ready line.
+    pub fn spawn(mode: &str, env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
+        command
+            .args(["up", "--topology", mode, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
+            .env("OMNIDESK_LOG", "warn")
+            .env_remove("OMNIDESK_CONFIG")
+            .current_dir(data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("omnidesk up starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = loop {
+            let line = lines.next().expect("omnidesk up printed its ready line").expect("utf-8");
+            if let Some(rest) = line.strip_prefix("OmniDesk is ready at ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        // Keep draining stdout so the supervisor never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { base_url, data_dir: data.path().to_owned(), child, _data: data }
+    }
+
+    /// The supervisor's state file.
+    pub fn state(&self) -> Value {
+        let text = std::fs::read_to_string(self.data_dir.join("run/up.json")).expect("up.json");
+        serde_json::from_str(&text).expect("up.json is JSON")
+    }
+
+    /// The pid of the process hosting `service`.
+    pub fn pid_of(&self, service: &str) -> i32 {
+        let state = self.state();
+        let group = state["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["services"].as_array().is_some_and(|s| s.iter().any(|n| n == service)))
+            .expect("a group hosts the service")
+            .clone();
+        i32::try_from(group["pid"].as_i64().expect("pid")).expect("pid fits")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs each named test body (an `async fn(TestApp)`) against every topology.
+#[macro_export]
+macro_rules! in_every_topology {
+    ($($test:ident),* $(,)?) => {
+        mod monolith {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::helpers::TestApp::monolith().await).await;
+                }
+            )*
+        }
+        mod microservices {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::helpers::TestApp::microservices().await).await;
+                }
+            )*
+        }
+    };
+}

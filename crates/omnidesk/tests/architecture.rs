@@ -1,0 +1,188 @@
+//! Architecture invariants (see ARCHITECTURE.md), checked over the whole workspace.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use kernel::routes::RouteTable;
+use omnidesk::{CATALOGUE, service_names};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Architecture Invariant: a service crate depends on the kernel and the contracts, never on another
+/// service. Services meet only through ports and events.
+#[test]
+fn no_service_crate_depends_on_another_service() {
+    let services: HashSet<&str> = service_names().into_iter().collect();
+    for service in &services {
+        let manifest = workspace_root().join("crates").join(service).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let manifest: toml::Table = text.parse().expect("valid TOML");
+        for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            let Some(deps) = manifest.get(section).and_then(|d| d.as_table()) else { continue };
+            for dependency in deps.keys() {
+                assert!(
+                    !services.contains(dependency.as_str()),
+                    "service `{service}` depends on service `{dependency}` in [{section}]"
+                );
+            }
+        }
+    }
+}
+
+/// Architecture Invariant: a service's SQL names only tables its own migrations create.
+#[test]
+fn every_sql_statement_in_a_service_names_only_its_own_tables() {
+    let mut checked = 0;
+    for spec in CATALOGUE {
+        let owned = match spec.migrations {
+            Some(migrations) => kernel::store::audit::tables_created(migrations.sqlite).expect("migrations parse"),
+            None => HashSet::new(),
+        };
+        for file in rust_files(&workspace_root().join("crates").join(spec.name).join("src")) {
+            let source = std::fs::read_to_string(&file).expect("source");
+            for sql in sql_literals(&source) {
+                if let Err(error) = kernel::store::audit::check_owned(spec.name, &owned, &sql) {
+                    panic!("{}: {error}\n  in: {sql}", file.display());
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "the scan found only {checked} statements; is it still finding SQL?");
+}
+
+#[test]
+fn the_ownership_scan_catches_a_statement_on_another_services_table() {
+    let source = r#"
+        async fn sneaky(db: &Namespace) {
+            db.fetch_all("select code from subscriptions where account_id = ?", args![]).await;
+        }
+    "#;
+    let owned: HashSet<String> = ["users".to_owned()].into();
+    let statements = sql_literals(source);
+    assert_eq!(statements.len(), 1);
+    assert!(kernel::store::audit::check_owned("user", &owned, &statements[0]).is_err());
+}
+
+#[test]
+fn the_real_services_claim_disjoint_prefixes_and_the_seed_routes_belong_to_user() {
+    let table = RouteTable::build(CATALOGUE).expect("the catalogue's route table is consistent");
+    let user_routes: Vec<(String, &str)> = table
+        .routes()
+        .iter()
+        .filter(|r| r.service == "user")
+        .map(|r| (r.route.method.to_string(), r.route.path))
+        .collect();
+    for (method, path) in [
+        ("GET", "/api/users/{id}"),
+        ("PUT", "/api/users/{id}"),
+        ("POST", "/api/users/register"),
+        ("POST", "/api/users/login"),
+        ("PUT", "/api/users/update-language"),
+    ] {
+        assert!(user_routes.contains(&(method.to_owned(), path)), "{method} {path} missing from {user_routes:?}");
+    }
+    assert_eq!(table.owner_of("/api/plan/register/abc"), Some("plan"));
+    assert_eq!(table.owner_of("/api/billing"), Some("payment"));
+}
+
+#[test]
+fn omnidesk_routes_prints_the_seed_routes_with_their_owner() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_omnidesk"))
+        .args(["routes", "--topology", "microservices"])
+        .env_remove("OMNIDESK_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let line = text.lines().find(|l| l.contains("/api/users/register")).expect("register is listed");
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns, ["POST", "/api/users/register", "user", "user"]);
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The string literals in Rust source that are SQL statements (they start with a DML keyword; house style
+/// writes SQL lowercase). Handles escapes, line continuations, raw strings, comments and char literals.
+fn sql_literals(source: &str) -> Vec<String> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\'' => {
+                // A char literal ('x', '\n', '"'); a lifetime ('a) has no closing quote two chars on.
+                if chars.get(i + 1) == Some(&'\\') {
+                    i += 2;
+                    while i < chars.len() && chars[i] != '\'' {
+                        i += 1;
+                    }
+                } else if chars.get(i + 2) == Some(&'\'') {
+                    i += 2;
+                }
+                i += 1;
+            }
+            'r' if matches!(chars.get(i + 1), Some('"') | Some('#')) && (i == 0 || !chars[i - 1].is_alphanumeric()) => {
+                let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
+                let start = i + 1 + hashes + 1;
+                let closing: String = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
+                let rest: String = chars[start..].iter().collect();
+                let end = rest.find(&closing).unwrap_or(rest.len());
+                literals.push(rest[..end].to_owned());
+                i = start + rest[..end].chars().count() + closing.len();
+            }
+            '"' => {
+                let mut text = String::new();
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' {
+                        match chars.get(i + 1) {
+                            Some('\n') => {
+                                i += 2;
+                                while i < chars.len() && chars[i].is_whitespace() {
+                                    i += 1;
+                                }
+                                continue;
+                            }
+                            Some(escaped) => text.push(*escaped),
+                            None => {}
+                        }
+                        i += 2;
+                    } else {
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                }
+                literals.push(text);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    literals
+        .into_iter()
+        .filter(|text| {
+            let lower = text.trim_start().to_lowercase();
+            ["select ", "insert ", "update ", "delete ", "with ", "replace "].iter().any(|k| lower.starts_with(k))
+        })
+        .collect()
+}

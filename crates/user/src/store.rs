@@ -1,0 +1,234 @@
+//! All of the user service's SQL. Lowercase, portable, bound parameters only; instants are Unix ms.
+
+use contracts::{AccountId, Role, UserId};
+use kernel::args;
+use kernel::store::{Namespace, StoreError};
+
+use crate::domain::Language;
+
+/// A user as stored, including the password hash (which never leaves this service).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    #[sqlx(try_from = "String")]
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub language: Language,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A user's membership in one account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MembershipRow {
+    #[sqlx(try_from = "String")]
+    pub account_id: AccountId,
+    pub account_name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+}
+
+/// A stored refresh token (by hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshTokenRow {
+    pub id: String,
+    pub family_id: String,
+    #[sqlx(try_from = "String")]
+    pub user_id: UserId,
+    #[sqlx(try_from = "String")]
+    pub account_id: AccountId,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A new refresh token to store.
+pub struct NewRefreshToken<'a> {
+    pub family_id: &'a str,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub token_hash: &'a str,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Changes to a user; `None` leaves a column as it is.
+#[derive(Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub language: Option<Language>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Namespace,
+}
+
+
+impl Store {
+    pub fn new(db: Namespace) -> Self {
+        Self { db }
+    }
+
+    /// Creates the account, the user and the owner membership in one transaction.
+    pub async fn create_user_with_account(
+        &self,
+        user: &UserRow,
+        account_id: AccountId,
+        account_name: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "insert into accounts (id, name, created_at) values (?, ?, ?)",
+            args![account_id.to_string(), account_name, user.created_at],
+        )
+        .await?;
+        tx.execute(
+            "insert into users (id, email, password_hash, name, language, created_at, updated_at) \
+             values (?, ?, ?, ?, ?, ?, ?)",
+            args![
+                user.id.to_string(),
+                &user.email,
+                &user.password_hash,
+                &user.name,
+                user.language.as_str(),
+                user.created_at,
+                user.updated_at
+            ],
+        )
+        .await?;
+        tx.execute(
+            "insert into memberships (account_id, user_id, role, created_at) values (?, ?, 'owner', ?)",
+            args![account_id.to_string(), user.id.to_string(), user.created_at],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, email, password_hash, name, language, created_at, updated_at from users where email = ?",
+                args![email],
+            )
+            .await
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, email, password_hash, name, language, created_at, updated_at from users where id = ?",
+                args![id.to_string()],
+            )
+            .await
+    }
+
+    /// The user's membership in `account`, if any.
+    pub async fn membership(&self, user: UserId, account: AccountId) -> Result<Option<MembershipRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select m.account_id, a.name as account_name, m.role from memberships m \
+                 join accounts a on a.id = m.account_id where m.user_id = ? and m.account_id = ?",
+                args![user.to_string(), account.to_string()],
+            )
+            .await
+    }
+
+    /// The account a user signs in to: the first they joined.
+    pub async fn home_membership(&self, user: UserId) -> Result<Option<MembershipRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select m.account_id, a.name as account_name, m.role from memberships m \
+                 join accounts a on a.id = m.account_id where m.user_id = ? \
+                 order by m.created_at, m.account_id limit 1",
+                args![user.to_string()],
+            )
+            .await
+    }
+
+    /// Applies `changes`; returns whether the user exists.
+    pub async fn update_user(&self, id: UserId, changes: UserChanges, now_ms: i64) -> Result<bool, StoreError> {
+        let affected = self
+            .db
+            .execute(
+                "update users set name = coalesce(?, name), email = coalesce(?, email), \
+                 password_hash = coalesce(?, password_hash), language = coalesce(?, language), updated_at = ? \
+                 where id = ?",
+                args![
+                    changes.name,
+                    changes.email,
+                    changes.password_hash,
+                    changes.language.map(Language::as_str),
+                    now_ms,
+                    id.to_string()
+                ],
+            )
+            .await?;
+        Ok(affected == 1)
+    }
+
+    pub async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "insert into refresh_tokens (id, family_id, user_id, account_id, token_hash, created_at, expires_at) \
+                 values (?, ?, ?, ?, ?, ?, ?)",
+                args![
+                    uuid::Uuid::now_v7().to_string(),
+                    token.family_id,
+                    token.user_id.to_string(),
+                    token.account_id.to_string(),
+                    token.token_hash,
+                    token.now_ms,
+                    token.expires_at_ms
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    pub async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, family_id, user_id, account_id, expires_at, used_at, revoked_at \
+                 from refresh_tokens where token_hash = ?",
+                args![token_hash],
+            )
+            .await
+    }
+
+    /// Marks a token used; false if it was used concurrently (only one rotation may win).
+    pub async fn mark_refresh_token_used(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let affected = self
+            .db
+            .execute(
+                "update refresh_tokens set used_at = ? where id = ? and used_at is null and revoked_at is null",
+                args![now_ms, id],
+            )
+            .await?;
+        Ok(affected == 1)
+    }
+
+    pub async fn revoke_refresh_family(&self, family_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "update refresh_tokens set revoked_at = ? where family_id = ? and revoked_at is null",
+                args![now_ms, family_id],
+            )
+            .await
+            .map(drop)
+    }
+
+    pub async fn revoke_refresh_tokens_of_user(&self, user: UserId, now_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",
+                args![now_ms, user.to_string()],
+            )
+            .await
+            .map(drop)
+    }
+}
