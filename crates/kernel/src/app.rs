@@ -37,7 +37,11 @@ impl Process {
     /// Builds a process hosting `hosted` (service names from `catalogue`): checks the route table, opens and
     /// migrates each hosted service's namespace, starts the services in dependency order, and assembles the
     /// router with the edge stack, `/healthz`, `/readyz`, `/metrics` and (with a secret) `/internal/*`.
-    pub async fn build(config: Arc<Config>, catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Self> {
+    pub async fn build(
+        config: Arc<Config>,
+        catalogue: Catalogue,
+        hosted: &[&str],
+    ) -> anyhow::Result<Self> {
         let names: Vec<&str> = catalogue.iter().map(|s| s.name).collect();
         config.validate(&names)?;
         RouteTable::build(catalogue)?;
@@ -48,10 +52,14 @@ impl Process {
         let files = config.key_files();
         if issues_tokens {
             // The issuing process creates the key pair on first start; elsewhere it must already exist.
-            files.ensure().with_context(|| format!("creating keys under {}", files.private_key.display()))?;
+            files
+                .ensure()
+                .with_context(|| format!("creating keys under {}", files.private_key.display()))?;
         }
         let verifier = Arc::new(files.verifier().map_err(|e| {
-            anyhow::anyhow!("{e} (start the token-issuing service first, or set auth.public_key_file)")
+            anyhow::anyhow!(
+                "{e} (start the token-issuing service first, or set auth.public_key_file)"
+            )
         })?);
 
         let metrics = Metrics::new();
@@ -61,7 +69,9 @@ impl Process {
             hosted: hosted_names,
             registry: Arc::new(Mutex::new(PortRegistry::default())),
             remote: Remote {
-                http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
+                http: reqwest::Client::builder()
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build()?,
                 secret: config.internal.secret.clone(),
                 timeout: Duration::from_millis(config.internal.call_timeout_ms),
             },
@@ -80,23 +90,43 @@ impl Process {
                 namespace: namespace.clone(),
                 wiring: wiring.clone(),
             };
-            let router = (spec.start)(context).await.with_context(|| format!("starting service `{}`", spec.name))?;
-            public = public.merge(http::with_service_metrics(router, spec.name, metrics.clone()));
+            let router = (spec.start)(context)
+                .await
+                .with_context(|| format!("starting service `{}`", spec.name))?;
+            public = public.merge(http::with_service_metrics(
+                router,
+                spec.name,
+                metrics.clone(),
+            ));
             namespaces.push(namespace);
             tracing::info!(service = spec.name, "service started");
         }
 
-        let internal = std::mem::take(&mut wiring.registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
+        let internal = std::mem::take(
+            &mut wiring
+                .registry
+                .lock()
+                .map_err(|_| anyhow::anyhow!("registry poisoned"))?
+                .internal,
+        );
         let mut router = public
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone())))
-            .route("/metrics", get(http::render_metrics).with_state(metrics.clone()));
+            .route(
+                "/readyz",
+                get(readyz).with_state(Readiness(namespaces.clone())),
+            )
+            .route(
+                "/metrics",
+                get(http::render_metrics).with_state(metrics.clone()),
+            );
         if let Some(secret) = config.internal.secret.clone() {
-            router = router.merge(internal.layer(axum::middleware::from_fn(move |request, next| {
-                require_credential(secret.clone(), request, next)
-            })));
+            router = router.merge(internal.layer(axum::middleware::from_fn(
+                move |request, next| require_credential(secret.clone(), request, next),
+            )));
         }
-        let router = router.fallback(http::not_found).layer(axum::Extension(verifier));
+        let router = router
+            .fallback(http::not_found)
+            .layer(axum::Extension(verifier));
         let settings = EdgeSettings {
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: Duration::from_secs(config.http.request_timeout_secs),
@@ -123,13 +153,21 @@ impl Process {
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish (up to the grace
     /// period) and closes the namespaces.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stopping_tx.send(());
-            });
+        let server = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
         let grace = self.grace;
         let deadline = async move {
             if stopping_rx.await.is_ok() {
@@ -150,13 +188,21 @@ impl Process {
 }
 
 /// Applies every hosted service's migrations without serving (`omnidesk migrate`).
-pub async fn migrate(config: &Config, catalogue: Catalogue, services: &[&str]) -> anyhow::Result<Vec<String>> {
+pub async fn migrate(
+    config: &Config,
+    catalogue: Catalogue,
+    services: &[&str],
+) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     for spec in catalogue.iter().filter(|s| services.contains(&s.name)) {
         let namespace = open_namespace(config, spec).await?;
         namespace.migrate().await?;
         namespace.close().await;
-        done.push(format!("{}: {}", spec.name, location_of(config, spec.name)?));
+        done.push(format!(
+            "{}: {}",
+            spec.name,
+            location_of(config, spec.name)?
+        ));
     }
     Ok(done)
 }
@@ -164,7 +210,8 @@ pub async fn migrate(config: &Config, catalogue: Catalogue, services: &[&str]) -
 /// Where a service's namespace lives under this configuration.
 pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
     match &config.service(service).database_url {
-        Some(url) => Location::parse(url).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
+        Some(url) => Location::parse(url)
+            .map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
         None => Ok(Location::default_for(&config.data.dir, service)),
     }
 }
@@ -185,14 +232,23 @@ fn start_order(catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Vec<Serv
         }
     }
     let mut order: Vec<ServiceSpec> = Vec::new();
-    let mut pending: Vec<ServiceSpec> = catalogue.iter().filter(|s| hosted.contains(&s.name)).copied().collect();
+    let mut pending: Vec<ServiceSpec> = catalogue
+        .iter()
+        .filter(|s| hosted.contains(&s.name))
+        .copied()
+        .collect();
     while !pending.is_empty() {
         let ready = pending.iter().position(|s| {
-            s.depends_on.iter().all(|dep| !hosted.contains(dep) || order.iter().any(|o| o.name == *dep))
+            s.depends_on
+                .iter()
+                .all(|dep| !hosted.contains(dep) || order.iter().any(|o| o.name == *dep))
         });
         match ready {
             Some(index) => order.push(pending.remove(index)),
-            None => bail!("services depend on each other in a cycle: {:?}", pending.iter().map(|s| s.name).collect::<Vec<_>>()),
+            None => bail!(
+                "services depend on each other in a cycle: {:?}",
+                pending.iter().map(|s| s.name).collect::<Vec<_>>()
+            ),
         }
     }
     Ok(order)
@@ -216,15 +272,27 @@ async fn readyz(State(Readiness(namespaces)): State<Readiness>) -> Response {
         let services: Vec<&str> = namespaces.iter().map(Namespace::service).collect();
         axum::Json(json!({ "status": "ready", "services": services })).into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response()
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            failures.join("; "),
+        )
+        .into_response()
     }
 }
 
-async fn require_credential(secret: String, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn require_credential(
+    secret: String,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     if credential_matches(request.headers(), &secret) {
         next.run(request).await
     } else {
-        Problem::unauthorized("internal_credential_required", "Internal endpoints need the service credential.")
-            .into_response()
+        Problem::unauthorized(
+            "internal_credential_required",
+            "Internal endpoints need the service credential.",
+        )
+        .into_response()
     }
 }

@@ -17,16 +17,24 @@ fn plan_process(runtime: &tokio::runtime::Runtime, data: &std::path::Path) -> St
         let mut config = Config::default();
         config.data.dir = data.to_owned();
         config.internal.secret = Some("bench-secret".to_owned());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &["plan"]).await.expect("plan");
+        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &["plan"])
+            .await
+            .expect("plan");
         tokio::spawn(process.serve(listener, std::future::pending()));
         url
     })
 }
 
 /// The PlanPort the user service gets in a process hosting `user` (and `plan` too when `plan_url` is None).
-fn user_side_port(runtime: &tokio::runtime::Runtime, data: &std::path::Path, plan_url: Option<&str>) -> Arc<dyn PlanPort> {
+fn user_side_port(
+    runtime: &tokio::runtime::Runtime,
+    data: &std::path::Path,
+    plan_url: Option<&str>,
+) -> Arc<dyn PlanPort> {
     runtime.block_on(async {
         let mut config = Config::default();
         config.data.dir = data.to_owned();
@@ -38,13 +46,19 @@ fn user_side_port(runtime: &tokio::runtime::Runtime, data: &std::path::Path, pla
             }
             None => &["user", "plan"],
         };
-        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, hosted).await.expect("builds");
+        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, hosted)
+            .await
+            .expect("builds");
         process.port::<dyn PlanPort>("user").expect("port")
     })
 }
 
 fn port_calls(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let data = tempfile::tempdir().expect("tempdir");
     // One data directory: the first process (it hosts the token issuer) creates the key pair the others read.
     let local = user_side_port(&runtime, data.path(), None);
@@ -54,10 +68,12 @@ fn port_calls(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("PlanPort::plan_of");
     group.bench_function("local (in-process, metered)", |b| {
-        b.to_async(&runtime).iter(|| async { local.plan_of(account).await.expect("local call") });
+        b.to_async(&runtime)
+            .iter(|| async { local.plan_of(account).await.expect("local call") });
     });
     group.bench_function("remote (HTTP/1.1 keep-alive on loopback, metered)", |b| {
-        b.to_async(&runtime).iter(|| async { remote.plan_of(account).await.expect("remote call") });
+        b.to_async(&runtime)
+            .iter(|| async { remote.plan_of(account).await.expect("remote call") });
     });
     group.finish();
 }

@@ -14,7 +14,11 @@ use omnidesk::{CATALOGUE, service_names};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "omnidesk", version, about = "OmniDesk: an omnichannel support desk, as one process or as microservices.")]
+#[command(
+    name = "omnidesk",
+    version,
+    about = "OmniDesk: an omnichannel support desk, as one process or as microservices."
+)]
 struct Cli {
     /// Configuration file (default: ./omnidesk.toml if it exists).
     #[arg(long, global = true, env = "OMNIDESK_CONFIG")]
@@ -134,7 +138,10 @@ async fn main() -> anyhow::Result<()> {
             }
             let services = match &service {
                 Some(name) if !service_names().contains(&name.as_str()) => {
-                    bail!("unknown service `{name}`; known: {}", service_names().join(", "))
+                    bail!(
+                        "unknown service `{name}`; known: {}",
+                        service_names().join(", ")
+                    )
                 }
                 Some(name) => vec![name.as_str()],
                 None => service_names(),
@@ -159,10 +166,18 @@ async fn serve(config: Config, services: Vec<String>) -> anyhow::Result<()> {
     };
     let listener = TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("listening on {} (http.listen / --listen / PORT)", config.http.listen))?;
+        .with_context(|| {
+            format!(
+                "listening on {} (http.listen / --listen / PORT)",
+                config.http.listen
+            )
+        })?;
     let address = listener.local_addr()?;
     let process = Process::build(Arc::new(config), CATALOGUE, &hosted).await?;
-    println!("OmniDesk is ready at http://{address} (services: {})", hosted.join(", "));
+    println!(
+        "OmniDesk is ready at http://{address} (services: {})",
+        hosted.join(", ")
+    );
     process.serve(listener, shutdown_signal()).await
 }
 
@@ -173,7 +188,11 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
         if let Some(url) = config.service(service.name).url {
             upstreams.insert(service.name, url);
         } else if !service.prefixes.is_empty() {
-            tracing::warn!(service = service.name, "services.{}.url is not set; its paths will answer 503", service.name);
+            tracing::warn!(
+                service = service.name,
+                "services.{}.url is not set; its paths will answer 503",
+                service.name
+            );
         }
     }
     let settings = kernel::http::EdgeSettings {
@@ -181,14 +200,25 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs),
         trusted_proxies: config.http.trusted_proxies.clone().into(),
     };
-    let router = gateway::router(table, gateway::Upstreams::new(upstreams), kernel::metrics::Metrics::new(), &settings);
+    let router = gateway::router(
+        table,
+        gateway::Upstreams::new(upstreams),
+        kernel::metrics::Metrics::new(),
+        &settings,
+    );
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
-    println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    println!(
+        "OmniDesk gateway is ready at http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 
@@ -199,10 +229,19 @@ fn print_routes(config: &Config, mode: TopologyMode) -> anyhow::Result<()> {
         groups
             .iter()
             .find(|group| group.contains(&service))
-            .map(|group| if groups.len() == 1 { "omnidesk".to_owned() } else { group.join("+") })
+            .map(|group| {
+                if groups.len() == 1 {
+                    "omnidesk".to_owned()
+                } else {
+                    group.join("+")
+                }
+            })
             .unwrap_or_default()
     };
-    println!("{:<7} {:<34} {:<12} PROCESS ({mode:?})", "METHOD", "PATH", "SERVICE");
+    println!(
+        "{:<7} {:<34} {:<12} PROCESS ({mode:?})",
+        "METHOD", "PATH", "SERVICE"
+    );
     for owned in table.routes() {
         println!(
             "{:<7} {:<34} {:<12} {}",
@@ -213,11 +252,21 @@ fn print_routes(config: &Config, mode: TopologyMode) -> anyhow::Result<()> {
         );
     }
     let served: Vec<&str> = table.routes().iter().map(|r| r.service).collect();
-    let idle: Vec<_> = table.claims().into_iter().filter(|(_, service)| !served.contains(service)).collect();
+    let idle: Vec<_> = table
+        .claims()
+        .into_iter()
+        .filter(|(_, service)| !served.contains(service))
+        .collect();
     if !idle.is_empty() {
         println!("\nClaimed prefixes whose service has no routes yet:");
         for (prefix, service) in idle {
-            println!("{:<7} {:<34} {:<12} {}", "*", format!("{prefix}/**"), service, process_of(service));
+            println!(
+                "{:<7} {:<34} {:<12} {}",
+                "*",
+                format!("{prefix}/**"),
+                service,
+                process_of(service)
+            );
         }
     }
     Ok(())

@@ -12,7 +12,11 @@ use kernel::{ServiceContext, ServiceSpec};
 /// The plan service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
     start: |context| Box::pin(start(context)),
-    ..ServiceSpec::without_features(contracts::services::PLAN, "plans, subscriptions, usage", &["/api/plan", "/api/plans"])
+    ..ServiceSpec::without_features(
+        contracts::services::PLAN,
+        "plans, subscriptions, usage",
+        &["/api/plan", "/api/plans"],
+    )
 };
 
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
@@ -26,6 +30,9 @@ struct Plans;
 #[async_trait::async_trait]
 impl PlanPort for Plans {
     async fn plan_of(&self, _account: AccountId) -> Result<PlanSummary, PortError> {
-        Ok(PlanSummary { code: "free".to_owned(), name: "Free".to_owned() })
+        Ok(PlanSummary {
+            code: "free".to_owned(),
+            name: "Free".to_owned(),
+        })
     }
 }

@@ -68,7 +68,6 @@ pub struct Store {
     db: Namespace,
 }
 
-
 impl Store {
     pub fn new(db: Namespace) -> Self {
         Self { db }
@@ -128,7 +127,11 @@ impl Store {
     }
 
     /// The user's membership in `account`, if any.
-    pub async fn membership(&self, user: UserId, account: AccountId) -> Result<Option<MembershipRow>, StoreError> {
+    pub async fn membership(
+        &self,
+        user: UserId,
+        account: AccountId,
+    ) -> Result<Option<MembershipRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select m.account_id, a.name as account_name, m.role from memberships m \
@@ -151,7 +154,12 @@ impl Store {
     }
 
     /// Applies `changes`; returns whether the user exists.
-    pub async fn update_user(&self, id: UserId, changes: UserChanges, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn update_user(
+        &self,
+        id: UserId,
+        changes: UserChanges,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let affected = self
             .db
             .execute(
@@ -190,7 +198,10 @@ impl Store {
             .map(drop)
     }
 
-    pub async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
+    pub async fn refresh_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshTokenRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, family_id, user_id, account_id, expires_at, used_at, revoked_at \
@@ -212,7 +223,11 @@ impl Store {
         Ok(affected == 1)
     }
 
-    pub async fn revoke_refresh_family(&self, family_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.db
             .execute(
                 "update refresh_tokens set revoked_at = ? where family_id = ? and revoked_at is null",
@@ -222,7 +237,11 @@ impl Store {
             .map(drop)
     }
 
-    pub async fn revoke_refresh_tokens_of_user(&self, user: UserId, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn revoke_refresh_tokens_of_user(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.db
             .execute(
                 "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",

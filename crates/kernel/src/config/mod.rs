@@ -20,7 +20,7 @@ pub const EXAMPLE: &str = include_str!("../../../../omnidesk.example.toml");
 const REDACTED: &str = "<redacted>";
 
 /// The effective configuration of one process.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `ENVIRONMENT`: development (readable logs) or production (JSON logs).
@@ -85,7 +85,11 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data"), mode: DatabaseMode::Monolithic, migrate_on_start: true }
+        Self {
+            dir: PathBuf::from("data"),
+            mode: DatabaseMode::Monolithic,
+            migrate_on_start: true,
+        }
     }
 }
 
@@ -122,7 +126,9 @@ impl std::str::FromStr for TopologyMode {
             "monolith" => Ok(Self::Monolith),
             "microservices" => Ok(Self::Microservices),
             "groups" => Ok(Self::Groups),
-            other => Err(format!("unknown topology `{other}`; expected monolith, microservices or groups")),
+            other => Err(format!(
+                "unknown topology `{other}`; expected monolith, microservices or groups"
+            )),
         }
     }
 }
@@ -179,7 +185,10 @@ pub struct InternalConfig {
 
 impl Default for InternalConfig {
     fn default() -> Self {
-        Self { secret: None, call_timeout_ms: 5_000 }
+        Self {
+            secret: None,
+            call_timeout_ms: 5_000,
+        }
     }
 }
 
@@ -214,7 +223,12 @@ pub struct RabbitMqConfig {
 
 impl Default for RabbitMqConfig {
     fn default() -> Self {
-        Self { host: None, amqp_port: 5672, user: "guest".to_owned(), password: None }
+        Self {
+            host: None,
+            amqp_port: 5672,
+            user: "guest".to_owned(),
+            password: None,
+        }
     }
 }
 
@@ -223,7 +237,10 @@ impl RabbitMqConfig {
     pub fn amqp_url(&self) -> Option<String> {
         let host = self.host.as_deref()?;
         let password = self.password.as_deref().unwrap_or("");
-        Some(format!("amqp://{}:{password}@{host}:{}/", self.user, self.amqp_port))
+        Some(format!(
+            "amqp://{}:{password}@{host}:{}/",
+            self.user, self.amqp_port
+        ))
     }
 }
 
@@ -266,26 +283,40 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
-                return Err(ConfigError::key("--config", format!("{} does not exist", path.display())));
+                return Err(ConfigError::key(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
             }
             Some(path) => figment = figment.merge(Toml::file(path)),
-            None if Path::new("omnidesk.toml").exists() => figment = figment.merge(Toml::file("omnidesk.toml")),
+            None if Path::new("omnidesk.toml").exists() => {
+                figment = figment.merge(Toml::file("omnidesk.toml"))
+            }
             None => {}
         }
         figment = figment
             .merge(Env::prefixed("OMNIDESK_").ignore(NOT_KEYS).split("__"))
-            .merge(Env::raw().only(&SEED_VARIABLES.iter().map(|(var, _)| *var).collect::<Vec<_>>()).map(
-                |var| {
-                    let key = SEED_VARIABLES
-                        .iter()
-                        .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
-                        .map_or("", |(_, key)| *key);
-                    key.into()
-                },
-            ));
+            .merge(
+                Env::raw()
+                    .only(
+                        &SEED_VARIABLES
+                            .iter()
+                            .map(|(var, _)| *var)
+                            .collect::<Vec<_>>(),
+                    )
+                    .map(|var| {
+                        let key = SEED_VARIABLES
+                            .iter()
+                            .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
+                            .map_or("", |(_, key)| *key);
+                        key.into()
+                    }),
+            );
         let mut config: Config = figment.extract()?;
         if let Ok(port) = std::env::var("PORT") {
-            let port: u16 = port.parse().map_err(|_| ConfigError::key("PORT", format!("`{port}` is not a port")))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| ConfigError::key("PORT", format!("`{port}` is not a port")))?;
             config.http.listen.set_port(port);
         }
         Ok(config)
@@ -305,7 +336,10 @@ impl Config {
             if let Some(url) = &service.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                return Err(ConfigError::key(&format!("services.{name}.url"), "must start with http:// or https://"));
+                return Err(ConfigError::key(
+                    &format!("services.{name}.url"),
+                    "must start with http:// or https://",
+                ));
             }
             if let Some(url) = &service.database_url {
                 crate::store::Location::parse(url)
@@ -322,22 +356,39 @@ impl Config {
             let mut seen: Vec<&str> = Vec::new();
             for service in self.topology.groups.iter().flatten() {
                 if !known_services.contains(&service.as_str()) {
-                    return Err(ConfigError::key("topology.groups", format!("unknown service `{service}`")));
+                    return Err(ConfigError::key(
+                        "topology.groups",
+                        format!("unknown service `{service}`"),
+                    ));
                 }
                 if seen.contains(&service.as_str()) {
-                    return Err(ConfigError::key("topology.groups", format!("`{service}` is in two groups")));
+                    return Err(ConfigError::key(
+                        "topology.groups",
+                        format!("`{service}` is in two groups"),
+                    ));
                 }
                 seen.push(service);
             }
             if let Some(missing) = known_services.iter().find(|s| !seen.contains(s)) {
-                return Err(ConfigError::key("topology.groups", format!("`{missing}` is in no group")));
+                return Err(ConfigError::key(
+                    "topology.groups",
+                    format!("`{missing}` is in no group"),
+                ));
             }
         }
         if self.http.body_limit_bytes == 0 {
-            return Err(ConfigError::key("http.body_limit_bytes", "must be greater than zero"));
+            return Err(ConfigError::key(
+                "http.body_limit_bytes",
+                "must be greater than zero",
+            ));
         }
-        if self.auth.login_attempts_per_email_per_minute == 0 || self.auth.login_attempts_per_ip_per_minute == 0 {
-            return Err(ConfigError::key("auth.login_attempts_per_*", "must be greater than zero"));
+        if self.auth.login_attempts_per_email_per_minute == 0
+            || self.auth.login_attempts_per_ip_per_minute == 0
+        {
+            return Err(ConfigError::key(
+                "auth.login_attempts_per_*",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -369,24 +420,16 @@ impl Config {
     pub fn key_files(&self) -> crate::auth::KeyFiles {
         let default = crate::auth::KeyFiles::under(&self.data.dir);
         crate::auth::KeyFiles {
-            private_key: self.auth.private_key_file.clone().unwrap_or(default.private_key),
-            public_key: self.auth.public_key_file.clone().unwrap_or(default.public_key),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            environment: Environment::default(),
-            http: HttpConfig::default(),
-            data: DataConfig::default(),
-            topology: TopologyConfig::default(),
-            services: BTreeMap::new(),
-            auth: AuthConfig::default(),
-            internal: InternalConfig::default(),
-            redis: RedisConfig::default(),
-            rabbitmq: RabbitMqConfig::default(),
+            private_key: self
+                .auth
+                .private_key_file
+                .clone()
+                .unwrap_or(default.private_key),
+            public_key: self
+                .auth
+                .public_key_file
+                .clone()
+                .unwrap_or(default.public_key),
         }
     }
 }
@@ -397,7 +440,9 @@ fn redact_url_password(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:{REDACTED}{}", &url[..scheme_end + 3], &url[at..]),
+                Some((user, _)) => {
+                    format!("{}{user}:{REDACTED}{}", &url[..scheme_end + 3], &url[at..])
+                }
                 None => url.to_owned(),
             }
         }

@@ -39,39 +39,53 @@ pub struct EdgeSettings {
 /// Wraps a process's router in the stack every OmniDesk listener has. Outermost first: request id, tracing,
 /// panic → 500 problem, bare error statuses → problem+json, timeout, body limit.
 pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
-    router.layer(axum::Extension(TrustedProxies(settings.trusted_proxies.clone()))).layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request| {
-                        let request_id =
-                            request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                        tracing::info_span!(
-                            "request",
-                            request.id = request_id,
-                            http.method = %request.method(),
-                            http.path = request.uri().path(),
+    router
+        .layer(axum::Extension(TrustedProxies(
+            settings.trusted_proxies.clone(),
+        )))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id = request
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::info_span!(
+                                "request",
+                                request.id = request_id,
+                                http.method = %request.method(),
+                                http.path = request.uri().path(),
+                            )
+                        })
+                        .on_request(())
+                        .on_response(
+                            |response: &Response<_>, latency: Duration, _: &tracing::Span| {
+                                tracing::info!(
+                                    http.status = response.status().as_u16(),
+                                    latency_ms = latency.as_secs_f64() * 1000.0,
+                                    "request handled"
+                                );
+                            },
                         )
-                    })
-                    .on_request(())
-                    .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
-                        tracing::info!(
-                            http.status = response.status().as_u16(),
-                            latency_ms = latency.as_secs_f64() * 1000.0,
-                            "request handled"
-                        );
-                    })
-                    .on_failure(()),
-            )
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-                Problem::internal(&"a handler panicked").into_response()
-            }))
-            .layer(middleware::map_response(problem_for_bare_errors))
-            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
-            .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
-    )
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        Problem::internal(&"a handler panicked").into_response()
+                    },
+                ))
+                .layer(middleware::map_response(problem_for_bare_errors))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+        )
 }
 
 /// Gives every error response without a problem body one (405 from the router, 413 and 503 from layers).
@@ -105,7 +119,10 @@ pub fn with_service_metrics(router: Router, service: &'static str, metrics: Metr
     if !router.has_routes() {
         return router;
     }
-    router.route_layer(middleware::from_fn_with_state((service, metrics), record_metrics))
+    router.route_layer(middleware::from_fn_with_state(
+        (service, metrics),
+        record_metrics,
+    ))
 }
 
 async fn record_metrics(
@@ -114,10 +131,20 @@ async fn record_metrics(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let method = request.method().clone();
     let response = next.run(request).await;
-    metrics.observe_http(service, method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    metrics.observe_http(
+        service,
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -138,7 +165,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .ok_or_else(|| Problem::internal(&"the listener does not record peer addresses"))?;
-        let trusted = parts.extensions.get::<TrustedProxies>().is_some_and(|t| t.0.contains(&peer));
+        let trusted = parts
+            .extensions
+            .get::<TrustedProxies>()
+            .is_some_and(|t| t.0.contains(&peer));
         if !trusted {
             return Ok(ClientIp(peer));
         }
@@ -157,7 +187,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 /// `/metrics`: the Prometheus text format.
 pub async fn render_metrics(State(metrics): State<Metrics>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         metrics.render(),
     )
         .into_response()

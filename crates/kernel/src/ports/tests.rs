@@ -44,15 +44,23 @@ async fn serve(implementation: Arc<dyn EchoPort>) -> String {
             }
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, router).await });
     url
 }
 
 fn remote(url: &str, secret: &str) -> Arc<dyn EchoPort> {
-    let client =
-        RemoteClient::new(reqwest::Client::new(), "echo", url, secret, Duration::from_secs(2)).expect("client");
+    let client = RemoteClient::new(
+        reqwest::Client::new(),
+        "echo",
+        url,
+        secret,
+        Duration::from_secs(2),
+    )
+    .expect("client");
     <dyn EchoPort as Port>::remote(client)
 }
 
@@ -72,9 +80,15 @@ async fn a_remote_call_returns_what_the_local_call_returns() {
 async fn a_call_without_the_service_credential_is_refused() {
     let url = serve(Arc::new(Echo::default())).await;
 
-    let error = remote(&url, "wrong").echo("a".into(), 1).await.expect_err("refused");
+    let error = remote(&url, "wrong")
+        .echo("a".into(), 1)
+        .await
+        .expect_err("refused");
 
-    assert!(matches!(error, PortError::Failed { status: 401, .. }), "{error:?}");
+    assert!(
+        matches!(error, PortError::Failed { status: 401, .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -83,9 +97,15 @@ async fn a_callee_that_is_not_running_is_reported_unavailable() {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
 
-    let error = remote(&url, SECRET).bump().await.expect_err("nothing listens");
+    let error = remote(&url, SECRET)
+        .bump()
+        .await
+        .expect_err("nothing listens");
 
-    assert!(matches!(error, PortError::Unavailable { ref callee, .. } if callee == "echo"), "{error:?}");
+    assert!(
+        matches!(error, PortError::Unavailable { ref callee, .. } if callee == "echo"),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +122,10 @@ async fn metered_calls_are_counted_by_mode_and_outcome() {
     let metrics = Metrics::new();
     let meters = |mode| {
         PortMeters::new(
-            <dyn EchoPort as Port>::METHODS.iter().map(|m| metrics.port_method("caller", "echo", m, mode)).collect(),
+            <dyn EchoPort as Port>::METHODS
+                .iter()
+                .map(|m| metrics.port_method("caller", "echo", m, mode))
+                .collect(),
         )
     };
     let local = <dyn EchoPort as Port>::metered(Arc::new(Echo::default()), meters("local"));
@@ -115,5 +138,8 @@ async fn metered_calls_are_counted_by_mode_and_outcome() {
         text.contains(r#"port_calls_total{callee="echo",caller="caller",method="echo",mode="local",outcome="ok"} 1"#),
         "{text}"
     );
-    assert!(text.contains(r#"method="bump",mode="local",outcome="ok"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"method="bump",mode="local",outcome="ok"} 1"#),
+        "{text}"
+    );
 }

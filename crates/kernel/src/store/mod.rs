@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{FromRow, SqlitePool};
 
 pub use value::Value;
@@ -36,13 +38,19 @@ pub enum StoreError {
     #[error("unique constraint violated ({constraint})")]
     UniqueViolation { constraint: String },
     #[error("service `{service}` used table `{table}`, which it does not own")]
-    ForeignTable { service: &'static str, table: String },
+    ForeignTable {
+        service: &'static str,
+        table: String,
+    },
     #[error("SQL that does not parse: {0}")]
     Unparsable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("migrating namespace `{service}`: {source}")]
-    Migration { service: &'static str, source: sqlx::migrate::MigrateError },
+    Migration {
+        service: &'static str,
+        source: sqlx::migrate::MigrateError,
+    },
 }
 
 impl StoreError {
@@ -50,7 +58,10 @@ impl StoreError {
         if let sqlx::Error::Database(db) = &error
             && db.is_unique_violation()
         {
-            let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+            let constraint = db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned());
             return StoreError::UniqueViolation { constraint };
         }
         StoreError::Database(error)
@@ -78,14 +89,19 @@ impl Location {
 
     /// Parses a database URL. Only `sqlite:` is supported in this build.
     pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err("a sqlite URL needs a file path, e.g. sqlite://data/user.db".to_owned());
             }
             return Ok(Location::SqliteFile(path.into()));
         }
         let scheme = url.split(':').next().unwrap_or(url);
-        Err(format!("unsupported database scheme `{scheme}`; this build supports sqlite://PATH"))
+        Err(format!(
+            "unsupported database scheme `{scheme}`; this build supports sqlite://PATH"
+        ))
     }
 }
 
@@ -112,7 +128,9 @@ pub struct Namespace {
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace").field("service", &self.service).finish_non_exhaustive()
+        f.debug_struct("Namespace")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,15 +144,20 @@ impl Namespace {
         let pool = match location {
             Location::SqliteFile(path) => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
                 }
-                let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(5));
-                let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+                let options =
+                    SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .foreign_keys(true)
+                        .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?;
                 Pool::Sqlite(pool)
             }
         };
@@ -162,7 +185,9 @@ impl Namespace {
 
     /// Applies this service's pending migrations, recording them in the namespace's own history.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let Some(migrations) = self.migrations else { return Ok(()) };
+        let Some(migrations) = self.migrations else {
+            return Ok(());
+        };
         let service = self.service;
         match &self.pool {
             Pool::Sqlite(pool) => migrations
@@ -176,9 +201,19 @@ impl Namespace {
     /// Whether the database answers and every migration this build knows is applied.
     pub async fn readiness(&self) -> Result<(), String> {
         let Pool::Sqlite(pool) = &self.pool;
-        sqlx::query("select 1").execute(pool).await.map_err(|e| format!("database unreachable: {e}"))?;
-        let Some(migrations) = self.migrations else { return Ok(()) };
-        let expected = migrations.sqlite.iter().map(|m| m.version).max().unwrap_or(0);
+        sqlx::query("select 1")
+            .execute(pool)
+            .await
+            .map_err(|e| format!("database unreachable: {e}"))?;
+        let Some(migrations) = self.migrations else {
+            return Ok(());
+        };
+        let expected = migrations
+            .sqlite
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
         let applied: Option<i64> =
             sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
                 .fetch_one(pool)
@@ -186,7 +221,9 @@ impl Namespace {
                 .map_err(|e| format!("no migration history: {e}"))?;
         match applied {
             Some(v) if v >= expected => Ok(()),
-            _ => Err(format!("migrations pending (expected version {expected}, applied {applied:?})")),
+            _ => Err(format!(
+                "migrations pending (expected version {expected}, applied {applied:?})"
+            )),
         }
     }
 
@@ -200,7 +237,12 @@ impl Namespace {
         #[cfg(debug_assertions)]
         {
             let key = sql.as_ptr() as usize;
-            if self.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
+            if self
+                .audited
+                .lock()
+                .map(|seen| seen.contains(&key))
+                .unwrap_or(false)
+            {
                 return Ok(());
             }
             audit::check_owned(self.service, &self.owned_tables, sql)?;
@@ -218,35 +260,57 @@ impl Namespace {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
-        Ok(query.execute(pool).await.map_err(StoreError::classify)?.rows_affected())
+        Ok(query
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?
+            .rows_affected())
     }
 
     /// Fetches at most one row.
-    pub async fn fetch_optional<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
+    pub async fn fetch_optional<T>(
+        &self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Option<T>, StoreError>
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
-        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
-        query.fetch_optional(pool).await.map_err(StoreError::classify)
+        let query = args
+            .into_iter()
+            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::classify)
     }
 
     /// Fetches every row.
-    pub async fn fetch_all<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError>
+    pub async fn fetch_all<T>(
+        &self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
-        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        let query = args
+            .into_iter()
+            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
         query.fetch_all(pool).await.map_err(StoreError::classify)
     }
 
     /// Starts a transaction; dropped without [`Tx::commit`] it rolls back.
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         let Pool::Sqlite(pool) = &self.pool;
-        Ok(Tx { namespace: self, inner: TxInner::Sqlite(pool.begin().await?) })
+        Ok(Tx {
+            namespace: self,
+            inner: TxInner::Sqlite(pool.begin().await?),
+        })
     }
 }
 
@@ -261,21 +325,38 @@ enum TxInner {
 }
 
 impl Tx<'_> {
-    pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+    pub async fn execute(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<u64, StoreError> {
         self.namespace.audit(sql)?;
         let TxInner::Sqlite(tx) = &mut self.inner;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
-        Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
+        Ok(query
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::classify)?
+            .rows_affected())
     }
 
-    pub async fn fetch_optional<T>(&mut self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
+    pub async fn fetch_optional<T>(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Option<T>, StoreError>
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         self.namespace.audit(sql)?;
         let TxInner::Sqlite(tx) = &mut self.inner;
-        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
-        query.fetch_optional(&mut **tx).await.map_err(StoreError::classify)
+        let query = args
+            .into_iter()
+            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::classify)
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

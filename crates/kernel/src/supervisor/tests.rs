@@ -97,8 +97,6 @@ fn children_learn_where_every_service_lives_and_the_shared_secret() {
 }
 
 #[test]
-// figment's jail fixes the closure's error type to its own (large) error; there is nothing to box.
-#[allow(clippy::result_large_err)]
 fn the_environment_a_child_gets_loads_as_its_configuration() {
     let groups = vec![Group {
         name: "user".to_owned(),
@@ -184,8 +182,6 @@ fn the_state_file_is_replaced_whole_and_removed_at_the_end() {
 /// Runs `parent_gone` for at most `limit` with `OMNIDESK_PARENT_PID` set to `pid`, and says whether it
 /// resolved. The variable is process-wide, so it is set inside figment's jail, which serialises the tests that
 /// change the environment and restores it afterwards.
-// figment's jail fixes the closure's error type to its own (large) error; there is nothing to box.
-#[allow(clippy::result_large_err)]
 fn parent_gone_within(pid: u32, limit: Duration) -> bool {
     let mut resolved = false;
     figment::Jail::expect_with(|jail| {

@@ -86,7 +86,13 @@ impl TestApp {
     /// The monolith with a custom configuration (its data directory must be `data`).
     pub async fn monolith_with(config: kernel::Config, data: tempfile::TempDir) -> Self {
         let (base_url, stop) = start_in_process(config).await;
-        Self::new(base_url, Some(Arc::new(InProcess { _data: data, _stop: stop })))
+        Self::new(
+            base_url,
+            Some(Arc::new(InProcess {
+                _data: data,
+                _stop: stop,
+            })),
+        )
     }
 
     /// Microservices: seven processes behind the gateway, shared by the tests of this binary.
@@ -102,13 +108,28 @@ impl TestApp {
     }
 
     pub fn new(base_url: String, resources: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { base_url, http, _resources: resources }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            base_url,
+            http,
+            _resources: resources,
+        }
     }
 
     /// Sends a request with an optional JSON body and bearer token.
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -127,12 +148,17 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     /// `POST /api/users/register` with the given fields, returning the raw reply.
     pub async fn try_register(&self, email: &str, password: &str, name: &str) -> Reply {
-        self.post("/api/users/register", json!({ "email": email, "password": password, "name": name })).await
+        self.post(
+            "/api/users/register",
+            json!({ "email": email, "password": password, "name": name }),
+        )
+        .await
     }
 
     /// Registers a new user with a unique address; asserts it worked.
@@ -142,15 +168,25 @@ impl TestApp {
         let reply = self.try_register(&email, &password, "Aiko Tanaka").await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
         TestUser {
-            id: reply.body["user"]["id"].as_str().expect("user id").to_owned(),
-            account_id: reply.body["account"]["id"].as_str().expect("account id").to_owned(),
+            id: reply.body["user"]["id"]
+                .as_str()
+                .expect("user id")
+                .to_owned(),
+            account_id: reply.body["account"]["id"]
+                .as_str()
+                .expect("account id")
+                .to_owned(),
             email,
             password,
         }
     }
 
     pub async fn try_login(&self, email: &str, password: &str) -> Reply {
-        self.post("/api/users/login", json!({ "email": email, "password": password })).await
+        self.post(
+            "/api/users/login",
+            json!({ "email": email, "password": password }),
+        )
+        .await
     }
 
     /// Logs `user` in; asserts it worked.
@@ -171,19 +207,38 @@ impl TestApp {
 async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let content_type =
-        headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let bytes = response.bytes().await.expect("body");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-    Reply { status, content_type, headers, body }
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
 }
 
 /// Builds and serves a monolith in this process; dropping the sender stops it.
 pub async fn start_in_process(config: kernel::Config) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
-    let process =
-        kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &omnidesk::service_names()).await.expect("builds");
+    let process = kernel::Process::build(
+        Arc::new(config),
+        omnidesk::CATALOGUE,
+        &omnidesk::service_names(),
+    )
+    .await
+    .expect("builds");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(process.serve(listener, async move {
         let _ = stopped.await;
@@ -205,7 +260,14 @@ impl Topology {
         let data = tempfile::tempdir().expect("tempdir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
         command
-            .args(["up", "--topology", mode, "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--topology",
+                mode,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data.path())
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
             .env("OMNIDESK_LOG", "warn")
@@ -221,14 +283,22 @@ impl Topology {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base_url = loop {
-            let line = lines.next().expect("omnidesk up printed its ready line").expect("utf-8");
+            let line = lines
+                .next()
+                .expect("omnidesk up printed its ready line")
+                .expect("utf-8");
             if let Some(rest) = line.strip_prefix("OmniDesk is ready at ") {
                 break rest.split_whitespace().next().expect("url").to_owned();
             }
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { base_url, data_dir: data.path().to_owned(), child, _data: data }
+        Self {
+            base_url,
+            data_dir: data.path().to_owned(),
+            child,
+            _data: data,
+        }
     }
 
     /// The supervisor's state file.
@@ -244,7 +314,11 @@ impl Topology {
             .as_array()
             .expect("groups")
             .iter()
-            .find(|g| g["services"].as_array().is_some_and(|s| s.iter().any(|n| n == service)))
+            .find(|g| {
+                g["services"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|n| n == service))
+            })
             .expect("a group hosts the service")
             .clone();
         i32::try_from(group["pid"].as_i64().expect("pid")).expect("pid fits")

@@ -13,7 +13,11 @@ async fn a_killed_service_answers_503_through_the_gateway_and_is_restarted() {
     let user = app.register().await;
     let old_pid = topology.pid_of("user");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
 
     // While the user process is down, the gateway answers for it.
     let mut saw_unavailable = false;
@@ -26,7 +30,10 @@ async fn a_killed_service_answers_503_through_the_gateway_and_is_restarted() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(saw_unavailable, "the gateway never reported the user service unavailable");
+    assert!(
+        saw_unavailable,
+        "the gateway never reported the user service unavailable"
+    );
 
     // The supervisor brings it back, with the data it had.
     let mut restarted = false;
@@ -45,12 +52,17 @@ async fn a_killed_service_answers_503_through_the_gateway_and_is_restarted() {
 async fn the_groups_topology_serves_the_same_api() {
     let topology = Topology::spawn(
         "groups",
-        &[("OMNIDESK_TOPOLOGY__GROUPS", r#"[["user", "plan", "payment"], ["inbox", "input"], ["integration", "batch"]]"#)],
+        &[(
+            "OMNIDESK_TOPOLOGY__GROUPS",
+            r#"[["user", "plan", "payment"], ["inbox", "input"], ["integration", "batch"]]"#,
+        )],
     );
     let app = TestApp::new(topology.base_url.clone(), None);
 
     let (user, session) = app.signed_in().await;
-    let reply = app.get(&format!("/api/users/{}", user.id), &session.access_token).await;
+    let reply = app
+        .get(&format!("/api/users/{}", user.id), &session.access_token)
+        .await;
 
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body["account"]["plan"]["code"], "free");
