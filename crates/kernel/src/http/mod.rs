@@ -74,6 +74,7 @@ pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
                         .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(scope_request_id))
                 .layer(CatchPanicLayer::custom(
                     |_: Box<dyn std::any::Any + Send>| {
                         Problem::internal(&"a handler panicked").into_response()
@@ -86,6 +87,24 @@ pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
         )
+}
+
+tokio::task_local! {
+    /// The id of the request the current task is handling, for calls it makes to other services.
+    pub(crate) static CURRENT_REQUEST_ID: HeaderValue;
+}
+
+/// The id of the request being handled by this task, if any (remote port calls forward it, so one id
+/// follows a request through every process it touches).
+pub fn current_request_id() -> Option<HeaderValue> {
+    CURRENT_REQUEST_ID.try_with(HeaderValue::clone).ok()
+}
+
+async fn scope_request_id(request: Request, next: Next) -> Response {
+    match request.headers().get(REQUEST_ID).cloned() {
+        Some(id) => CURRENT_REQUEST_ID.scope(id, next.run(request)).await,
+        None => next.run(request).await,
+    }
 }
 
 /// Gives every error response without a problem body one (405 from the router, 413 and 503 from layers).

@@ -173,9 +173,11 @@ impl RemoteClient {
         url: &str,
         body: Bytes,
     ) -> Result<R, (PortError, bool)> {
-        let response = self
-            .http
-            .post(url)
+        let mut request = self.http.post(url);
+        if let Some(id) = crate::http::current_request_id() {
+            request = request.header(crate::http::REQUEST_ID, id);
+        }
+        let response = request
             .header(INTERNAL_AUTH_HEADER, self.credential.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .timeout(self.timeout)

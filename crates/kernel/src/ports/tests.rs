@@ -143,3 +143,32 @@ async fn metered_calls_are_counted_by_mode_and_outcome() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_remote_call_carries_the_request_id_of_the_request_being_handled() {
+    // A stand-in callee that answers with the request id it was sent.
+    let router = axum::Router::new().route(
+        "/internal/echo/echo",
+        axum::routing::post(|headers: HeaderMap| async move {
+            axum::Json(
+                headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let id = HeaderValue::from_static("req-1234");
+    let seen = crate::http::CURRENT_REQUEST_ID
+        .scope(id, remote(&url, SECRET).echo("x".into(), 1))
+        .await;
+
+    assert_eq!(seen, Ok("req-1234".to_owned()));
+}

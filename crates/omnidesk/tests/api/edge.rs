@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::TestApp;
 use crate::in_every_topology;
 
 in_every_topology!(
@@ -20,58 +20,25 @@ in_every_topology!(
     every_response_carries_a_request_id,
 );
 
-async fn raw(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Reply {
-    let response = app
-        .http
-        .request(method, format!("{}{path}", app.base_url))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let body = serde_json::from_slice(&response.bytes().await.expect("body")).unwrap_or_default();
-    Reply {
-        status,
-        content_type,
-        headers,
-        body,
-    }
-}
-
 async fn malformed_json_is_a_400_problem(app: TestApp) {
-    let reply = raw(
-        &app,
-        Method::POST,
-        "/api/users/register",
-        "application/json",
-        b"{\"email\": ".to_vec(),
-    )
-    .await;
+    let reply = app
+        .post_bytes(
+            "/api/users/register",
+            "application/json",
+            b"{\"email\": ".to_vec(),
+        )
+        .await;
     reply.assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
 }
 
 async fn a_missing_field_is_a_422_naming_it(app: TestApp) {
-    let reply = raw(
-        &app,
-        Method::POST,
-        "/api/users/login",
-        "application/json",
-        br#"{"email":"a@b.jp"}"#.to_vec(),
-    )
-    .await;
+    let reply = app
+        .post_bytes(
+            "/api/users/login",
+            "application/json",
+            br#"{"email":"a@b.jp"}"#.to_vec(),
+        )
+        .await;
     reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(reply.body["errors"][0]["field"], "password");
     assert_eq!(reply.body["errors"][0]["reason"], "missing");
@@ -79,26 +46,20 @@ async fn a_missing_field_is_a_422_naming_it(app: TestApp) {
 
 async fn a_wrong_field_type_is_a_422(app: TestApp) {
     let body = br#"{"email":"a@b.jp","password":12345678}"#.to_vec();
-    let reply = raw(
-        &app,
-        Method::POST,
-        "/api/users/login",
-        "application/json",
-        body,
-    )
-    .await;
+    let reply = app
+        .post_bytes("/api/users/login", "application/json", body)
+        .await;
     reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 }
 
 async fn a_body_that_is_not_json_by_content_type_is_a_415(app: TestApp) {
-    let reply = raw(
-        &app,
-        Method::POST,
-        "/api/users/login",
-        "text/plain",
-        br#"{"email":"a@b.jp"}"#.to_vec(),
-    )
-    .await;
+    let reply = app
+        .post_bytes(
+            "/api/users/login",
+            "text/plain",
+            br#"{"email":"a@b.jp"}"#.to_vec(),
+        )
+        .await;
     reply.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 }
 
@@ -106,14 +67,9 @@ async fn an_oversize_body_is_a_413(app: TestApp) {
     let mut body = br#"{"email":"a@b.jp","password":""#.to_vec();
     body.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     body.extend(br#""}"#);
-    let reply = raw(
-        &app,
-        Method::POST,
-        "/api/users/login",
-        "application/json",
-        body,
-    )
-    .await;
+    let reply = app
+        .post_bytes("/api/users/login", "application/json", body)
+        .await;
     reply.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 

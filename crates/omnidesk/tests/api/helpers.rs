@@ -139,6 +139,15 @@ impl TestApp {
         read(request.send().await.expect("request sent")).await
     }
 
+    /// POSTs raw bytes with the given content type (for malformed and oversize bodies).
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("content-type", content_type);
+        read(request.body(body).send().await.expect("request sent")).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.request(Method::GET, path, Some(token), None).await
     }
