@@ -296,3 +296,6 @@ async fn require_credential(
         .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -257,7 +257,20 @@ impl ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(error: figment::Error) -> Self {
-        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        let messages: Vec<String> = error
+            .into_iter()
+            .map(|e| {
+                // Name the seed's variable when it set the key: `DATABASE_MODE`, not `DATA.MODE`.
+                let key = e.path.join(".");
+                match SEED_VARIABLES
+                    .iter()
+                    .find(|(_, k)| k.eq_ignore_ascii_case(&key))
+                {
+                    Some((variable, _)) => format!("{e} (set by {variable})"),
+                    None => e.to_string(),
+                }
+            })
+            .collect();
         Self(messages.join("; "))
     }
 }
