@@ -109,7 +109,12 @@ impl Process {
                 .map_err(|_| anyhow::anyhow!("registry poisoned"))?
                 .internal,
         );
-        let mut router = public
+        let settings = EdgeSettings {
+            body_limit_bytes: config.http.body_limit_bytes,
+            request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+            trusted_proxies: config.http.trusted_proxies.clone().into(),
+        };
+        let public = public
             .route("/healthz", get(healthz))
             .route(
                 "/readyz",
@@ -118,22 +123,24 @@ impl Process {
             .route(
                 "/metrics",
                 get(http::render_metrics).with_state(metrics.clone()),
-            );
-        if let Some(secret) = config.internal.secret.clone() {
-            router = router.merge(internal.layer(axum::middleware::from_fn(
-                move |request, next| require_credential(secret.clone(), request, next),
-            )));
-        }
-        let router = router
+            )
             .fallback(http::not_found)
             .layer(axum::Extension(verifier));
-        let settings = EdgeSettings {
-            body_limit_bytes: config.http.body_limit_bytes,
-            request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-            trusted_proxies: config.http.trusted_proxies.clone().into(),
+        let public = http::edge(public, &settings);
+        // Internal endpoints exist only with a credential to check, and get the lean internal stack (no
+        // per-call spans or generated ids: port metrics cover them, and callers send their request id).
+        let router = match config.internal.secret.clone() {
+            Some(secret) if internal.has_routes() => {
+                let internal =
+                    internal.route_layer(axum::middleware::from_fn(move |request, next| {
+                        require_credential(secret.clone(), request, next)
+                    }));
+                http::internal_edge(internal, &settings).fallback_service(public)
+            }
+            _ => public,
         };
         Ok(Self {
-            router: http::edge(router, &settings),
+            router,
             wiring,
             namespaces,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),

@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p omnidesk --bench ports`. Both go through the real mechanism a service gets from its
 //! context: the metered wrapper around the plan service's implementation (local), or around the generated
-//! HTTP client talking to the plan service's internal endpoints in a real process (remote).
+//! HTTP client talking to the plan service's internal endpoints in a real process (remote). A bare HTTP
+//! round trip with the same client and runtime is measured alongside, as the yardstick for the remote call.
 
 use std::sync::Arc;
 
@@ -53,6 +54,24 @@ fn user_side_port(
     })
 }
 
+/// The yardstick: a bare axum server answering a JSON POST, no middleware, same runtime and client library.
+fn plain_http_server(runtime: &tokio::runtime::Runtime) -> String {
+    runtime.block_on(async {
+        let router = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                ([("content-type", "application/json")], body)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/echo", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    })
+}
+
 fn port_calls(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -65,6 +84,8 @@ fn port_calls(c: &mut Criterion) {
     let plan_url = plan_process(&runtime, data.path());
     let remote = user_side_port(&runtime, data.path(), Some(&plan_url));
     let account = AccountId::new();
+    let plain_url = plain_http_server(&runtime);
+    let http = reqwest::Client::new();
 
     let mut group = c.benchmark_group("PlanPort::plan_of");
     group.bench_function("local (in-process, metered)", |b| {
@@ -75,6 +96,20 @@ fn port_calls(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { remote.plan_of(account).await.expect("remote call") });
     });
+    group.bench_function(
+        "baseline: plain HTTP/1.1 keep-alive JSON POST to bare axum",
+        |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = http
+                    .post(&plain_url)
+                    .body(r#"["0"]"#)
+                    .send()
+                    .await
+                    .expect("sent");
+                response.bytes().await.expect("body")
+            });
+        },
+    );
     group.finish();
 }
 
