@@ -4,8 +4,5 @@
 use kernel::ServiceSpec;
 
 /// The batch service, as the kernel sees it.
-pub const SERVICE: ServiceSpec = ServiceSpec::without_features(
-    contracts::services::BATCH,
-    "scheduled jobs and their runs",
-    &[],
-);
+pub const SERVICE: ServiceSpec =
+    ServiceSpec::without_features(contracts::services::BATCH, "scheduled jobs and their runs", &[]);

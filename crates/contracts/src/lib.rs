@@ -4,6 +4,7 @@
 //! services publish live here. Service crates depend on this crate and on the kernel, never on each other
 //! (an architecture invariant, tested by `crates/omnidesk/tests/architecture.rs`).
 
+pub mod account;
 pub mod plan;
 
 pub use kernel::auth::{AccountId, Role, UserId};

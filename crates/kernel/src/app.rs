@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::events::{self, Transport};
 use crate::http::{self, EdgeSettings, Problem};
 use crate::metrics::Metrics;
 use crate::ports::{Port, credential_matches};
@@ -31,17 +32,16 @@ pub struct Process {
     wiring: Wiring,
     namespaces: Vec<Namespace>,
     grace: Duration,
+    transport: Arc<dyn Transport>,
+    /// Stops the outbox relays and dead-letter pollers.
+    stop_background: tokio::sync::watch::Sender<bool>,
 }
 
 impl Process {
     /// Builds a process hosting `hosted` (service names from `catalogue`): checks the route table, opens and
     /// migrates each hosted service's namespace, starts the services in dependency order, and assembles the
     /// router with the edge stack, `/healthz`, `/readyz`, `/metrics` and (with a secret) `/internal/*`.
-    pub async fn build(
-        config: Arc<Config>,
-        catalogue: Catalogue,
-        hosted: &[&str],
-    ) -> anyhow::Result<Self> {
+    pub async fn build(config: Arc<Config>, catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Self> {
         let names: Vec<&str> = catalogue.iter().map(|s| s.name).collect();
         config.validate(&names)?;
         RouteTable::build(catalogue)?;
@@ -52,26 +52,21 @@ impl Process {
         let files = config.key_files();
         if issues_tokens {
             // The issuing process creates the key pair on first start; elsewhere it must already exist.
-            files
-                .ensure()
-                .with_context(|| format!("creating keys under {}", files.private_key.display()))?;
+            files.ensure().with_context(|| format!("creating keys under {}", files.private_key.display()))?;
         }
         let verifier = Arc::new(files.verifier().map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (start the token-issuing service first, or set auth.public_key_file)"
-            )
+            anyhow::anyhow!("{e} (start the token-issuing service first, or set auth.public_key_file)")
         })?);
 
         let metrics = Metrics::new();
         let wiring = Wiring {
             config: config.clone(),
             metrics: metrics.clone(),
-            hosted: hosted_names,
+            hosted: hosted_names.clone(),
             registry: Arc::new(Mutex::new(PortRegistry::default())),
+            deliveries: Arc::default(),
             remote: Remote {
-                http: reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build()?,
+                http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
                 secret: config.internal.secret.clone(),
                 timeout: Duration::from_millis(config.internal.call_timeout_ms),
             },
@@ -90,25 +85,27 @@ impl Process {
                 namespace: namespace.clone(),
                 wiring: wiring.clone(),
             };
-            let router = (spec.start)(context)
-                .await
-                .with_context(|| format!("starting service `{}`", spec.name))?;
-            public = public.merge(http::with_service_metrics(
-                router,
-                spec.name,
-                metrics.clone(),
-            ));
+            let router = (spec.start)(context).await.with_context(|| format!("starting service `{}`", spec.name))?;
+            public = public.merge(http::with_service_metrics(router, spec.name, metrics.clone()));
             namespaces.push(namespace);
             tracing::info!(service = spec.name, "service started");
         }
 
-        let internal = std::mem::take(
-            &mut wiring
-                .registry
-                .lock()
-                .map_err(|_| anyhow::anyhow!("registry poisoned"))?
-                .internal,
-        );
+        let hosts_everything = catalogue.iter().all(|spec| hosted_names.contains(&spec.name));
+        let transport = event_transport(&config, hosts_everything, &hosted_names.join("+")).await?;
+        let (stop_background, stop) = tokio::sync::watch::channel(false);
+        let deliveries = std::mem::take(&mut *wiring.deliveries.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        for (_, delivery) in deliveries {
+            let delivery = Arc::new(delivery);
+            transport.subscribe(delivery.clone()).await?;
+            tokio::spawn(replay_dead_letters(delivery, stop.clone()));
+        }
+        for namespace in &namespaces {
+            tokio::spawn(events::relay(namespace.clone(), transport.clone(), OUTBOX_POLL, stop.clone()));
+        }
+
+        let internal =
+            std::mem::take(&mut wiring.registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
         let settings = EdgeSettings {
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: Duration::from_secs(config.http.request_timeout_secs),
@@ -116,14 +113,8 @@ impl Process {
         };
         let public = public
             .route("/healthz", get(healthz))
-            .route(
-                "/readyz",
-                get(readyz).with_state(Readiness(namespaces.clone())),
-            )
-            .route(
-                "/metrics",
-                get(http::render_metrics).with_state(metrics.clone()),
-            )
+            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone())))
+            .route("/metrics", get(http::render_metrics).with_state(metrics.clone()))
             .fallback(http::not_found)
             .layer(axum::Extension(verifier));
         let public = http::edge(public, &settings);
@@ -131,10 +122,9 @@ impl Process {
         // per-call spans or generated ids: port metrics cover them, and callers send their request id).
         let router = match config.internal.secret.clone() {
             Some(secret) if internal.has_routes() => {
-                let internal =
-                    internal.route_layer(axum::middleware::from_fn(move |request, next| {
-                        require_credential(secret.clone(), request, next)
-                    }));
+                let internal = internal.route_layer(axum::middleware::from_fn(move |request, next| {
+                    require_credential(secret.clone(), request, next)
+                }));
                 http::internal_edge(internal, &settings).fallback_service(public)
             }
             _ => public,
@@ -144,6 +134,8 @@ impl Process {
             wiring,
             namespaces,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
+            transport,
+            stop_background,
         })
     }
 
@@ -166,15 +158,11 @@ impl Process {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
+        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            });
         let grace = self.grace;
         let deadline = async move {
             if stopping_rx.await.is_ok() {
@@ -187,38 +175,80 @@ impl Process {
             result = server => result.context("serving")?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests cut off after the grace period"),
         }
+        // Publish what the last requests committed before the namespaces close (DESIGN §7: the outbox is
+        // flushed); anything left stays in the outbox for the next start.
+        let _ = self.stop_background.send(true);
         for namespace in &self.namespaces {
+            match tokio::time::timeout(Duration::from_secs(5), events::flush(namespace, self.transport.as_ref())).await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(service = namespace.service(), error = %error, "outbox not flushed"),
+                Err(_) => tracing::warn!(service = namespace.service(), "outbox flush timed out"),
+            }
             namespace.close().await;
         }
         Ok(())
     }
 }
 
+/// How often each relay looks at its outbox when nothing woke it (rows left by a crash or a failed publish).
+const OUTBOX_POLL: Duration = Duration::from_secs(1);
+
+/// How often consumers look for dead letters an operator asked to replay.
+const REPLAY_POLL: Duration = Duration::from_secs(2);
+
+/// The transport events travel by: RabbitMQ when configured; in-process when this process hosts every
+/// service; otherwise there is no way for events to reach their consumers, which is a start-up error.
+async fn event_transport(config: &Config, hosts_everything: bool, process: &str) -> anyhow::Result<Arc<dyn Transport>> {
+    match config.rabbitmq.amqp_url() {
+        Some(_url) => bail!("RABBITMQ-PENDING {process}"),
+        None if hosts_everything => Ok(Arc::new(events::inprocess::InProcess::new())),
+        None => {
+            bail!("services in separate processes exchange events through RabbitMQ: set RABBIT_MQ_HOST (rabbitmq.host)")
+        }
+    }
+}
+
+async fn replay_dead_letters(delivery: Arc<events::Delivery>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(REPLAY_POLL) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        match delivery.replay_requested().await {
+            Ok(0) => {}
+            Ok(replayed) => tracing::info!(consumer = delivery.consumer(), replayed, "dead letters replayed"),
+            Err(error) => {
+                tracing::warn!(consumer = delivery.consumer(), error = %error, "replaying dead letters failed")
+            }
+        }
+    }
+}
+
 /// Applies every hosted service's migrations without serving (`omnidesk migrate`).
-pub async fn migrate(
-    config: &Config,
-    catalogue: Catalogue,
-    services: &[&str],
-) -> anyhow::Result<Vec<String>> {
+pub async fn migrate(config: &Config, catalogue: Catalogue, services: &[&str]) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     for spec in catalogue.iter().filter(|s| services.contains(&s.name)) {
         let namespace = open_namespace(config, spec).await?;
         namespace.migrate().await?;
         namespace.close().await;
-        done.push(format!(
-            "{}: {}",
-            spec.name,
-            location_of(config, spec.name)?
-        ));
+        done.push(format!("{}: {}", spec.name, location_of(config, spec.name)?));
     }
     Ok(done)
+}
+
+/// Opens and migrates `service`'s namespace outside a serving process (for administrative commands).
+pub async fn namespace_of(config: &Config, catalogue: Catalogue, service: &str) -> anyhow::Result<Namespace> {
+    let spec = catalogue.iter().find(|s| s.name == service).with_context(|| format!("unknown service `{service}`"))?;
+    let namespace = open_namespace(config, spec).await?;
+    namespace.migrate().await?;
+    Ok(namespace)
 }
 
 /// Where a service's namespace lives under this configuration.
 pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
     match &config.service(service).database_url {
-        Some(url) => Location::parse(url)
-            .map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
+        Some(url) => Location::parse(url).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
         None => Ok(Location::default_for(&config.data.dir, service)),
     }
 }
@@ -239,17 +269,11 @@ fn start_order(catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Vec<Serv
         }
     }
     let mut order: Vec<ServiceSpec> = Vec::new();
-    let mut pending: Vec<ServiceSpec> = catalogue
-        .iter()
-        .filter(|s| hosted.contains(&s.name))
-        .copied()
-        .collect();
+    let mut pending: Vec<ServiceSpec> = catalogue.iter().filter(|s| hosted.contains(&s.name)).copied().collect();
     while !pending.is_empty() {
-        let ready = pending.iter().position(|s| {
-            s.depends_on
-                .iter()
-                .all(|dep| !hosted.contains(dep) || order.iter().any(|o| o.name == *dep))
-        });
+        let ready = pending
+            .iter()
+            .position(|s| s.depends_on.iter().all(|dep| !hosted.contains(dep) || order.iter().any(|o| o.name == *dep)));
         match ready {
             Some(index) => order.push(pending.remove(index)),
             None => bail!(
@@ -279,28 +303,16 @@ async fn readyz(State(Readiness(namespaces)): State<Readiness>) -> Response {
         let services: Vec<&str> = namespaces.iter().map(Namespace::service).collect();
         axum::Json(json!({ "status": "ready", "services": services })).into_response()
     } else {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            failures.join("; "),
-        )
-        .into_response()
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response()
     }
 }
 
-async fn require_credential(
-    secret: String,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn require_credential(secret: String, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if credential_matches(request.headers(), &secret) {
         next.run(request).await
     } else {
-        Problem::unauthorized(
-            "internal_credential_required",
-            "Internal endpoints need the service credential.",
-        )
-        .into_response()
+        Problem::unauthorized("internal_credential_required", "Internal endpoints need the service credential.")
+            .into_response()
     }
 }
 

@@ -130,8 +130,7 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     pub fn from_public_pem(pem: &[u8]) -> Result<Self, String> {
-        let key = DecodingKey::from_ed_pem(pem)
-            .map_err(|e| format!("invalid Ed25519 public key: {e}"))?;
+        let key = DecodingKey::from_ed_pem(pem).map_err(|e| format!("invalid Ed25519 public key: {e}"))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -140,20 +139,15 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Problem::unauthorized(
-                    "token_expired",
-                    "The access token has expired; refresh it.",
-                ),
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Problem::unauthorized("token_expired", "The access token has expired; refresh it.")
+                }
                 _ => Problem::unauthorized("invalid_token", "The access token is not valid."),
             })?;
         let claims = data.claims;
-        Ok(Caller {
-            user: claims.sub,
-            account: claims.acc,
-            role: claims.role,
-        })
+        Ok(Caller { user: claims.sub, account: claims.acc, role: claims.role })
     }
 }
 
@@ -172,16 +166,12 @@ pub struct SignedToken {
 
 impl TokenSigner {
     pub fn from_private_pem(pem: &[u8], ttl: Duration) -> Result<Self, String> {
-        let key = EncodingKey::from_ed_pem(pem)
-            .map_err(|e| format!("invalid Ed25519 private key: {e}"))?;
+        let key = EncodingKey::from_ed_pem(pem).map_err(|e| format!("invalid Ed25519 private key: {e}"))?;
         Ok(Self { key, ttl })
     }
 
     pub fn sign(&self, caller: Caller) -> Result<SignedToken, jsonwebtoken::errors::Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = AccessClaims {
             sub: caller.user,
             acc: caller.account,
@@ -192,10 +182,7 @@ impl TokenSigner {
             jti: Uuid::new_v4(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)?;
-        Ok(SignedToken {
-            token,
-            expires_in: self.ttl,
-        })
+        Ok(SignedToken { token, expires_in: self.ttl })
     }
 }
 
@@ -207,24 +194,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<Arc<TokenVerifier>>()
             .ok_or_else(|| Problem::internal(&"the token verifier layer is missing"))?;
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            Problem::unauthorized(
-                "missing_token",
-                "Send `Authorization: Bearer <access token>`.",
-            )
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("missing_token", "Send `Authorization: Bearer <access token>`."))?;
+        let token = header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or_else(|| {
+            Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Problem::unauthorized(
-                    "invalid_token",
-                    "The Authorization header must be `Bearer <token>`.",
-                )
-            })?;
         verifier.verify(token.trim())
     }
+}
+
+/// A new opaque bearer secret (refresh tokens, plan tokens): 256 random bits, URL-safe, with a prefix
+/// that tells a reader what it is (`rt_`, `pt_`).
+pub fn opaque_token(prefix: &str) -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What is stored for an opaque token: its SHA-256, hex. The tokens are high-entropy, so a fast hash is
+/// enough, and a copy of the table does not let anyone use them.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where the signing key pair lives on disk.
@@ -238,10 +231,7 @@ impl KeyFiles {
     /// The default place under the data directory.
     pub fn under(data_dir: &Path) -> Self {
         let dir = data_dir.join("keys");
-        Self {
-            private_key: dir.join("access-token.ed25519.pem"),
-            public_key: dir.join("access-token.ed25519.pub.pem"),
-        }
+        Self { private_key: dir.join("access-token.ed25519.pem"), public_key: dir.join("access-token.ed25519.pub.pem") }
     }
 
     /// Creates a new key pair unless the private key exists already. The private key file is 0600.
@@ -251,14 +241,10 @@ impl KeyFiles {
         }
         use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| std::io::Error::other("key generation failed"))?;
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-            .map_err(|_| std::io::Error::other("bad key"))?;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| std::io::Error::other("key generation failed"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| std::io::Error::other("bad key"))?;
         // SubjectPublicKeyInfo for Ed25519 is a fixed 12-byte prefix followed by the 32-byte key (RFC 8410).
-        let mut spki = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
+        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         spki.extend_from_slice(pair.public_key().as_ref());
 
         for path in [&self.private_key, &self.public_key] {
@@ -268,10 +254,7 @@ impl KeyFiles {
         }
         let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
         write_private(&self.private_key, private_pem.as_bytes())?;
-        std::fs::write(
-            &self.public_key,
-            pem::encode(&pem::Pem::new("PUBLIC KEY", spki)),
-        )
+        std::fs::write(&self.public_key, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))
     }
 
     pub fn verifier(&self) -> Result<TokenVerifier, String> {
@@ -281,12 +264,8 @@ impl KeyFiles {
     }
 
     pub fn signer(&self, ttl: Duration) -> Result<TokenSigner, String> {
-        let pem = std::fs::read(&self.private_key).map_err(|e| {
-            format!(
-                "reading the private key {}: {e}",
-                self.private_key.display()
-            )
-        })?;
+        let pem = std::fs::read(&self.private_key)
+            .map_err(|e| format!("reading the private key {}: {e}", self.private_key.display()))?;
         TokenSigner::from_private_pem(&pem, ttl)
     }
 }
@@ -294,11 +273,7 @@ impl KeyFiles {
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents)
 }
 
@@ -314,44 +289,25 @@ mod tests {
     }
 
     fn caller() -> Caller {
-        Caller {
-            user: UserId::new(),
-            account: AccountId::new(),
-            role: Role::Owner,
-        }
+        Caller { user: UserId::new(), account: AccountId::new(), role: Role::Owner }
     }
 
     #[test]
     fn a_signed_token_verifies_with_the_public_key_alone() {
         let (_dir, files) = keys();
         let caller = caller();
-        let token = files
-            .signer(Duration::from_secs(60))
-            .expect("signer")
-            .sign(caller)
-            .expect("signs");
+        let token = files.signer(Duration::from_secs(60)).expect("signer").sign(caller).expect("signs");
 
-        assert_eq!(
-            files.verifier().expect("verifier").verify(&token.token),
-            Ok(caller)
-        );
+        assert_eq!(files.verifier().expect("verifier").verify(&token.token), Ok(caller));
     }
 
     #[test]
     fn a_token_signed_by_another_key_is_rejected() {
         let (_a, ours) = keys();
         let (_b, theirs) = keys();
-        let token = theirs
-            .signer(Duration::from_secs(60))
-            .expect("signer")
-            .sign(caller())
-            .expect("signs");
+        let token = theirs.signer(Duration::from_secs(60)).expect("signer").sign(caller()).expect("signs");
 
-        let problem = ours
-            .verifier()
-            .expect("verifier")
-            .verify(&token.token)
-            .expect_err("forged");
+        let problem = ours.verifier().expect("verifier").verify(&token.token).expect_err("forged");
         assert_eq!(problem.code, "invalid_token");
     }
 
@@ -370,14 +326,9 @@ mod tests {
             exp: 1_060,
             jti: Uuid::new_v4(),
         };
-        token.token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &signer.key)
-            .expect("encodes");
+        token.token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &signer.key).expect("encodes");
 
-        let problem = files
-            .verifier()
-            .expect("verifier")
-            .verify(&token.token)
-            .expect_err("expired");
+        let problem = files.verifier().expect("verifier").verify(&token.token).expect_err("expired");
         assert_eq!(problem.code, "token_expired");
     }
 
@@ -388,10 +339,7 @@ mod tests {
         let before = std::fs::read(&files.private_key).expect("read");
         files.ensure().expect("idempotent");
         assert_eq!(std::fs::read(&files.private_key).expect("read"), before);
-        let mode = std::fs::metadata(&files.private_key)
-            .expect("meta")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&files.private_key).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

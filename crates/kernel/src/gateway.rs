@@ -51,14 +51,7 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The headers that describe one connection rather than the message (RFC 9110 §7.6.1); they are never
 /// forwarded, except `connection` and `upgrade` while negotiating an upgrade. Every `proxy-*` header is
 /// dropped as well.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -81,19 +74,13 @@ impl Origin {
     /// Parses a base URL; it must be plain `http://host:port` (an optional trailing `/`), because the
     /// gateway's client speaks cleartext HTTP/1.1 to processes inside the deployment.
     fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let uri: Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         let parts = uri.into_parts();
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-            return Err(format!(
-                "`{url}` needs a scheme and a host, like http://127.0.0.1:4001"
-            ));
+            return Err(format!("`{url}` needs a scheme and a host, like http://127.0.0.1:4001"));
         };
         if scheme != Scheme::HTTP {
-            return Err(format!(
-                "`{url}`: the gateway reaches upstreams over http:// only"
-            ));
+            return Err(format!("`{url}`: the gateway reaches upstreams over http:// only"));
         }
         if parts.path_and_query.is_some_and(|pq| pq.as_str() != "/") {
             return Err(format!("`{url}`: an upstream base URL has no path"));
@@ -152,12 +139,7 @@ struct Gateway {
 }
 
 /// Builds the gateway router: forwards each request to the process owning its path per the RouteTable.
-pub fn router(
-    table: RouteTable,
-    upstreams: Upstreams,
-    metrics: Metrics,
-    settings: &EdgeSettings,
-) -> Router {
+pub fn router(table: RouteTable, upstreams: Upstreams, metrics: Metrics, settings: &EdgeSettings) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_nodelay(true);
@@ -225,20 +207,15 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
         axum::Json(json!({ "status": "ready", "services": services })).into_response()
     } else {
         failures.sort();
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("Not ready: {}.", failures.join("; ")),
-        )
-        .into_response()
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("Not ready: {}.", failures.join("; ")))
+            .into_response()
     }
 }
 
 /// Asks one upstream process whether it is ready.
 async fn check_ready(client: &UpstreamClient, origin: &Origin) -> Result<(), String> {
-    let uri = origin
-        .uri_for(Some(&PathAndQuery::from_static("/readyz")))
-        .map_err(|e| format!("cannot address it: {e}"))?;
+    let uri =
+        origin.uri_for(Some(&PathAndQuery::from_static("/readyz"))).map_err(|e| format!("cannot address it: {e}"))?;
     let mut request = axum::http::Request::new(Body::empty());
     *request.uri_mut() = uri;
     match tokio::time::timeout(READY_CHECK_TIMEOUT, client.request(request)).await {
@@ -246,10 +223,7 @@ async fn check_ready(client: &UpstreamClient, origin: &Origin) -> Result<(), Str
         Ok(Ok(response)) => Err(format!("answered {}", response.status().as_u16())),
         Ok(Err(error)) if error.is_connect() => Err("not reachable".to_owned()),
         Ok(Err(error)) => Err(format!("failed: {}", error_chain(&error))),
-        Err(_) => Err(format!(
-            "no answer within {} ms",
-            READY_CHECK_TIMEOUT.as_millis()
-        )),
+        Err(_) => Err(format!("no answer within {} ms", READY_CHECK_TIMEOUT.as_millis())),
     }
 }
 
@@ -269,23 +243,14 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
     let method = method_label(request.method());
     let response = gateway.proxy(service, request).await;
     // The duration is the time to the upstream's response head; a streamed body continues after this.
-    gateway.metrics.observe_http(
-        service,
-        method,
-        prefix,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    gateway.metrics.observe_http(service, method, prefix, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
 impl Gateway {
     /// The claimed prefix covering `path` and its owner, by longest prefix.
     fn claim_for(&self, path: &str) -> Option<(&'static str, &'static str)> {
-        self.claims
-            .iter()
-            .copied()
-            .find(|(prefix, _)| covers(prefix, path))
+        self.claims.iter().copied().find(|(prefix, _)| covers(prefix, path))
     }
 
     /// Sends `request` to the process hosting `service` and relays its answer.
@@ -302,15 +267,8 @@ impl Gateway {
         let upgrade = wants_upgrade(&parts.headers);
         // The client's side of an upgrade must be claimed before the request is taken apart; hyper completes
         // it once our 101 response has been written.
-        let client_upgrade = if upgrade {
-            parts.extensions.remove::<OnUpgrade>()
-        } else {
-            None
-        };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+        let client_upgrade = if upgrade { parts.extensions.remove::<OnUpgrade>() } else { None };
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         let peer_trusted = peer.is_some_and(|ip| self.trusted_proxies.contains(&ip));
 
         let uri = match origin.uri_for(parts.uri.path_and_query()) {
@@ -325,16 +283,13 @@ impl Gateway {
         *upstream_request.uri_mut() = uri;
         // The upstream connection is HTTP/1.1 whatever the client spoke to us.
         *upstream_request.version_mut() = Version::HTTP_11;
-        *upstream_request.headers_mut() =
-            upstream_headers(&parts.headers, upgrade, peer, peer_trusted);
+        *upstream_request.headers_mut() = upstream_headers(&parts.headers, upgrade, peer, peer_trusted);
         // HTTP/2 clients name the host in the URI's authority instead of a `Host` header.
         if let Some(authority) = parts.uri.authority()
             && !upstream_request.headers().contains_key(&X_FORWARDED_HOST)
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
         {
-            upstream_request
-                .headers_mut()
-                .insert(X_FORWARDED_HOST, host);
+            upstream_request.headers_mut().insert(X_FORWARDED_HOST, host);
         }
 
         match self.client.request(upstream_request).await {
@@ -362,10 +317,7 @@ fn relay(
         return response.map(Body::new);
     }
     let Some(client_upgrade) = client_upgrade else {
-        tracing::warn!(
-            service,
-            "upstream switched protocols without being asked to"
-        );
+        tracing::warn!(service, "upstream switched protocols without being asked to");
         return bad_gateway(service);
     };
     let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -388,12 +340,7 @@ async fn tunnel(service: &'static str, client: OnUpgrade, upstream: OnUpgrade) {
     let mut upstream = TokioIo::new(upstream);
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_upstream_bytes, to_client_bytes)) => {
-            tracing::debug!(
-                service,
-                to_upstream_bytes,
-                to_client_bytes,
-                "upgraded connection closed"
-            );
+            tracing::debug!(service, to_upstream_bytes, to_client_bytes, "upgraded connection closed");
         }
         // A peer vanishing mid-tunnel is how WebSocket connections usually end; it is not an error of ours.
         Err(error) => {
@@ -426,25 +373,14 @@ fn bad_gateway(service: &str) -> Response {
 /// The method as a metrics label. Clients can send any token as a method; folding the unusual ones into one
 /// label keeps them from creating a time series each.
 fn method_label(method: &Method) -> &'static str {
-    const KNOWN: &[Method] = &[
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-    ];
-    KNOWN
-        .iter()
-        .find(|known| *known == method)
-        .map_or("OTHER", Method::as_str)
+    const KNOWN: &[Method] =
+        &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS];
+    KNOWN.iter().find(|known| *known == method).map_or("OTHER", Method::as_str)
 }
 
 /// Whether `prefix` covers `path` on a segment boundary (the route table's rule).
 fn covers(prefix: &str, path: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn is_internal(path: &str) -> bool {
@@ -454,14 +390,12 @@ fn is_internal(path: &str) -> bool {
 /// Whether the path contains `.` or `..` segments. Upstreams do not normalise them, but a path that walks
 /// out of the prefix it was routed by has no business being forwarded.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/')
-        .any(|segment| segment == "." || segment == "..")
+    path.split('/').any(|segment| segment == "." || segment == "..")
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade` plus an `Upgrade` header).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && connection_tokens(headers).any(|token| token == "upgrade")
+    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|token| token == "upgrade")
 }
 
 /// The lowercased tokens of every `Connection` header.
@@ -502,15 +436,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
 /// The headers sent upstream for a client request: the client's, minus hop-by-hop headers and the internal
 /// credential, plus the `X-Forwarded-*` set. `peer` is the client's address; `peer_trusted` says whether it
 /// is a proxy whose own `X-Forwarded-Proto`/`-Host` may be passed on.
-fn upstream_headers(
-    incoming: &HeaderMap,
-    upgrade: bool,
-    peer: Option<IpAddr>,
-    peer_trusted: bool,
-) -> HeaderMap {
-    let named: Vec<String> = connection_tokens(incoming)
-        .filter(|token| token != "upgrade")
-        .collect();
+fn upstream_headers(incoming: &HeaderMap, upgrade: bool, peer: Option<IpAddr>, peer_trusted: bool) -> HeaderMap {
+    let named: Vec<String> = connection_tokens(incoming).filter(|token| token != "upgrade").collect();
     let mut headers = HeaderMap::with_capacity(incoming.len() + 3);
     for (name, value) in incoming {
         let dropped = is_hop_by_hop(name)
@@ -541,10 +468,7 @@ fn upstream_headers(
     if let Some(peer) = peer {
         chain.push(peer.to_string());
     }
-    if let Some(value) = (!chain.is_empty())
-        .then(|| chain.join(", "))
-        .and_then(|v| HeaderValue::try_from(v).ok())
-    {
+    if let Some(value) = (!chain.is_empty()).then(|| chain.join(", ")).and_then(|v| HeaderValue::try_from(v).ok()) {
         headers.insert(X_FORWARDED_FOR, value);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

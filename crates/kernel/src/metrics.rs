@@ -4,14 +4,11 @@
 
 use std::sync::Arc;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// Latency buckets in seconds, from an in-process port call (sub-microsecond) to a slow request.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_001, 0.000_01, 0.000_1, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.000_001, 0.000_01, 0.000_1, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The process's metrics; cheap to clone.
@@ -34,36 +31,24 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests handled, by owning service, route and status.",
-            ),
+            Opts::new("http_requests_total", "HTTP requests handled, by owning service, route and status."),
             &["service", "method", "route", "status"],
         )
         .expect("metric definition is valid");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency by service and route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by service and route.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["service", "method", "route"],
         )
         .expect("metric definition is valid");
         let port_calls = IntCounterVec::new(
-            Opts::new(
-                "port_calls_total",
-                "Calls through service ports, local (in-process) or remote (HTTP).",
-            ),
+            Opts::new("port_calls_total", "Calls through service ports, local (in-process) or remote (HTTP)."),
             &["caller", "callee", "method", "mode", "outcome"],
         )
         .expect("metric definition is valid");
         let port_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "port_call_duration_seconds",
-                "Port call latency, local or remote.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("port_call_duration_seconds", "Port call latency, local or remote.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["caller", "callee", "method", "mode"],
         )
         .expect("metric definition is valid");
@@ -73,68 +58,36 @@ impl Metrics {
             Box::new(port_calls.clone()),
             Box::new(port_duration.clone()),
         ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            registry.register(collector).expect("metric names are unique");
         }
-        Self(Arc::new(Inner {
-            registry,
-            http_requests,
-            http_duration,
-            port_calls,
-            port_duration,
-        }))
+        Self(Arc::new(Inner { registry, http_requests, http_duration, port_calls, port_duration }))
     }
 
     pub fn registry(&self) -> &Registry {
         &self.0.registry
     }
 
-    pub fn observe_http(
-        &self,
-        service: &str,
-        method: &str,
-        route: &str,
-        status: u16,
-        seconds: f64,
-    ) {
+    pub fn observe_http(&self, service: &str, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
-        self.0
-            .http_requests
-            .with_label_values(&[service, method, route, &status])
-            .inc();
-        self.0
-            .http_duration
-            .with_label_values(&[service, method, route])
-            .observe(seconds);
+        self.0.http_requests.with_label_values(&[service, method, route, &status]).inc();
+        self.0.http_duration.with_label_values(&[service, method, route]).observe(seconds);
     }
 
     /// Resolved handles for one port method, so that a call does no label lookup (a local call must stay
     /// well under a microsecond including its metrics).
-    pub fn port_method(
-        &self,
-        caller: &str,
-        callee: &str,
-        method: &str,
-        mode: &str,
-    ) -> PortMethodMetrics {
+    pub fn port_method(&self, caller: &str, callee: &str, method: &str, mode: &str) -> PortMethodMetrics {
         let labels = |outcome: &str| [caller, callee, method, mode, outcome].map(str::to_owned);
         PortMethodMetrics {
             ok: self.0.port_calls.with_label_values(&labels("ok")),
             error: self.0.port_calls.with_label_values(&labels("error")),
-            duration: self
-                .0
-                .port_duration
-                .with_label_values(&[caller, callee, method, mode]),
+            duration: self.0.port_duration.with_label_values(&[caller, callee, method, mode]),
         }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.0.registry.gather(), &mut buffer)
-            .expect("encoding to a Vec cannot fail");
+        TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer).expect("encoding to a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
 }

@@ -30,10 +30,7 @@ pub struct Routes<S> {
 
 impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
     fn default() -> Self {
-        Self {
-            router: Router::new(),
-            table: Vec::new(),
-        }
+        Self { router: Router::new(), table: Vec::new() }
     }
 }
 
@@ -42,13 +39,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         Self::default()
     }
 
-    fn add<H, T>(
-        mut self,
-        method: Method,
-        filter: MethodFilter,
-        path: &'static str,
-        handler: H,
-    ) -> Self
+    fn add<H, T>(mut self, method: Method, filter: MethodFilter, path: &'static str, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
@@ -93,30 +84,13 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("services `{a}` and `{b}` both claim paths under `{a_prefix}` / `{b_prefix}`")]
-    Overlap {
-        a: &'static str,
-        a_prefix: &'static str,
-        b: &'static str,
-        b_prefix: &'static str,
-    },
+    Overlap { a: &'static str, a_prefix: &'static str, b: &'static str, b_prefix: &'static str },
     #[error("service `{service}` declares route {method} {path} outside its claimed prefixes")]
-    Unclaimed {
-        service: &'static str,
-        method: Method,
-        path: &'static str,
-    },
+    Unclaimed { service: &'static str, method: Method, path: &'static str },
     #[error("service `{service}` claims `{prefix}`, which the kernel reserves")]
-    Reserved {
-        service: &'static str,
-        prefix: &'static str,
-    },
-    #[error(
-        "service `{service}` claims `{prefix}`; a prefix starts with `/`, has no trailing `/` and no parameters"
-    )]
-    Malformed {
-        service: &'static str,
-        prefix: &'static str,
-    },
+    Reserved { service: &'static str, prefix: &'static str },
+    #[error("service `{service}` claims `{prefix}`; a prefix starts with `/`, has no trailing `/` and no parameters")]
+    Malformed { service: &'static str, prefix: &'static str },
 }
 
 /// One line of the table: a route and the service that owns it.
@@ -139,27 +113,15 @@ impl RouteTable {
         let mut claims: Vec<(&'static str, &'static str)> = Vec::new();
         for service in services {
             for &prefix in service.prefixes {
-                if !prefix.starts_with('/')
-                    || prefix.ends_with('/')
-                    || prefix.contains(['{', '}', ':', '*'])
-                {
-                    return Err(RouteError::Malformed {
-                        service: service.name,
-                        prefix,
-                    });
+                if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['{', '}', ':', '*']) {
+                    return Err(RouteError::Malformed { service: service.name, prefix });
                 }
-                if RESERVED_PREFIXES
-                    .iter()
-                    .any(|r| covers(prefix, r) || covers(r, prefix))
-                {
-                    return Err(RouteError::Reserved {
-                        service: service.name,
-                        prefix,
-                    });
+                if RESERVED_PREFIXES.iter().any(|r| covers(prefix, r) || covers(r, prefix)) {
+                    return Err(RouteError::Reserved { service: service.name, prefix });
                 }
-                if let Some(&(other_prefix, other)) = claims.iter().find(|(p, owner)| {
-                    *owner != service.name && (covers(p, prefix) || covers(prefix, p))
-                }) {
+                if let Some(&(other_prefix, other)) =
+                    claims.iter().find(|(p, owner)| *owner != service.name && (covers(p, prefix) || covers(prefix, p)))
+                {
                     return Err(RouteError::Overlap {
                         a: other,
                         a_prefix: other_prefix,
@@ -175,21 +137,14 @@ impl RouteTable {
         let mut routes = Vec::new();
         for service in services {
             for route in (service.routes)() {
-                if !service
-                    .prefixes
-                    .iter()
-                    .any(|prefix| covers(prefix, route.path))
-                {
+                if !service.prefixes.iter().any(|prefix| covers(prefix, route.path)) {
                     return Err(RouteError::Unclaimed {
                         service: service.name,
                         method: route.method,
                         path: route.path,
                     });
                 }
-                routes.push(OwnedRoute {
-                    service: service.name,
-                    route,
-                });
+                routes.push(OwnedRoute { service: service.name, route });
             }
         }
         Ok(Self { claims, routes })
@@ -197,10 +152,7 @@ impl RouteTable {
 
     /// The service owning `path`, by longest claimed prefix.
     pub fn owner_of(&self, path: &str) -> Option<&'static str> {
-        self.claims
-            .iter()
-            .find(|(prefix, _)| covers(prefix, path))
-            .map(|(_, owner)| *owner)
+        self.claims.iter().find(|(prefix, _)| covers(prefix, path)).map(|(_, owner)| *owner)
     }
 
     pub fn routes(&self) -> &[OwnedRoute] {
@@ -217,8 +169,7 @@ impl RouteTable {
 
 /// Whether `prefix` covers `path` on a segment boundary.
 fn covers(prefix: &str, path: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -231,26 +182,17 @@ mod tests {
     }
 
     fn users_routes() -> Vec<RouteInfo> {
-        vec![RouteInfo {
-            method: Method::GET,
-            path: "/api/users/{id}",
-        }]
+        vec![RouteInfo { method: Method::GET, path: "/api/users/{id}" }]
     }
 
     fn spec(name: &'static str, prefixes: &'static [&'static str]) -> ServiceSpec {
-        ServiceSpec {
-            routes: no_routes,
-            ..ServiceSpec::without_features(name, "test", prefixes)
-        }
+        ServiceSpec { routes: no_routes, ..ServiceSpec::without_features(name, "test", prefixes) }
     }
 
     #[test]
     fn prefixes_match_whole_segments_only() {
-        let table = RouteTable::build(&[
-            spec("plan", &["/api/plan"]),
-            spec("catalogue", &["/api/plans"]),
-        ])
-        .expect("no overlap between /api/plan and /api/plans");
+        let table = RouteTable::build(&[spec("plan", &["/api/plan"]), spec("catalogue", &["/api/plans"])])
+            .expect("no overlap between /api/plan and /api/plans");
         assert_eq!(table.owner_of("/api/plan"), Some("plan"));
         assert_eq!(table.owner_of("/api/plan/register/x"), Some("plan"));
         assert_eq!(table.owner_of("/api/plans"), Some("catalogue"));
@@ -261,55 +203,26 @@ mod tests {
     fn two_services_claiming_overlapping_prefixes_is_an_error() {
         let error = RouteTable::build(&[spec("user", &["/api/users"]), spec("inbox", &["/api"])])
             .expect_err("the seed's catch-all /api group would swallow /api/users");
-        assert!(
-            matches!(
-                error,
-                RouteError::Overlap {
-                    a: "user",
-                    b: "inbox",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, RouteError::Overlap { a: "user", b: "inbox", .. }), "{error}");
     }
 
     #[test]
     fn the_same_prefix_claimed_twice_is_an_error() {
-        let error = RouteTable::build(&[spec("a", &["/api/x"]), spec("b", &["/api/x"])])
-            .expect_err("same prefix");
+        let error = RouteTable::build(&[spec("a", &["/api/x"]), spec("b", &["/api/x"])]).expect_err("same prefix");
         assert!(matches!(error, RouteError::Overlap { .. }));
     }
 
     #[test]
     fn a_route_outside_its_services_claims_is_an_error() {
-        let service = ServiceSpec {
-            routes: users_routes,
-            ..spec("plan", &["/api/plan"])
-        };
+        let service = ServiceSpec { routes: users_routes, ..spec("plan", &["/api/plan"]) };
         let error = RouteTable::build(&[service]).expect_err("plan cannot serve /api/users");
-        assert!(matches!(
-            error,
-            RouteError::Unclaimed {
-                service: "plan",
-                ..
-            }
-        ));
+        assert!(matches!(error, RouteError::Unclaimed { service: "plan", .. }));
     }
 
     #[test]
     fn reserved_and_malformed_prefixes_are_refused() {
-        assert!(matches!(
-            RouteTable::build(&[spec("x", &["/internal/x"])]),
-            Err(RouteError::Reserved { .. })
-        ));
-        assert!(matches!(
-            RouteTable::build(&[spec("x", &["/api/x/"])]),
-            Err(RouteError::Malformed { .. })
-        ));
-        assert!(matches!(
-            RouteTable::build(&[spec("x", &["/api/{id}"])]),
-            Err(RouteError::Malformed { .. })
-        ));
+        assert!(matches!(RouteTable::build(&[spec("x", &["/internal/x"])]), Err(RouteError::Reserved { .. })));
+        assert!(matches!(RouteTable::build(&[spec("x", &["/api/x/"])]), Err(RouteError::Malformed { .. })));
+        assert!(matches!(RouteTable::build(&[spec("x", &["/api/{id}"])]), Err(RouteError::Malformed { .. })));
     }
 }

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 
 use crate::auth::TokenSigner;
 use crate::config::Config;
+use crate::events::{Delivery, Event, Handler};
 use crate::metrics::Metrics;
 use crate::ports::{Port, PortMeters, RemoteClient};
 use crate::routes::RouteInfo;
@@ -40,10 +41,7 @@ pub struct ServiceSpec {
 
 impl std::fmt::Debug for ServiceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceSpec")
-            .field("name", &self.name)
-            .field("prefixes", &self.prefixes)
-            .finish()
+        f.debug_struct("ServiceSpec").field("name", &self.name).field("prefixes", &self.prefixes).finish()
     }
 }
 
@@ -96,6 +94,8 @@ pub(crate) struct Wiring {
     pub hosted: Arc<[&'static str]>,
     pub registry: Arc<Mutex<PortRegistry>>,
     pub remote: Remote,
+    /// Each consuming service's event handlers, collected while services start.
+    pub deliveries: Arc<Mutex<HashMap<&'static str, Delivery>>>,
 }
 
 impl Wiring {
@@ -103,39 +103,27 @@ impl Wiring {
     pub fn port<P: Port + ?Sized>(&self, caller: &'static str) -> anyhow::Result<Arc<P>> {
         let callee = P::SERVICE;
         let (inner, mode) = if self.hosted.contains(&callee) {
-            let registry = self
-                .registry
-                .lock()
-                .map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+            let registry = self.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
             let local = registry
                 .local
                 .get(&TypeId::of::<P>())
                 .and_then(|boxed| boxed.downcast_ref::<Arc<P>>())
-                .with_context(|| {
-                    format!("`{callee}` is hosted here but has not provided {}", P::NAME)
-                })?;
+                .with_context(|| format!("`{callee}` is hosted here but has not provided {}", P::NAME))?;
             (local.clone(), "local")
         } else {
             let url = self.config.service(callee).url.with_context(|| {
                 format!("`{caller}` calls `{callee}`, which is not in this process: set services.{callee}.url")
             })?;
-            let secret = self.remote.secret.as_deref().with_context(|| {
-                format!("`{caller}` calls `{callee}` in another process: set internal.secret")
-            })?;
-            let client = RemoteClient::new(
-                self.remote.http.clone(),
-                callee,
-                &url,
-                secret,
-                self.remote.timeout,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let secret = self
+                .remote
+                .secret
+                .as_deref()
+                .with_context(|| format!("`{caller}` calls `{callee}` in another process: set internal.secret"))?;
+            let client = RemoteClient::new(self.remote.http.clone(), callee, &url, secret, self.remote.timeout)
+                .map_err(anyhow::Error::msg)?;
             (P::remote(client), "remote")
         };
-        let meters = P::METHODS
-            .iter()
-            .map(|method| self.metrics.port_method(caller, callee, method, mode))
-            .collect();
+        let meters = P::METHODS.iter().map(|method| self.metrics.port_method(caller, callee, method, mode)).collect();
         Ok(P::metered(inner, PortMeters::new(meters)))
     }
 }
@@ -166,25 +154,24 @@ impl ServiceContext {
         &self.wiring.metrics
     }
 
+    /// Applies events of type `E` with `handler`, effectively once, in this service's namespace (DESIGN §4).
+    pub fn subscribe<E: Event, H: Handler<E>>(&self, handler: Arc<H>) -> anyhow::Result<()> {
+        let mut deliveries = self.wiring.deliveries.lock().map_err(|_| anyhow::anyhow!("deliveries poisoned"))?;
+        deliveries
+            .entry(self.spec.name)
+            .or_insert_with(|| Delivery::new(self.spec.name, self.namespace.clone()))
+            .add::<E, H>(handler);
+        Ok(())
+    }
+
     /// Makes this service's implementation of port `P` available: to services in this process as a direct
     /// call, to other processes through the internal endpoints.
     pub fn provide<P: Port + ?Sized>(&self, implementation: Arc<P>) -> anyhow::Result<()> {
         if P::SERVICE != self.spec.name {
-            bail!(
-                "service `{}` cannot provide {}, which belongs to `{}`",
-                self.spec.name,
-                P::NAME,
-                P::SERVICE
-            );
+            bail!("service `{}` cannot provide {}, which belongs to `{}`", self.spec.name, P::NAME, P::SERVICE);
         }
-        let mut registry = self
-            .wiring
-            .registry
-            .lock()
-            .map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
-        registry
-            .local
-            .insert(TypeId::of::<P>(), Box::new(implementation.clone()));
+        let mut registry = self.wiring.registry.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+        registry.local.insert(TypeId::of::<P>(), Box::new(implementation.clone()));
         let internal = std::mem::take(&mut registry.internal);
         registry.internal = internal.merge(P::serve(implementation));
         Ok(())
@@ -194,12 +181,7 @@ impl ServiceContext {
     /// HTTP client to the callee's process. Either way every call is metered with this service as caller.
     pub fn port<P: Port + ?Sized>(&self) -> anyhow::Result<Arc<P>> {
         if !self.spec.depends_on.contains(&P::SERVICE) {
-            bail!(
-                "service `{}` uses {} but does not list `{}` in depends_on",
-                self.spec.name,
-                P::NAME,
-                P::SERVICE
-            );
+            bail!("service `{}` uses {} but does not list `{}` in depends_on", self.spec.name, P::NAME, P::SERVICE);
         }
         self.wiring.port::<P>(self.spec.name)
     }
@@ -207,11 +189,7 @@ impl ServiceContext {
     /// The access-token signer; only the service that issues tokens asks for it.
     pub fn token_signer(&self) -> anyhow::Result<TokenSigner> {
         let files = self.config.key_files();
-        files
-            .ensure()
-            .with_context(|| format!("creating the signing key {}", files.private_key.display()))?;
-        files
-            .signer(Duration::from_secs(self.config.auth.access_token_ttl_secs))
-            .map_err(anyhow::Error::msg)
+        files.ensure().with_context(|| format!("creating the signing key {}", files.private_key.display()))?;
+        files.signer(Duration::from_secs(self.config.auth.access_token_ttl_secs)).map_err(anyhow::Error::msg)
     }
 }

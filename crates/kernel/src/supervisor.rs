@@ -92,9 +92,7 @@ pub fn groups_for(
         TopologyMode::Microservices => Ok(all.into_iter().map(|name| vec![name]).collect()),
         TopologyMode::Groups => {
             if config_groups.is_empty() {
-                bail!(
-                    "`topology.groups` is empty; list the groups, e.g. [[\"user\", \"plan\"], [\"inbox\"]]"
-                );
+                bail!("`topology.groups` is empty; list the groups, e.g. [[\"user\", \"plan\"], [\"inbox\"]]");
             }
             let mut seen: Vec<&'static str> = Vec::new();
             let mut groups = Vec::with_capacity(config_groups.len());
@@ -105,10 +103,7 @@ pub fn groups_for(
                 let mut names = Vec::with_capacity(group.len());
                 for service in group {
                     let Some(name) = all.iter().copied().find(|name| name == service) else {
-                        bail!(
-                            "`topology.groups`: unknown service `{service}`; known: {}",
-                            all.join(", ")
-                        );
+                        bail!("`topology.groups`: unknown service `{service}`; known: {}", all.join(", "));
                     };
                     if seen.contains(&name) {
                         bail!("`topology.groups`: `{name}` is in two groups");
@@ -143,11 +138,7 @@ pub async fn parent_gone() {
     loop {
         let parent = std::os::unix::process::parent_id();
         if parent != expected {
-            tracing::warn!(
-                expected.pid = expected,
-                parent.pid = parent,
-                "the parent process is gone"
-            );
+            tracing::warn!(expected.pid = expected, parent.pid = parent, "the parent process is gone");
             return;
         }
         tokio::time::sleep(PARENT_POLL_INTERVAL).await;
@@ -169,37 +160,22 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     // Only the user service's process would create the key pair, and the others would fail to start if they
     // came up first; creating it here lets every child find the public key.
     let keys = config.key_files();
-    keys.ensure().with_context(|| {
-        format!(
-            "creating the token keys under {}",
-            keys.private_key.display()
-        )
-    })?;
-    let secret = config
-        .internal
-        .secret
-        .clone()
-        .unwrap_or_else(generate_secret);
+    keys.ensure().with_context(|| format!("creating the token keys under {}", keys.private_key.display()))?;
+    let secret = config.internal.secret.clone().unwrap_or_else(generate_secret);
     let run_dir = plan.data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
     let mut groups = Vec::with_capacity(plan.groups.len());
     for services in &plan.groups {
         let port = free_loopback_port().context("choosing a port for a child process")?;
-        groups.push(Group {
-            name: services.join("+"),
-            services: services.clone(),
-            port,
-        });
+        groups.push(Group { name: services.join("+"), services: services.clone(), port });
     }
 
     let table = RouteTable::build(catalogue)?;
     let listener = TcpListener::bind(plan.listen)
         .await
         .with_context(|| format!("listening on {} for the gateway", plan.listen))?;
-    let gateway_addr = listener
-        .local_addr()
-        .context("reading the gateway's address")?;
+    let gateway_addr = listener.local_addr().context("reading the gateway's address")?;
     let launch = Launch {
         exe: plan.exe.clone(),
         data_dir: plan.data_dir.clone(),
@@ -210,22 +186,16 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     let output_task = tokio::spawn(write_output(output_lines));
     let mut children = Vec::with_capacity(groups.len());
     for group in &groups {
-        let child = launch.spawn(group, &output).with_context(|| {
-            format!(
-                "starting `{}` for the group {}",
-                launch.exe.display(),
-                group.name
-            )
-        })?;
+        let child = launch
+            .spawn(group, &output)
+            .with_context(|| format!("starting `{}` for the group {}", launch.exe.display(), group.name))?;
         children.push(child);
     }
 
     // The listener is bound (so the address is known and connections queue) but served only once every
     // child has started: a failure to start one returns without leaving a gateway running behind it.
-    let upstreams: HashMap<&'static str, String> = groups
-        .iter()
-        .flat_map(|group| group.services.iter().map(|service| (*service, group.url())))
-        .collect();
+    let upstreams: HashMap<&'static str, String> =
+        groups.iter().flat_map(|group| group.services.iter().map(|service| (*service, group.url()))).collect();
     let settings = EdgeSettings {
         body_limit_bytes: config.http.body_limit_bytes,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
@@ -234,14 +204,11 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     let router = gateway::router(table, Upstreams::new(upstreams), Metrics::new(), &settings);
     let (gateway_stop, gateway_stopping) = oneshot::channel::<()>();
     let gateway_task = tokio::spawn(
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = gateway_stopping.await;
-        })
-        .into_future(),
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = gateway_stopping.await;
+            })
+            .into_future(),
     );
     tracing::info!(gateway.addr = %gateway_addr, processes = groups.len(), "gateway listening");
 
@@ -307,10 +274,7 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(error))) => tracing::error!(error = %error, "the gateway failed"),
         Ok(Err(error)) => tracing::error!(error = %error, "the gateway task failed"),
-        Err(_) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "gateway connections cut off after the grace period"
-        ),
+        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "gateway connections cut off after the grace period"),
     }
     // The children's last lines are written before we exit, but a grandchild still holding a pipe open must
     // not keep us waiting.
@@ -387,21 +351,16 @@ fn child_environment(groups: &[Group], secret: &str) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = groups
         .iter()
         .flat_map(|group| {
-            group.services.iter().map(|service| {
-                (
-                    format!("OMNIDESK_SERVICES__{}__URL", service.to_ascii_uppercase()),
-                    group.url(),
-                )
-            })
+            group
+                .services
+                .iter()
+                .map(|service| (format!("OMNIDESK_SERVICES__{}__URL", service.to_ascii_uppercase()), group.url()))
         })
         .collect();
     // Figment parses environment values as TOML-like literals; quoting keeps the secret a string whatever
     // characters a configured one contains.
     env.push(("OMNIDESK_INTERNAL__SECRET".to_owned(), quoted(secret)));
-    env.push((
-        "OMNIDESK_HTTP__TRUSTED_PROXIES".to_owned(),
-        r#"["127.0.0.1"]"#.to_owned(),
-    ));
+    env.push(("OMNIDESK_HTTP__TRUSTED_PROXIES".to_owned(), r#"["127.0.0.1"]"#.to_owned()));
     env.push((PARENT_PID_VAR.to_owned(), std::process::id().to_string()));
     env
 }
@@ -428,8 +387,7 @@ fn free_loopback_port() -> std::io::Result<u16> {
 /// Resolves with the reason once this process is asked to stop.
 fn shutdown_requested() -> anyhow::Result<impl Future<Output = &'static str>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => "interrupted",
@@ -441,11 +399,7 @@ fn shutdown_requested() -> anyhow::Result<impl Future<Output = &'static str>> {
 
 /// Polls every child's `/readyz` until all answer 200, naming the slow ones in the log now and then.
 async fn wait_ready(groups: &[Group]) {
-    let client = match reqwest::Client::builder()
-        .no_proxy()
-        .timeout(READY_REQUEST_TIMEOUT)
-        .build()
-    {
+    let client = match reqwest::Client::builder().no_proxy().timeout(READY_REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(error = %error, "cannot build an HTTP client to check readiness");
@@ -486,17 +440,11 @@ async fn wait_ready(groups: &[Group]) {
 
 /// Prints the one line tests and people wait for, on standard output.
 fn announce_ready(gateway_addr: SocketAddr, processes: usize) {
-    let noun = if processes == 1 {
-        "process"
-    } else {
-        "processes"
-    };
+    let noun = if processes == 1 { "process" } else { "processes" };
     let mut stdout = std::io::stdout().lock();
-    let written = writeln!(
-        stdout,
-        "OmniDesk is ready at http://{gateway_addr} ({processes} {noun} behind the gateway)"
-    )
-    .and_then(|()| stdout.flush());
+    let written =
+        writeln!(stdout, "OmniDesk is ready at http://{gateway_addr} ({processes} {noun} behind the gateway)")
+            .and_then(|()| stdout.flush());
     if let Err(error) = written {
         tracing::warn!(error = %error, "cannot write the ready line to standard output");
     }
@@ -601,11 +549,7 @@ impl Supervision {
 /// The wait before the next restart: back to the start once the child had run long enough to count as
 /// healthy, so a crash after days of uptime is retried quickly.
 fn backoff_after(started: Instant, backoff: Duration) -> Duration {
-    if started.elapsed() >= STABLE_AFTER {
-        INITIAL_BACKOFF
-    } else {
-        backoff
-    }
+    if started.elapsed() >= STABLE_AFTER { INITIAL_BACKOFF } else { backoff }
 }
 
 fn describe(status: &std::io::Result<ExitStatus>) -> String {
@@ -627,11 +571,9 @@ async fn stop_child(group: &str, mut child: Child) {
                 return;
             }
             Ok(Err(error)) => tracing::warn!(group, error = %error, "cannot wait for the process"),
-            Err(_) => tracing::warn!(
-                group,
-                timeout_secs = STOP_TIMEOUT.as_secs(),
-                "process ignored SIGTERM; killing it"
-            ),
+            Err(_) => {
+                tracing::warn!(group, timeout_secs = STOP_TIMEOUT.as_secs(), "process ignored SIGTERM; killing it")
+            }
         }
     }
     if let Err(error) = child.kill().await {
@@ -694,13 +636,11 @@ impl StateFile {
 /// Replaces the state file in one step (write aside, then rename), so a reader never sees half of it.
 /// Called with the lock held, so two writers cannot interleave.
 fn write_state(path: &Path, state: &UpState) {
-    let written = serde_json::to_vec_pretty(state)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let temporary = path.with_extension("json.tmp");
-            std::fs::write(&temporary, json)?;
-            std::fs::rename(&temporary, path)
-        });
+    let written = serde_json::to_vec_pretty(state).map_err(std::io::Error::other).and_then(|json| {
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, json)?;
+        std::fs::rename(&temporary, path)
+    });
     if let Err(error) = written {
         tracing::warn!(path = %path.display(), error = %error, "cannot write the state file");
     }

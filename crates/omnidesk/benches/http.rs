@@ -29,14 +29,8 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .env("OMNIDESK_LOG", "warn")
-            .env(
-                "OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE",
-                "1000000000",
-            )
-            .env(
-                "OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE",
-                "1000000000",
-            )
+            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE", "1000000000")
+            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000000")
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
             .current_dir(data.path())
             .stdout(Stdio::piped())
@@ -51,11 +45,7 @@ impl Server {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            base_url,
-            _data: data,
-        }
+        Self { child, base_url, _data: data }
     }
 }
 
@@ -95,13 +85,8 @@ async fn run(base_url: &str, seconds: u64, concurrency: usize, with_login: bool)
     let mut clients = Vec::new();
     for n in 0..concurrency {
         let email = format!("bench-{n}-{}@example.jp", uuid::Uuid::new_v4().simple());
-        let register =
-            json!({ "email": email, "password": "correct horse battery", "name": "Bench" });
-        let (body, _) = timed(
-            http.post(format!("{base_url}/api/users/register"))
-                .json(&register),
-        )
-        .await;
+        let register = json!({ "email": email, "password": "correct horse battery", "name": "Bench" });
+        let (body, _) = timed(http.post(format!("{base_url}/api/users/register")).json(&register)).await;
         let id = body["user"]["id"].as_str().expect("id").to_owned();
         clients.push((email, id));
     }
@@ -115,27 +100,16 @@ async fn run(base_url: &str, seconds: u64, concurrency: usize, with_login: bool)
             tokio::spawn(async move {
                 let mut samples = Samples::default();
                 let login = json!({ "email": email, "password": "correct horse battery" });
-                let (session, _) = timed(
-                    http.post(format!("{base_url}/api/users/login"))
-                        .json(&login),
-                )
-                .await;
+                let (session, _) = timed(http.post(format!("{base_url}/api/users/login")).json(&login)).await;
                 let mut token = session["access_token"].as_str().expect("token").to_owned();
                 while Instant::now() < deadline {
                     if with_login {
-                        let (session, elapsed) = timed(
-                            http.post(format!("{base_url}/api/users/login"))
-                                .json(&login),
-                        )
-                        .await;
+                        let (session, elapsed) =
+                            timed(http.post(format!("{base_url}/api/users/login")).json(&login)).await;
                         token = session["access_token"].as_str().expect("token").to_owned();
                         samples.login.push(elapsed);
                     }
-                    let (_, elapsed) = timed(
-                        http.get(format!("{base_url}/api/users/{id}"))
-                            .bearer_auth(&token),
-                    )
-                    .await;
+                    let (_, elapsed) = timed(http.get(format!("{base_url}/api/users/{id}")).bearer_auth(&token)).await;
                     samples.get_user.push(elapsed);
                 }
                 samples
@@ -174,28 +148,16 @@ fn report(topology: &str, scenario: &str, elapsed: f64, mut samples: Samples) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let seconds = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrency = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    println!(
-        "{seconds} s per scenario, {concurrency} concurrent clients, keep-alive HTTP/1.1 on loopback"
-    );
-    for (topology, args) in [
-        ("monolith", vec!["serve"]),
-        ("microservices", vec!["up", "--topology", "microservices"]),
-    ] {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    println!("{seconds} s per scenario, {concurrency} concurrent clients, keep-alive HTTP/1.1 on loopback");
+    for (topology, args) in [("monolith", vec!["serve"]), ("microservices", vec!["up", "--topology", "microservices"])]
+    {
         let server = Server::start(&args);
         for (scenario, with_login) in [("login + get-user", true), ("get-user", false)] {
-            let (elapsed, samples) =
-                runtime.block_on(run(&server.base_url, seconds, concurrency, with_login));
+            let (elapsed, samples) = runtime.block_on(run(&server.base_url, seconds, concurrency, with_login));
             report(topology, scenario, elapsed, samples);
         }
     }

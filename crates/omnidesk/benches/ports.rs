@@ -18,13 +18,9 @@ fn plan_process(runtime: &tokio::runtime::Runtime, data: &std::path::Path) -> St
         let mut config = Config::default();
         config.data.dir = data.to_owned();
         config.internal.secret = Some("bench-secret".to_owned());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &["plan"])
-            .await
-            .expect("plan");
+        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &["plan"]).await.expect("plan");
         tokio::spawn(process.serve(listener, std::future::pending()));
         url
     })
@@ -47,9 +43,7 @@ fn user_side_port(
             }
             None => &["user", "plan"],
         };
-        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, hosted)
-            .await
-            .expect("builds");
+        let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, hosted).await.expect("builds");
         process.port::<dyn PlanPort>("user").expect("port")
     })
 }
@@ -59,13 +53,11 @@ fn plain_http_server(runtime: &tokio::runtime::Runtime) -> String {
     runtime.block_on(async {
         let router = axum::Router::new().route(
             "/echo",
-            axum::routing::post(|body: axum::body::Bytes| async move {
-                ([("content-type", "application/json")], body)
-            }),
+            axum::routing::post(
+                |body: axum::body::Bytes| async move { ([("content-type", "application/json")], body) },
+            ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/echo", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, router).await });
         url
@@ -73,11 +65,7 @@ fn plain_http_server(runtime: &tokio::runtime::Runtime) -> String {
 }
 
 fn port_calls(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let data = tempfile::tempdir().expect("tempdir");
     // One data directory: the first process (it hosts the token issuer) creates the key pair the others read.
     let local = user_side_port(&runtime, data.path(), None);
@@ -89,27 +77,17 @@ fn port_calls(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("PlanPort::plan_of");
     group.bench_function("local (in-process, metered)", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { local.plan_of(account).await.expect("local call") });
+        b.to_async(&runtime).iter(|| async { local.plan_of(account).await.expect("local call") });
     });
     group.bench_function("remote (HTTP/1.1 keep-alive on loopback, metered)", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { remote.plan_of(account).await.expect("remote call") });
+        b.to_async(&runtime).iter(|| async { remote.plan_of(account).await.expect("remote call") });
     });
-    group.bench_function(
-        "baseline: plain HTTP/1.1 keep-alive JSON POST to bare axum",
-        |b| {
-            b.to_async(&runtime).iter(|| async {
-                let response = http
-                    .post(&plain_url)
-                    .body(r#"["0"]"#)
-                    .send()
-                    .await
-                    .expect("sent");
-                response.bytes().await.expect("body")
-            });
-        },
-    );
+    group.bench_function("baseline: plain HTTP/1.1 keep-alive JSON POST to bare axum", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = http.post(&plain_url).body(r#"["0"]"#).send().await.expect("sent");
+            response.bytes().await.expect("body")
+        });
+    });
     group.finish();
 }
 

@@ -64,10 +64,40 @@ enum Command {
         #[arg(long, env = "OMNIDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Mint a single-use plan token that moves an account to a plan (`POST /api/plan/register/:plan_token`).
+    PlanToken {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        plan: String,
+        /// How long the token can be redeemed.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        ttl_secs: u64,
+        #[arg(long, env = "OMNIDESK_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Inspect and replay events that consumers gave up on.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[arg(long, global = true, env = "OMNIDESK_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the effective configuration (secrets redacted), or the commented example.
     Config {
         #[arg(long)]
         example: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List dead-lettered events in every service's namespace.
+    Failed,
+    /// Ask the running consumers to re-deliver dead letters (all, or one event).
+    Replay {
+        #[arg(long)]
+        event: Option<String>,
     },
 }
 
@@ -138,10 +168,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let services = match &service {
                 Some(name) if !service_names().contains(&name.as_str()) => {
-                    bail!(
-                        "unknown service `{name}`; known: {}",
-                        service_names().join(", ")
-                    )
+                    bail!("unknown service `{name}`; known: {}", service_names().join(", "))
                 }
                 Some(name) => vec![name.as_str()],
                 None => service_names(),
@@ -151,6 +178,24 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::PlanToken { account, plan, ttl_secs, data_dir } => {
+            if let Some(dir) = data_dir {
+                config.data.dir = dir;
+            }
+            let account: contracts::AccountId =
+                account.parse().map_err(|_| anyhow::anyhow!("--account must be an account id (a UUID)"))?;
+            let namespace = kernel::app::namespace_of(&config, CATALOGUE, contracts::services::PLAN).await?;
+            let token =
+                plan::mint_admin_token(namespace, account, &plan, std::time::Duration::from_secs(ttl_secs)).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Events { command, data_dir } => {
+            if let Some(dir) = data_dir {
+                config.data.dir = dir;
+            }
+            events_command(&config, command).await
+        }
         Command::Config { .. } => {
             print!("{}", config.redacted_toml());
             Ok(())
@@ -159,25 +204,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, services: Vec<String>) -> anyhow::Result<()> {
-    let hosted: Vec<&str> = if services.is_empty() {
-        service_names()
-    } else {
-        services.iter().map(String::as_str).collect()
-    };
+    let hosted: Vec<&str> =
+        if services.is_empty() { service_names() } else { services.iter().map(String::as_str).collect() };
     let listener = TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| {
-            format!(
-                "listening on {} (http.listen / --listen / PORT)",
-                config.http.listen
-            )
-        })?;
+        .with_context(|| format!("listening on {} (http.listen / --listen / PORT)", config.http.listen))?;
     let address = listener.local_addr()?;
     let process = Process::build(Arc::new(config), CATALOGUE, &hosted).await?;
-    println!(
-        "OmniDesk is ready at http://{address} (services: {})",
-        hosted.join(", ")
-    );
+    println!("OmniDesk is ready at http://{address} (services: {})", hosted.join(", "));
     process.serve(listener, shutdown_signal()).await
 }
 
@@ -200,25 +234,39 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs),
         trusted_proxies: config.http.trusted_proxies.clone().into(),
     };
-    let router = gateway::router(
-        table,
-        gateway::Upstreams::new(upstreams),
-        kernel::metrics::Metrics::new(),
-        &settings,
-    );
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.http.listen))?;
-    println!(
-        "OmniDesk gateway is ready at http://{}",
-        listener.local_addr()?
-    );
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let router = gateway::router(table, gateway::Upstreams::new(upstreams), kernel::metrics::Metrics::new(), &settings);
+    let listener =
+        TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
+    println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    let mut total = 0;
+    for service in CATALOGUE {
+        let namespace = kernel::app::namespace_of(config, CATALOGUE, service.name).await?;
+        match &command {
+            EventsCommand::Failed => {
+                for letter in kernel::events::dead_letters(&namespace).await? {
+                    println!("{}", serde_json::to_string(&letter)?);
+                    total += 1;
+                }
+            }
+            EventsCommand::Replay { event } => {
+                total += kernel::events::request_replay(&namespace, event.as_deref()).await?;
+            }
+        }
+        namespace.close().await;
+    }
+    match command {
+        EventsCommand::Failed => eprintln!("{total} dead-lettered event(s)"),
+        EventsCommand::Replay { .. } => {
+            eprintln!("{total} dead letter(s) marked for replay; running consumers re-deliver them within seconds")
+        }
+    }
     Ok(())
 }
 
@@ -229,19 +277,10 @@ fn print_routes(config: &Config, mode: TopologyMode) -> anyhow::Result<()> {
         groups
             .iter()
             .find(|group| group.contains(&service))
-            .map(|group| {
-                if groups.len() == 1 {
-                    "omnidesk".to_owned()
-                } else {
-                    group.join("+")
-                }
-            })
+            .map(|group| if groups.len() == 1 { "omnidesk".to_owned() } else { group.join("+") })
             .unwrap_or_default()
     };
-    println!(
-        "{:<7} {:<34} {:<12} PROCESS ({mode:?})",
-        "METHOD", "PATH", "SERVICE"
-    );
+    println!("{:<7} {:<34} {:<12} PROCESS ({mode:?})", "METHOD", "PATH", "SERVICE");
     for owned in table.routes() {
         println!(
             "{:<7} {:<34} {:<12} {}",
@@ -252,21 +291,11 @@ fn print_routes(config: &Config, mode: TopologyMode) -> anyhow::Result<()> {
         );
     }
     let served: Vec<&str> = table.routes().iter().map(|r| r.service).collect();
-    let idle: Vec<_> = table
-        .claims()
-        .into_iter()
-        .filter(|(_, service)| !served.contains(service))
-        .collect();
+    let idle: Vec<_> = table.claims().into_iter().filter(|(_, service)| !served.contains(service)).collect();
     if !idle.is_empty() {
         println!("\nClaimed prefixes whose service has no routes yet:");
         for (prefix, service) in idle {
-            println!(
-                "{:<7} {:<34} {:<12} {}",
-                "*",
-                format!("{prefix}/**"),
-                service,
-                process_of(service)
-            );
+            println!("{:<7} {:<34} {:<12} {}", "*", format!("{prefix}/**"), service, process_of(service));
         }
     }
     Ok(())

@@ -16,10 +16,7 @@ fn workspace_root() -> PathBuf {
 fn no_service_crate_depends_on_another_service() {
     let services: HashSet<&str> = service_names().into_iter().collect();
     for service in &services {
-        let manifest = workspace_root()
-            .join("crates")
-            .join(service)
-            .join("Cargo.toml");
+        let manifest = workspace_root().join("crates").join(service).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).expect("manifest");
         let manifest: toml::Table = text.parse().expect("valid TOML");
         for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
@@ -42,9 +39,7 @@ fn every_sql_statement_in_a_service_names_only_its_own_tables() {
     let mut checked = 0;
     for spec in CATALOGUE {
         let owned = match spec.migrations {
-            Some(migrations) => {
-                kernel::store::audit::tables_created(migrations.sqlite).expect("migrations parse")
-            }
+            Some(migrations) => kernel::store::audit::tables_created(migrations.sqlite).expect("migrations parse"),
             None => HashSet::new(),
         };
         for file in rust_files(&workspace_root().join("crates").join(spec.name).join("src")) {
@@ -57,10 +52,7 @@ fn every_sql_statement_in_a_service_names_only_its_own_tables() {
             }
         }
     }
-    assert!(
-        checked >= 10,
-        "the scan found only {checked} statements; is it still finding SQL?"
-    );
+    assert!(checked >= 10, "the scan found only {checked} statements; is it still finding SQL?");
 }
 
 #[test]
@@ -92,10 +84,7 @@ fn the_real_services_claim_disjoint_prefixes_and_the_seed_routes_belong_to_user(
         ("POST", "/api/users/login"),
         ("PUT", "/api/users/update-language"),
     ] {
-        assert!(
-            user_routes.contains(&(method.to_owned(), path)),
-            "{method} {path} missing from {user_routes:?}"
-        );
+        assert!(user_routes.contains(&(method.to_owned(), path)), "{method} {path} missing from {user_routes:?}");
     }
     assert_eq!(table.owner_of("/api/plan/register/abc"), Some("plan"));
     assert_eq!(table.owner_of("/api/billing"), Some("payment"));
@@ -109,16 +98,9 @@ fn omnidesk_routes_prints_the_seed_routes_with_their_owner() {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).expect("utf-8");
-    let line = text
-        .lines()
-        .find(|l| l.contains("/api/users/register"))
-        .expect("register is listed");
+    let line = text.lines().find(|l| l.contains("/api/users/register")).expect("register is listed");
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(columns, ["POST", "/api/users/register", "user", "user"]);
 }
@@ -161,14 +143,10 @@ fn sql_literals(source: &str) -> Vec<String> {
                 }
                 i += 1;
             }
-            'r' if matches!(chars.get(i + 1), Some('"') | Some('#'))
-                && (i == 0 || !chars[i - 1].is_alphanumeric()) =>
-            {
+            'r' if matches!(chars.get(i + 1), Some('"') | Some('#')) && (i == 0 || !chars[i - 1].is_alphanumeric()) => {
                 let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
                 let start = i + 1 + hashes + 1;
-                let closing: String = std::iter::once('"')
-                    .chain(std::iter::repeat_n('#', hashes))
-                    .collect();
+                let closing: String = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
                 let rest: String = chars[start..].iter().collect();
                 let end = rest.find(&closing).unwrap_or(rest.len());
                 literals.push(rest[..end].to_owned());
@@ -206,11 +184,7 @@ fn sql_literals(source: &str) -> Vec<String> {
         .into_iter()
         .filter(|text| {
             let lower = text.trim_start().to_lowercase();
-            [
-                "select ", "insert ", "update ", "delete ", "with ", "replace ",
-            ]
-            .iter()
-            .any(|k| lower.starts_with(k))
+            ["select ", "insert ", "update ", "delete ", "with ", "replace "].iter().any(|k| lower.starts_with(k))
         })
         .collect()
 }

@@ -4,11 +4,7 @@ use std::process::{Command, Output};
 
 fn omnidesk(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OMNIDESK_CONFIG")
-        .env("RUST_BACKTRACE", "0");
+    command.args(args).current_dir(dir).env_remove("OMNIDESK_CONFIG").env("RUST_BACKTRACE", "0");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -24,18 +20,10 @@ fn migrate_creates_every_namespace_and_is_repeatable() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     let first = omnidesk(&["migrate", "--data-dir", "state"], &[], dir.path());
-    let again = omnidesk(
-        &["migrate", "--data-dir", "state", "--service", "user"],
-        &[],
-        dir.path(),
-    );
+    let again = omnidesk(&["migrate", "--data-dir", "state", "--service", "user"], &[], dir.path());
 
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(
-        text(&first.stdout).contains("migrated user: sqlite://state/user.db"),
-        "{}",
-        text(&first.stdout)
-    );
+    assert!(text(&first.stdout).contains("migrated user: sqlite://state/user.db"), "{}", text(&first.stdout));
     assert!(dir.path().join("state/user.db").exists());
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
@@ -45,11 +33,7 @@ fn migrate_refuses_an_unknown_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = omnidesk(&["migrate", "--service", "billing"], &[], dir.path());
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("unknown service `billing`"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains("unknown service `billing`"), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -80,11 +64,7 @@ fn config_example_prints_the_shipped_commented_example() {
 #[test]
 fn an_invalid_configuration_file_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("omnidesk.toml"),
-        "[http]\nbody_limit_bytes = \"lots\"\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("omnidesk.toml"), "[http]\nbody_limit_bytes = \"lots\"\n").expect("write");
 
     let output = omnidesk(&["serve", "--listen", "127.0.0.1:0"], &[], dir.path());
 
@@ -96,15 +76,7 @@ fn an_invalid_configuration_file_stops_start_up_naming_the_key() {
 #[test]
 fn a_service_whose_callee_has_no_address_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = omnidesk(
-        &["serve", "--services", "user", "--listen", "127.0.0.1:0"],
-        &[],
-        dir.path(),
-    );
+    let output = omnidesk(&["serve", "--services", "user", "--listen", "127.0.0.1:0"], &[], dir.path());
     assert!(!output.status.success());
-    assert!(
-        text(&output.stderr).contains("services.plan.url"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains("services.plan.url"), "{}", text(&output.stderr));
 }

@@ -1,12 +1,84 @@
-//! The payment service owns billing profiles, invoices and payments, and the payment provider's webhook
-//! (`/api/billing`, `/hooks/stripe`). Its features arrive with the account-domain issue; until then it
-//! claims its paths and serves nothing under them.
+//! The payment service owns billing profiles, payments and the provider events it has processed, under
+//! `/api/billing` and the provider's webhook `/hooks/stripe`.
+//!
+//! The provider (Stripe) is reached through [`stripe::StripeClient`], whose base URL is configuration, and
+//! talks back through signed webhooks ([`stripe::verify`]). A paid invoice publishes `payment.succeeded`,
+//! which the plan service turns into a plan change; a failed one publishes `payment.failed`.
+//!
+//! Settings (`services.payment.settings`, e.g. `OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET`):
+//! `stripe_api_base`, `stripe_secret_key`, `stripe_webhook_secret`, `price_<plan>` (the provider's price id
+//! for each paid plan), `checkout_success_url`, `checkout_cancel_url`.
 
-use kernel::ServiceSpec;
+mod http;
+mod store;
+pub mod stripe;
+mod webhooks;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kernel::store::Migrations;
+use kernel::{ServiceContext, ServiceSpec};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The payment service, as the kernel sees it.
-pub const SERVICE: ServiceSpec = ServiceSpec::without_features(
-    contracts::services::PAYMENT,
-    "billing profiles, invoices, payments, provider webhook",
-    &["/api/billing", "/hooks/stripe"],
-);
+pub const SERVICE: ServiceSpec = ServiceSpec {
+    name: contracts::services::PAYMENT,
+    summary: "billing profiles, payments, provider webhook",
+    prefixes: &["/api/billing", "/hooks/stripe"],
+    depends_on: &[],
+    issues_tokens: false,
+    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    routes: || http::routes().table(),
+    start: |context| Box::pin(start(context)),
+};
+
+/// The payment service's settings, from `services.payment.settings`.
+pub struct Settings {
+    pub api_base: String,
+    pub secret_key: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub prices: BTreeMap<String, String>,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+impl Settings {
+    fn from(settings: &BTreeMap<String, String>) -> Self {
+        let get = |key: &str| settings.get(key).filter(|v| !v.is_empty()).cloned();
+        Self {
+            api_base: get("stripe_api_base").unwrap_or_else(|| stripe::API_BASE_URL.to_owned()),
+            secret_key: get("stripe_secret_key"),
+            webhook_secret: get("stripe_webhook_secret"),
+            prices: settings
+                .iter()
+                .filter_map(|(key, value)| key.strip_prefix("price_").map(|plan| (plan.to_owned(), value.clone())))
+                .collect(),
+            success_url: get("checkout_success_url")
+                .unwrap_or_else(|| "http://localhost:8080/billing/success".to_owned()),
+            cancel_url: get("checkout_cancel_url").unwrap_or_else(|| "http://localhost:8080/billing".to_owned()),
+        }
+    }
+
+    pub fn price_of(&self, plan: &str) -> Option<&str> {
+        self.prices.get(plan).map(String::as_str)
+    }
+}
+
+/// What the payment handlers share.
+pub struct Billing {
+    store: store::Store,
+    settings: Settings,
+    client: Option<stripe::StripeClient>,
+}
+
+async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
+    let settings = Settings::from(&context.config().service(contracts::services::PAYMENT).settings);
+    let client = match &settings.secret_key {
+        Some(key) => Some(stripe::StripeClient::new(settings.api_base.clone(), key.clone())?),
+        None => None,
+    };
+    let billing = Billing { store: store::Store::new(context.namespace()), settings, client };
+    Ok(http::routes().into_router(Arc::new(billing)))
+}

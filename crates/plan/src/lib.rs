@@ -1,38 +1,59 @@
-//! The plan service owns the plan catalogue, each account's subscription and its usage counters
-//! (`/api/plan`, `/api/plans`). Its features arrive with the account-domain issue; until then it answers
-//! [`PlanPort`] with the plan every new account starts on, free, and serves no public routes.
+//! The plan service owns the plan catalogue (free / starter / pro / business, in `catalogue.rs`), each
+//! account's subscription, plan tokens and monthly usage counters, under `/api/plan` and `/api/plans`.
+//!
+//! Other services ask it through [`PlanPort`](contracts::plan::PlanPort) (limits, "may this account do X",
+//! usage). It learns of new accounts from `account.created` and of payments from `payment.succeeded`, and
+//! publishes `plan.changed`.
+
+mod catalogue;
+mod events;
+mod http;
+mod plans;
+mod store;
 
 use std::sync::Arc;
 
-use contracts::AccountId;
-use contracts::plan::{PlanPort, PlanSummary};
-use kernel::ports::PortError;
+use contracts::account::{AccountCreated, PaymentSucceeded};
+use contracts::plan::PlanPort;
+use kernel::store::Migrations;
 use kernel::{ServiceContext, ServiceSpec};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The plan service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
+    name: contracts::services::PLAN,
+    summary: "plans, subscriptions, plan tokens, usage",
+    prefixes: &["/api/plan", "/api/plans"],
+    depends_on: &[],
+    issues_tokens: false,
+    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
-    ..ServiceSpec::without_features(
-        contracts::services::PLAN,
-        "plans, subscriptions, usage",
-        &["/api/plan", "/api/plans"],
-    )
 };
 
-async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
-    context.provide::<dyn PlanPort>(Arc::new(Plans))?;
-    Ok(axum::Router::new())
+/// Mints a plan token for `account` directly in the plan namespace at `namespace` (the administrator's
+/// `omnidesk plan-token`); returns the token to hand to the account's owner.
+pub async fn mint_admin_token(
+    namespace: kernel::store::Namespace,
+    account: contracts::AccountId,
+    plan: &str,
+    ttl: std::time::Duration,
+) -> anyhow::Result<String> {
+    if catalogue::find(plan).is_none() {
+        let codes: Vec<&str> = catalogue::PLANS.iter().map(|p| p.code).collect();
+        anyhow::bail!("unknown plan `{plan}`; plans: {}", codes.join(", "));
+    }
+    let mut tx = namespace.begin().await?;
+    let token = plans::Plans::mint_token_for(&mut tx, account, plan, "admin", ttl).await?;
+    tx.commit().await?;
+    Ok(token)
 }
 
-/// Answers plan questions. Without subscriptions stored yet, every account is on the free plan.
-struct Plans;
-
-#[async_trait::async_trait]
-impl PlanPort for Plans {
-    async fn plan_of(&self, _account: AccountId) -> Result<PlanSummary, PortError> {
-        Ok(PlanSummary {
-            code: "free".to_owned(),
-            name: "Free".to_owned(),
-        })
-    }
+async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
+    let plans = Arc::new(plans::Plans { store: store::Store::new(context.namespace()) });
+    context.provide::<dyn PlanPort>(plans.clone())?;
+    context.subscribe::<AccountCreated, _>(Arc::new(events::StartOnFree))?;
+    context.subscribe::<PaymentSucceeded, _>(Arc::new(events::UpgradeOnPayment))?;
+    Ok(http::routes().into_router(plans))
 }

@@ -6,9 +6,6 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
 /// A hash verified when the e-mail is unknown, so that "no such user" takes as long as "wrong password"
 /// and response times do not reveal which addresses are registered.
@@ -17,9 +14,7 @@ static DECOY_HASH: LazyLock<String> =
 
 fn hash_now(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
 /// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane; OWASP's minimum).
@@ -33,27 +28,21 @@ pub async fn verify_password(password: String, hash: Option<String>) -> anyhow::
     let ok = tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(|| DECOY_HASH.clone());
         PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await?;
     Ok(known && ok)
 }
 
-/// A new opaque refresh token: 256 random bits, URL-safe.
+/// A new opaque refresh token.
 pub fn new_refresh_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
+    kernel::auth::opaque_token("rt_")
 }
 
-/// What is stored for a refresh token. Tokens are high-entropy, so a fast hash suffices.
+/// What is stored for a refresh token.
 pub fn refresh_token_hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    kernel::auth::token_digest(token)
 }
 
 #[cfg(test)]
@@ -64,25 +53,13 @@ mod tests {
     async fn a_password_verifies_against_its_own_hash_only() {
         let hash = hash_password("correct horse".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(
-            verify_password("correct horse".into(), Some(hash.clone()))
-                .await
-                .expect("verify")
-        );
-        assert!(
-            !verify_password("wrong horse".into(), Some(hash))
-                .await
-                .expect("verify")
-        );
+        assert!(verify_password("correct horse".into(), Some(hash.clone())).await.expect("verify"));
+        assert!(!verify_password("wrong horse".into(), Some(hash)).await.expect("verify"));
     }
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
-        assert!(
-            !verify_password("decoy password that matches nothing".into(), None)
-                .await
-                .expect("verify")
-        );
+        assert!(!verify_password("decoy password that matches nothing".into(), None).await.expect("verify"));
     }
 
     #[test]

@@ -14,18 +14,10 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let email = raw.trim().to_lowercase();
         if email.len() > Self::MAX_LEN {
-            return Err(FieldError::new(
-                "email",
-                "too_long",
-                "An e-mail address has at most 254 characters.",
-            ));
+            return Err(FieldError::new("email", "too_long", "An e-mail address has at most 254 characters."));
         }
         if !email_address::EmailAddress::is_valid(&email) || !email.contains('@') {
-            return Err(FieldError::new(
-                "email",
-                "invalid_format",
-                "This is not a valid e-mail address.",
-            ));
+            return Err(FieldError::new("email", "invalid_format", "This is not a valid e-mail address."));
         }
         Ok(Self(email))
     }
@@ -52,18 +44,10 @@ impl Password {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let chars = raw.chars().count();
         if chars < Self::MIN_CHARS {
-            return Err(FieldError::new(
-                field,
-                "too_short",
-                "A password has at least 8 characters.",
-            ));
+            return Err(FieldError::new(field, "too_short", "A password has at least 8 characters."));
         }
         if chars > Self::MAX_CHARS {
-            return Err(FieldError::new(
-                field,
-                "too_long",
-                "A password has at most 128 characters.",
-            ));
+            return Err(FieldError::new(field, "too_long", "A password has at most 128 characters."));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -83,18 +67,10 @@ impl DisplayName {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let name = raw.trim();
         if name.is_empty() {
-            return Err(FieldError::new(
-                field,
-                "required",
-                "A name cannot be empty.",
-            ));
+            return Err(FieldError::new(field, "required", "A name cannot be empty."));
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(FieldError::new(
-                field,
-                "too_long",
-                "A name has at most 100 characters.",
-            ));
+            return Err(FieldError::new(field, "too_long", "A name has at most 100 characters."));
         }
         Ok(Self(name.to_owned()))
     }
@@ -118,11 +94,7 @@ impl Language {
         match raw {
             "ja" => Ok(Language::Ja),
             "en" => Ok(Language::En),
-            _ => Err(FieldError::new(
-                "language",
-                "unsupported",
-                "Supported languages are `ja` and `en`.",
-            )),
+            _ => Err(FieldError::new("language", "unsupported", "Supported languages are `ja` and `en`.")),
         }
     }
 
@@ -153,11 +125,7 @@ impl Fields {
 
     /// Every field was valid: the caller may unwrap what it checked.
     pub fn finish(self) -> Result<(), kernel::http::Problem> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(kernel::http::Problem::validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(kernel::http::Problem::validation(self.0)) }
     }
 }
 
@@ -167,38 +135,22 @@ mod tests {
 
     #[test]
     fn an_email_is_trimmed_and_lowercased() {
-        assert_eq!(
-            Email::parse("  Aiko@Example.JP ").map(|e| e.0),
-            Ok("aiko@example.jp".to_owned())
-        );
+        assert_eq!(Email::parse("  Aiko@Example.JP ").map(|e| e.0), Ok("aiko@example.jp".to_owned()));
     }
 
     #[test]
     fn malformed_emails_are_rejected() {
         for raw in ["", "aiko", "aiko@", "@example.jp", "ai ko@example.jp"] {
-            assert_eq!(
-                Email::parse(raw).map_err(|e| e.reason),
-                Err("invalid_format".to_owned()),
-                "{raw}"
-            );
+            assert_eq!(Email::parse(raw).map_err(|e| e.reason), Err("invalid_format".to_owned()), "{raw}");
         }
     }
 
     #[test]
     fn password_length_is_counted_in_characters() {
-        assert!(
-            Password::parse("password", "パスワード長い").is_err(),
-            "7 characters"
-        );
-        assert!(
-            Password::parse("password", "パスワードは長い").is_ok(),
-            "8 characters"
-        );
+        assert!(Password::parse("password", "パスワード長い").is_err(), "7 characters");
+        assert!(Password::parse("password", "パスワードは長い").is_ok(), "8 characters");
         assert_eq!(
-            Password::parse("password", &"x".repeat(129))
-                .map_err(|e| e.reason)
-                .err()
-                .as_deref(),
+            Password::parse("password", &"x".repeat(129)).map_err(|e| e.reason).err().as_deref(),
             Some("too_long")
         );
     }
@@ -206,10 +158,7 @@ mod tests {
     #[test]
     fn only_ja_and_en_are_languages() {
         assert_eq!(Language::parse("en"), Ok(Language::En));
-        assert_eq!(
-            Language::parse("fr").map_err(|e| e.reason),
-            Err("unsupported".to_owned())
-        );
+        assert_eq!(Language::parse("fr").map_err(|e| e.reason), Err("unsupported".to_owned()));
     }
 
     #[test]

@@ -144,22 +144,14 @@ async fn register_user(
     let email = fields.check(Email::parse(&body.email));
     let password = fields.check(Password::parse("password", &body.password));
     let name = fields.check(DisplayName::parse("name", &body.name));
-    let language = fields.check(
-        body.language
-            .as_deref()
-            .map_or(Ok(Language::default()), Language::parse),
-    );
-    let account_name = fields.check(DisplayName::parse(
-        "account_name",
-        body.account_name.as_deref().unwrap_or(&body.name),
-    ));
+    let language = fields.check(body.language.as_deref().map_or(Ok(Language::default()), Language::parse));
+    let account_name =
+        fields.check(DisplayName::parse("account_name", body.account_name.as_deref().unwrap_or(&body.name)));
     fields.finish()?;
     let (Some(email), Some(password), Some(name), Some(language), Some(account_name)) =
         (email, password, name, language, account_name)
     else {
-        return Err(UserError::Internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
+        return Err(UserError::Internal(anyhow::anyhow!("validated fields missing")));
     };
 
     let now = now_ms();
@@ -173,29 +165,15 @@ async fn register_user(
         updated_at: now,
     };
     let account = AccountId::new();
-    users
-        .store
-        .create_user_with_account(&user, account, account_name.as_str())
-        .await
-        .map_err(email_taken)?;
+    users.store.create_user_with_account(&user, account, account_name.as_str()).await.map_err(email_taken)?;
     tracing::info!(user.id = %user.id, account.id = %account, "user registered");
 
     let location = format!("/api/users/{}", user.id);
     let body = Registered {
         user: view(&user),
-        account: AccountView {
-            id: account,
-            name: account_name.as_str().to_owned(),
-            role: Role::Owner,
-            plan: None,
-        },
+        account: AccountView { id: account, name: account_name.as_str().to_owned(), role: Role::Owner, plan: None },
     };
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        axum::Json(body),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
 }
 
 /// `POST /api/users/login`: exchanges e-mail and password for an access token and a refresh token.
@@ -206,14 +184,8 @@ async fn login_user(
 ) -> Result<axum::Json<Session>, UserError> {
     // Limit by what the client typed (normalised when possible), before any expensive work.
     let email = Email::parse(&body.email);
-    let limit_key = email.as_ref().map_or_else(
-        |_| body.email.trim().to_lowercase(),
-        |e| e.as_str().to_owned(),
-    );
-    users
-        .limits
-        .check(&limit_key, ip)
-        .map_err(UserError::RateLimited)?;
+    let limit_key = email.as_ref().map_or_else(|_| body.email.trim().to_lowercase(), |e| e.as_str().to_owned());
+    users.limits.check(&limit_key, ip).map_err(UserError::RateLimited)?;
 
     let user = match &email {
         Ok(email) => users.store.user_by_email(email.as_str()).await?,
@@ -224,16 +196,10 @@ async fn login_user(
         return Err(UserError::InvalidCredentials);
     }
     let user = user.ok_or(UserError::InvalidCredentials)?;
-    let membership = users
-        .store
-        .home_membership(user.id)
-        .await?
-        .ok_or(UserError::InvalidCredentials)?;
+    let membership = users.store.home_membership(user.id).await?.ok_or(UserError::InvalidCredentials)?;
     let family = uuid::Uuid::now_v7().to_string();
     tracing::info!(user.id = %user.id, account.id = %membership.account_id, "user logged in");
-    Ok(axum::Json(
-        start_session(&users, user, membership, &family).await?,
-    ))
+    Ok(axum::Json(start_session(&users, user, membership, &family).await?))
 }
 
 /// `POST /api/users/refresh`: rotates a refresh token into a new session. Presenting a token that was
@@ -252,43 +218,20 @@ async fn refresh_session(
         return Err(UserError::InvalidRefreshToken);
     }
     if token.used_at.is_some() || !users.store.mark_refresh_token_used(&token.id, now).await? {
-        users
-            .store
-            .revoke_refresh_family(&token.family_id, now)
-            .await?;
+        users.store.revoke_refresh_family(&token.family_id, now).await?;
         tracing::warn!(user.id = %token.user_id, "a rotated refresh token was presented again; session family revoked");
         return Err(UserError::InvalidRefreshToken);
     }
-    let user = users
-        .store
-        .user_by_id(token.user_id)
-        .await?
-        .ok_or(UserError::InvalidRefreshToken)?;
-    let membership = users
-        .store
-        .membership(user.id, token.account_id)
-        .await?
-        .ok_or(UserError::InvalidRefreshToken)?;
-    Ok(axum::Json(
-        start_session(&users, user, membership, &token.family_id).await?,
-    ))
+    let user = users.store.user_by_id(token.user_id).await?.ok_or(UserError::InvalidRefreshToken)?;
+    let membership = users.store.membership(user.id, token.account_id).await?.ok_or(UserError::InvalidRefreshToken)?;
+    Ok(axum::Json(start_session(&users, user, membership, &token.family_id).await?))
 }
 
 /// `POST /api/users/logout`: revokes the session the refresh token belongs to. Always 204, so the
 /// endpoint says nothing about which tokens exist.
-async fn logout_user(
-    State(users): State<AppState>,
-    Json(body): Json<RefreshRequest>,
-) -> Result<StatusCode, UserError> {
-    if let Some(token) = users
-        .store
-        .refresh_token_by_hash(&refresh_token_hash(&body.refresh_token))
-        .await?
-    {
-        users
-            .store
-            .revoke_refresh_family(&token.family_id, now_ms())
-            .await?;
+async fn logout_user(State(users): State<AppState>, Json(body): Json<RefreshRequest>) -> Result<StatusCode, UserError> {
+    if let Some(token) = users.store.refresh_token_by_hash(&refresh_token_hash(&body.refresh_token)).await? {
+        users.store.revoke_refresh_family(&token.family_id, now_ms()).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -301,10 +244,7 @@ async fn get_user(
 ) -> Result<axum::Json<UserWithAccount>, UserError> {
     let (user, membership) = visible_member(&users, &caller, id).await?;
     let plan = users.plans.plan_of(membership.account_id).await?;
-    Ok(axum::Json(UserWithAccount {
-        user: view(&user),
-        account: account_view(membership, Some(plan)),
-    }))
+    Ok(axum::Json(UserWithAccount { user: view(&user), account: account_view(membership, Some(plan)) }))
 }
 
 /// `PUT /api/users/:id`: a user changes their own name, e-mail, password (with the current one) and
@@ -318,14 +258,10 @@ async fn update_user(
     let (user, membership) = visible_member(&users, &caller, id).await?;
     let is_self = caller.user == id;
     if !is_self && !caller.role.manages_members() {
-        return Err(UserError::Forbidden(
-            "Only owners and admins may change other members.",
-        ));
+        return Err(UserError::Forbidden("Only owners and admins may change other members."));
     }
     if !is_self && (body.email.is_some() || body.password.is_some()) {
-        return Err(UserError::Forbidden(
-            "Only the user may change their own e-mail or password.",
-        ));
+        return Err(UserError::Forbidden("Only the user may change their own e-mail or password."));
     }
 
     let mut fields = Fields::default();
@@ -335,21 +271,11 @@ async fn update_user(
             .as_deref()
             .and_then(|n| fields.check(DisplayName::parse("name", n)))
             .map(|n| n.as_str().to_owned()),
-        email: body
-            .email
-            .as_deref()
-            .and_then(|e| fields.check(Email::parse(e)))
-            .map(|e| e.as_str().to_owned()),
+        email: body.email.as_deref().and_then(|e| fields.check(Email::parse(e))).map(|e| e.as_str().to_owned()),
         password_hash: None,
-        language: body
-            .language
-            .as_deref()
-            .and_then(|l| fields.check(Language::parse(l))),
+        language: body.language.as_deref().and_then(|l| fields.check(Language::parse(l))),
     };
-    let new_password = body
-        .password
-        .as_deref()
-        .and_then(|p| fields.check(Password::parse("password", p)));
+    let new_password = body.password.as_deref().and_then(|p| fields.check(Password::parse("password", p)));
     if body.password.is_some() && body.current_password.is_none() {
         fields.check::<()>(Err(FieldError::new(
             "current_password",
@@ -357,11 +283,7 @@ async fn update_user(
             "Changing the password needs the current one.",
         )));
     }
-    if body.name.is_none()
-        && body.email.is_none()
-        && body.password.is_none()
-        && body.language.is_none()
-    {
+    if body.name.is_none() && body.email.is_none() && body.password.is_none() && body.language.is_none() {
         fields.check::<()>(Err(FieldError::new(
             "body",
             "empty",
@@ -387,25 +309,14 @@ async fn update_user(
     };
 
     let now = now_ms();
-    users
-        .store
-        .update_user(id, changes, now)
-        .await
-        .map_err(email_taken)?;
+    users.store.update_user(id, changes, now).await.map_err(email_taken)?;
     if changed_password {
         // A new password ends every other session.
         users.store.revoke_refresh_tokens_of_user(id, now).await?;
     }
-    let updated = users
-        .store
-        .user_by_id(id)
-        .await?
-        .ok_or(UserError::NotFound)?;
+    let updated = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
     let plan = users.plans.plan_of(membership.account_id).await?;
-    Ok(axum::Json(UserWithAccount {
-        user: view(&updated),
-        account: account_view(membership, Some(plan)),
-    }))
+    Ok(axum::Json(UserWithAccount { user: view(&updated), account: account_view(membership, Some(plan)) }))
 }
 
 /// `PUT /api/users/update-language`: the caller's interface language (`ja` or `en`).
@@ -415,22 +326,11 @@ async fn update_language(
     Json(body): Json<UpdateLanguageRequest>,
 ) -> Result<axum::Json<UserView>, UserError> {
     let language = Language::parse(&body.language).map_err(|e| Problem::validation(vec![e]))?;
-    let changes = UserChanges {
-        language: Some(language),
-        ..UserChanges::default()
-    };
-    if !users
-        .store
-        .update_user(caller.user, changes, now_ms())
-        .await?
-    {
+    let changes = UserChanges { language: Some(language), ..UserChanges::default() };
+    if !users.store.update_user(caller.user, changes, now_ms()).await? {
         return Err(UserError::NotFound);
     }
-    let user = users
-        .store
-        .user_by_id(caller.user)
-        .await?
-        .ok_or(UserError::NotFound)?;
+    let user = users.store.user_by_id(caller.user).await?.ok_or(UserError::NotFound)?;
     Ok(axum::Json(view(&user)))
 }
 
@@ -438,21 +338,9 @@ async fn update_language(
 
 /// The user `id` as seen from the caller's account: themselves, or a member of the same account.
 /// Anyone else is reported as not found, so ids of other tenants' users cannot be probed.
-async fn visible_member(
-    users: &Users,
-    caller: &Caller,
-    id: UserId,
-) -> Result<(UserRow, MembershipRow), UserError> {
-    let membership = users
-        .store
-        .membership(id, caller.account)
-        .await?
-        .ok_or(UserError::NotFound)?;
-    let user = users
-        .store
-        .user_by_id(id)
-        .await?
-        .ok_or(UserError::NotFound)?;
+async fn visible_member(users: &Users, caller: &Caller, id: UserId) -> Result<(UserRow, MembershipRow), UserError> {
+    let membership = users.store.membership(id, caller.account).await?.ok_or(UserError::NotFound)?;
+    let user = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
     Ok((user, membership))
 }
 
@@ -464,11 +352,7 @@ async fn start_session(
 ) -> Result<Session, UserError> {
     let access = users
         .signer
-        .sign(Caller {
-            user: user.id,
-            account: membership.account_id,
-            role: membership.role,
-        })
+        .sign(Caller { user: user.id, account: membership.account_id, role: membership.role })
         .map_err(|e| UserError::Internal(e.into()))?;
     let refresh_token = new_refresh_token();
     let now = now_ms();
@@ -507,12 +391,7 @@ fn view(user: &UserRow) -> UserView {
 }
 
 fn account_view(membership: MembershipRow, plan: Option<PlanSummary>) -> AccountView {
-    AccountView {
-        id: membership.account_id,
-        name: membership.account_name,
-        role: membership.role,
-        plan,
-    }
+    AccountView { id: membership.account_id, name: membership.account_name, role: membership.role, plan }
 }
 
 fn email_taken(error: kernel::store::StoreError) -> UserError {
@@ -527,6 +406,5 @@ fn now_ms() -> i64 {
 }
 
 fn from_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

@@ -31,9 +31,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     prefixes: &["/api/users"],
     depends_on: &[contracts::services::PLAN],
     issues_tokens: true,
-    migrations: Some(Migrations {
-        sqlite: &MIGRATIONS,
-    }),
+    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -88,24 +86,18 @@ impl From<UserError> for Problem {
     fn from(error: UserError) -> Self {
         match error {
             UserError::Invalid(problem) => problem,
-            UserError::EmailTaken => Problem::conflict(
-                "email_taken",
-                "An account with this e-mail address already exists.",
-            ),
-            UserError::InvalidCredentials => Problem::unauthorized(
-                "invalid_credentials",
-                "The e-mail address or password is wrong.",
-            ),
+            UserError::EmailTaken => {
+                Problem::conflict("email_taken", "An account with this e-mail address already exists.")
+            }
+            UserError::InvalidCredentials => {
+                Problem::unauthorized("invalid_credentials", "The e-mail address or password is wrong.")
+            }
             UserError::InvalidRefreshToken => Problem::unauthorized(
                 "invalid_refresh_token",
                 "The refresh token is unknown, expired, revoked or already used; log in again.",
             ),
-            UserError::RateLimited(retry_after) => {
-                Problem::too_many_requests("login_rate_limited", retry_after)
-            }
-            UserError::NotFound => {
-                Problem::not_found("user_not_found", "No such user in your account.")
-            }
+            UserError::RateLimited(retry_after) => Problem::too_many_requests("login_rate_limited", retry_after),
+            UserError::NotFound => Problem::not_found("user_not_found", "No such user in your account."),
             UserError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", why),
             UserError::Dependency(error) => error.into(),
             UserError::Store(error) => Problem::internal(&error),

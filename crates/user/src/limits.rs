@@ -42,8 +42,7 @@ impl LoginLimits {
     /// Spends one attempt for this address and IP; `Err(seconds)` says how long to wait.
     pub fn check(&self, email: &str, ip: IpAddr) -> Result<(), u64> {
         let clock = DefaultClock::default();
-        let wait =
-            |not_until: governor::NotUntil<_>| not_until.wait_time_from(clock.now()).as_secs() + 1;
+        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(clock.now()).as_secs() + 1;
         self.per_ip.check_key(&ip).map_err(wait)?;
         self.per_email.check_key(&email.to_owned()).map_err(wait)?;
         Ok(())
@@ -61,13 +60,9 @@ mod tests {
         for _ in 0..5 {
             limits.check("a@example.jp", ip).expect("within the limit");
         }
-        let wait = limits
-            .check("a@example.jp", ip)
-            .expect_err("over the limit");
+        let wait = limits.check("a@example.jp", ip).expect_err("over the limit");
         assert!((1..=61).contains(&wait), "{wait}");
-        limits
-            .check("b@example.jp", ip)
-            .expect("another address is not affected");
+        limits.check("b@example.jp", ip).expect("another address is not affected");
     }
 
     #[tokio::test]
@@ -75,15 +70,9 @@ mod tests {
         let limits = LoginLimits::new(100, 3);
         let ip = IpAddr::from([10, 0, 0, 1]);
         for n in 0..3 {
-            limits
-                .check(&format!("{n}@example.jp"), ip)
-                .expect("within the limit");
+            limits.check(&format!("{n}@example.jp"), ip).expect("within the limit");
         }
         assert!(limits.check("x@example.jp", ip).is_err());
-        assert!(
-            limits
-                .check("x@example.jp", IpAddr::from([10, 0, 0, 2]))
-                .is_ok()
-        );
+        assert!(limits.check("x@example.jp", IpAddr::from([10, 0, 0, 2])).is_ok());
     }
 }

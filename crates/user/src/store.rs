@@ -1,5 +1,6 @@
 //! All of the user service's SQL. Lowercase, portable, bound parameters only; instants are Unix ms.
 
+use contracts::account::{AccountCreated, UserRegistered};
 use contracts::{AccountId, Role, UserId};
 use kernel::args;
 use kernel::store::{Namespace, StoreError};
@@ -73,7 +74,8 @@ impl Store {
         Self { db }
     }
 
-    /// Creates the account, the user and the owner membership in one transaction.
+    /// Creates the account, the user and the owner membership in one transaction, with the
+    /// `user.registered` and `account.created` events in the same transaction.
     pub async fn create_user_with_account(
         &self,
         user: &UserRow,
@@ -105,6 +107,9 @@ impl Store {
             args![account_id.to_string(), user.id.to_string(), user.created_at],
         )
         .await?;
+        tx.publish(&UserRegistered { user: user.id, account: account_id, language: user.language.as_str().to_owned() })
+            .await?;
+        tx.publish(&AccountCreated { account: account_id, owner: user.id, name: account_name.to_owned() }).await?;
         tx.commit().await
     }
 
@@ -127,11 +132,7 @@ impl Store {
     }
 
     /// The user's membership in `account`, if any.
-    pub async fn membership(
-        &self,
-        user: UserId,
-        account: AccountId,
-    ) -> Result<Option<MembershipRow>, StoreError> {
+    pub async fn membership(&self, user: UserId, account: AccountId) -> Result<Option<MembershipRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select m.account_id, a.name as account_name, m.role from memberships m \
@@ -154,12 +155,7 @@ impl Store {
     }
 
     /// Applies `changes`; returns whether the user exists.
-    pub async fn update_user(
-        &self,
-        id: UserId,
-        changes: UserChanges,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn update_user(&self, id: UserId, changes: UserChanges, now_ms: i64) -> Result<bool, StoreError> {
         let affected = self
             .db
             .execute(
@@ -198,10 +194,7 @@ impl Store {
             .map(drop)
     }
 
-    pub async fn refresh_token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<RefreshTokenRow>, StoreError> {
+    pub async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, family_id, user_id, account_id, expires_at, used_at, revoked_at \
@@ -223,11 +216,7 @@ impl Store {
         Ok(affected == 1)
     }
 
-    pub async fn revoke_refresh_family(
-        &self,
-        family_id: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn revoke_refresh_family(&self, family_id: &str, now_ms: i64) -> Result<(), StoreError> {
         self.db
             .execute(
                 "update refresh_tokens set revoked_at = ? where family_id = ? and revoked_at is null",
@@ -237,11 +226,7 @@ impl Store {
             .map(drop)
     }
 
-    pub async fn revoke_refresh_tokens_of_user(
-        &self,
-        user: UserId,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn revoke_refresh_tokens_of_user(&self, user: UserId, now_ms: i64) -> Result<(), StoreError> {
         self.db
             .execute(
                 "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",

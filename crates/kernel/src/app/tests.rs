@@ -14,9 +14,7 @@ fn slow_table() -> Vec<RouteInfo> {
     slow_routes().table()
 }
 
-fn start_slow(
-    _: ServiceContext,
-) -> futures_util::future::BoxFuture<'static, anyhow::Result<Router>> {
+fn start_slow(_: ServiceContext) -> futures_util::future::BoxFuture<'static, anyhow::Result<Router>> {
     Box::pin(async { Ok(slow_routes().into_router(())) })
 }
 
@@ -27,18 +25,10 @@ static SLOW: &[ServiceSpec] = &[ServiceSpec {
     ..ServiceSpec::without_features("slow", "a service with one slow route", &["/api/slow"])
 }];
 
-async fn serve_slow(
-    config: Config,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+async fn serve_slow(config: Config) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let process = Process::build(Arc::new(config), SLOW, &["slow"])
-        .await
-        .expect("builds");
+    let process = Process::build(Arc::new(config), SLOW, &["slow"]).await.expect("builds");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         process
@@ -68,10 +58,7 @@ async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
     let response = in_flight.await.expect("joined").expect("answered");
 
     assert_eq!(response.text().await.expect("body"), "finished");
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("server stopped")
-        .expect("joined");
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("server stopped").expect("joined");
 }
 
 #[tokio::test]
@@ -81,9 +68,7 @@ async fn a_request_running_past_the_timeout_is_answered_with_a_problem() {
     config.http.request_timeout_secs = 1;
     let (url, _stop, _server) = serve_slow(config).await;
 
-    let response = reqwest::get(format!("{url}/api/slow"))
-        .await
-        .expect("answered");
+    let response = reqwest::get(format!("{url}/api/slow")).await.expect("answered");
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["content-type"], http::PROBLEM_JSON);
@@ -91,41 +76,20 @@ async fn a_request_running_past_the_timeout_is_answered_with_a_problem() {
 
 #[test]
 fn services_start_after_the_hosted_services_they_depend_on() {
-    let a = ServiceSpec {
-        depends_on: &["b"],
-        ..ServiceSpec::without_features("a", "", &[])
-    };
+    let a = ServiceSpec { depends_on: &["b"], ..ServiceSpec::without_features("a", "", &[]) };
     let b = ServiceSpec::without_features("b", "", &[]);
     let catalogue: &'static [ServiceSpec] = Box::leak(Box::new([a, b]));
 
-    let order: Vec<&str> = start_order(catalogue, &["a", "b"])
-        .expect("orders")
-        .iter()
-        .map(|s| s.name)
-        .collect();
+    let order: Vec<&str> = start_order(catalogue, &["a", "b"]).expect("orders").iter().map(|s| s.name).collect();
     assert_eq!(order, ["b", "a"]);
-    let alone: Vec<&str> = start_order(catalogue, &["a"])
-        .expect("orders")
-        .iter()
-        .map(|s| s.name)
-        .collect();
-    assert_eq!(
-        alone,
-        ["a"],
-        "a dependency in another process does not hold anything up"
-    );
+    let alone: Vec<&str> = start_order(catalogue, &["a"]).expect("orders").iter().map(|s| s.name).collect();
+    assert_eq!(alone, ["a"], "a dependency in another process does not hold anything up");
 }
 
 #[test]
 fn a_dependency_cycle_is_a_start_up_error() {
-    let a = ServiceSpec {
-        depends_on: &["b"],
-        ..ServiceSpec::without_features("a", "", &[])
-    };
-    let b = ServiceSpec {
-        depends_on: &["a"],
-        ..ServiceSpec::without_features("b", "", &[])
-    };
+    let a = ServiceSpec { depends_on: &["b"], ..ServiceSpec::without_features("a", "", &[]) };
+    let b = ServiceSpec { depends_on: &["a"], ..ServiceSpec::without_features("b", "", &[]) };
     let catalogue: &'static [ServiceSpec] = Box::leak(Box::new([a, b]));
 
     assert!(start_order(catalogue, &["a", "b"]).is_err());
@@ -139,13 +103,7 @@ async fn overlapping_claims_stop_a_process_from_starting() {
         ServiceSpec::without_features("inbox", "", &["/api"]),
     ]));
 
-    let error = Process::build(
-        Arc::new(config_in(dir.path())),
-        catalogue,
-        &["user", "inbox"],
-    )
-    .await
-    .err();
+    let error = Process::build(Arc::new(config_in(dir.path())), catalogue, &["user", "inbox"]).await.err();
 
     assert!(error.is_some_and(|e| e.to_string().contains("both claim")));
 }

@@ -85,11 +85,7 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self {
-            dir: PathBuf::from("data"),
-            mode: DatabaseMode::Monolithic,
-            migrate_on_start: true,
-        }
+        Self { dir: PathBuf::from("data"), mode: DatabaseMode::Monolithic, migrate_on_start: true }
     }
 }
 
@@ -126,9 +122,7 @@ impl std::str::FromStr for TopologyMode {
             "monolith" => Ok(Self::Monolith),
             "microservices" => Ok(Self::Microservices),
             "groups" => Ok(Self::Groups),
-            other => Err(format!(
-                "unknown topology `{other}`; expected monolith, microservices or groups"
-            )),
+            other => Err(format!("unknown topology `{other}`; expected monolith, microservices or groups")),
         }
     }
 }
@@ -140,6 +134,9 @@ pub struct ServiceConfig {
     pub url: Option<String>,
     /// Where this service's namespace lives (`sqlite://PATH`); default: `<data.dir>/<service>.db`.
     pub database_url: Option<String>,
+    /// The service's own settings (e.g. the payment provider's keys), read by the service itself. Values
+    /// whose key contains `secret`, `key` or `password` are redacted when printed.
+    pub settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -185,10 +182,7 @@ pub struct InternalConfig {
 
 impl Default for InternalConfig {
     fn default() -> Self {
-        Self {
-            secret: None,
-            call_timeout_ms: 5_000,
-        }
+        Self { secret: None, call_timeout_ms: 5_000 }
     }
 }
 
@@ -223,12 +217,7 @@ pub struct RabbitMqConfig {
 
 impl Default for RabbitMqConfig {
     fn default() -> Self {
-        Self {
-            host: None,
-            amqp_port: 5672,
-            user: "guest".to_owned(),
-            password: None,
-        }
+        Self { host: None, amqp_port: 5672, user: "guest".to_owned(), password: None }
     }
 }
 
@@ -237,10 +226,7 @@ impl RabbitMqConfig {
     pub fn amqp_url(&self) -> Option<String> {
         let host = self.host.as_deref()?;
         let password = self.password.as_deref().unwrap_or("");
-        Some(format!(
-            "amqp://{}:{password}@{host}:{}/",
-            self.user, self.amqp_port
-        ))
+        Some(format!("amqp://{}:{password}@{host}:{}/", self.user, self.amqp_port))
     }
 }
 
@@ -262,10 +248,7 @@ impl From<figment::Error> for ConfigError {
             .map(|e| {
                 // Name the seed's variable when it set the key: `DATABASE_MODE`, not `DATA.MODE`.
                 let key = e.path.join(".");
-                match SEED_VARIABLES
-                    .iter()
-                    .find(|(_, k)| k.eq_ignore_ascii_case(&key))
-                {
+                match SEED_VARIABLES.iter().find(|(_, k)| k.eq_ignore_ascii_case(&key)) {
                     Some((variable, _)) => format!("{e} (set by {variable})"),
                     None => e.to_string(),
                 }
@@ -296,40 +279,24 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
-                return Err(ConfigError::key(
-                    "--config",
-                    format!("{} does not exist", path.display()),
-                ));
+                return Err(ConfigError::key("--config", format!("{} does not exist", path.display())));
             }
             Some(path) => figment = figment.merge(Toml::file(path)),
-            None if Path::new("omnidesk.toml").exists() => {
-                figment = figment.merge(Toml::file("omnidesk.toml"))
-            }
+            None if Path::new("omnidesk.toml").exists() => figment = figment.merge(Toml::file("omnidesk.toml")),
             None => {}
         }
-        figment = figment
-            .merge(Env::prefixed("OMNIDESK_").ignore(NOT_KEYS).split("__"))
-            .merge(
-                Env::raw()
-                    .only(
-                        &SEED_VARIABLES
-                            .iter()
-                            .map(|(var, _)| *var)
-                            .collect::<Vec<_>>(),
-                    )
-                    .map(|var| {
-                        let key = SEED_VARIABLES
-                            .iter()
-                            .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
-                            .map_or("", |(_, key)| *key);
-                        key.into()
-                    }),
-            );
+        figment = figment.merge(Env::prefixed("OMNIDESK_").ignore(NOT_KEYS).split("__")).merge(
+            Env::raw().only(&SEED_VARIABLES.iter().map(|(var, _)| *var).collect::<Vec<_>>()).map(|var| {
+                let key = SEED_VARIABLES
+                    .iter()
+                    .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
+                    .map_or("", |(_, key)| *key);
+                key.into()
+            }),
+        );
         let mut config: Config = figment.extract()?;
         if let Ok(port) = std::env::var("PORT") {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| ConfigError::key("PORT", format!("`{port}` is not a port")))?;
+            let port: u16 = port.parse().map_err(|_| ConfigError::key("PORT", format!("`{port}` is not a port")))?;
             config.http.listen.set_port(port);
         }
         Ok(config)
@@ -349,10 +316,7 @@ impl Config {
             if let Some(url) = &service.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                return Err(ConfigError::key(
-                    &format!("services.{name}.url"),
-                    "must start with http:// or https://",
-                ));
+                return Err(ConfigError::key(&format!("services.{name}.url"), "must start with http:// or https://"));
             }
             if let Some(url) = &service.database_url {
                 crate::store::Location::parse(url)
@@ -369,39 +333,22 @@ impl Config {
             let mut seen: Vec<&str> = Vec::new();
             for service in self.topology.groups.iter().flatten() {
                 if !known_services.contains(&service.as_str()) {
-                    return Err(ConfigError::key(
-                        "topology.groups",
-                        format!("unknown service `{service}`"),
-                    ));
+                    return Err(ConfigError::key("topology.groups", format!("unknown service `{service}`")));
                 }
                 if seen.contains(&service.as_str()) {
-                    return Err(ConfigError::key(
-                        "topology.groups",
-                        format!("`{service}` is in two groups"),
-                    ));
+                    return Err(ConfigError::key("topology.groups", format!("`{service}` is in two groups")));
                 }
                 seen.push(service);
             }
             if let Some(missing) = known_services.iter().find(|s| !seen.contains(s)) {
-                return Err(ConfigError::key(
-                    "topology.groups",
-                    format!("`{missing}` is in no group"),
-                ));
+                return Err(ConfigError::key("topology.groups", format!("`{missing}` is in no group")));
             }
         }
         if self.http.body_limit_bytes == 0 {
-            return Err(ConfigError::key(
-                "http.body_limit_bytes",
-                "must be greater than zero",
-            ));
+            return Err(ConfigError::key("http.body_limit_bytes", "must be greater than zero"));
         }
-        if self.auth.login_attempts_per_email_per_minute == 0
-            || self.auth.login_attempts_per_ip_per_minute == 0
-        {
-            return Err(ConfigError::key(
-                "auth.login_attempts_per_*",
-                "must be greater than zero",
-            ));
+        if self.auth.login_attempts_per_email_per_minute == 0 || self.auth.login_attempts_per_ip_per_minute == 0 {
+            return Err(ConfigError::key("auth.login_attempts_per_*", "must be greater than zero"));
         }
         Ok(())
     }
@@ -421,6 +368,11 @@ impl Config {
             if let Some(url) = &mut service.database_url {
                 *url = redact_url_password(url);
             }
+            for (key, value) in &mut service.settings {
+                if ["secret", "key", "password"].iter().any(|word| key.contains(word)) {
+                    *value = REDACTED.to_owned();
+                }
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
@@ -433,16 +385,8 @@ impl Config {
     pub fn key_files(&self) -> crate::auth::KeyFiles {
         let default = crate::auth::KeyFiles::under(&self.data.dir);
         crate::auth::KeyFiles {
-            private_key: self
-                .auth
-                .private_key_file
-                .clone()
-                .unwrap_or(default.private_key),
-            public_key: self
-                .auth
-                .public_key_file
-                .clone()
-                .unwrap_or(default.public_key),
+            private_key: self.auth.private_key_file.clone().unwrap_or(default.private_key),
+            public_key: self.auth.public_key_file.clone().unwrap_or(default.public_key),
         }
     }
 }

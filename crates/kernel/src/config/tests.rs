@@ -1,15 +1,7 @@
 use super::*;
 use figment::Jail;
 
-const SERVICES: &[&str] = &[
-    "user",
-    "plan",
-    "payment",
-    "inbox",
-    "input",
-    "integration",
-    "batch",
-];
+const SERVICES: &[&str] = &["user", "plan", "payment", "inbox", "input", "integration", "batch"];
 
 #[test]
 fn the_shipped_example_is_valid_and_equals_the_defaults_it_documents() {
@@ -40,10 +32,7 @@ fn the_seed_variables_keep_their_names_and_meaning() {
         assert_eq!(config.environment, Environment::Production);
         assert_eq!(config.data.mode, DatabaseMode::Distributed);
         assert_eq!(config.redis.mode, RedisMode::Cluster);
-        assert_eq!(
-            config.rabbitmq.amqp_url().as_deref(),
-            Some("amqp://omni:s3cret@rabbit:5673/")
-        );
+        assert_eq!(config.rabbitmq.amqp_url().as_deref(), Some("amqp://omni:s3cret@rabbit:5673/"));
         assert_eq!(config.data.dir, PathBuf::from("/var/lib/omnidesk"));
         assert_eq!(config.http.listen, "127.0.0.1:9000".parse().expect("addr"));
         Ok(())
@@ -54,14 +43,8 @@ fn the_seed_variables_keep_their_names_and_meaning() {
 fn an_invalid_value_is_reported_with_its_key() {
     Jail::expect_with(|jail| {
         jail.set_env("DATABASE_MODE", "sharded");
-        let error = Config::load(None)
-            .expect_err("sharded is not a mode")
-            .to_string()
-            .to_lowercase();
-        assert!(
-            error.contains("data.mode") && error.contains("sharded"),
-            "{error}"
-        );
+        let error = Config::load(None).expect_err("sharded is not a mode").to_string().to_lowercase();
+        assert!(error.contains("data.mode") && error.contains("sharded"), "{error}");
         Ok(())
     });
 }
@@ -82,10 +65,7 @@ fn nested_keys_come_from_prefixed_variables() {
         jail.set_env("OMNIDESK_SERVICES__PLAN__URL", "http://plan:8080");
         jail.set_env("OMNIDESK_HTTP__BODY_LIMIT_BYTES", "2048");
         let config = Config::load(None).expect("loads");
-        assert_eq!(
-            config.service("plan").url.as_deref(),
-            Some("http://plan:8080")
-        );
+        assert_eq!(config.service("plan").url.as_deref(), Some("http://plan:8080"));
         assert_eq!(config.http.body_limit_bytes, 2048);
         Ok(())
     });
@@ -96,20 +76,11 @@ fn groups_must_cover_every_service_once() {
     let mut config = Config::default();
     config.topology.mode = TopologyMode::Groups;
     config.topology.groups = vec![vec!["user".into(), "plan".into()], vec!["plan".into()]];
-    let error = config
-        .validate(SERVICES)
-        .expect_err("plan twice")
-        .to_string();
-    assert!(
-        error.contains("topology.groups") && error.contains("plan"),
-        "{error}"
-    );
+    let error = config.validate(SERVICES).expect_err("plan twice").to_string();
+    assert!(error.contains("topology.groups") && error.contains("plan"), "{error}");
 
     config.topology.groups = vec![vec!["user".into()]];
-    let error = config
-        .validate(SERVICES)
-        .expect_err("others missing")
-        .to_string();
+    let error = config.validate(SERVICES).expect_err("others missing").to_string();
     assert!(error.contains("in no group"), "{error}");
 }
 
@@ -123,12 +94,10 @@ fn secrets_are_redacted_when_printed() {
         ServiceConfig {
             url: None,
             database_url: Some("postgres://omni:hunter2-db@db/omni".into()),
+            settings: [("stripe_secret_key".to_owned(), "hunter2-stripe".to_owned())].into(),
         },
     );
     let shown = config.redacted_toml();
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(
-        shown.contains("postgres://omni:<redacted>@db/omni"),
-        "{shown}"
-    );
+    assert!(shown.contains("postgres://omni:<redacted>@db/omni"), "{shown}");
 }

@@ -39,55 +39,32 @@ fn settings() -> EdgeSettings {
 
 /// Serves `router` on a fresh loopback port and returns its address.
 async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("serve");
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
     });
     addr
 }
 
 /// A loopback address with nothing listening on it.
 async fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     listener.local_addr().expect("local address")
 }
 
 /// An upstream standing in for a service process; `internal_hits` counts calls to its internal endpoint.
 fn upstream(internal_hits: Arc<AtomicUsize>) -> Router {
     Router::new()
-        .route(
-            "/readyz",
-            get(|| async { axum::Json(json!({ "status": "ready" })) }),
-        )
+        .route("/readyz", get(|| async { axum::Json(json!({ "status": "ready" })) }))
         .route(
             "/api/x/hello",
-            get(|RawQuery(query): RawQuery| async move {
-                format!("hello {}", query.unwrap_or_default())
-            }),
+            get(|RawQuery(query): RawQuery| async move { format!("hello {}", query.unwrap_or_default()) }),
         )
         // Echoes the body as it arrives, so the gateway must stream in both directions.
-        .route(
-            "/api/x/echo",
-            post(|request: Request| async move { Response::new(request.into_body()) }),
-        )
-        .route(
-            "/api/x/headers",
-            get(|headers: HeaderMap| async move { axum::Json(headers_as_json(&headers)) }),
-        )
-        .route(
-            "/api/x/ws",
-            any(|upgrade: WebSocketUpgrade| async move { upgrade.on_upgrade(echo_socket) }),
-        )
+        .route("/api/x/echo", post(|request: Request| async move { Response::new(request.into_body()) }))
+        .route("/api/x/headers", get(|headers: HeaderMap| async move { axum::Json(headers_as_json(&headers)) }))
+        .route("/api/x/ws", any(|upgrade: WebSocketUpgrade| async move { upgrade.on_upgrade(echo_socket) }))
         .route(
             "/internal/x/y",
             any(move || {
@@ -103,12 +80,7 @@ fn upstream(internal_hits: Arc<AtomicUsize>) -> Router {
 fn headers_as_json(headers: &HeaderMap) -> Value {
     let map: serde_json::Map<String, Value> = headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                Value::from(value.to_str().unwrap_or("<binary>")),
-            )
-        })
+        .map(|(name, value)| (name.as_str().to_owned(), Value::from(value.to_str().unwrap_or("<binary>"))))
         .collect();
     Value::Object(map)
 }
@@ -130,18 +102,10 @@ async fn echo_socket(mut socket: WebSocket) {
 /// A gateway for [`SERVICES`] with the given upstream addresses.
 async fn gateway(upstreams: &[(&'static str, SocketAddr)]) -> (SocketAddr, Metrics) {
     let table = RouteTable::build(&SERVICES).expect("the test services do not overlap");
-    let map: HashMap<&'static str, String> = upstreams
-        .iter()
-        .map(|(service, addr)| (*service, format!("http://{addr}")))
-        .collect();
+    let map: HashMap<&'static str, String> =
+        upstreams.iter().map(|(service, addr)| (*service, format!("http://{addr}"))).collect();
     let metrics = Metrics::new();
-    let addr = serve(router(
-        table,
-        Upstreams::new(map),
-        metrics.clone(),
-        &settings(),
-    ))
-    .await;
+    let addr = serve(router(table, Upstreams::new(map), metrics.clone(), &settings())).await;
     (addr, metrics)
 }
 
@@ -154,10 +118,7 @@ async fn gateway_with_alpha(beta: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) 
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("build a client")
+    reqwest::Client::builder().no_proxy().build().expect("build a client")
 }
 
 async fn problem_of(response: reqwest::Response) -> Problem {
@@ -169,11 +130,7 @@ async fn problem_of(response: reqwest::Response) -> Problem {
 async fn a_get_is_forwarded_with_its_path_and_query() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/api/x/hello?name=ann&x=1"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/api/x/hello?name=ann&x=1")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.expect("body"), "hello name=ann&x=1");
@@ -182,9 +139,7 @@ async fn a_get_is_forwarded_with_its_path_and_query() {
 #[tokio::test]
 async fn a_streamed_post_body_comes_back_byte_for_byte() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
-    let chunks: Vec<Vec<u8>> = (0..8u8)
-        .map(|n| (0..64 * 1024).map(|i| (i % 251) as u8 ^ n).collect())
-        .collect();
+    let chunks: Vec<Vec<u8>> = (0..8u8).map(|n| (0..64 * 1024).map(|i| (i % 251) as u8 ^ n).collect()).collect();
     let expected: Vec<u8> = chunks.concat();
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
 
@@ -205,11 +160,7 @@ async fn a_streamed_post_body_comes_back_byte_for_byte() {
 async fn a_path_no_service_claims_is_a_404_problem() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/api/nobody/home"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/api/nobody/home")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(problem_of(response).await.code, "not_found");
@@ -228,19 +179,13 @@ async fn internal_paths_are_never_forwarded() {
 
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(problem_of(response).await.code, "not_found");
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        0,
-        "the upstream's internal endpoint was reached"
-    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream's internal endpoint was reached");
 }
 
 #[tokio::test]
 async fn a_path_walking_out_of_its_prefix_is_refused() {
     let (gateway, hits) = gateway_with_alpha(dead_addr().await).await;
-    let mut stream = tokio::net::TcpStream::connect(gateway)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.expect("connect");
 
     // reqwest would normalise the path, so the request is written by hand.
     tokio::io::AsyncWriteExt::write_all(
@@ -250,9 +195,7 @@ async fn a_path_walking_out_of_its_prefix_is_refused() {
     .await
     .expect("write");
     let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
-        .await
-        .expect("read");
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.expect("read");
 
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
@@ -262,11 +205,7 @@ async fn a_path_walking_out_of_its_prefix_is_refused() {
 async fn an_upstream_with_nothing_listening_is_a_503_naming_the_service() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/api/y/anything"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/api/y/anything")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "1");
@@ -281,11 +220,7 @@ async fn a_service_without_a_configured_upstream_is_a_503() {
     let alpha = serve(upstream(hits)).await;
     let (gateway, _) = gateway(&[("alpha", alpha)]).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/api/y"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/api/y")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem_of(response).await.code, "service_unavailable");
@@ -302,11 +237,7 @@ async fn an_upstream_that_hangs_up_without_answering_is_a_502() {
     });
     let (gateway, _) = gateway_with_alpha(rude_addr).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/api/y/x"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/api/y/x")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let problem = problem_of(response).await;
@@ -331,16 +262,10 @@ async fn the_client_ip_is_appended_to_x_forwarded_for_and_the_internal_credentia
     assert_eq!(response.status(), StatusCode::OK);
     let seen: Value = response.json().await.expect("json");
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
-    assert_eq!(
-        seen["x-forwarded-proto"], "http",
-        "an untrusted client cannot claim https"
-    );
+    assert_eq!(seen["x-forwarded-proto"], "http", "an untrusted client cannot claim https");
     assert_eq!(seen["x-forwarded-host"], gateway.to_string());
     assert_eq!(seen["x-request-id"], "req-123");
-    assert!(
-        seen.get(INTERNAL_AUTH_HEADER).is_none(),
-        "the credential header reached the upstream"
-    );
+    assert!(seen.get(INTERNAL_AUTH_HEADER).is_none(), "the credential header reached the upstream");
 }
 
 #[tokio::test]
@@ -348,19 +273,11 @@ async fn a_websocket_echo_works_through_the_gateway() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
 
     let (mut socket, response) =
-        tokio_tungstenite::connect_async(format!("ws://{gateway}/api/x/ws"))
-            .await
-            .expect("websocket handshake");
+        tokio_tungstenite::connect_async(format!("ws://{gateway}/api/x/ws")).await.expect("websocket handshake");
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    socket
-        .send(Message::text("こんにちは"))
-        .await
-        .expect("send text");
+    socket.send(Message::text("こんにちは")).await.expect("send text");
     let text = socket.next().await.expect("a reply").expect("a frame");
-    socket
-        .send(Message::binary(vec![0u8, 1, 2, 255]))
-        .await
-        .expect("send binary");
+    socket.send(Message::binary(vec![0u8, 1, 2, 255])).await.expect("send binary");
     let binary = socket.next().await.expect("a reply").expect("a frame");
     socket.close(None).await.expect("close");
 
@@ -372,17 +289,10 @@ async fn a_websocket_echo_works_through_the_gateway() {
 async fn healthz_answers_without_asking_upstreams() {
     let (gateway, _) = gateway(&[("alpha", dead_addr().await), ("beta", dead_addr().await)]).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/healthz"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/healthz")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.expect("json"),
-        json!({ "status": "ok" })
-    );
+    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "status": "ok" }));
 }
 
 #[tokio::test]
@@ -391,28 +301,17 @@ async fn readyz_is_ok_when_every_upstream_is_ready() {
     let shared = serve(upstream(hits)).await;
     let (gateway, _) = gateway(&[("alpha", shared), ("beta", shared)]).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/readyz")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.expect("json")["services"],
-        json!(["alpha", "beta"])
-    );
+    assert_eq!(response.json::<Value>().await.expect("json")["services"], json!(["alpha", "beta"]));
 }
 
 #[tokio::test]
 async fn readyz_is_a_503_naming_the_services_that_are_not_ready() {
     let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
 
-    let response = client()
-        .get(format!("http://{gateway}/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(format!("http://{gateway}/readyz")).send().await.expect("send");
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let problem = problem_of(response).await;
@@ -428,63 +327,29 @@ async fn forwarded_requests_are_counted_by_owning_service_and_claimed_prefix() {
     let alpha = serve(upstream(hits)).await;
     let (gateway, metrics) = gateway(&[("alpha", alpha)]).await;
 
-    client()
-        .get(format!("http://{gateway}/api/x/hello"))
-        .send()
-        .await
-        .expect("send");
-    let exposition = client()
-        .get(format!("http://{gateway}/metrics"))
-        .send()
-        .await
-        .expect("send");
+    client().get(format!("http://{gateway}/api/x/hello")).send().await.expect("send");
+    let exposition = client().get(format!("http://{gateway}/metrics")).send().await.expect("send");
 
     assert_eq!(exposition.status(), StatusCode::OK);
     let text = exposition.text().await.expect("body");
-    assert!(
-        text.contains(r#"route="/api/x""#) && text.contains(r#"service="alpha""#),
-        "{text}"
-    );
-    assert!(
-        metrics.render().contains(r#"service="alpha""#),
-        "the endpoint renders the gateway's registry"
-    );
+    assert!(text.contains(r#"route="/api/x""#) && text.contains(r#"service="alpha""#), "{text}");
+    assert!(metrics.render().contains(r#"service="alpha""#), "the endpoint renders the gateway's registry");
 }
 
 #[test]
 fn hop_by_hop_headers_and_those_named_by_connection_are_not_forwarded() {
     let mut incoming = HeaderMap::new();
-    incoming.insert(
-        header::CONNECTION,
-        HeaderValue::from_static("keep-alive, x-session-hint"),
-    );
+    incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-session-hint"));
     incoming.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     incoming.insert("x-session-hint", HeaderValue::from_static("1"));
     incoming.insert(header::TE, HeaderValue::from_static("trailers"));
-    incoming.insert(
-        header::PROXY_AUTHORIZATION,
-        HeaderValue::from_static("Basic eA=="),
-    );
-    incoming.insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_static("Bearer token"),
-    );
+    incoming.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eA=="));
+    incoming.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer token"));
     incoming.insert(header::HOST, HeaderValue::from_static("desk.example"));
 
-    let headers = upstream_headers(
-        &incoming,
-        false,
-        Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        false,
-    );
+    let headers = upstream_headers(&incoming, false, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), false);
 
-    for gone in [
-        "connection",
-        "keep-alive",
-        "x-session-hint",
-        "te",
-        "proxy-authorization",
-    ] {
+    for gone in ["connection", "keep-alive", "x-session-hint", "te", "proxy-authorization"] {
         assert!(!headers.contains_key(gone), "{gone} was forwarded");
     }
     assert_eq!(headers[header::AUTHORIZATION], "Bearer token");
@@ -496,10 +361,7 @@ fn hop_by_hop_headers_and_those_named_by_connection_are_not_forwarded() {
 #[test]
 fn an_upgrade_keeps_its_connection_and_upgrade_headers() {
     let mut incoming = HeaderMap::new();
-    incoming.insert(
-        header::CONNECTION,
-        HeaderValue::from_static("keep-alive, Upgrade"),
-    );
+    incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
     incoming.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     assert!(wants_upgrade(&incoming));
 
@@ -516,12 +378,7 @@ fn a_trusted_proxys_forwarded_proto_and_host_are_kept() {
     incoming.insert("x-forwarded-host", HeaderValue::from_static("desk.example"));
     incoming.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
 
-    let headers = upstream_headers(
-        &incoming,
-        false,
-        Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
-        true,
-    );
+    let headers = upstream_headers(&incoming, false, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))), true);
 
     assert_eq!(headers["x-forwarded-proto"], "https");
     assert_eq!(headers["x-forwarded-host"], "desk.example");
@@ -542,10 +399,7 @@ fn a_response_loses_its_hop_by_hop_headers_unless_it_switches_protocols() {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(
-        header::TRANSFER_ENCODING,
-        HeaderValue::from_static("chunked"),
-    );
+    headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     let mut switching = headers.clone();
 
     strip_hop_by_hop(&mut headers, false);

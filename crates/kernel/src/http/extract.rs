@@ -41,13 +41,10 @@ impl From<JsonRejection> for Problem {
                 "unsupported_media_type",
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
-            JsonRejection::JsonSyntaxError(e) => Problem::bad_request(
-                "malformed_json",
-                format!("The body is not valid JSON: {}", source_text(&e)),
-            ),
-            JsonRejection::JsonDataError(e) => {
-                Problem::validation(vec![field_error_from_serde(&source_text(&e))])
+            JsonRejection::JsonSyntaxError(e) => {
+                Problem::bad_request("malformed_json", format!("The body is not valid JSON: {}", source_text(&e)))
             }
+            JsonRejection::JsonDataError(e) => Problem::validation(vec![field_error_from_serde(&source_text(&e))]),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
             }
@@ -79,21 +76,12 @@ fn source_text(error: &dyn std::error::Error) -> String {
 
 /// Turns serde's "missing field `email` at line 1 column 2" into a field error naming `email`.
 fn field_error_from_serde(message: &str) -> FieldError {
-    let named = |marker: &str| {
-        message
-            .strip_prefix(marker)
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned)
-    };
+    let named = |marker: &str| message.strip_prefix(marker).and_then(|rest| rest.split('`').next()).map(str::to_owned);
     if let Some(field) = named("missing field `") {
         return FieldError::new(&field, "missing", format!("`{field}` is required."));
     }
     if let Some(field) = named("unknown field `") {
-        return FieldError::new(
-            &field,
-            "unknown",
-            format!("`{field}` is not a known field."),
-        );
+        return FieldError::new(&field, "unknown", format!("`{field}` is not a known field."));
     }
     FieldError::new("body", "invalid_type", message.to_owned())
 }
@@ -105,20 +93,12 @@ mod tests {
     #[test]
     fn a_missing_field_is_named() {
         let error = field_error_from_serde("missing field `email` at line 1 column 2");
-        assert_eq!(
-            (error.field.as_str(), error.reason.as_str()),
-            ("email", "missing")
-        );
+        assert_eq!((error.field.as_str(), error.reason.as_str()), ("email", "missing"));
     }
 
     #[test]
     fn a_type_error_is_reported_against_the_body() {
-        let error = field_error_from_serde(
-            "invalid type: integer `1`, expected a string at line 1 column 12",
-        );
-        assert_eq!(
-            (error.field.as_str(), error.reason.as_str()),
-            ("body", "invalid_type")
-        );
+        let error = field_error_from_serde("invalid type: integer `1`, expected a string at line 1 column 12");
+        assert_eq!((error.field.as_str(), error.reason.as_str()), ("body", "invalid_type"));
     }
 }

@@ -39,54 +39,39 @@ pub struct EdgeSettings {
 /// Wraps a process's router in the stack every OmniDesk listener has. Outermost first: request id, tracing,
 /// panic → 500 problem, bare error statuses → problem+json, timeout, body limit.
 pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
-    router
-        .layer(axum::Extension(TrustedProxies(
-            settings.trusted_proxies.clone(),
-        )))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|request: &Request| {
-                            let request_id = request
-                                .headers()
-                                .get(REQUEST_ID)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::info_span!(
-                                "request",
-                                request.id = request_id,
-                                http.method = %request.method(),
-                                http.path = request.uri().path(),
-                            )
-                        })
-                        .on_request(())
-                        .on_response(
-                            |response: &Response<_>, latency: Duration, _: &tracing::Span| {
-                                tracing::info!(
-                                    http.status = response.status().as_u16(),
-                                    latency_ms = latency.as_secs_f64() * 1000.0,
-                                    "request handled"
-                                );
-                            },
+    router.layer(axum::Extension(TrustedProxies(settings.trusted_proxies.clone()))).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request| {
+                        let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        tracing::info_span!(
+                            "request",
+                            request.id = request_id,
+                            http.method = %request.method(),
+                            http.path = request.uri().path(),
                         )
-                        .on_failure(()),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(middleware::from_fn(scope_request_id))
-                .layer(CatchPanicLayer::custom(
-                    |_: Box<dyn std::any::Any + Send>| {
-                        Problem::internal(&"a handler panicked").into_response()
-                    },
-                ))
-                .layer(middleware::map_response(problem_for_bare_errors))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    settings.request_timeout,
-                ))
-                .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
-        )
+                    })
+                    .on_request(())
+                    .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
+                        tracing::info!(
+                            http.status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "request handled"
+                        );
+                    })
+                    .on_failure(()),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(middleware::from_fn(scope_request_id))
+            .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+                Problem::internal(&"a handler panicked").into_response()
+            }))
+            .layer(middleware::map_response(problem_for_bare_errors))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+            .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+    )
 }
 
 tokio::task_local! {
@@ -116,10 +101,7 @@ pub fn internal_edge(router: Router, settings: &EdgeSettings) -> Router {
             .layer(CatchPanicLayer::custom(panic_problem))
             .layer(middleware::map_response(problem_for_bare_errors))
             .layer(middleware::from_fn(scope_request_id))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                settings.request_timeout,
-            ))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
             .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
     )
 }
@@ -159,10 +141,7 @@ pub fn with_service_metrics(router: Router, service: &'static str, metrics: Metr
     if !router.has_routes() {
         return router;
     }
-    router.route_layer(middleware::from_fn_with_state(
-        (service, metrics),
-        record_metrics,
-    ))
+    router.route_layer(middleware::from_fn_with_state((service, metrics), record_metrics))
 }
 
 async fn record_metrics(
@@ -171,20 +150,10 @@ async fn record_metrics(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let method = request.method().clone();
     let response = next.run(request).await;
-    metrics.observe_http(
-        service,
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    metrics.observe_http(service, method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
@@ -205,10 +174,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .ok_or_else(|| Problem::internal(&"the listener does not record peer addresses"))?;
-        let trusted = parts
-            .extensions
-            .get::<TrustedProxies>()
-            .is_some_and(|t| t.0.contains(&peer));
+        let trusted = parts.extensions.get::<TrustedProxies>().is_some_and(|t| t.0.contains(&peer));
         if !trusted {
             return Ok(ClientIp(peer));
         }
@@ -226,12 +192,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// `/metrics`: the Prometheus text format.
 pub async fn render_metrics(State(metrics): State<Metrics>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], metrics.render())
         .into_response()
 }

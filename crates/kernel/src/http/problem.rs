@@ -52,11 +52,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            reason: reason.to_owned(),
-            message: message.into(),
-        }
+        Self { field: field.to_owned(), reason: reason.to_owned(), message: message.into() }
     }
 }
 
@@ -109,15 +105,8 @@ impl Problem {
 
     /// 429 telling the client how long to wait.
     pub fn too_many_requests(code: &str, retry_after_secs: u64) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            code,
-            format!("Too many attempts; retry after {retry_after_secs} s."),
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs.max(1)),
-        )
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, format!("Too many attempts; retry after {retry_after_secs} s."))
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)))
     }
 
     /// 500 for a failure that is ours. The cause is logged here, once, and not sent to the client.
@@ -134,30 +123,13 @@ impl Problem {
     pub fn from_status(status: StatusCode) -> Self {
         let (code, detail) = match status {
             StatusCode::NOT_FOUND => ("not_found", "No route matches this path."),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "method_not_allowed",
-                "This path does not accept this method.",
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "payload_too_large",
-                "The request body exceeds the size limit.",
-            ),
-            StatusCode::REQUEST_TIMEOUT => {
-                ("request_timeout", "The request took too long to handle.")
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "unsupported_media_type",
-                "Send `Content-Type: application/json`.",
-            ),
-            StatusCode::SERVICE_UNAVAILABLE => (
-                "service_unavailable",
-                "The service is unavailable; retry later.",
-            ),
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This path does not accept this method."),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body exceeds the size limit."),
+            StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long to handle."),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Send `Content-Type: application/json`."),
+            StatusCode::SERVICE_UNAVAILABLE => ("service_unavailable", "The service is unavailable; retry later."),
             s if s.is_client_error() => ("bad_request", "The request was not understood."),
-            _ => (
-                "internal_error",
-                "The server failed to handle this request; it has been logged.",
-            ),
+            _ => ("internal_error", "The server failed to handle this request; it has been logged."),
         };
         Self::new(status, code, detail)
     }
@@ -189,9 +161,7 @@ impl IntoResponse for Problem {
         let status = self.status_code();
         let headers = std::mem::take(&mut self.headers);
         let mut response = (status, Json(self)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         for (name, value) in headers {
             response.headers_mut().insert(name, value);
         }
@@ -213,17 +183,8 @@ mod tests {
 
     #[test]
     fn a_bare_status_maps_to_a_stable_code() {
-        assert_eq!(
-            Problem::from_status(StatusCode::METHOD_NOT_ALLOWED).code,
-            "method_not_allowed"
-        );
-        assert_eq!(
-            Problem::from_status(StatusCode::IM_A_TEAPOT).code,
-            "bad_request"
-        );
-        assert_eq!(
-            Problem::from_status(StatusCode::BAD_GATEWAY).code,
-            "internal_error"
-        );
+        assert_eq!(Problem::from_status(StatusCode::METHOD_NOT_ALLOWED).code, "method_not_allowed");
+        assert_eq!(Problem::from_status(StatusCode::IM_A_TEAPOT).code, "bad_request");
+        assert_eq!(Problem::from_status(StatusCode::BAD_GATEWAY).code, "internal_error");
     }
 }

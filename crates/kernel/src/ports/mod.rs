@@ -39,11 +39,7 @@ pub enum PortError {
     Timeout { callee: String, timeout_ms: u64 },
     /// The callee answered with an error.
     #[error("service `{callee}` failed: {status} {reason}")]
-    Failed {
-        callee: String,
-        status: u16,
-        reason: String,
-    },
+    Failed { callee: String, status: u16, reason: String },
 }
 
 impl From<PortError> for Problem {
@@ -108,10 +104,7 @@ pub struct RemoteClient {
 
 impl std::fmt::Debug for RemoteClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteClient")
-            .field("callee", &self.callee)
-            .field("base_url", &self.base_url)
-            .finish()
+        f.debug_struct("RemoteClient").field("callee", &self.callee).field("base_url", &self.base_url).finish()
     }
 }
 
@@ -124,16 +117,9 @@ impl RemoteClient {
         secret: &str,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let credential = HeaderValue::from_str(secret)
-            .map_err(|_| "the internal secret must be printable ASCII".to_owned())?;
-        Ok(Self {
-            http,
-            base_url: base_url.trim_end_matches('/').into(),
-            callee,
-            credential,
-            timeout,
-            max_attempts: 3,
-        })
+        let credential =
+            HeaderValue::from_str(secret).map_err(|_| "the internal secret must be printable ASCII".to_owned())?;
+        Ok(Self { http, base_url: base_url.trim_end_matches('/').into(), callee, credential, timeout, max_attempts: 3 })
     }
 
     /// Calls `method` with `args` (a tuple). A request that never reached the callee (connection refused)
@@ -144,8 +130,7 @@ impl RemoteClient {
         idempotent: bool,
         args: &A,
     ) -> Result<R, PortError> {
-        let body =
-            Bytes::from(serde_json::to_vec(args).map_err(|e| self.failed(0, e.to_string()))?);
+        let body = Bytes::from(serde_json::to_vec(args).map_err(|e| self.failed(0, e.to_string()))?);
         let url = format!("{}/internal/{}/{method}", self.base_url, self.callee);
         let mut attempt = 0;
         loop {
@@ -153,9 +138,7 @@ impl RemoteClient {
             let result = self.attempt(&url, body.clone()).await;
             let retry = match &result {
                 Err((error, reached)) if attempt < self.max_attempts => {
-                    !reached
-                        || (idempotent
-                            && !matches!(error, PortError::Failed { status, .. } if *status < 500))
+                    !reached || (idempotent && !matches!(error, PortError::Failed { status, .. } if *status < 500))
                 }
                 _ => false,
             };
@@ -168,11 +151,7 @@ impl RemoteClient {
     }
 
     /// One attempt; the flag says whether the request may have reached the callee.
-    async fn attempt<R: DeserializeOwned>(
-        &self,
-        url: &str,
-        body: Bytes,
-    ) -> Result<R, (PortError, bool)> {
+    async fn attempt<R: DeserializeOwned>(&self, url: &str, body: Bytes) -> Result<R, (PortError, bool)> {
         let mut request = self.http.post(url);
         if let Some(id) = crate::http::current_request_id() {
             request = request.header(crate::http::REQUEST_ID, id);
@@ -191,8 +170,7 @@ impl RemoteClient {
             let reason = String::from_utf8_lossy(&bytes).chars().take(300).collect();
             return Err((self.failed(status.as_u16(), reason), true));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| (self.failed(status.as_u16(), e.to_string()), true))
+        serde_json::from_slice(&bytes).map_err(|e| (self.failed(status.as_u16(), e.to_string()), true))
     }
 
     fn classify(&self, error: &reqwest::Error) -> (PortError, bool) {
@@ -201,21 +179,13 @@ impl RemoteClient {
             let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
             (PortError::Timeout { callee, timeout_ms }, true)
         } else {
-            let reason = std::error::Error::source(error)
-                .map_or_else(|| error.to_string(), ToString::to_string);
-            (
-                PortError::Unavailable { callee, reason },
-                !error.is_connect(),
-            )
+            let reason = std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string);
+            (PortError::Unavailable { callee, reason }, !error.is_connect())
         }
     }
 
     fn failed(&self, status: u16, reason: String) -> PortError {
-        PortError::Failed {
-            callee: self.callee.to_owned(),
-            status,
-            reason,
-        }
+        PortError::Failed { callee: self.callee.to_owned(), status, reason }
     }
 }
 
@@ -236,9 +206,7 @@ pub fn respond<T: Serialize>(result: Result<T, PortError>) -> Response {
 /// Whether `headers` carry the expected service credential, compared in constant time.
 pub fn credential_matches(headers: &HeaderMap, secret: &str) -> bool {
     use subtle::ConstantTimeEq;
-    headers
-        .get(INTERNAL_AUTH_HEADER)
-        .is_some_and(|given| given.as_bytes().ct_eq(secret.as_bytes()).into())
+    headers.get(INTERNAL_AUTH_HEADER).is_some_and(|given| given.as_bytes().ct_eq(secret.as_bytes()).into())
 }
 
 #[doc(hidden)]

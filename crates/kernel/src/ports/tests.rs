@@ -44,23 +44,15 @@ async fn serve(implementation: Arc<dyn EchoPort>) -> String {
             }
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, router).await });
     url
 }
 
 fn remote(url: &str, secret: &str) -> Arc<dyn EchoPort> {
-    let client = RemoteClient::new(
-        reqwest::Client::new(),
-        "echo",
-        url,
-        secret,
-        Duration::from_secs(2),
-    )
-    .expect("client");
+    let client =
+        RemoteClient::new(reqwest::Client::new(), "echo", url, secret, Duration::from_secs(2)).expect("client");
     <dyn EchoPort as Port>::remote(client)
 }
 
@@ -80,15 +72,9 @@ async fn a_remote_call_returns_what_the_local_call_returns() {
 async fn a_call_without_the_service_credential_is_refused() {
     let url = serve(Arc::new(Echo::default())).await;
 
-    let error = remote(&url, "wrong")
-        .echo("a".into(), 1)
-        .await
-        .expect_err("refused");
+    let error = remote(&url, "wrong").echo("a".into(), 1).await.expect_err("refused");
 
-    assert!(
-        matches!(error, PortError::Failed { status: 401, .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, PortError::Failed { status: 401, .. }), "{error:?}");
 }
 
 #[tokio::test]
@@ -97,15 +83,9 @@ async fn a_callee_that_is_not_running_is_reported_unavailable() {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
 
-    let error = remote(&url, SECRET)
-        .bump()
-        .await
-        .expect_err("nothing listens");
+    let error = remote(&url, SECRET).bump().await.expect_err("nothing listens");
 
-    assert!(
-        matches!(error, PortError::Unavailable { ref callee, .. } if callee == "echo"),
-        "{error:?}"
-    );
+    assert!(matches!(error, PortError::Unavailable { ref callee, .. } if callee == "echo"), "{error:?}");
 }
 
 #[tokio::test]
@@ -122,10 +102,7 @@ async fn metered_calls_are_counted_by_mode_and_outcome() {
     let metrics = Metrics::new();
     let meters = |mode| {
         PortMeters::new(
-            <dyn EchoPort as Port>::METHODS
-                .iter()
-                .map(|m| metrics.port_method("caller", "echo", m, mode))
-                .collect(),
+            <dyn EchoPort as Port>::METHODS.iter().map(|m| metrics.port_method("caller", "echo", m, mode)).collect(),
         )
     };
     let local = <dyn EchoPort as Port>::metered(Arc::new(Echo::default()), meters("local"));
@@ -138,10 +115,7 @@ async fn metered_calls_are_counted_by_mode_and_outcome() {
         text.contains(r#"port_calls_total{callee="echo",caller="caller",method="echo",mode="local",outcome="ok"} 1"#),
         "{text}"
     );
-    assert!(
-        text.contains(r#"method="bump",mode="local",outcome="ok"} 1"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"method="bump",mode="local",outcome="ok"} 1"#), "{text}");
 }
 
 #[tokio::test]
@@ -150,25 +124,15 @@ async fn a_remote_call_carries_the_request_id_of_the_request_being_handled() {
     let router = axum::Router::new().route(
         "/internal/echo/echo",
         axum::routing::post(|headers: HeaderMap| async move {
-            axum::Json(
-                headers
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none")
-                    .to_owned(),
-            )
+            axum::Json(headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned())
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let id = HeaderValue::from_static("req-1234");
-    let seen = crate::http::CURRENT_REQUEST_ID
-        .scope(id, remote(&url, SECRET).echo("x".into(), 1))
-        .await;
+    let seen = crate::http::CURRENT_REQUEST_ID.scope(id, remote(&url, SECRET).echo("x".into(), 1)).await;
 
     assert_eq!(seen, Ok("req-1234".to_owned()));
 }

@@ -18,13 +18,8 @@ use super::{MIGRATIONS_TABLE, StoreError};
 pub fn tables_created(migrator: &Migrator) -> Result<HashSet<String>, String> {
     let mut tables = HashSet::new();
     for migration in migrator.iter() {
-        let statements =
-            Parser::parse_sql(&SQLiteDialect {}, migration.sql.as_str()).map_err(|e| {
-                format!(
-                    "migration {} ({}): {e}",
-                    migration.version, migration.description
-                )
-            })?;
+        let statements = Parser::parse_sql(&SQLiteDialect {}, migration.sql.as_str())
+            .map_err(|e| format!("migration {} ({}): {e}", migration.version, migration.description))?;
         for statement in statements {
             match statement {
                 Statement::CreateTable(create) => {
@@ -42,18 +37,13 @@ pub fn tables_created(migrator: &Migrator) -> Result<HashSet<String>, String> {
 
 /// Every table or view a statement reads or writes, lowercased, without schema qualifiers.
 pub fn tables_touched(sql: &str) -> Result<Vec<String>, String> {
-    let statements =
-        Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| format!("{e} in `{sql}`"))?;
+    let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| format!("{e} in `{sql}`"))?;
     let mut ctes = HashSet::new();
     for statement in &statements {
         if let Statement::Query(query) = statement
             && let Some(with) = &query.with
         {
-            ctes.extend(
-                with.cte_tables
-                    .iter()
-                    .map(|cte| cte.alias.name.value.to_lowercase()),
-            );
+            ctes.extend(with.cte_tables.iter().map(|cte| cte.alias.name.value.to_lowercase()));
         }
     }
     let mut tables = Vec::new();
@@ -68,11 +58,7 @@ pub fn tables_touched(sql: &str) -> Result<Vec<String>, String> {
 }
 
 /// Fails with [`StoreError::ForeignTable`] if `sql` names a table outside `owned`.
-pub fn check_owned(
-    service: &'static str,
-    owned: &HashSet<String>,
-    sql: &str,
-) -> Result<(), StoreError> {
+pub fn check_owned(service: &'static str, owned: &HashSet<String>, sql: &str) -> Result<(), StoreError> {
     for table in tables_touched(sql).map_err(StoreError::Unparsable)? {
         if table != MIGRATIONS_TABLE && !owned.contains(&table) {
             return Err(StoreError::ForeignTable { service, table });
@@ -82,11 +68,7 @@ pub fn check_owned(
 }
 
 fn last_ident(name: &str) -> String {
-    name.rsplit('.')
-        .next()
-        .unwrap_or(name)
-        .trim_matches(['"', '`', '[', ']'])
-        .to_lowercase()
+    name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '`', '[', ']']).to_lowercase()
 }
 
 #[cfg(test)]
@@ -99,32 +81,21 @@ mod tests {
                    join memberships m on m.user_id = u.id where u.id in (select user_id from refresh_tokens)";
         let mut tables = tables_touched(sql).expect("parses");
         tables.sort();
-        assert_eq!(
-            tables,
-            ["audit_log", "memberships", "refresh_tokens", "users"]
-        );
+        assert_eq!(tables, ["audit_log", "memberships", "refresh_tokens", "users"]);
     }
 
     #[test]
     fn a_cte_is_not_mistaken_for_a_table() {
-        let tables = tables_touched("with recent as (select id from users) select id from recent")
-            .expect("parses");
+        let tables = tables_touched("with recent as (select id from users) select id from recent").expect("parses");
         assert_eq!(tables, ["users"]);
     }
 
     #[test]
     fn a_statement_naming_another_services_table_fails_the_check() {
         let owned: HashSet<String> = ["users".to_owned()].into();
-        let error = check_owned(
-            "user",
-            &owned,
-            "select u.id, p.code from users u join subscriptions p on 1=1",
-        )
-        .expect_err("subscriptions belongs to plan");
-        assert!(
-            matches!(error, StoreError::ForeignTable { table, .. } if table == "subscriptions")
-        );
-        check_owned("user", &owned, "select id from main.users where id = ?")
-            .expect("own table passes");
+        let error = check_owned("user", &owned, "select u.id, p.code from users u join subscriptions p on 1=1")
+            .expect_err("subscriptions belongs to plan");
+        assert!(matches!(error, StoreError::ForeignTable { table, .. } if table == "subscriptions"));
+        check_owned("user", &owned, "select id from main.users where id = ?").expect("own table passes");
     }
 }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
 pub use value::Value;
@@ -38,19 +36,13 @@ pub enum StoreError {
     #[error("unique constraint violated ({constraint})")]
     UniqueViolation { constraint: String },
     #[error("service `{service}` used table `{table}`, which it does not own")]
-    ForeignTable {
-        service: &'static str,
-        table: String,
-    },
+    ForeignTable { service: &'static str, table: String },
     #[error("SQL that does not parse: {0}")]
     Unparsable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("migrating namespace `{service}`: {source}")]
-    Migration {
-        service: &'static str,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migration { service: &'static str, source: sqlx::migrate::MigrateError },
 }
 
 impl StoreError {
@@ -58,10 +50,7 @@ impl StoreError {
         if let sqlx::Error::Database(db) = &error
             && db.is_unique_violation()
         {
-            let constraint = db
-                .constraint()
-                .map(str::to_owned)
-                .unwrap_or_else(|| db.message().to_owned());
+            let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
             return StoreError::UniqueViolation { constraint };
         }
         StoreError::Database(error)
@@ -89,19 +78,14 @@ impl Location {
 
     /// Parses a database URL. Only `sqlite:` is supported in this build.
     pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             if path.is_empty() {
                 return Err("a sqlite URL needs a file path, e.g. sqlite://data/user.db".to_owned());
             }
             return Ok(Location::SqliteFile(path.into()));
         }
         let scheme = url.split(':').next().unwrap_or(url);
-        Err(format!(
-            "unsupported database scheme `{scheme}`; this build supports sqlite://PATH"
-        ))
+        Err(format!("unsupported database scheme `{scheme}`; this build supports sqlite://PATH"))
     }
 }
 
@@ -121,6 +105,8 @@ pub struct Namespace {
     migrations: Option<Migrations>,
     /// Tables this service's migrations create; every statement is checked against them in debug builds.
     owned_tables: Arc<HashSet<String>>,
+    /// Woken when a transaction that published events commits, so the relay publishes them at once.
+    outbox: Arc<tokio::sync::Notify>,
     /// Statements already audited, by address, so each is parsed once.
     #[cfg(debug_assertions)]
     audited: Arc<std::sync::Mutex<HashSet<usize>>>,
@@ -128,9 +114,7 @@ pub struct Namespace {
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace")
-            .field("service", &self.service)
-            .finish_non_exhaustive()
+        f.debug_struct("Namespace").field("service", &self.service).finish_non_exhaustive()
     }
 }
 
@@ -144,20 +128,15 @@ impl Namespace {
         let pool = match location {
             Location::SqliteFile(path) => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
                 }
-                let options =
-                    SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-                        .create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .foreign_keys(true)
-                        .busy_timeout(Duration::from_secs(5));
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .connect_with(options)
-                    .await?;
+                let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
                 Pool::Sqlite(pool)
             }
         };
@@ -170,6 +149,7 @@ impl Namespace {
             pool,
             migrations,
             owned_tables: Arc::new(owned_tables),
+            outbox: Arc::default(),
             #[cfg(debug_assertions)]
             audited: Arc::default(),
         })
@@ -183,47 +163,46 @@ impl Namespace {
         &self.owned_tables
     }
 
-    /// Applies this service's pending migrations, recording them in the namespace's own history.
+    /// Applies the kernel's tables (outbox, processed events, dead letters) and this service's pending
+    /// migrations, each recorded in the namespace's own history.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let Some(migrations) = self.migrations else {
-            return Ok(());
-        };
         let service = self.service;
-        match &self.pool {
-            Pool::Sqlite(pool) => migrations
-                .sqlite
-                .run(pool)
-                .await
-                .map_err(|source| StoreError::Migration { service, source }),
-        }
+        let Pool::Sqlite(pool) = &self.pool;
+        let mut kernel = Migrator::with_migrations(crate::events::KERNEL_MIGRATIONS.iter().cloned().collect());
+        kernel.dangerous_set_table_name(crate::events::KERNEL_MIGRATIONS_TABLE);
+        kernel.run(pool).await.map_err(|source| StoreError::Migration { service, source })?;
+        let Some(migrations) = self.migrations else { return Ok(()) };
+        migrations.sqlite.run(pool).await.map_err(|source| StoreError::Migration { service, source })
+    }
+
+    /// Resolves when a transaction that published events has committed.
+    pub(crate) fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 
     /// Whether the database answers and every migration this build knows is applied.
     pub async fn readiness(&self) -> Result<(), String> {
         let Pool::Sqlite(pool) = &self.pool;
-        sqlx::query("select 1")
-            .execute(pool)
-            .await
-            .map_err(|e| format!("database unreachable: {e}"))?;
+        sqlx::query("select 1").execute(pool).await.map_err(|e| format!("database unreachable: {e}"))?;
+        let kernel_tables: Option<i64> =
+            sqlx::query_scalar("select max(version) from _kernel_migrations where success")
+                .fetch_one(pool)
+                .await
+                .map_err(|e| format!("event-bus tables missing: {e}"))?;
+        if kernel_tables.is_none() {
+            return Err("event-bus tables missing".to_owned());
+        }
         let Some(migrations) = self.migrations else {
             return Ok(());
         };
-        let expected = migrations
-            .sqlite
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-                .fetch_one(pool)
-                .await
-                .map_err(|e| format!("no migration history: {e}"))?;
+        let expected = migrations.sqlite.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| format!("no migration history: {e}"))?;
         match applied {
             Some(v) if v >= expected => Ok(()),
-            _ => Err(format!(
-                "migrations pending (expected version {expected}, applied {applied:?})"
-            )),
+            _ => Err(format!("migrations pending (expected version {expected}, applied {applied:?})")),
         }
     }
 
@@ -237,12 +216,7 @@ impl Namespace {
         #[cfg(debug_assertions)]
         {
             let key = sql.as_ptr() as usize;
-            if self
-                .audited
-                .lock()
-                .map(|seen| seen.contains(&key))
-                .unwrap_or(false)
-            {
+            if self.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
                 return Ok(());
             }
             audit::check_owned(self.service, &self.owned_tables, sql)?;
@@ -260,57 +234,60 @@ impl Namespace {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
-        Ok(query
-            .execute(pool)
-            .await
-            .map_err(StoreError::classify)?
-            .rows_affected())
+        Ok(query.execute(pool).await.map_err(StoreError::classify)?.rows_affected())
     }
 
     /// Fetches at most one row.
-    pub async fn fetch_optional<T>(
-        &self,
-        sql: &'static str,
-        args: Vec<Value>,
-    ) -> Result<Option<T>, StoreError>
+    pub async fn fetch_optional<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
-        let query = args
-            .into_iter()
-            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
-        query
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::classify)
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_optional(pool).await.map_err(StoreError::classify)
     }
 
     /// Fetches every row.
-    pub async fn fetch_all<T>(
-        &self,
-        sql: &'static str,
-        args: Vec<Value>,
-    ) -> Result<Vec<T>, StoreError>
+    pub async fn fetch_all<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         self.audit(sql)?;
         let Pool::Sqlite(pool) = &self.pool;
-        let query = args
-            .into_iter()
-            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
         query.fetch_all(pool).await.map_err(StoreError::classify)
+    }
+
+    /// The kernel's own statements (event-bus tables), which the ownership audit does not apply to.
+    pub(crate) async fn kernel_execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
+        Ok(query.execute(pool).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    pub(crate) async fn kernel_fetch_all<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_all(pool).await.map_err(StoreError::classify)
+    }
+
+    pub(crate) async fn kernel_fetch_one<T>(&self, sql: &'static str, args: Vec<Value>) -> Result<T, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let Pool::Sqlite(pool) = &self.pool;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_one(pool).await.map_err(StoreError::classify)
     }
 
     /// Starts a transaction; dropped without [`Tx::commit`] it rolls back.
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         let Pool::Sqlite(pool) = &self.pool;
-        Ok(Tx {
-            namespace: self,
-            inner: TxInner::Sqlite(pool.begin().await?),
-        })
+        Ok(Tx { namespace: self, inner: TxInner::Sqlite(pool.begin().await?), published: false })
     }
 }
 
@@ -318,6 +295,8 @@ impl Namespace {
 pub struct Tx<'a> {
     namespace: &'a Namespace,
     inner: TxInner,
+    /// Whether this transaction wrote to the outbox (the relay is woken on commit).
+    published: bool,
 }
 
 enum TxInner {
@@ -325,22 +304,55 @@ enum TxInner {
 }
 
 impl Tx<'_> {
-    pub async fn execute(
-        &mut self,
-        sql: &'static str,
-        args: Vec<Value>,
-    ) -> Result<u64, StoreError> {
+    pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
         self.namespace.audit(sql)?;
         let TxInner::Sqlite(tx) = &mut self.inner;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
-        Ok(query
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::classify)?
-            .rows_affected())
+        Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
     }
 
-    pub async fn fetch_optional<T>(
+    pub async fn fetch_optional<T>(&mut self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.namespace.audit(sql)?;
+        let TxInner::Sqlite(tx) = &mut self.inner;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_optional(&mut **tx).await.map_err(StoreError::classify)
+    }
+
+    /// Records `event` in this namespace's outbox, atomically with the rest of the transaction.
+    pub async fn publish<E: crate::events::Event>(&mut self, event: &E) -> Result<(), StoreError> {
+        let trace = crate::http::current_request_id().and_then(|id| id.to_str().ok().map(str::to_owned));
+        let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace)
+            .map_err(|e| StoreError::Unparsable(e.to_string()))?;
+        self.kernel_execute(
+            "insert into _outbox (id, kind, version, occurred_at, producer, account_id, event_key, payload, trace) \
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            crate::args![
+                envelope.id.to_string(),
+                envelope.kind,
+                i64::from(envelope.version),
+                envelope.occurred_at,
+                envelope.producer,
+                envelope.account.map(|a| a.to_string()),
+                envelope.key,
+                envelope.payload.to_string(),
+                envelope.trace
+            ],
+        )
+        .await?;
+        self.published = true;
+        Ok(())
+    }
+
+    pub(crate) async fn kernel_execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let TxInner::Sqlite(tx) = &mut self.inner;
+        let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
+        Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    pub(crate) async fn kernel_fetch_optional<T>(
         &mut self,
         sql: &'static str,
         args: Vec<Value>,
@@ -348,20 +360,18 @@ impl Tx<'_> {
     where
         T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
-        self.namespace.audit(sql)?;
         let TxInner::Sqlite(tx) = &mut self.inner;
-        let query = args
-            .into_iter()
-            .fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
-        query
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(StoreError::classify)
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_optional(&mut **tx).await.map_err(StoreError::classify)
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         let TxInner::Sqlite(tx) = self.inner;
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        if self.published {
+            self.namespace.outbox.notify_one();
+        }
+        Ok(())
     }
 }
 

@@ -5,9 +5,7 @@ static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
 
 async fn fixture(dir: &Path) -> Namespace {
     let location = Location::default_for(dir, "fixture");
-    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE }))
-        .await
-        .expect("opens");
+    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
     namespace.migrate().await.expect("migrates");
     namespace
 }
@@ -19,10 +17,7 @@ async fn a_namespace_is_one_wal_file_with_its_own_migration_history() {
 
     namespace.readiness().await.expect("ready after migrating");
     let Pool::Sqlite(pool) = &namespace.pool;
-    let mode: String = sqlx::query_scalar("pragma journal_mode")
-        .fetch_one(pool)
-        .await
-        .expect("pragma");
+    let mode: String = sqlx::query_scalar("pragma journal_mode").fetch_one(pool).await.expect("pragma");
     assert_eq!(mode, "wal");
     assert!(dir.path().join("fixture.db").exists());
 }
@@ -31,9 +26,7 @@ async fn a_namespace_is_one_wal_file_with_its_own_migration_history() {
 async fn a_fresh_namespace_is_not_ready_until_migrated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = Location::default_for(dir.path(), "fixture");
-    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE }))
-        .await
-        .expect("opens");
+    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
 
     assert!(namespace.readiness().await.is_err());
 }
@@ -43,41 +36,23 @@ async fn sql_naming_a_table_the_service_does_not_own_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let namespace = fixture(dir.path()).await;
 
-    let error = namespace
-        .execute("delete from users where id = ?", args!["u1"])
-        .await
-        .expect_err("refused");
+    let error = namespace.execute("delete from users where id = ?", args!["u1"]).await.expect_err("refused");
 
-    assert!(
-        matches!(error, StoreError::ForeignTable { ref table, .. } if table == "users"),
-        "{error}"
-    );
+    assert!(matches!(error, StoreError::ForeignTable { ref table, .. } if table == "users"), "{error}");
 }
 
 #[tokio::test]
 async fn a_duplicate_is_reported_as_a_unique_violation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let namespace = fixture(dir.path()).await;
-    namespace
-        .execute(
-            "insert into things (id, name) values (?, ?)",
-            args!["1", "a"],
-        )
-        .await
-        .expect("insert");
+    namespace.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
 
     let error = namespace
-        .execute(
-            "insert into things (id, name) values (?, ?)",
-            args!["2", "a"],
-        )
+        .execute("insert into things (id, name) values (?, ?)", args!["2", "a"])
         .await
         .expect_err("duplicate name");
 
-    assert!(
-        matches!(error, StoreError::UniqueViolation { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, StoreError::UniqueViolation { .. }), "{error}");
 }
 
 #[tokio::test]
@@ -86,30 +61,15 @@ async fn a_transaction_dropped_without_commit_leaves_nothing() {
     let namespace = fixture(dir.path()).await;
     {
         let mut tx = namespace.begin().await.expect("begin");
-        tx.execute(
-            "insert into things (id, name) values (?, ?)",
-            args!["1", "a"],
-        )
-        .await
-        .expect("insert");
+        tx.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
     }
-    let rows: Vec<(String,)> = namespace
-        .fetch_all("select id from things", args![])
-        .await
-        .expect("select");
+    let rows: Vec<(String,)> = namespace.fetch_all("select id from things", args![]).await.expect("select");
     assert!(rows.is_empty());
 }
 
 #[test]
 fn only_sqlite_urls_are_accepted_in_this_build() {
-    assert_eq!(
-        Location::parse("sqlite://data/u.db"),
-        Ok(Location::SqliteFile("data/u.db".into()))
-    );
-    assert!(
-        Location::parse("postgres://localhost/x")
-            .expect_err("unsupported")
-            .contains("postgres")
-    );
+    assert_eq!(Location::parse("sqlite://data/u.db"), Ok(Location::SqliteFile("data/u.db".into())));
+    assert!(Location::parse("postgres://localhost/x").expect_err("unsupported").contains("postgres"));
     assert!(Location::parse("sqlite://").is_err());
 }

@@ -10,9 +10,7 @@ static SERVICES: [ServiceSpec; 3] = [
 ];
 
 fn groups(spec: &[&[&str]]) -> Vec<Vec<String>> {
-    spec.iter()
-        .map(|group| group.iter().map(|s| (*s).to_owned()).collect())
-        .collect()
+    spec.iter().map(|group| group.iter().map(|s| (*s).to_owned()).collect()).collect()
 }
 
 #[test]
@@ -48,49 +46,29 @@ fn groups_mode_without_groups_is_an_error_naming_the_key() {
 #[test]
 fn configured_groups_must_name_every_known_service_exactly_once() {
     for (configured, complaint) in [
-        (
-            groups(&[&["user", "plan"], &["inbox", "billing"]]),
-            "unknown service `billing`",
-        ),
-        (
-            groups(&[&["user", "plan"], &["plan", "inbox"]]),
-            "`plan` is in two groups",
-        ),
+        (groups(&[&["user", "plan"], &["inbox", "billing"]]), "unknown service `billing`"),
+        (groups(&[&["user", "plan"], &["plan", "inbox"]]), "`plan` is in two groups"),
         (groups(&[&["user", "plan"]]), "`inbox` is in no group"),
         (groups(&[&["user", "plan", "inbox"], &[]]), "empty group"),
     ] {
         let error = groups_for(TopologyMode::Groups, &configured, &SERVICES).expect_err(complaint);
         let message = error.to_string();
-        assert!(
-            message.contains("topology.groups") && message.contains(complaint),
-            "{message}"
-        );
+        assert!(message.contains("topology.groups") && message.contains(complaint), "{message}");
     }
 }
 
 #[test]
 fn children_learn_where_every_service_lives_and_the_shared_secret() {
     let groups = vec![
-        Group {
-            name: "user+plan".to_owned(),
-            services: vec!["user", "plan"],
-            port: 4101,
-        },
-        Group {
-            name: "inbox".to_owned(),
-            services: vec!["inbox"],
-            port: 4102,
-        },
+        Group { name: "user+plan".to_owned(), services: vec!["user", "plan"], port: 4101 },
+        Group { name: "inbox".to_owned(), services: vec!["inbox"], port: 4102 },
     ];
 
     let env: HashMap<String, String> = child_environment(&groups, "s3cr\"et").into_iter().collect();
 
     assert_eq!(env["OMNIDESK_SERVICES__USER__URL"], "http://127.0.0.1:4101");
     assert_eq!(env["OMNIDESK_SERVICES__PLAN__URL"], "http://127.0.0.1:4101");
-    assert_eq!(
-        env["OMNIDESK_SERVICES__INBOX__URL"],
-        "http://127.0.0.1:4102"
-    );
+    assert_eq!(env["OMNIDESK_SERVICES__INBOX__URL"], "http://127.0.0.1:4102");
     assert_eq!(env["OMNIDESK_INTERNAL__SECRET"], r#""s3cr\"et""#);
     assert_eq!(env["OMNIDESK_HTTP__TRUSTED_PROXIES"], r#"["127.0.0.1"]"#);
     assert_eq!(env[PARENT_PID_VAR], std::process::id().to_string());
@@ -98,11 +76,7 @@ fn children_learn_where_every_service_lives_and_the_shared_secret() {
 
 #[test]
 fn the_environment_a_child_gets_loads_as_its_configuration() {
-    let groups = vec![Group {
-        name: "user".to_owned(),
-        services: vec!["user"],
-        port: 4103,
-    }];
+    let groups = vec![Group { name: "user".to_owned(), services: vec!["user"], port: 4103 }];
     let secret = generate_secret();
     let env = child_environment(&groups, &secret);
 
@@ -114,14 +88,8 @@ fn the_environment_a_child_gets_loads_as_its_configuration() {
         }
         let config = Config::load(None).expect("the child's configuration loads");
         assert_eq!(config.internal.secret.as_deref(), Some(secret.as_str()));
-        assert_eq!(
-            config.service("user").url.as_deref(),
-            Some("http://127.0.0.1:4103")
-        );
-        assert_eq!(
-            config.http.trusted_proxies,
-            vec![std::net::IpAddr::from([127, 0, 0, 1])]
-        );
+        assert_eq!(config.service("user").url.as_deref(), Some("http://127.0.0.1:4103"));
+        assert_eq!(config.http.trusted_proxies, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
         Ok(())
     });
 }
@@ -153,19 +121,14 @@ fn the_state_file_is_replaced_whole_and_removed_at_the_end() {
         state: Mutex::new(UpState {
             gateway: "http://127.0.0.1:8080".to_owned(),
             pid: 1,
-            groups: vec![GroupState {
-                services: vec!["user"],
-                url: "http://127.0.0.1:4101".to_owned(),
-                pid: 10,
-            }],
+            groups: vec![GroupState { services: vec!["user"], url: "http://127.0.0.1:4101".to_owned(), pid: 10 }],
         }),
     };
 
     state.write();
     state.set_pid(0, 11);
     let written: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state.path).expect("the state file exists"))
-            .expect("json");
+        serde_json::from_slice(&std::fs::read(&state.path).expect("the state file exists")).expect("json");
     state.remove();
 
     assert_eq!(
@@ -186,13 +149,9 @@ fn parent_gone_within(pid: u32, limit: Duration) -> bool {
     let mut resolved = false;
     figment::Jail::expect_with(|jail| {
         jail.set_env(PARENT_PID_VAR, pid);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
         // The timer must be created inside the runtime, so the timeout is built in the async block.
-        resolved =
-            runtime.block_on(async { tokio::time::timeout(limit, parent_gone()).await.is_ok() });
+        resolved = runtime.block_on(async { tokio::time::timeout(limit, parent_gone()).await.is_ok() });
         Ok(())
     });
     resolved
@@ -202,10 +161,7 @@ fn parent_gone_within(pid: u32, limit: Duration) -> bool {
 fn parent_gone_waits_while_the_parent_is_the_expected_one() {
     let parent = std::os::unix::process::parent_id();
 
-    assert!(
-        !parent_gone_within(parent, Duration::from_millis(1200)),
-        "resolved although the parent is alive"
-    );
+    assert!(!parent_gone_within(parent, Duration::from_millis(1200)), "resolved although the parent is alive");
 }
 
 #[test]
@@ -213,8 +169,5 @@ fn parent_gone_resolves_once_the_parent_is_another_process() {
     // Our own pid is never our parent's, which is what a re-parented orphan sees.
     let not_our_parent = std::process::id();
 
-    assert!(
-        parent_gone_within(not_our_parent, Duration::from_secs(5)),
-        "did not notice the parent was gone"
-    );
+    assert!(parent_gone_within(not_our_parent, Duration::from_secs(5)), "did not notice the parent was gone");
 }

@@ -21,24 +21,12 @@ in_every_topology!(
 );
 
 async fn malformed_json_is_a_400_problem(app: TestApp) {
-    let reply = app
-        .post_bytes(
-            "/api/users/register",
-            "application/json",
-            b"{\"email\": ".to_vec(),
-        )
-        .await;
+    let reply = app.post_bytes("/api/users/register", "application/json", b"{\"email\": ".to_vec()).await;
     reply.assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
 }
 
 async fn a_missing_field_is_a_422_naming_it(app: TestApp) {
-    let reply = app
-        .post_bytes(
-            "/api/users/login",
-            "application/json",
-            br#"{"email":"a@b.jp"}"#.to_vec(),
-        )
-        .await;
+    let reply = app.post_bytes("/api/users/login", "application/json", br#"{"email":"a@b.jp"}"#.to_vec()).await;
     reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(reply.body["errors"][0]["field"], "password");
     assert_eq!(reply.body["errors"][0]["reason"], "missing");
@@ -46,20 +34,12 @@ async fn a_missing_field_is_a_422_naming_it(app: TestApp) {
 
 async fn a_wrong_field_type_is_a_422(app: TestApp) {
     let body = br#"{"email":"a@b.jp","password":12345678}"#.to_vec();
-    let reply = app
-        .post_bytes("/api/users/login", "application/json", body)
-        .await;
+    let reply = app.post_bytes("/api/users/login", "application/json", body).await;
     reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 }
 
 async fn a_body_that_is_not_json_by_content_type_is_a_415(app: TestApp) {
-    let reply = app
-        .post_bytes(
-            "/api/users/login",
-            "text/plain",
-            br#"{"email":"a@b.jp"}"#.to_vec(),
-        )
-        .await;
+    let reply = app.post_bytes("/api/users/login", "text/plain", br#"{"email":"a@b.jp"}"#.to_vec()).await;
     reply.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 }
 
@@ -67,36 +47,25 @@ async fn an_oversize_body_is_a_413(app: TestApp) {
     let mut body = br#"{"email":"a@b.jp","password":""#.to_vec();
     body.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     body.extend(br#""}"#);
-    let reply = app
-        .post_bytes("/api/users/login", "application/json", body)
-        .await;
+    let reply = app.post_bytes("/api/users/login", "application/json", body).await;
     reply.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
 async fn an_unknown_route_is_a_404_problem(app: TestApp) {
-    for path in [
-        "/nowhere",
-        "/api/users/a/b/c",
-        "/api/plan/unknown",
-        "/api/inboxes",
-    ] {
+    for path in ["/nowhere", "/api/users/a/b/c", "/api/plan/unknown", "/api/inboxes"] {
         let reply = app.request(Method::GET, path, None, None).await;
         reply.assert_problem(StatusCode::NOT_FOUND, "not_found");
     }
 }
 
 async fn a_known_path_with_the_wrong_method_is_a_405_problem(app: TestApp) {
-    let reply = app
-        .request(Method::DELETE, "/api/users/register", None, None)
-        .await;
+    let reply = app.request(Method::DELETE, "/api/users/register", None, None).await;
     reply.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 async fn a_malformed_id_in_the_path_is_a_400(app: TestApp) {
     let (_, session) = app.signed_in().await;
-    let reply = app
-        .get("/api/users/not-a-uuid", &session.access_token)
-        .await;
+    let reply = app.get("/api/users/not-a-uuid", &session.access_token).await;
     reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_path_parameter");
 }
 
@@ -109,26 +78,16 @@ async fn health_and_readiness_answer(app: TestApp) {
 
 async fn metrics_are_prometheus_text(app: TestApp) {
     app.register().await;
-    let response = app
-        .http
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.http.get(format!("{}/metrics", app.base_url)).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("text");
-    assert!(
-        text.contains("# TYPE http_requests_total counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
     assert!(text.contains(r#"service="user""#), "{text}");
 }
 
 async fn internal_endpoints_are_not_public(app: TestApp) {
     let body = serde_json::json!([uuid::Uuid::new_v4()]);
-    let reply = app
-        .request(Method::POST, "/internal/plan/plan_of", None, Some(body))
-        .await;
+    let reply = app.request(Method::POST, "/internal/plan/plan_of", None, Some(body)).await;
     // The monolith mounts no internal endpoints; the gateway never forwards them.
     reply.assert_problem(StatusCode::NOT_FOUND, "not_found");
 }
@@ -142,11 +101,6 @@ async fn every_response_carries_a_request_id(app: TestApp) {
         .await
         .expect("sent");
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
-    let generated = app
-        .http
-        .get(format!("{}/nowhere", app.base_url))
-        .send()
-        .await
-        .expect("sent");
+    let generated = app.http.get(format!("{}/nowhere", app.base_url)).send().await.expect("sent");
     assert!(generated.headers().contains_key("x-request-id"));
 }

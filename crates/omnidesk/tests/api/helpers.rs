@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub base_url: String,
     pub http: reqwest::Client,
+    /// The topology's data directory (for administrative commands such as `omnidesk plan-token`).
+    pub data_dir: PathBuf,
     /// Keeps the data directory (and, for the monolith, the server) alive as long as the app.
     _resources: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -67,13 +69,30 @@ impl Reply {
     }
 }
 
+/// The payment provider's webhook signing secret every test topology is configured with.
+pub const WEBHOOK_SECRET: &str = "whsec_test_omnidesk_secret";
+
 /// Configuration for an in-process monolith under `data_dir`.
 pub fn monolith_config(data_dir: &Path) -> kernel::Config {
     let mut config = kernel::Config::default();
     config.data.dir = data_dir.to_owned();
     config.http.listen = "127.0.0.1:0".parse().expect("address");
     config
+        .services
+        .entry("payment".to_owned())
+        .or_default()
+        .settings
+        .insert("stripe_webhook_secret".to_owned(), WEBHOOK_SECRET.to_owned());
+    config
 }
+
+/// The environment of `omnidesk up` in tests: events between processes go through the machine's RabbitMQ.
+pub const SPLIT_ENV: &[(&str, &str)] = &[
+    ("RABBIT_MQ_HOST", "127.0.0.1"),
+    ("RABBIT_MQ_USER", "guest"),
+    ("RABBIT_MQ_PASSWORD", "guest"),
+    ("OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+];
 
 impl TestApp {
     /// The monolith, in this process, on a fresh data directory.
@@ -86,50 +105,53 @@ impl TestApp {
     /// The monolith with a custom configuration (its data directory must be `data`).
     pub async fn monolith_with(config: kernel::Config, data: tempfile::TempDir) -> Self {
         let (base_url, stop) = start_in_process(config).await;
-        Self::new(
-            base_url,
-            Some(Arc::new(InProcess {
-                _data: data,
-                _stop: stop,
-            })),
-        )
+        let data_dir = data.path().to_owned();
+        Self::new(base_url, data_dir, Some(Arc::new(InProcess { _data: data, _stop: stop })))
     }
 
     /// Microservices: seven processes behind the gateway, shared by the tests of this binary.
     pub async fn microservices() -> Self {
         static SHARED: OnceLock<Topology> = OnceLock::new();
         let topology = SHARED.get_or_init(|| {
-            Topology::spawn(
-                "microservices",
-                &[("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")],
-            )
+            Topology::spawn("microservices", &[("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")])
         });
-        Self::new(topology.base_url.clone(), None)
+        Self::new(topology.base_url.clone(), topology.data_dir.clone(), None)
     }
 
-    pub fn new(base_url: String, resources: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self {
-            base_url,
-            http,
-            _resources: resources,
+    pub fn new(base_url: String, data_dir: PathBuf, resources: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { base_url, http, data_dir, _resources: resources }
+    }
+
+    /// Runs `omnidesk ARGS --data-dir <this topology's data>`; returns its standard output.
+    pub fn omnidesk(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_omnidesk"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("OMNIDESK_CONFIG")
+            .current_dir(&self.data_dir)
+            .output()
+            .expect("omnidesk runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    /// Polls `GET path` with `token` until `done` holds for the body (events are asynchronous).
+    pub async fn eventually(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Reply {
+        for _ in 0..200 {
+            let reply = self.get(path, token).await;
+            if reply.status == StatusCode::OK && done(&reply.body) {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        panic!("GET {path} never reached the expected state: {:?}", self.get(path, token).await);
     }
 
     /// Sends a request with an optional JSON body and bearer token.
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base_url));
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -141,10 +163,7 @@ impl TestApp {
 
     /// POSTs raw bytes with the given content type (for malformed and oversize bodies).
     pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        let request = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header("content-type", content_type);
+        let request = self.http.post(format!("{}{path}", self.base_url)).header("content-type", content_type);
         read(request.body(body).send().await.expect("request sent")).await
     }
 
@@ -157,17 +176,12 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.request(Method::PUT, path, Some(token), Some(body))
-            .await
+        self.request(Method::PUT, path, Some(token), Some(body)).await
     }
 
     /// `POST /api/users/register` with the given fields, returning the raw reply.
     pub async fn try_register(&self, email: &str, password: &str, name: &str) -> Reply {
-        self.post(
-            "/api/users/register",
-            json!({ "email": email, "password": password, "name": name }),
-        )
-        .await
+        self.post("/api/users/register", json!({ "email": email, "password": password, "name": name })).await
     }
 
     /// Registers a new user with a unique address; asserts it worked.
@@ -177,25 +191,15 @@ impl TestApp {
         let reply = self.try_register(&email, &password, "Aiko Tanaka").await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
         TestUser {
-            id: reply.body["user"]["id"]
-                .as_str()
-                .expect("user id")
-                .to_owned(),
-            account_id: reply.body["account"]["id"]
-                .as_str()
-                .expect("account id")
-                .to_owned(),
+            id: reply.body["user"]["id"].as_str().expect("user id").to_owned(),
+            account_id: reply.body["account"]["id"].as_str().expect("account id").to_owned(),
             email,
             password,
         }
     }
 
     pub async fn try_login(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/api/users/login",
-            json!({ "email": email, "password": password }),
-        )
-        .await
+        self.post("/api/users/login", json!({ "email": email, "password": password })).await
     }
 
     /// Logs `user` in; asserts it worked.
@@ -216,38 +220,20 @@ impl TestApp {
 async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let content_type = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type =
+        headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = response.bytes().await.expect("body");
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    Reply {
-        status,
-        content_type,
-        headers,
-        body,
-    }
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Reply { status, content_type, headers, body }
 }
 
 /// Builds and serves a monolith in this process; dropping the sender stops it.
 pub async fn start_in_process(config: kernel::Config) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await.expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
-    let process = kernel::Process::build(
-        Arc::new(config),
-        omnidesk::CATALOGUE,
-        &omnidesk::service_names(),
-    )
-    .await
-    .expect("builds");
+    let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &omnidesk::service_names())
+        .await
+        .expect("builds");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(process.serve(listener, async move {
         let _ = stopped.await;
@@ -269,14 +255,7 @@ impl Topology {
         let data = tempfile::tempdir().expect("tempdir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
         command
-            .args([
-                "up",
-                "--topology",
-                mode,
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(["up", "--topology", mode, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
             .env("OMNIDESK_LOG", "warn")
@@ -285,29 +264,21 @@ impl Topology {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        for (key, value) in env {
+        for (key, value) in SPLIT_ENV.iter().chain(env) {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("omnidesk up starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base_url = loop {
-            let line = lines
-                .next()
-                .expect("omnidesk up printed its ready line")
-                .expect("utf-8");
+            let line = lines.next().expect("omnidesk up printed its ready line").expect("utf-8");
             if let Some(rest) = line.strip_prefix("OmniDesk is ready at ") {
                 break rest.split_whitespace().next().expect("url").to_owned();
             }
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self {
-            base_url,
-            data_dir: data.path().to_owned(),
-            child,
-            _data: data,
-        }
+        Self { base_url, data_dir: data.path().to_owned(), child, _data: data }
     }
 
     /// The supervisor's state file.
@@ -323,11 +294,7 @@ impl Topology {
             .as_array()
             .expect("groups")
             .iter()
-            .find(|g| {
-                g["services"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|n| n == service))
-            })
+            .find(|g| g["services"].as_array().is_some_and(|s| s.iter().any(|n| n == service)))
             .expect("a group hosts the service")
             .clone();
         i32::try_from(group["pid"].as_i64().expect("pid")).expect("pid fits")

@@ -1,5 +1,6 @@
 //! The black-box API suite: the same test bodies against the monolith and against microservices.
 
+mod account;
 mod edge;
 mod helpers;
 mod supervision;

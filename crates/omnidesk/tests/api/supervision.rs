@@ -9,15 +9,11 @@ use crate::helpers::{TestApp, Topology};
 #[tokio::test]
 async fn a_killed_service_answers_503_through_the_gateway_and_is_restarted() {
     let topology = Topology::spawn("microservices", &[]);
-    let app = TestApp::new(topology.base_url.clone(), None);
+    let app = TestApp::new(topology.base_url.clone(), topology.data_dir.clone(), None);
     let user = app.register().await;
     let old_pid = topology.pid_of("user");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old_pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
 
     // While the user process is down, the gateway answers for it.
     let mut saw_unavailable = false;
@@ -30,10 +26,7 @@ async fn a_killed_service_answers_503_through_the_gateway_and_is_restarted() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(
-        saw_unavailable,
-        "the gateway never reported the user service unavailable"
-    );
+    assert!(saw_unavailable, "the gateway never reported the user service unavailable");
 
     // The supervisor brings it back, with the data it had.
     let mut restarted = false;
@@ -57,12 +50,10 @@ async fn the_groups_topology_serves_the_same_api() {
             r#"[["user", "plan", "payment"], ["inbox", "input"], ["integration", "batch"]]"#,
         )],
     );
-    let app = TestApp::new(topology.base_url.clone(), None);
+    let app = TestApp::new(topology.base_url.clone(), topology.data_dir.clone(), None);
 
     let (user, session) = app.signed_in().await;
-    let reply = app
-        .get(&format!("/api/users/{}", user.id), &session.access_token)
-        .await;
+    let reply = app.get(&format!("/api/users/{}", user.id), &session.access_token).await;
 
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body["account"]["plan"]["code"], "free");

@@ -1,0 +1,452 @@
+//! The event bus (DESIGN §4): asynchronous facts between services, delivered at least once and applied
+//! effectively once, the same way in every topology.
+//!
+//! - A producer writes an event with [`Tx::publish`](crate::store::Tx::publish) in the same transaction as
+//!   the state change it reports: the event lands in the `_outbox` table of the producer's own namespace.
+//! - A relay per namespace ([`relay`]) publishes the outbox in order through the process's
+//!   [`Transport`] and stamps each row once the transport has accepted it; a crash between commit and
+//!   publish only delays the event.
+//! - A consumer registers a [`Handler`] per event type. [`Delivery`] applies an event inside a transaction
+//!   of the consumer's namespace that also records the event id in `_processed_events`, so a redelivered
+//!   event changes nothing. Failures are retried with backoff; an event still failing is dead-lettered in
+//!   `_dead_letters`, visible with `omnidesk events failed` and replayable with `omnidesk events replay`.
+//!
+//! Transports: [`inprocess::InProcess`] (the monolith; publishing returns once every local consumer has
+//! applied or dead-lettered the event) and RabbitMQ (between processes). Service code never sees which.
+
+pub mod inprocess;
+pub mod rabbitmq;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::Migrator;
+use uuid::Uuid;
+
+use crate::args;
+use crate::auth::AccountId;
+use crate::store::{Namespace, StoreError, Tx};
+
+/// The kernel's own tables in every namespace.
+pub(crate) static KERNEL_MIGRATIONS: Migrator = sqlx::migrate!("src/events/migrations/sqlite");
+
+/// Where the kernel keeps the history of [`KERNEL_MIGRATIONS`] in each namespace.
+pub(crate) const KERNEL_MIGRATIONS_TABLE: &str = "_kernel_migrations";
+
+/// How many times a consumer tries an event before dead-lettering it.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The versioned envelope every event travels in, whatever the transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique per event; consumers deduplicate by it.
+    pub id: Uuid,
+    /// The event type, e.g. `account.created`; also the routing key.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload's schema version.
+    pub version: u32,
+    /// When the state change committed, in Unix milliseconds.
+    pub occurred_at: i64,
+    /// The producing service.
+    pub producer: String,
+    /// The tenant the event concerns, if any.
+    pub account: Option<AccountId>,
+    /// The ordering key (events with one key are published in order).
+    pub key: String,
+    /// The event itself.
+    pub payload: serde_json::Value,
+    /// The request id of the request that caused it, for tracing across services.
+    pub trace: Option<String>,
+}
+
+/// A typed event. Event types live in the contracts crate.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The type name, e.g. `account.created`.
+    const KIND: &'static str;
+    /// The payload's schema version; bump it (and keep consumers tolerant) when the payload changes.
+    const VERSION: u32;
+    /// The ordering key.
+    fn key(&self) -> String;
+    /// The tenant the event concerns.
+    fn account(&self) -> Option<AccountId> {
+        None
+    }
+}
+
+impl Envelope {
+    /// Wraps `event` as produced by `producer` now.
+    pub fn wrap<E: Event>(event: &E, producer: &str, trace: Option<String>) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: Uuid::now_v7(),
+            kind: E::KIND.to_owned(),
+            version: E::VERSION,
+            occurred_at: now_ms(),
+            producer: producer.to_owned(),
+            account: event.account(),
+            key: event.key(),
+            payload: serde_json::to_value(event)?,
+            trace,
+        })
+    }
+}
+
+/// Why a transport could not take or deliver an event; the relay retries later.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a consumer could not record the event: {0}")]
+    Consumer(#[from] StoreError),
+}
+
+/// How events move between producers and consumers.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// A short name for logs and metrics (`in-process`, `rabbitmq`).
+    fn name(&self) -> &'static str;
+    /// Publishes one event. Returns only once the event is safe: confirmed by the broker, or applied (or
+    /// dead-lettered) by every local consumer.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError>;
+    /// Starts delivering the events `delivery` handles to it. Called once per consuming service.
+    async fn subscribe(&self, delivery: Arc<Delivery>) -> Result<(), TransportError>;
+}
+
+/// Applies one type of event to a consumer's state, inside the consumer's transaction.
+#[async_trait]
+pub trait Handler<E: Event>: Send + Sync + 'static {
+    async fn handle(&self, event: E, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+}
+
+#[async_trait]
+trait ErasedHandler: Send + Sync {
+    async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+}
+
+struct Typed<E, H> {
+    handler: Arc<H>,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
+    async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        if envelope.version > E::VERSION {
+            anyhow::bail!(
+                "{} version {} is newer than this build understands ({})",
+                E::KIND,
+                envelope.version,
+                E::VERSION
+            );
+        }
+        let event: E = serde_json::from_value(envelope.payload.clone())?;
+        self.handler.handle(event, envelope, tx).await
+    }
+}
+
+/// What happened to one delivered event at one consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now.
+    Applied,
+    /// Applied before; nothing changed.
+    Duplicate,
+    /// Failed every attempt; recorded in `_dead_letters`.
+    DeadLettered,
+    /// This consumer does not handle the event type.
+    Ignored,
+}
+
+/// One consuming service: its namespace and its handlers, by event type.
+pub struct Delivery {
+    consumer: &'static str,
+    namespace: Namespace,
+    handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    retry_base: Duration,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("consumer", &self.consumer).field("kinds", &self.kinds()).finish()
+    }
+}
+
+impl Delivery {
+    pub(crate) fn new(consumer: &'static str, namespace: Namespace) -> Self {
+        Self { consumer, namespace, handlers: HashMap::new(), retry_base: Duration::from_millis(50) }
+    }
+
+    pub(crate) fn add<E: Event, H: Handler<E>>(&mut self, handler: Arc<H>) {
+        self.handlers.insert(E::KIND, Arc::new(Typed::<E, H> { handler, _event: std::marker::PhantomData }));
+    }
+
+    /// The consuming service.
+    pub fn consumer(&self) -> &'static str {
+        self.consumer
+    }
+
+    /// The event types it handles.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = self.handlers.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// Whether it handles events of type `kind`.
+    pub fn handles(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+
+    /// Applies `envelope` effectively once: retried with backoff, dead-lettered after [`MAX_ATTEMPTS`].
+    /// An error means the outcome could not even be recorded (the database is down): redeliver later.
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<Outcome, StoreError> {
+        let Some(handler) = self.handlers.get(envelope.kind.as_str()) else { return Ok(Outcome::Ignored) };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.apply(handler.as_ref(), envelope).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) if attempt < MAX_ATTEMPTS => {
+                    tracing::warn!(consumer = self.consumer, event.id = %envelope.id, event.kind = %envelope.kind, attempt, error = %error, "event handling failed; retrying");
+                    tokio::time::sleep(self.retry_base * 2u32.pow(attempt - 1)).await;
+                }
+                Err(error) => {
+                    tracing::error!(consumer = self.consumer, event.id = %envelope.id, event.kind = %envelope.kind, error = %error, "event dead-lettered");
+                    self.dead_letter(envelope, &error, attempt).await?;
+                    return Ok(Outcome::DeadLettered);
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, handler: &dyn ErasedHandler, envelope: &Envelope) -> anyhow::Result<Outcome> {
+        let mut tx = self.namespace.begin().await?;
+        let seen: Option<(String,)> = tx
+            .kernel_fetch_optional(
+                "select event_id from _processed_events where event_id = ? and consumer = ?",
+                args![envelope.id.to_string(), self.consumer],
+            )
+            .await?;
+        if seen.is_some() {
+            return Ok(Outcome::Duplicate);
+        }
+        handler.handle(envelope, &mut tx).await?;
+        let recorded = tx
+            .kernel_execute(
+                "insert into _processed_events (event_id, consumer, processed_at) values (?, ?, ?)",
+                args![envelope.id.to_string(), self.consumer, now_ms()],
+            )
+            .await;
+        match recorded {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(Outcome::Applied)
+            }
+            // Delivered twice at once: the other delivery recorded it first; this one's effect rolls back.
+            Err(StoreError::UniqueViolation { .. }) => Ok(Outcome::Duplicate),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn dead_letter(&self, envelope: &Envelope, error: &anyhow::Error, attempts: u32) -> Result<(), StoreError> {
+        let body = serde_json::to_string(envelope).map_err(|e| StoreError::Unparsable(e.to_string()))?;
+        self.namespace
+            .kernel_execute(
+                "insert into _dead_letters (event_id, consumer, envelope, error, attempts, failed_at) \
+                 values (?, ?, ?, ?, ?, ?) \
+                 on conflict (event_id, consumer) do update set error = excluded.error, \
+                 attempts = _dead_letters.attempts + excluded.attempts, failed_at = excluded.failed_at, \
+                 replay_requested_at = null",
+                args![
+                    envelope.id.to_string(),
+                    self.consumer,
+                    body,
+                    format!("{error:#}"),
+                    i64::from(attempts),
+                    now_ms()
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Re-delivers the dead letters whose replay was requested; a success removes the dead letter.
+    pub async fn replay_requested(&self) -> Result<usize, StoreError> {
+        let rows: Vec<(String, String)> = self
+            .namespace
+            .kernel_fetch_all(
+                "select event_id, envelope from _dead_letters where consumer = ? and replay_requested_at is not null",
+                args![self.consumer],
+            )
+            .await?;
+        let mut replayed = 0;
+        for (event_id, body) in rows {
+            let envelope: Envelope = serde_json::from_str(&body).map_err(|e| StoreError::Unparsable(e.to_string()))?;
+            self.namespace
+                .kernel_execute(
+                    "update _dead_letters set replay_requested_at = null where event_id = ? and consumer = ?",
+                    args![event_id.clone(), self.consumer],
+                )
+                .await?;
+            if matches!(self.deliver(&envelope).await?, Outcome::Applied | Outcome::Duplicate) {
+                self.namespace
+                    .kernel_execute(
+                        "delete from _dead_letters where event_id = ? and consumer = ?",
+                        args![event_id, self.consumer],
+                    )
+                    .await?;
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+}
+
+/// One dead letter, as `omnidesk events failed` shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub consumer: String,
+    pub error: String,
+    pub attempts: i64,
+    pub failed_at: i64,
+    pub replay_requested_at: Option<i64>,
+}
+
+/// The dead letters in `namespace`.
+pub async fn dead_letters(namespace: &Namespace) -> Result<Vec<DeadLetter>, StoreError> {
+    namespace
+        .kernel_fetch_all(
+            "select event_id, consumer, error, attempts, failed_at, replay_requested_at from _dead_letters \
+             order by failed_at",
+            args![],
+        )
+        .await
+}
+
+/// Marks dead letters in `namespace` for replay (all, or one event); the running consumer re-delivers them.
+pub async fn request_replay(namespace: &Namespace, event_id: Option<&str>) -> Result<u64, StoreError> {
+    match event_id {
+        Some(id) => {
+            namespace
+                .kernel_execute(
+                    "update _dead_letters set replay_requested_at = ? where event_id = ?",
+                    args![now_ms(), id],
+                )
+                .await
+        }
+        None => namespace.kernel_execute("update _dead_letters set replay_requested_at = ?", args![now_ms()]).await,
+    }
+}
+
+/// Publishes `namespace`'s outbox through `transport`, in order, until `stop` fires. Wakes when a
+/// transaction that published commits, and at least every `poll` (for rows left by a crash or a failure).
+pub async fn relay(
+    namespace: Namespace,
+    transport: Arc<dyn Transport>,
+    poll: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let wake = namespace.outbox_signal();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pause = match relay_batch(&namespace, transport.as_ref()).await {
+            Ok(0) => {
+                backoff = Duration::from_millis(100);
+                poll
+            }
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(producer = namespace.service(), transport = transport.name(), error = %error, "publishing the outbox failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff
+            }
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+/// Publishes what is left in `namespace`'s outbox now (at shutdown); returns how many were published.
+pub async fn flush(namespace: &Namespace, transport: &dyn Transport) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        match relay_batch(namespace, transport).await? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    seq: i64,
+    id: String,
+    kind: String,
+    version: i64,
+    occurred_at: i64,
+    producer: String,
+    account_id: Option<String>,
+    event_key: String,
+    payload: String,
+    trace: Option<String>,
+}
+
+/// Publishes up to one batch of unpublished events; returns how many were published.
+async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow::Result<usize> {
+    let rows: Vec<OutboxRow> = namespace
+        .kernel_fetch_all(
+            "select seq, id, kind, version, occurred_at, producer, account_id, event_key, payload, trace \
+             from _outbox where published_at is null order by seq limit 100",
+            args![],
+        )
+        .await?;
+    let mut published = 0;
+    for row in rows {
+        let envelope = Envelope {
+            id: row.id.parse()?,
+            kind: row.kind,
+            version: u32::try_from(row.version)?,
+            occurred_at: row.occurred_at,
+            producer: row.producer,
+            account: row.account_id.as_deref().map(str::parse).transpose()?,
+            key: row.event_key,
+            payload: serde_json::from_str(&row.payload)?,
+            trace: row.trace,
+        };
+        if let Err(error) = transport.publish(&envelope).await {
+            namespace
+                .kernel_execute(
+                    "update _outbox set attempts = attempts + 1, last_error = ? where seq = ?",
+                    args![error.to_string(), row.seq],
+                )
+                .await?;
+            return Err(error.into());
+        }
+        namespace.kernel_execute("update _outbox set published_at = ? where seq = ?", args![now_ms(), row.seq]).await?;
+        published += 1;
+    }
+    Ok(published)
+}
+
+/// How many events wait in `namespace`'s outbox.
+pub async fn outbox_backlog(namespace: &Namespace) -> Result<i64, StoreError> {
+    let (count,): (i64,) =
+        namespace.kernel_fetch_one("select count(*) from _outbox where published_at is null", args![]).await?;
+    Ok(count)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+use std::sync::Mutex;
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use super::test_broker::{self, StoppedBroker};
+use super::*;
+use crate::args;
+use crate::events::{Envelope, Event, Handler, dead_letters, flush, outbox_backlog, relay};
+use crate::store::{Location, Migrations, Namespace, Tx};
+
+static FIXTURE: sqlx::migrate::Migrator = sqlx::migrate!("src/store/test_migrations");
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+struct ThingNamed {
+    id: String,
+    name: String,
+}
+
+impl Event for ThingNamed {
+    const KIND: &'static str = "thing.named";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// Stores each named thing in the consumer's namespace and remembers the order it applied them in. Applying
+/// one twice would break the primary key of `things`, so a duplicate cannot go unnoticed.
+#[derive(Default)]
+struct RecordThing {
+    applied: Mutex<Vec<String>>,
+}
+
+impl RecordThing {
+    fn applied(&self) -> Vec<String> {
+        self.applied.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Handler<ThingNamed> for RecordThing {
+    async fn handle(&self, event: ThingNamed, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        tx.execute("insert into things (id, name) values (?, ?)", args![event.id.clone(), event.name]).await?;
+        self.applied.lock().expect("lock").push(event.id);
+        Ok(())
+    }
+}
+
+/// A producer namespace, a consumer with its own namespace, and names no other test uses.
+struct World {
+    _dir: TempDir,
+    exchange: String,
+    consumer: &'static str,
+    producer: Namespace,
+    handler: Arc<RecordThing>,
+    delivery: Arc<Delivery>,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unique = Uuid::now_v7().simple().to_string();
+        // Queue names come from consumer names, which the kernel takes as `&'static str`.
+        let consumer: &'static str = Box::leak(format!("test-consumer-{unique}").into_boxed_str());
+        let producer = namespace(&dir, "producer").await;
+        let handler = Arc::new(RecordThing::default());
+        let delivery = delivery(&dir, consumer, handler.clone()).await;
+        Self { exchange: format!("test.events.{unique}"), consumer, producer, handler, delivery, _dir: dir }
+    }
+
+    async fn transport(&self) -> Arc<RabbitMq> {
+        RabbitMq::connect_with(&test_broker::url(), "test", &self.exchange).await.expect("connects to RabbitMQ")
+    }
+
+    /// Deletes the exchange and queue the test declared; they are durable and would outlive it.
+    async fn clean_up(self) {
+        let connection =
+            Connection::connect(&test_broker::url(), ConnectionProperties::default()).await.expect("connects");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .queue_delete(format!("omnidesk.{}", self.consumer).into(), QueueDeleteOptions::default())
+            .await
+            .expect("deletes the queue");
+        channel
+            .exchange_delete(self.exchange.into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("deletes the exchange");
+        connection.close(200, "done".into()).await.expect("closes");
+    }
+}
+
+async fn namespace(dir: &TempDir, service: &'static str) -> Namespace {
+    let location = Location::default_for(dir.path(), service);
+    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    namespace.migrate().await.expect("migrates");
+    namespace
+}
+
+async fn delivery(dir: &TempDir, consumer: &'static str, handler: Arc<RecordThing>) -> Arc<Delivery> {
+    let mut delivery = Delivery::new(consumer, namespace(dir, "consumer").await);
+    delivery.retry_base = Duration::from_millis(1);
+    delivery.add::<ThingNamed, _>(handler);
+    Arc::new(delivery)
+}
+
+fn thing(id: &str) -> ThingNamed {
+    ThingNamed { id: id.to_owned(), name: format!("thing {id}") }
+}
+
+async fn produce(producer: &Namespace, id: &str) {
+    let mut tx = producer.begin().await.expect("begin");
+    tx.publish(&thing(id)).await.expect("publish");
+    tx.commit().await.expect("commit");
+}
+
+async fn things(namespace: &Namespace) -> Vec<String> {
+    let rows: Vec<(String,)> = namespace.fetch_all("select id from things order by id", args![]).await.expect("select");
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
+/// Waits until `done` holds, for at most `limit`; returns how long it took.
+async fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {} s", limit.as_secs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kernel=debug").try_init();
+}
+
+#[test]
+fn a_url_without_a_vhost_means_the_default_vhost() {
+    let uri = parse_url("amqp://guest:guest@rabbit:5672/").expect("parses");
+
+    assert_eq!(uri.vhost, "/");
+    assert_eq!(uri.query.heartbeat, Some(HEARTBEAT_SECS));
+}
+
+#[test]
+fn the_logged_address_never_contains_the_credentials() {
+    let uri = parse_url("amqp://omnidesk:s3cret@rabbit.internal:5673/tenants%2fa?heartbeat=30").expect("parses");
+
+    let shown = endpoint(&uri);
+
+    assert_eq!(shown, "amqp://rabbit.internal:5673/tenants%2fa");
+    assert!(!shown.contains("s3cret") && !shown.contains("omnidesk"), "{shown}");
+    assert_eq!(uri.query.heartbeat, Some(30), "a heartbeat in the URL wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_through_rabbitmq_is_applied_once_even_when_published_twice() {
+    let _broker = test_broker::shared().await;
+    let world = World::new().await;
+    let transport = world.transport().await;
+    transport.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let event = Envelope::wrap(&thing("a"), "producer", None).expect("wraps");
+
+    transport.publish(&event).await.expect("publishes");
+    // The broker's at-least-once: the very same envelope a second time.
+    transport.publish(&event).await.expect("publishes again");
+    // The consumer applies its queue in order, so once this one is applied the duplicate has been handled.
+    transport.publish(&Envelope::wrap(&thing("b"), "producer", None).expect("wraps")).await.expect("publishes");
+    wait_until(Duration::from_secs(10), "events applied", || world.handler.applied().len() >= 2).await;
+
+    assert_eq!(world.handler.applied(), ["a", "b"]);
+    let consumer_ns = world.delivery.namespace.clone();
+    assert_eq!(things(&consumer_ns).await, ["a", "b"]);
+    assert!(dead_letters(&consumer_ns).await.expect("dead letters").is_empty());
+    transport.close().await;
+    world.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_the_outbox_through_rabbitmq_and_the_consumer_applies_it_in_order() {
+    let _broker = test_broker::shared().await;
+    let world = World::new().await;
+    let transport = world.transport().await;
+    transport.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let ids: Vec<String> = (0..10).map(|i| format!("e{i:02}")).collect();
+    for id in &ids {
+        produce(&world.producer, id).await;
+    }
+
+    assert_eq!(flush(&world.producer, transport.as_ref()).await.expect("flushes"), ids.len());
+    wait_until(Duration::from_secs(10), "events applied", || world.handler.applied().len() >= ids.len()).await;
+
+    assert_eq!(world.handler.applied(), ids);
+    assert_eq!(outbox_backlog(&world.producer).await.expect("backlog"), 0);
+    transport.close().await;
+    world.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparsable_message_is_dropped_without_blocking_the_events_behind_it() {
+    let _broker = test_broker::shared().await;
+    let world = World::new().await;
+    let transport = world.transport().await;
+    transport.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let link = transport.current().expect("connected");
+
+    link.publisher
+        .basic_publish(
+            world.exchange.as_str().into(),
+            ThingNamed::KIND.into(),
+            BasicPublishOptions::default(),
+            b"not an envelope",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publishes")
+        .await
+        .expect("confirmed");
+    transport.publish(&Envelope::wrap(&thing("after"), "producer", None).expect("wraps")).await.expect("publishes");
+    wait_until(Duration::from_secs(10), "event applied", || !world.handler.applied().is_empty()).await;
+
+    assert_eq!(world.handler.applied(), ["after"]);
+    transport.close().await;
+    world.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_while_a_consumer_is_down_are_applied_when_it_comes_back() {
+    let _broker = test_broker::shared().await;
+    let world = World::new().await;
+    let consumer_process = world.transport().await;
+    // Subscribing once declares the consumer's durable queue; then the consumer's process goes away.
+    consumer_process.subscribe(world.delivery.clone()).await.expect("subscribes");
+    consumer_process.close().await;
+    let producer_process = world.transport().await;
+
+    producer_process
+        .publish(&Envelope::wrap(&thing("queued"), "producer", None).expect("wraps"))
+        .await
+        .expect("publishes");
+    let restarted = world.transport().await;
+    restarted.subscribe(world.delivery.clone()).await.expect("subscribes again");
+    wait_until(Duration::from_secs(10), "event applied", || !world.handler.applied().is_empty()).await;
+
+    assert_eq!(world.handler.applied(), ["queued"]);
+    producer_process.close().await;
+    restarted.close().await;
+    world.clean_up().await;
+}
+
+/// The acceptance test of the RabbitMQ transport: "RabbitMQ stopped while events are produced, then
+/// started → every event is delivered and applied exactly once".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_stopped_while_events_are_produced_then_started_applies_every_event_exactly_once() {
+    init_logs();
+    let _broker = test_broker::exclusive().await;
+    let world = World::new().await;
+    let transport = world.transport().await;
+    transport.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let (stop_relay, stop) = watch::channel(false);
+    let relay_task = tokio::spawn(relay(world.producer.clone(), transport.clone(), Duration::from_millis(50), stop));
+    produce(&world.producer, "before").await;
+    wait_until(Duration::from_secs(10), "first event applied", || world.handler.applied().len() == 1).await;
+
+    let mut broker = StoppedBroker::stop().await;
+    let refused_at = Instant::now();
+    let refused = transport.publish(&Envelope::wrap(&thing("refused"), "producer", None).expect("wraps")).await;
+    let refused_in = refused_at.elapsed();
+    let during: Vec<String> = (0..20).map(|i| format!("during-{i:02}")).collect();
+    for id in &during {
+        produce(&world.producer, id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backlog_while_down = outbox_backlog(&world.producer).await.expect("backlog");
+    broker.start().await;
+    let reconnected_in = wait_until(Duration::from_secs(60), "reconnected", || transport.is_connected()).await;
+    let expected = 1 + during.len();
+    let caught_up_in =
+        wait_until(Duration::from_secs(60), "all events applied", || world.handler.applied().len() >= expected).await;
+    // Anything applied twice would show up after the backlog is through, so give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_relay.send(true).expect("stops the relay");
+    relay_task.await.expect("the relay stops");
+    eprintln!(
+        "publish refused in {} ms; reconnected {} ms after the broker was back; all applied {} ms after that",
+        refused_in.as_millis(),
+        reconnected_in.as_millis(),
+        (reconnected_in + caught_up_in).as_millis()
+    );
+
+    assert!(matches!(refused, Err(TransportError::Unavailable(_))), "{refused:?}");
+    assert!(refused_in < Duration::from_secs(1), "publishing while down took {refused_in:?}");
+    assert_eq!(backlog_while_down, 20, "events produced while RabbitMQ is down stay in the outbox");
+    let mut all = vec!["before".to_owned()];
+    all.extend(during);
+    assert_eq!(world.handler.applied(), all, "each event applied once, in order");
+    let consumer_ns = world.delivery.namespace.clone();
+    assert_eq!(things(&consumer_ns).await.len(), expected);
+    assert!(dead_letters(&consumer_ns).await.expect("dead letters").is_empty());
+    assert_eq!(outbox_backlog(&world.producer).await.expect("backlog"), 0);
+    transport.close().await;
+    world.clean_up().await;
+}

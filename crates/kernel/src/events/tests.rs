@@ -1,0 +1,168 @@
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::inprocess::InProcess;
+use super::*;
+use crate::store::{Location, Migrations};
+
+static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ThingNamed {
+    id: String,
+    name: String,
+}
+
+impl Event for ThingNamed {
+    const KIND: &'static str = "thing.named";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// Stores each named thing in the consumer's namespace; fails the first `failures` attempts.
+struct StoreThing {
+    failures: AtomicU32,
+    seen: Mutex<Vec<String>>,
+}
+
+impl StoreThing {
+    fn failing(failures: u32) -> Arc<Self> {
+        Arc::new(Self { failures: AtomicU32::new(failures), seen: Mutex::default() })
+    }
+}
+
+#[async_trait]
+impl Handler<ThingNamed> for StoreThing {
+    async fn handle(&self, event: ThingNamed, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            anyhow::bail!("not today");
+        }
+        tx.execute("insert into things (id, name) values (?, ?)", args![event.id.clone(), event.name]).await?;
+        self.seen.lock().expect("lock").push(event.id);
+        Ok(())
+    }
+}
+
+async fn namespace(dir: &std::path::Path, service: &'static str) -> Namespace {
+    let location = Location::default_for(dir, service);
+    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    namespace.migrate().await.expect("migrates");
+    namespace
+}
+
+async fn consumer(dir: &std::path::Path, handler: Arc<StoreThing>) -> Arc<Delivery> {
+    let mut delivery = Delivery::new("consumer", namespace(dir, "consumer").await);
+    delivery.retry_base = Duration::from_millis(1);
+    delivery.add::<ThingNamed, _>(handler);
+    Arc::new(delivery)
+}
+
+async fn produce(producer: &Namespace, id: &str) {
+    let mut tx = producer.begin().await.expect("begin");
+    tx.execute("insert into things (id, name) values (?, ?)", args![id, format!("thing {id}")]).await.expect("insert");
+    tx.publish(&ThingNamed { id: id.to_owned(), name: format!("thing {id}") }).await.expect("publish");
+    tx.commit().await.expect("commit");
+}
+
+async fn things(namespace: &Namespace) -> Vec<String> {
+    let rows: Vec<(String,)> = namespace.fetch_all("select id from things order by id", args![]).await.expect("select");
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
+#[tokio::test]
+async fn an_event_committed_with_its_change_is_applied_once_even_when_published_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    let handler = StoreThing::failing(0);
+    let transport = InProcess::new();
+    transport.subscribe(consumer(dir.path(), handler.clone()).await).await.expect("subscribe");
+    produce(&producer, "a").await;
+
+    assert_eq!(flush(&producer, &transport).await.expect("flush"), 1);
+    // A redelivery (the broker's at-least-once) of the very same envelope.
+    let (id,): (String,) = producer.kernel_fetch_one("select id from _outbox", args![]).await.expect("row");
+    let envelope = Envelope {
+        id: id.parse().expect("uuid"),
+        ..Envelope::wrap(&ThingNamed { id: "a".into(), name: "thing a".into() }, "producer", None).expect("wrap")
+    };
+    transport.publish(&envelope).await.expect("republish");
+
+    assert_eq!(*handler.seen.lock().expect("lock"), ["a"]);
+    assert_eq!(outbox_backlog(&producer).await.expect("backlog"), 0);
+}
+
+#[tokio::test]
+async fn a_rolled_back_change_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    {
+        let mut tx = producer.begin().await.expect("begin");
+        tx.publish(&ThingNamed { id: "x".into(), name: "x".into() }).await.expect("publish");
+    }
+    assert_eq!(outbox_backlog(&producer).await.expect("backlog"), 0);
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_crash_is_delivered_by_the_next_relay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handler = StoreThing::failing(0);
+    {
+        // The first process commits and dies before its relay runs.
+        let producer = namespace(dir.path(), "producer").await;
+        produce(&producer, "b").await;
+        producer.close().await;
+    }
+    let producer = namespace(dir.path(), "producer").await;
+    let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
+    transport.subscribe(consumer(dir.path(), handler.clone()).await).await.expect("subscribe");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay(producer.clone(), transport, Duration::from_millis(20), stop));
+
+    for _ in 0..200 {
+        if !handler.seen.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    relay_task.await.expect("relay stops");
+    assert_eq!(*handler.seen.lock().expect("lock"), ["b"]);
+}
+
+#[tokio::test]
+async fn a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    let handler = StoreThing::failing(MAX_ATTEMPTS);
+    let delivery = consumer(dir.path(), handler.clone()).await;
+    let transport = InProcess::new();
+    transport.subscribe(delivery.clone()).await.expect("subscribe");
+    produce(&producer, "c").await;
+
+    flush(&producer, &transport).await.expect("flush");
+    let consumer_ns = delivery.namespace.clone();
+    let failed = dead_letters(&consumer_ns).await.expect("dead letters");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, i64::from(MAX_ATTEMPTS));
+    assert!(failed[0].error.contains("not today"), "{}", failed[0].error);
+    assert!(things(&consumer_ns).await.is_empty(), "a failed attempt leaves no effect");
+
+    assert_eq!(request_replay(&consumer_ns, None).await.expect("request"), 1);
+    assert_eq!(delivery.replay_requested().await.expect("replay"), 1);
+
+    assert_eq!(things(&consumer_ns).await, ["c"]);
+    assert!(dead_letters(&consumer_ns).await.expect("dead letters").is_empty());
+}
+
+#[tokio::test]
+async fn service_sql_cannot_touch_the_kernels_event_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+
+    let error = producer.execute("delete from _outbox", args![]).await.expect_err("refused");
+
+    assert!(matches!(error, StoreError::ForeignTable { .. }), "{error}");
+}

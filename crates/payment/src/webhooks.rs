@@ -1,0 +1,198 @@
+//! The payment provider's webhook, `POST /hooks/stripe`: verify, deduplicate, apply — in that order, and
+//! the last two in one transaction, so a redelivered or concurrent duplicate changes nothing and a
+//! rejected delivery stores nothing.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use contracts::AccountId;
+use contracts::account::{PaymentFailed, PaymentSucceeded};
+use kernel::http::Problem;
+use kernel::store::{StoreError, Tx};
+use serde_json::{Value, json};
+
+use crate::Billing;
+use crate::store::{NewPayment, ProfileUpdate, Store};
+use crate::stripe::{self, Invoice, SignatureError, TypedEvent, WebhookEvent};
+
+pub async fn receive_stripe_webhook(
+    State(billing): State<std::sync::Arc<Billing>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, Problem> {
+    let secret = billing.settings.webhook_secret.as_deref().ok_or_else(|| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "webhook_not_configured", "The webhook secret is not configured.")
+    })?;
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Problem::bad_request("missing_signature", "The Stripe-Signature header is missing."))?;
+    stripe::verify(header, &body, secret, now_secs(), stripe::DEFAULT_TOLERANCE_SECS).map_err(|error| match error {
+        SignatureError::StaleTimestamp => {
+            Problem::bad_request("stale_signature", "The signature's timestamp is outside the tolerance.")
+        }
+        SignatureError::NoMatchingSignature => {
+            Problem::bad_request("invalid_signature", "No signature matches the payload.")
+        }
+        other => Problem::bad_request("malformed_signature", other.to_string()),
+    })?;
+    let event = WebhookEvent::parse(&body).map_err(|e| Problem::bad_request("malformed_event", e.to_string()))?;
+    let typed = event.typed().map_err(|e| Problem::bad_request("malformed_event", e.to_string()))?;
+
+    let mut tx = billing.store.begin().await.map_err(internal)?;
+    if !Store::record_provider_event(&mut tx, &event.id, &event.kind, now_ms()).await.map_err(internal)? {
+        return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+    }
+    apply(&mut tx, typed).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    tracing::info!(provider.event = %event.id, provider.kind = %event.kind, "payment provider event applied");
+    Ok(axum::Json(json!({ "received": true })))
+}
+
+async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
+    let now = now_ms();
+    match event {
+        TypedEvent::CheckoutSessionCompleted(session) => {
+            if let Some(account) = session.account {
+                Store::upsert_profile(
+                    tx,
+                    ProfileUpdate {
+                        account,
+                        customer: session.customer.as_deref(),
+                        subscription: session.subscription.as_deref(),
+                        plan_code: session.plan.as_deref(),
+                        status: "active",
+                        current_period_end: None,
+                        now_ms: now,
+                    },
+                )
+                .await?;
+            }
+        }
+        TypedEvent::InvoicePaid(invoice) => {
+            let Some(account) = account_of(tx, invoice.account, invoice.customer.as_deref()).await? else {
+                tracing::warn!(invoice = %invoice.id, "paid invoice for no known account; ignored");
+                return Ok(());
+            };
+            let payment_id = uuid::Uuid::now_v7().to_string();
+            if record(tx, &invoice, account, &payment_id, "paid", invoice.amount_paid).await? {
+                if let Some(plan) = &invoice.plan {
+                    tx.publish(&PaymentSucceeded {
+                        account,
+                        payment_id,
+                        plan: plan.clone(),
+                        amount_jpy: if invoice.currency == "jpy" { invoice.amount_paid } else { 0 },
+                    })
+                    .await?;
+                }
+                Store::upsert_profile(
+                    tx,
+                    ProfileUpdate {
+                        account,
+                        customer: invoice.customer.as_deref(),
+                        subscription: invoice.subscription.as_deref(),
+                        plan_code: invoice.plan.as_deref(),
+                        status: "active",
+                        current_period_end: invoice.period_end.map(|s| s * 1000),
+                        now_ms: now,
+                    },
+                )
+                .await?;
+            }
+        }
+        TypedEvent::InvoicePaymentFailed(invoice) => {
+            let Some(account) = account_of(tx, invoice.account, invoice.customer.as_deref()).await? else {
+                tracing::warn!(invoice = %invoice.id, "failed invoice for no known account; ignored");
+                return Ok(());
+            };
+            let payment_id = uuid::Uuid::now_v7().to_string();
+            if record(tx, &invoice, account, &payment_id, "failed", invoice.amount_due).await? {
+                tx.publish(&PaymentFailed { account, payment_id, reason: "invoice.payment_failed".to_owned() }).await?;
+                Store::upsert_profile(
+                    tx,
+                    ProfileUpdate {
+                        account,
+                        customer: invoice.customer.as_deref(),
+                        subscription: invoice.subscription.as_deref(),
+                        plan_code: None,
+                        status: "past_due",
+                        current_period_end: None,
+                        now_ms: now,
+                    },
+                )
+                .await?;
+            }
+        }
+        TypedEvent::SubscriptionUpdated(subscription) | TypedEvent::SubscriptionDeleted(subscription) => {
+            let Some(account) = account_of(tx, subscription.account, Some(&subscription.customer)).await? else {
+                return Ok(());
+            };
+            Store::upsert_profile(
+                tx,
+                ProfileUpdate {
+                    account,
+                    customer: Some(&subscription.customer),
+                    subscription: Some(&subscription.id),
+                    plan_code: subscription.plan.as_deref(),
+                    status: &subscription.status,
+                    current_period_end: subscription.current_period_end.map(|s| s * 1000),
+                    now_ms: now,
+                },
+            )
+            .await?;
+        }
+        TypedEvent::Unhandled(_) => {}
+    }
+    Ok(())
+}
+
+async fn record(
+    tx: &mut Tx<'_>,
+    invoice: &Invoice,
+    account: AccountId,
+    payment_id: &str,
+    status: &str,
+    amount: i64,
+) -> Result<bool, StoreError> {
+    Store::insert_payment(
+        tx,
+        NewPayment {
+            id: payment_id,
+            account,
+            invoice_id: &invoice.id,
+            status,
+            amount,
+            currency: &invoice.currency,
+            plan_code: invoice.plan.as_deref(),
+            period_end: invoice.period_end.map(|s| s * 1000),
+            now_ms: now_ms(),
+        },
+    )
+    .await
+}
+
+/// The account an event concerns: named in its metadata, or known from an earlier event by customer.
+async fn account_of(
+    tx: &mut Tx<'_>,
+    named: Option<AccountId>,
+    customer: Option<&str>,
+) -> Result<Option<AccountId>, StoreError> {
+    if named.is_some() {
+        return Ok(named);
+    }
+    let Some(customer) = customer else { return Ok(None) };
+    Ok(Store::account_of_customer(tx, customer).await?.and_then(|id| id.parse().ok()))
+}
+
+fn internal(error: StoreError) -> Problem {
+    Problem::internal(&error)
+}
+
+fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
