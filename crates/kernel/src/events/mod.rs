@@ -354,22 +354,25 @@ pub async fn relay(
     let wake = namespace.outbox_signal();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pause = match relay_batch(&namespace, transport.as_ref()).await {
+        match relay_batch(&namespace, transport.as_ref()).await {
             Ok(0) => {
                 backoff = Duration::from_millis(100);
-                poll
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                    changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                }
             }
             Ok(_) => continue,
             Err(error) => {
-                tracing::warn!(producer = namespace.service(), transport = transport.name(), error = %error, "publishing the outbox failed; retrying");
+                tracing::warn!(producer = namespace.service(), transport = transport.name(), error = %error, retry_ms = backoff.as_millis(), "publishing the outbox failed; retrying");
+                // New commits do not cut the backoff short: the transport is what is failing.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                backoff
             }
-        };
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(pause) => {}
-            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
         }
     }
 }

@@ -179,9 +179,9 @@ impl RabbitMq {
         let link = loop {
             match transport.establish(&[]).await {
                 Ok(link) => break link,
-                Err(error) if Instant::now() + backoff < deadline => {
+                Err(error) if Instant::now() < deadline => {
                     tracing::debug!(amqp.url = %transport.endpoint, error = %error, "RabbitMQ not reachable yet; retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(error) => {
@@ -282,7 +282,9 @@ impl RabbitMq {
                 .await?;
         }
         let tag = ShortString::try_new(format!("{}/{}", self.process, delivery.consumer()))?;
-        let consumer = channel.basic_consume(queue, tag, BasicConsumeOptions::default(), FieldTable::default()).await?;
+        let consumer =
+            channel.basic_consume(queue.clone(), tag, BasicConsumeOptions::default(), FieldTable::default()).await?;
+        tracing::info!(consumer = delivery.consumer(), amqp.queue = %queue, "consuming events");
         let task = tokio::spawn(consume(channel, consumer, delivery, self.trouble.clone()));
         lock(&link.consumers).push(task);
         Ok(())
@@ -365,7 +367,6 @@ impl Transport for RabbitMq {
                 self.endpoint
             )));
         }
-        tracing::info!(consumer = delivery.consumer(), amqp.queue = %format!("omnidesk.{}", delivery.consumer()), "consuming events");
         Ok(())
     }
 }
@@ -472,6 +473,12 @@ async fn supervise(transport: Weak<RabbitMq>, mut link: Arc<Link>, mut stop: wat
                         "reconnected to RabbitMQ"
                     );
                     break fresh;
+                }
+                // An outage fails every attempt the same way: say so at first and then about once a minute,
+                // so a failure that will not pass by itself (a queue declared with other arguments, revoked
+                // credentials) stays visible without flooding the log.
+                Err(error) if attempts == 1 || attempts.is_multiple_of(12) => {
+                    tracing::warn!(amqp.url = %this.endpoint, attempts, error = %error, "reconnecting to RabbitMQ failed");
                 }
                 Err(error) => {
                     tracing::debug!(amqp.url = %this.endpoint, attempts, error = %error, "reconnecting to RabbitMQ failed");

@@ -137,9 +137,22 @@ impl TestApp {
         String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
     }
 
-    /// Polls `GET path` with `token` until `done` holds for the body (events are asynchronous).
+    /// Polls `GET path` with `token` until `done` holds for the body (events are asynchronous), for up to
+    /// ten seconds.
     pub async fn eventually(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Reply {
-        for _ in 0..200 {
+        self.eventually_for(path, token, std::time::Duration::from_secs(10), done).await
+    }
+
+    /// [`TestApp::eventually`] with a deadline of `patience`.
+    pub async fn eventually_for(
+        &self,
+        path: &str,
+        token: &str,
+        patience: std::time::Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
             let reply = self.get(path, token).await;
             if reply.status == StatusCode::OK && done(&reply.body) {
                 return reply;

@@ -133,3 +133,64 @@ async fn a_session_created_through_the_client_completes_into_a_matching_delivery
     let created = fake.session(&session.id).expect("the fake stored the session");
     assert_eq!(created["client_reference_id"].as_str(), completed.client_reference_id.as_deref());
 }
+
+/// Posts a form to the fake the way a client other than ours might, to exercise the fake's own rules.
+async fn post_to_fake(fake: &FakeStripe, key: &str, form: &[(&str, &str)]) -> (u16, Option<String>, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/checkout/sessions", fake.base_url()))
+        .bearer_auth("sk_test_fake")
+        .header("Idempotency-Key", key)
+        .form(form)
+        .send()
+        .await
+        .expect("the fake answers");
+    let status = response.status().as_u16();
+    let replayed = response.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.json().await.expect("the fake answers JSON");
+    (status, replayed, body)
+}
+
+const SESSION_FORM: [(&str, &str); 4] = [
+    ("mode", "subscription"),
+    ("line_items[0][price]", "price_1"),
+    ("line_items[0][quantity]", "1"),
+    ("success_url", "https://omnidesk.example/ok"),
+];
+
+#[tokio::test]
+async fn the_fake_replays_the_first_answer_for_a_reused_idempotency_key() {
+    let fake = FakeStripe::start("sk_test_fake").await.expect("the fake starts");
+
+    let (_, first_replayed, first) = post_to_fake(&fake, "key-1", &SESSION_FORM).await;
+    let (status, replayed, second) = post_to_fake(&fake, "key-1", &SESSION_FORM).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(first_replayed, None);
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(first["id"], second["id"]);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_a_reused_idempotency_key_with_other_parameters() {
+    let fake = FakeStripe::start("sk_test_fake").await.expect("the fake starts");
+    post_to_fake(&fake, "key-1", &SESSION_FORM).await;
+    let mut changed = SESSION_FORM;
+    changed[1] = ("line_items[0][price]", "price_2");
+
+    let (status, _, body) = post_to_fake(&fake, "key-1", &changed).await;
+
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["type"], "idempotency_error");
+}
+
+#[tokio::test]
+async fn the_fake_names_a_missing_parameter_as_stripe_does() {
+    let fake = FakeStripe::start("sk_test_fake").await.expect("the fake starts");
+
+    let (status, _, body) = post_to_fake(&fake, "key-1", &SESSION_FORM[..3]).await;
+
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "parameter_missing");
+    assert_eq!(body["error"]["param"], "success_url");
+    assert_eq!(body["error"]["message"], "Missing required param: success_url.");
+}

@@ -4,7 +4,9 @@
 //! Tests that only use the broker take a [`shared`] lease and may run side by side (each uses its own
 //! exchange and queues); a test that stops the broker takes an [`exclusive`] one. The lease is a lock on a
 //! file in the temporary directory, so it also holds across test binaries and concurrent `cargo test` runs.
-//! The integration tests in `tests/` take the same lock through their own copy of this helper.
+//!
+//! The integration tests in `tests/` include this very file (with `#[path]`), so it uses nothing but public
+//! APIs.
 
 use std::fs::{File, OpenOptions};
 use std::time::{Duration, Instant};
@@ -46,7 +48,7 @@ async fn lease(exclusive: bool) -> Lease {
 
 /// Fails the test, saying what to do, when nothing listens where the broker should be.
 async fn require_running() {
-    let uri = super::parse_url(&url()).expect("OMNIDESK_TEST_AMQP_URL is an AMQP URL");
+    let uri: lapin::uri::AMQPUri = url().parse().expect("OMNIDESK_TEST_AMQP_URL is an AMQP URL");
     let address = format!("{}:{}", uri.authority.host, uri.authority.port);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

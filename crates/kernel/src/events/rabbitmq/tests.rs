@@ -282,7 +282,7 @@ async fn rabbitmq_stopped_while_events_are_produced_then_started_applies_every_e
     stop_relay.send(true).expect("stops the relay");
     relay_task.await.expect("the relay stops");
     eprintln!(
-        "publish refused in {} ms; reconnected {} ms after the broker was back; all applied {} ms after that",
+        "publish refused in {} ms; reconnected {} ms and all applied {} ms after the broker was back",
         refused_in.as_millis(),
         reconnected_in.as_millis(),
         (reconnected_in + caught_up_in).as_millis()

@@ -194,6 +194,29 @@ async fn an_unreachable_api_is_a_transport_error() {
 }
 
 #[tokio::test]
+async fn https_base_urls_are_spoken_to_in_tls_as_the_real_api_needs() {
+    // Stripe's API is HTTPS only, and a reqwest built without TLS fails such URLs without connecting.
+    // A listener that records the first byte it receives tells the two apart: 0x16 opens a TLS handshake.
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let first_byte = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.ok()?;
+        stream.read_u8().await.ok()
+    });
+    let client = StripeClient::new(format!("https://{address}"), KEY)
+        .expect("a client builds")
+        .with_retry_policy(RetryPolicy { max_retries: 0, ..quick_retries() });
+
+    let error = create(&client).await.expect_err("the fake listener speaks no TLS");
+
+    assert!(matches!(error, ClientError::Transport(_)), "{error:?}");
+    // Without TLS nothing ever connects, so the wait is bounded rather than left to hang the suite.
+    let received = tokio::time::timeout(Duration::from_secs(5), first_byte).await.ok().and_then(Result::ok).flatten();
+    assert_eq!(received, Some(0x16));
+}
+
+#[tokio::test]
 async fn a_non_stripe_error_body_is_an_unexpected_response() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
