@@ -96,12 +96,18 @@ impl Process {
         let (stop_background, stop) = tokio::sync::watch::channel(false);
         let deliveries = std::mem::take(&mut *wiring.deliveries.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
         for (_, delivery) in deliveries {
-            let delivery = Arc::new(delivery);
+            let delivery = Arc::new(delivery.with_metrics(metrics.clone()));
             transport.subscribe(delivery.clone()).await?;
             tokio::spawn(replay_dead_letters(delivery, stop.clone()));
         }
         for namespace in &namespaces {
-            tokio::spawn(events::relay(namespace.clone(), transport.clone(), OUTBOX_POLL, stop.clone()));
+            tokio::spawn(events::relay_metered(
+                namespace.clone(),
+                transport.clone(),
+                OUTBOX_POLL,
+                stop.clone(),
+                Some(metrics.clone()),
+            ));
         }
 
         let internal =
@@ -113,7 +119,7 @@ impl Process {
         };
         let public = public
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone())))
+            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone(), transport.clone())))
             .route("/metrics", get(http::render_metrics).with_state(metrics.clone()))
             .fallback(http::not_found)
             .layer(axum::Extension(verifier));
@@ -185,6 +191,10 @@ impl Process {
                 Ok(Err(error)) => tracing::warn!(service = namespace.service(), error = %error, "outbox not flushed"),
                 Err(_) => tracing::warn!(service = namespace.service(), "outbox flush timed out"),
             }
+        }
+        // Consumers stop before the databases they write to close; unacknowledged events return to the broker.
+        self.transport.close().await;
+        for namespace in &self.namespaces {
             namespace.close().await;
         }
         Ok(())
@@ -290,10 +300,13 @@ async fn healthz() -> impl IntoResponse {
 }
 
 #[derive(Clone)]
-struct Readiness(Vec<Namespace>);
+struct Readiness(Vec<Namespace>, Arc<dyn Transport>);
 
-async fn readyz(State(Readiness(namespaces)): State<Readiness>) -> Response {
+async fn readyz(State(Readiness(namespaces, transport)): State<Readiness>) -> Response {
     let mut failures = Vec::new();
+    if !transport.is_connected() {
+        failures.push(format!("events: the {} transport is disconnected", transport.name()));
+    }
     for namespace in &namespaces {
         if let Err(reason) = namespace.readiness().await {
             failures.push(format!("{}: {reason}", namespace.service()));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Latency buckets in seconds, from an in-process port call (sub-microsecond) to a slow request.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -25,6 +25,12 @@ struct Inner {
     port_calls: IntCounterVec,
     /// `port_call_duration_seconds{caller, callee, method, mode}`.
     port_duration: HistogramVec,
+    /// `events_published_total{producer, transport}`.
+    events_published: IntCounterVec,
+    /// `events_consumed_total{consumer, outcome}`; outcome `dead_lettered` is the alert to watch.
+    events_consumed: IntCounterVec,
+    /// `events_outbox_backlog{service}`: events committed but not yet accepted by the transport.
+    outbox_backlog: IntGaugeVec,
 }
 
 impl Metrics {
@@ -52,15 +58,42 @@ impl Metrics {
             &["caller", "callee", "method", "mode"],
         )
         .expect("metric definition is valid");
+        let events_published = IntCounterVec::new(
+            Opts::new("events_published_total", "Events relayed from an outbox to the transport."),
+            &["producer", "transport"],
+        )
+        .expect("metric definition is valid");
+        let events_consumed = IntCounterVec::new(
+            Opts::new("events_consumed_total", "Events delivered to a consumer, by outcome."),
+            &["consumer", "outcome"],
+        )
+        .expect("metric definition is valid");
+        let outbox_backlog = IntGaugeVec::new(
+            Opts::new("events_outbox_backlog", "Events committed but not yet published."),
+            &["service"],
+        )
+        .expect("metric definition is valid");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(port_calls.clone()),
             Box::new(port_duration.clone()),
+            Box::new(events_published.clone()),
+            Box::new(events_consumed.clone()),
+            Box::new(outbox_backlog.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self(Arc::new(Inner { registry, http_requests, http_duration, port_calls, port_duration }))
+        Self(Arc::new(Inner {
+            registry,
+            http_requests,
+            http_duration,
+            port_calls,
+            port_duration,
+            events_published,
+            events_consumed,
+            outbox_backlog,
+        }))
     }
 
     pub fn registry(&self) -> &Registry {
@@ -71,6 +104,18 @@ impl Metrics {
         let status = status.to_string();
         self.0.http_requests.with_label_values(&[service, method, route, &status]).inc();
         self.0.http_duration.with_label_values(&[service, method, route]).observe(seconds);
+    }
+
+    pub fn observe_events_published(&self, producer: &str, transport: &str, count: usize) {
+        self.0.events_published.with_label_values(&[producer, transport]).inc_by(count as u64);
+    }
+
+    pub fn observe_event_consumed(&self, consumer: &str, outcome: &str) {
+        self.0.events_consumed.with_label_values(&[consumer, outcome]).inc();
+    }
+
+    pub fn set_outbox_backlog(&self, service: &str, backlog: i64) {
+        self.0.outbox_backlog.with_label_values(&[service]).set(backlog);
     }
 
     /// Resolved handles for one port method, so that a call does no label lookup (a local call must stay

@@ -80,3 +80,28 @@ fn a_service_whose_callee_has_no_address_refuses_to_start() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("services.plan.url"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn events_failed_and_replay_report_on_every_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let failed = omnidesk(&["events", "failed", "--data-dir", "state"], &[], dir.path());
+    let replay = omnidesk(&["events", "replay", "--data-dir", "state"], &[], dir.path());
+
+    assert!(failed.status.success(), "{}", text(&failed.stderr));
+    assert!(text(&failed.stderr).contains("0 dead-lettered event(s)"), "{}", text(&failed.stderr));
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    assert!(text(&replay.stderr).contains("0 dead letter(s) marked for replay"), "{}", text(&replay.stderr));
+}
+
+#[test]
+fn plan_token_refuses_an_unknown_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let account = "01a21ee3-de6f-7784-817f-36a77daecbc3";
+
+    let output =
+        omnidesk(&["plan-token", "--account", account, "--plan", "gold", "--data-dir", "state"], &[], dir.path());
+
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("unknown plan `gold`"), "{}", text(&output.stderr));
+}

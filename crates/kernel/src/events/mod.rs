@@ -114,6 +114,12 @@ pub trait Transport: Send + Sync + 'static {
     async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError>;
     /// Starts delivering the events `delivery` handles to it. Called once per consuming service.
     async fn subscribe(&self, delivery: Arc<Delivery>) -> Result<(), TransportError>;
+    /// Whether events can flow now (for `/readyz`).
+    fn is_connected(&self) -> bool {
+        true
+    }
+    /// Stops delivering (at shutdown); events in flight go back to the broker.
+    async fn close(&self) {}
 }
 
 /// Applies one type of event to a consumer's state, inside the consumer's transaction.
@@ -161,12 +167,24 @@ pub enum Outcome {
     Ignored,
 }
 
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
 /// One consuming service: its namespace and its handlers, by event type.
 pub struct Delivery {
     consumer: &'static str,
     namespace: Namespace,
     handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
     retry_base: Duration,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -176,11 +194,19 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(consumer: &'static str, namespace: Namespace) -> Self {
-        Self { consumer, namespace, handlers: HashMap::new(), retry_base: Duration::from_millis(50) }
+    /// A consumer with no handlers yet; services get theirs through `ServiceContext::subscribe`.
+    pub fn new(consumer: &'static str, namespace: Namespace) -> Self {
+        Self { consumer, namespace, handlers: HashMap::new(), retry_base: Duration::from_millis(50), metrics: None }
     }
 
-    pub(crate) fn add<E: Event, H: Handler<E>>(&mut self, handler: Arc<H>) {
+    /// Counts outcomes in `metrics` (`events_consumed_total{consumer, outcome}`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Handles events of type `E` with `handler`.
+    pub fn add<E: Event, H: Handler<E>>(&mut self, handler: Arc<H>) {
         self.handlers.insert(E::KIND, Arc::new(Typed::<E, H> { handler, _event: std::marker::PhantomData }));
     }
 
@@ -204,6 +230,14 @@ impl Delivery {
     /// Applies `envelope` effectively once: retried with backoff, dead-lettered after [`MAX_ATTEMPTS`].
     /// An error means the outcome could not even be recorded (the database is down): redeliver later.
     pub async fn deliver(&self, envelope: &Envelope) -> Result<Outcome, StoreError> {
+        let outcome = self.deliver_unmetered(envelope).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_event_consumed(self.consumer, outcome.label());
+        }
+        Ok(outcome)
+    }
+
+    async fn deliver_unmetered(&self, envelope: &Envelope) -> Result<Outcome, StoreError> {
         let Some(handler) = self.handlers.get(envelope.kind.as_str()) else { return Ok(Outcome::Ignored) };
         let mut attempt = 0;
         loop {
@@ -349,7 +383,18 @@ pub async fn relay(
     namespace: Namespace,
     transport: Arc<dyn Transport>,
     poll: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    relay_metered(namespace, transport, poll, stop, None).await;
+}
+
+/// [`relay`], keeping `events_published_total` and the `events_outbox_backlog` gauge in `metrics`.
+pub async fn relay_metered(
+    namespace: Namespace,
+    transport: Arc<dyn Transport>,
+    poll: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    metrics: Option<crate::metrics::Metrics>,
 ) {
     let wake = namespace.outbox_signal();
     let mut backoff = Duration::from_millis(100);
@@ -357,14 +402,24 @@ pub async fn relay(
         match relay_batch(&namespace, transport.as_ref()).await {
             Ok(0) => {
                 backoff = Duration::from_millis(100);
+                if let Some(metrics) = &metrics {
+                    metrics.set_outbox_backlog(namespace.service(), 0);
+                }
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(poll) => {}
                     changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
                 }
             }
-            Ok(_) => continue,
+            Ok(published) => {
+                if let Some(metrics) = &metrics {
+                    metrics.observe_events_published(namespace.service(), transport.name(), published);
+                }
+            }
             Err(error) => {
+                if let (Some(metrics), Ok(backlog)) = (&metrics, outbox_backlog(&namespace).await) {
+                    metrics.set_outbox_backlog(namespace.service(), backlog);
+                }
                 tracing::warn!(producer = namespace.service(), transport = transport.name(), error = %error, retry_ms = backoff.as_millis(), "publishing the outbox failed; retrying");
                 // New commits do not cut the backoff short: the transport is what is failing.
                 tokio::select! {

@@ -309,6 +309,14 @@ impl Transport for RabbitMq {
         "rabbitmq"
     }
 
+    fn is_connected(&self) -> bool {
+        RabbitMq::is_connected(self)
+    }
+
+    async fn close(&self) {
+        RabbitMq::close(self).await;
+    }
+
     async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError> {
         let Some(link) = self.current() else {
             return Err(TransportError::Unavailable(format!("not connected to RabbitMQ at {}", self.endpoint)));

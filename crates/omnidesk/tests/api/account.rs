@@ -223,3 +223,16 @@ async fn checkout_starts_a_session_with_the_provider_for_the_callers_account() {
     assert_eq!(request.field("line_items[0][price]"), Some("price_pro_monthly"));
     unknown.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 }
+
+#[tokio::test]
+async fn the_event_flow_is_visible_in_the_metrics() {
+    let app = TestApp::monolith().await;
+    let (_, session) = app.signed_in().await;
+    app.eventually("/api/plan", &session.access_token, |body| !body["since"].is_null()).await;
+
+    let text =
+        app.http.get(format!("{}/metrics", app.base_url)).send().await.expect("sent").text().await.expect("text");
+
+    assert!(text.contains(r#"events_published_total{producer="user",transport="in-process"} 2"#), "{text}");
+    assert!(text.contains(r#"events_consumed_total{consumer="plan",outcome="applied"} 1"#), "{text}");
+}
