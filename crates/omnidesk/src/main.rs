@@ -149,6 +149,12 @@ async fn main() -> anyhow::Result<()> {
             place.apply(&mut config);
             let mode = topology.unwrap_or(config.topology.mode);
             let groups = supervisor::groups_for(mode, &config.topology.groups, CATALOGUE)?;
+            if groups.len() > 1 && config.rabbitmq.host.is_none() {
+                bail!(
+                    "services in separate processes exchange events through RabbitMQ: set RABBIT_MQ_HOST \
+                     (and RABBIT_MQ_USER / RABBIT_MQ_PASSWORD), e.g. RABBIT_MQ_HOST=127.0.0.1 RABBIT_MQ_PASSWORD=guest"
+                );
+            }
             let plan = supervisor::Plan {
                 groups,
                 listen: config.http.listen,
