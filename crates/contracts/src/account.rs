@@ -102,3 +102,22 @@ impl Event for PaymentFailed {
         Some(self.account)
     }
 }
+
+/// An account's paid subscription ended (cancelled, or unpaid until the provider gave up). Published by the
+/// payment service; the plan service moves the account back to the free plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionEnded {
+    pub account: AccountId,
+    pub provider_subscription: String,
+}
+
+impl Event for SubscriptionEnded {
+    const KIND: &'static str = "subscription.ended";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.account.to_string()
+    }
+    fn account(&self) -> Option<AccountId> {
+        Some(self.account)
+    }
+}

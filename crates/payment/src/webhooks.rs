@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use contracts::AccountId;
-use contracts::account::{PaymentFailed, PaymentSucceeded};
+use contracts::account::{PaymentFailed, PaymentSucceeded, SubscriptionEnded};
 use kernel::http::Problem;
 use kernel::store::{StoreError, Tx};
 use serde_json::{Value, json};
@@ -51,6 +51,7 @@ pub async fn receive_stripe_webhook(
 
 async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
     let now = now_ms();
+    let ended = matches!(event, TypedEvent::SubscriptionDeleted(_));
     match event {
         TypedEvent::CheckoutSessionCompleted(session) => {
             if let Some(account) = session.account {
@@ -127,6 +128,11 @@ async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
             let Some(account) = account_of(tx, subscription.account, Some(&subscription.customer)).await? else {
                 return Ok(());
             };
+            // A deleted subscription is over whatever its last status said; so is one the provider gave up
+            // collecting. Either way the account goes back to the free plan.
+            if ended || matches!(subscription.status.as_str(), "canceled" | "unpaid" | "incomplete_expired") {
+                tx.publish(&SubscriptionEnded { account, provider_subscription: subscription.id.clone() }).await?;
+            }
             Store::upsert_profile(
                 tx,
                 ProfileUpdate {

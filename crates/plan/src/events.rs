@@ -1,9 +1,10 @@
 //! What the plan service consumes: new accounts start on free; a paid invoice moves the account to the
 //! paid plan (through a plan token minted and redeemed in the same transaction, so every plan change has
-//! a token behind it). It publishes `plan.changed` (see store.rs).
+//! a token behind it); an ended subscription moves it back to free. It publishes `plan.changed` (see
+//! store.rs).
 
 use async_trait::async_trait;
-use contracts::account::{AccountCreated, PaymentSucceeded};
+use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
 use kernel::events::{Envelope, Handler};
 use kernel::store::Tx;
 
@@ -32,6 +33,20 @@ impl Handler<PaymentSucceeded> for UpgradeOnPayment {
         let token = Plans::mint_token(tx, event.account, &event.plan, &source).await?;
         Plans::redeem(tx, event.account, &token).await?;
         tracing::info!(account.id = %event.account, plan = %event.plan, "plan changed after payment");
+        Ok(())
+    }
+}
+
+/// `subscription.ended` → the account goes back to the free plan (through a token, like every change).
+pub struct DowngradeOnEnd;
+
+#[async_trait]
+impl Handler<SubscriptionEnded> for DowngradeOnEnd {
+    async fn handle(&self, event: SubscriptionEnded, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        let source = format!("subscription-ended:{}", event.provider_subscription);
+        let token = Plans::mint_token(tx, event.account, FREE, &source).await?;
+        Plans::redeem(tx, event.account, &token).await?;
+        tracing::info!(account.id = %event.account, "plan back to free after the subscription ended");
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ mod store;
 
 use std::sync::Arc;
 
-use contracts::account::{AccountCreated, PaymentSucceeded};
+use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
 use contracts::plan::PlanPort;
 use kernel::store::Migrations;
 use kernel::{ServiceContext, ServiceSpec};
@@ -55,5 +55,6 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     context.provide::<dyn PlanPort>(plans.clone())?;
     context.subscribe::<AccountCreated, _>(Arc::new(events::StartOnFree))?;
     context.subscribe::<PaymentSucceeded, _>(Arc::new(events::UpgradeOnPayment))?;
+    context.subscribe::<SubscriptionEnded, _>(Arc::new(events::DowngradeOnEnd))?;
     Ok(http::routes().into_router(plans))
 }

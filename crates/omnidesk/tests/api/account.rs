@@ -15,6 +15,8 @@ in_every_topology!(
     a_redelivered_webhook_changes_nothing_twice,
     bad_signatures_stale_timestamps_and_malformed_bodies_are_rejected_and_store_nothing,
     a_failed_payment_is_recorded_and_leaves_the_plan_alone,
+    a_deleted_subscription_takes_the_account_back_to_free,
+    an_oversize_webhook_is_refused_before_it_is_read,
     a_plan_token_is_single_use,
     an_expired_plan_token_is_refused,
     another_accounts_plan_token_is_not_found,
@@ -146,6 +148,28 @@ async fn a_failed_payment_is_recorded_and_leaves_the_plan_alone(app: TestApp) {
     assert_eq!(app.get("/api/billing", &session.access_token).await.body["status"], "past_due");
     let plan = app.eventually("/api/plan", &session.access_token, |body| !body["since"].is_null()).await;
     assert_eq!(plan.body["plan"]["code"], "free");
+}
+
+async fn a_deleted_subscription_takes_the_account_back_to_free(app: TestApp) {
+    let (user, session) = app.signed_in().await;
+    let fixture = subscription(&user.account_id, "pro");
+    deliver(&app, &WebhookDelivery::signed(&fixture.invoice_paid(), WEBHOOK_SECRET, now())).await;
+    app.eventually("/api/plan", &session.access_token, |body| body["plan"]["code"] == "pro").await;
+
+    let reply = deliver(&app, &WebhookDelivery::signed(&fixture.subscription_deleted(), WEBHOOK_SECRET, now())).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    app.eventually("/api/plan", &session.access_token, |body| body["plan"]["code"] == "free").await;
+    assert_eq!(app.get("/api/billing", &session.access_token).await.body["status"], "canceled");
+}
+
+async fn an_oversize_webhook_is_refused_before_it_is_read(app: TestApp) {
+    let body = vec![b' '; 2 * 1024 * 1024];
+    let delivery = WebhookDelivery { signature: payment::stripe::sign(&body, WEBHOOK_SECRET, now()), body };
+
+    let reply = deliver(&app, &delivery).await;
+
+    reply.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
 async fn a_plan_token_is_single_use(app: TestApp) {
