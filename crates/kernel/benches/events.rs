@@ -1,13 +1,14 @@
 //! Events per second through the outbox, and commit → applied latency, in process and over RabbitMQ
 //! (issue #3).
 //!
-//! `cargo bench -p kernel --bench events` (optionally `-- EVENTS RATE SECONDS`, default 5000, 200 and 5).
+//! `cargo bench -p kernel --bench events` (optionally `-- EVENTS RATE SECONDS PRODUCERS`, default 5000, 200,
+//! 5 and 4).
 //! For each transport it wires what a process wires: a producer namespace and a consumer namespace (SQLite
 //! files in a temporary directory, the kernel's tables plus the `things` fixture), a [`Delivery`] for the
 //! consumer, and a [`relay`] task publishing the producer's outbox. Each event is produced the way a
 //! service produces one: a transaction that inserts a row and publishes the event, so the event lands in the
 //! outbox. The consumer's handler inserts the row on its side. Two measurements per transport:
-//! - throughput: EVENTS transactions from four concurrent producer tasks, as fast as they go; timed from the
+//! - throughput: EVENTS transactions from PRODUCERS concurrent tasks, as fast as they go; timed from the
 //!   first commit until the consumer has applied the last event;
 //! - latency: one producer committing RATE events a second for SECONDS; for each event, the time from its
 //!   producer's commit returning to its handler running in the consumer's transaction (the consumer's own
@@ -38,9 +39,6 @@ use sqlx::migrate::Migrator;
 use tokio::sync::{Notify, watch};
 
 static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
-
-/// Concurrent producer tasks in the throughput run.
-const PRODUCERS: usize = 4;
 
 /// Events produced and awaited before measuring, so connections, caches and the queue are warm.
 const WARM_UP: usize = 200;
@@ -168,7 +166,7 @@ async fn produce(producer: &Namespace, probe: &Probe, id: usize) {
 
 /// A transport that times each publish: how long the relay waits for the transport to accept one event
 /// (RabbitMQ: the broker's confirm; in process: the consumer applying it). The relay publishes one event
-/// at a time, so this is what bounds its rate.
+/// at a time, so this is a floor under its time per event; stamping the outbox row comes on top.
 struct Timed {
     inner: Arc<dyn Transport>,
     publishes: Mutex<Vec<Duration>>,
@@ -242,14 +240,14 @@ impl Rig {
         self.transport.take();
     }
 
-    /// `events` events from [`PRODUCERS`] tasks, as fast as they commit.
-    async fn throughput(&mut self, events: usize) -> Throughput {
+    /// `events` events from `producers` concurrent tasks, as fast as they commit.
+    async fn throughput(&mut self, events: usize, producers: usize) -> Throughput {
         let ids = self.take_ids(events);
         let started = Instant::now();
-        let producers: Vec<_> = (0..PRODUCERS)
+        let tasks: Vec<_> = (0..producers)
             .map(|task| {
                 let (producer, probe) = (self.producer.clone(), self.probe.clone());
-                let mine = ids.clone().skip(task).step_by(PRODUCERS);
+                let mine = ids.clone().skip(task).step_by(producers);
                 tokio::spawn(async move {
                     for id in mine {
                         produce(&producer, &probe, id).await;
@@ -257,12 +255,19 @@ impl Rig {
                 })
             })
             .collect();
-        for task in producers {
+        for task in tasks {
             task.await.expect("the producer finishes");
         }
         let committed = started.elapsed();
+        let applied_meanwhile = self.probe.applied_count.load(Ordering::Acquire) - ids.start;
         self.probe.wait_applied(self.next_id).await;
-        Throughput { events, committed, applied: started.elapsed(), publishes: self.transport.take() }
+        Throughput {
+            events,
+            committed,
+            applied_meanwhile,
+            applied: started.elapsed(),
+            publishes: self.transport.take(),
+        }
     }
 
     /// `rate` events a second for `seconds` from one producer; commit → applied latency of each.
@@ -297,6 +302,8 @@ struct Throughput {
     committed: Duration,
     /// Until the consumer applied the last event.
     applied: Duration,
+    /// How many were applied by the time the producers were done; the rest the relay drained alone.
+    applied_meanwhile: usize,
     /// How long the transport took to accept each event, sorted.
     publishes: Vec<Duration>,
 }
@@ -321,19 +328,52 @@ struct Report {
     latency: Latency,
 }
 
-async fn measure(
-    transport: Arc<dyn Transport>,
-    consumer_name: &'static str,
+/// What to run, from the command line.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// Events in the throughput run.
     events: usize,
+    /// Concurrent producer tasks in the throughput run.
+    producers: usize,
+    /// Events a second in the latency run.
     rate: u32,
+    /// How long the latency run produces.
     seconds: u32,
-) -> Report {
+}
+
+impl Settings {
+    /// `EVENTS RATE SECONDS PRODUCERS`, each optional; `cargo bench` adds `--bench`, which is skipped.
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+        let number = |index: usize, name: &str, default: usize| {
+            args.get(index).map_or(default, |a| a.parse().unwrap_or_else(|_| panic!("{name} is a number, not {a:?}")))
+        };
+        let settings = Self {
+            events: number(0, "EVENTS", 5000),
+            rate: u32::try_from(number(1, "RATE", 200)).expect("RATE fits"),
+            seconds: u32::try_from(number(2, "SECONDS", 5)).expect("SECONDS fits"),
+            producers: number(3, "PRODUCERS", 4),
+        };
+        assert!(
+            settings.events > 0 && settings.rate > 0 && settings.seconds > 0 && settings.producers > 0,
+            "EVENTS, RATE, SECONDS and PRODUCERS must be positive"
+        );
+        settings
+    }
+
+    fn latency_events(self) -> usize {
+        usize::try_from(self.rate * self.seconds).expect("fits")
+    }
+}
+
+async fn measure(transport: Arc<dyn Transport>, consumer_name: &'static str, settings: Settings) -> Report {
+    let Settings { events, producers, rate, seconds } = settings;
     let name = transport.name();
-    let probe = Probe::new(WARM_UP + events + usize::try_from(rate * seconds).expect("fits"));
+    let probe = Probe::new(WARM_UP + events + settings.latency_events());
     let mut rig = Rig::start(transport, consumer_name, probe).await;
     rig.warm_up().await;
-    eprintln!("{name}: throughput, {events} events from {PRODUCERS} producers…");
-    let throughput = rig.throughput(events).await;
+    eprintln!("{name}: throughput, {events} events from {producers} producers…");
+    let throughput = rig.throughput(events, producers).await;
     eprintln!("{name}: latency, {rate} events/s for {seconds} s…");
     let latency = rig.latency(rate, seconds).await;
     rig.stop().await;
@@ -341,7 +381,7 @@ async fn measure(
 }
 
 /// The RabbitMQ run on an exchange and a queue of its own, deleted afterwards even if the run failed.
-async fn measure_rabbitmq(events: usize, rate: u32, seconds: u32) -> Report {
+async fn measure_rabbitmq(settings: Settings) -> Report {
     let _broker = test_broker::shared().await;
     let url = test_broker::url();
     let run = uuid::Uuid::now_v7().simple().to_string();
@@ -355,7 +395,7 @@ async fn measure_rabbitmq(events: usize, rate: u32, seconds: u32) -> Report {
         let (url, exchange) = (url.clone(), exchange.clone());
         async move {
             let transport = RabbitMq::connect_with(&url, "bench", &exchange).await.expect("connects to RabbitMQ");
-            let report = measure(transport.clone(), consumer_name, events, rate, seconds).await;
+            let report = measure(transport.clone(), consumer_name, settings).await;
             transport.close().await;
             report
         }
@@ -400,17 +440,20 @@ fn print(reports: &[Report]) {
     println!("{:<11} {:<11} result", "transport", "measure");
     for Report { transport, throughput: t, latency: l } in reports {
         println!(
-            "{transport:<11} {:<11} {} events/s   ({} events: producers committed them in {:.2} s ({} commits/s), the consumer applied the last after {:.2} s)",
+            "{transport:<11} {:<11} {} events/s   ({} events applied in {:.2} s; the producers committed them in {:.2} s ({} commits/s), when {} were applied; the rest drained at {} events/s)",
             "throughput",
             per_second(t.events, t.applied),
             thousands(t.events as u64),
+            t.applied.as_secs_f64(),
             t.committed.as_secs_f64(),
             per_second(t.events, t.committed),
-            t.applied.as_secs_f64(),
+            thousands(t.applied_meanwhile as u64),
+            per_second(t.events - t.applied_meanwhile, t.applied.saturating_sub(t.committed)),
         );
         println!(
-            "{transport:<11} {:<11} p50 {}   p99 {}   (how long the transport took to accept one event from the relay, during the throughput run)",
+            "{transport:<11} {:<11} mean {}   p50 {}   p99 {}   (how long the transport took to accept one event from the relay, during the throughput run)",
             "publish",
+            ms(t.publishes.iter().sum::<Duration>() / u32::try_from(t.publishes.len()).expect("fits")),
             ms(percentile(&t.publishes, 0.50)),
             ms(percentile(&t.publishes, 0.99)),
         );
@@ -428,14 +471,8 @@ fn print(reports: &[Report]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes `--bench`; anything else that is not a flag is EVENTS RATE SECONDS.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let events: usize = args.first().map_or(5000, |a| a.parse().expect("EVENTS is a number"));
-    let rate: u32 = args.get(1).map_or(200, |a| a.parse().expect("RATE is a number"));
-    let seconds: u32 = args.get(2).map_or(5, |a| a.parse().expect("SECONDS is a number"));
-    assert!(events > 0 && rate > 0 && seconds > 0, "EVENTS, RATE and SECONDS must be positive");
-
-    let in_process = measure(Arc::new(InProcess::new()), "bench", events, rate, seconds).await;
-    let rabbitmq = measure_rabbitmq(events, rate, seconds).await;
+    let settings = Settings::from_args();
+    let in_process = measure(Arc::new(InProcess::new()), "bench", settings).await;
+    let rabbitmq = measure_rabbitmq(settings).await;
     print(&[in_process, rabbitmq]);
 }

@@ -466,8 +466,13 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
             args![],
         )
         .await?;
-    let mut published = 0;
+    // Rows are stamped once per batch, not once per event: each stamp is a write to a namespace whose
+    // producers are writing too. An event published but not yet stamped when the process dies is published
+    // again after restart, and consumers ignore it (they deduplicate by id).
+    let mut published: Option<(i64, i64)> = None;
+    let mut failure = None;
     for row in rows {
+        let seq = row.seq;
         let envelope = Envelope {
             id: row.id.parse()?,
             kind: row.kind,
@@ -480,18 +485,33 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
             trace: row.trace,
         };
         if let Err(error) = transport.publish(&envelope).await {
-            namespace
+            failure = Some((seq, error));
+            break;
+        }
+        published = Some((published.map_or(seq, |(first, _)| first), seq));
+    }
+    let count = match published {
+        Some((first, last)) => {
+            let stamped = namespace
                 .kernel_execute(
-                    "update _outbox set attempts = attempts + 1, last_error = ? where seq = ?",
-                    args![error.to_string(), row.seq],
+                    "update _outbox set published_at = ? where seq between ? and ? and published_at is null",
+                    args![now_ms(), first, last],
                 )
                 .await?;
-            return Err(error.into());
+            usize::try_from(stamped).unwrap_or(0)
         }
-        namespace.kernel_execute("update _outbox set published_at = ? where seq = ?", args![now_ms(), row.seq]).await?;
-        published += 1;
+        None => 0,
+    };
+    if let Some((seq, error)) = failure {
+        namespace
+            .kernel_execute(
+                "update _outbox set attempts = attempts + 1, last_error = ? where seq = ?",
+                args![error.to_string(), seq],
+            )
+            .await?;
+        return Err(error.into());
     }
-    Ok(published)
+    Ok(count)
 }
 
 /// How many events wait in `namespace`'s outbox.
