@@ -389,7 +389,7 @@ async fn measure_rabbitmq(settings: Settings) -> Report {
     // The transport names a consumer's queue `omnidesk.<consumer>`; a consumer name of its own keeps this
     // run's queue apart from any service's. `Delivery` wants a `'static` name: one small leak per run.
     let consumer_name: &'static str = Box::leak(format!("bench-{run}").into_boxed_str());
-    let queue = format!("omnidesk.{consumer_name}");
+    let queue = format!("{exchange}.{consumer_name}");
 
     let run = tokio::spawn({
         let (url, exchange) = (url.clone(), exchange.clone());

@@ -211,7 +211,7 @@ const REPLAY_POLL: Duration = Duration::from_secs(2);
 /// service; otherwise there is no way for events to reach their consumers, which is a start-up error.
 async fn event_transport(config: &Config, hosts_everything: bool, process: &str) -> anyhow::Result<Arc<dyn Transport>> {
     match config.rabbitmq.amqp_url() {
-        Some(url) => Ok(events::rabbitmq::RabbitMq::connect(&url, process).await?),
+        Some(url) => Ok(events::rabbitmq::RabbitMq::connect_with(&url, process, &config.rabbitmq.exchange).await?),
         None if hosts_everything => Ok(Arc::new(events::inprocess::InProcess::new())),
         None => {
             bail!("services in separate processes exchange events through RabbitMQ: set RABBIT_MQ_HOST (rabbitmq.host)")

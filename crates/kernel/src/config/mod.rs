@@ -213,11 +213,20 @@ pub struct RabbitMqConfig {
     pub user: String,
     /// `RABBIT_MQ_PASSWORD`.
     pub password: Option<String>,
+    /// The topic exchange events are published to; each consuming service's queue is `<exchange>.<service>`.
+    /// Deployments sharing a broker (or test runs) use different exchanges.
+    pub exchange: String,
 }
 
 impl Default for RabbitMqConfig {
     fn default() -> Self {
-        Self { host: None, amqp_port: 5672, user: "guest".to_owned(), password: None }
+        Self {
+            host: None,
+            amqp_port: 5672,
+            user: "guest".to_owned(),
+            password: None,
+            exchange: crate::events::rabbitmq::EXCHANGE.to_owned(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The RabbitMQ transport, for services in separate processes (DESIGN §4).
 //!
 //! Topology: one durable topic exchange (`omnidesk.events`), the event type as routing key, and one durable
-//! queue per consuming service (`omnidesk.<consumer>`) bound to the types it handles. Replicas of a service
+//! queue per consuming service (`omnidesk.events.<consumer>`) bound to the types it handles. Replicas of a service
 //! share its queue, so each event is applied once per consuming service, whichever replica takes it.
 //!
 //! - Publishing waits for the broker's confirm of a persistent message, so the relay stamps an outbox row
@@ -260,7 +260,7 @@ impl RabbitMq {
 
     /// Declares `delivery`'s queue and bindings on `link` and starts consuming it.
     async fn attach(&self, link: &Link, delivery: Arc<Delivery>) -> Result<(), SetupError> {
-        let queue = queue_name(&delivery)?;
+        let queue = queue_name(self.exchange.as_str(), &delivery)?;
         let channel = link.connection.create_channel().await?;
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         channel
@@ -523,9 +523,11 @@ fn endpoint(uri: &AMQPUri) -> String {
     format!("{}://{}:{}/{vhost}", uri.scheme, uri.authority.host, uri.authority.port)
 }
 
-/// The queue of one consuming service, shared by its replicas.
-fn queue_name(delivery: &Delivery) -> Result<ShortString, ShortStringError> {
-    ShortString::try_new(format!("omnidesk.{}", delivery.consumer()))
+/// The queue of one consuming service, shared by its replicas, named after the exchange it consumes
+/// (`omnidesk.events.plan`), so deployments or test runs on one broker with their own exchanges never share
+/// queues.
+fn queue_name(exchange: &str, delivery: &Delivery) -> Result<ShortString, ShortStringError> {
+    ShortString::try_new(format!("{exchange}.{}", delivery.consumer()))
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each update is one assignment).

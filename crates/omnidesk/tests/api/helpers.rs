@@ -113,7 +113,13 @@ impl TestApp {
     pub async fn microservices() -> Self {
         static SHARED: OnceLock<Topology> = OnceLock::new();
         let topology = SHARED.get_or_init(|| {
-            Topology::spawn("microservices", &[("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")])
+            Topology::spawn(
+                "microservices",
+                &[
+                    ("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000"),
+                    ("OMNIDESK_RABBITMQ__EXCHANGE", "omnidesk-test.shared.events"),
+                ],
+            )
         });
         Self::new(topology.base_url.clone(), topology.data_dir.clone(), None)
     }
@@ -258,6 +264,8 @@ pub async fn start_in_process(config: kernel::Config) -> (String, oneshot::Sende
 pub struct Topology {
     pub base_url: String,
     pub data_dir: PathBuf,
+    /// The RabbitMQ exchange of this topology; its queues are `<exchange>.<service>`.
+    exchange: String,
     child: Child,
     _data: tempfile::TempDir,
 }
@@ -280,6 +288,14 @@ impl Topology {
         for (key, value) in SPLIT_ENV.iter().chain(env) {
             command.env(key, value);
         }
+        // An exchange (and so queues) of its own: topologies running side by side must not consume each
+        // other's events. The shared topology is never dropped, so it reuses one name run after run rather
+        // than leaving a queue behind each time.
+        let exchange = match env.iter().find(|(key, _)| *key == "OMNIDESK_RABBITMQ__EXCHANGE") {
+            Some((_, shared)) => (*shared).to_owned(),
+            None => format!("omnidesk-test.{}.events", uuid::Uuid::new_v4().simple()),
+        };
+        command.env("OMNIDESK_RABBITMQ__EXCHANGE", &exchange);
         let mut child = command.spawn().expect("omnidesk up starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -291,7 +307,7 @@ impl Topology {
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { base_url, data_dir: data.path().to_owned(), child, _data: data }
+        Self { base_url, data_dir: data.path().to_owned(), exchange, child, _data: data }
     }
 
     /// The supervisor's state file.
@@ -321,6 +337,14 @@ impl Drop for Topology {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+        // Its queues would otherwise stay on the broker (they are durable).
+        if let Ok(listed) = Command::new("rabbitmqctl").args(["-q", "list_queues", "name"]).output() {
+            for queue in String::from_utf8_lossy(&listed.stdout).lines() {
+                if queue.starts_with(&format!("{}.", self.exchange)) {
+                    let _ = Command::new("rabbitmqctl").args(["-q", "delete_queue", queue]).output();
+                }
+            }
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl World {
             Connection::connect(&test_broker::url(), ConnectionProperties::default()).await.expect("connects");
         let channel = connection.create_channel().await.expect("channel");
         channel
-            .queue_delete(format!("omnidesk.{}", self.consumer).into(), QueueDeleteOptions::default())
+            .queue_delete(format!("{}.{}", self.exchange, self.consumer).into(), QueueDeleteOptions::default())
             .await
             .expect("deletes the queue");
         channel
