@@ -18,3 +18,7 @@ pub const CATALOGUE: &[ServiceSpec] = &[
 pub fn service_names() -> Vec<&'static str> {
     CATALOGUE.iter().map(|s| s.name).collect()
 }
+
+/// The colocation used by `--topology groups` when `topology.groups` is not configured: the account
+/// services together, the conversation pipeline together, and the outward-facing workers together.
+pub const DEFAULT_GROUPS: &[&[&str]] = &[&["user", "plan", "payment"], &["inbox", "input"], &["integration", "batch"]];

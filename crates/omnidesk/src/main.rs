@@ -131,6 +131,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = Config::load(cli.config.as_deref())?;
+    if config.topology.groups.is_empty() {
+        config.topology.groups =
+            omnidesk::DEFAULT_GROUPS.iter().map(|group| group.iter().map(|s| (*s).to_owned()).collect()).collect();
+    }
     config.validate(&service_names())?;
     kernel::telemetry::init(config.environment);
 

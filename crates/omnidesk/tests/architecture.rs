@@ -188,3 +188,12 @@ fn sql_literals(source: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn the_default_groups_place_every_service_exactly_once() {
+    let mut placed: Vec<&str> = omnidesk::DEFAULT_GROUPS.iter().flat_map(|group| group.iter().copied()).collect();
+    placed.sort_unstable();
+    let mut services = service_names();
+    services.sort_unstable();
+    assert_eq!(placed, services);
+}
