@@ -70,60 +70,8 @@ async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
                 .await?;
             }
         }
-        TypedEvent::InvoicePaid(invoice) => {
-            let Some(account) = account_of(tx, invoice.account, invoice.customer.as_deref()).await? else {
-                tracing::warn!(invoice = %invoice.id, "paid invoice for no known account; ignored");
-                return Ok(());
-            };
-            let payment_id = uuid::Uuid::now_v7().to_string();
-            if record(tx, &invoice, account, &payment_id, "paid", invoice.amount_paid).await? {
-                if let Some(plan) = &invoice.plan {
-                    tx.publish(&PaymentSucceeded {
-                        account,
-                        payment_id,
-                        plan: plan.clone(),
-                        amount_jpy: if invoice.currency == "jpy" { invoice.amount_paid } else { 0 },
-                    })
-                    .await?;
-                }
-                Store::upsert_profile(
-                    tx,
-                    ProfileUpdate {
-                        account,
-                        customer: invoice.customer.as_deref(),
-                        subscription: invoice.subscription.as_deref(),
-                        plan_code: invoice.plan.as_deref(),
-                        status: "active",
-                        current_period_end: invoice.period_end.map(|s| s * 1000),
-                        now_ms: now,
-                    },
-                )
-                .await?;
-            }
-        }
-        TypedEvent::InvoicePaymentFailed(invoice) => {
-            let Some(account) = account_of(tx, invoice.account, invoice.customer.as_deref()).await? else {
-                tracing::warn!(invoice = %invoice.id, "failed invoice for no known account; ignored");
-                return Ok(());
-            };
-            let payment_id = uuid::Uuid::now_v7().to_string();
-            if record(tx, &invoice, account, &payment_id, "failed", invoice.amount_due).await? {
-                tx.publish(&PaymentFailed { account, payment_id, reason: "invoice.payment_failed".to_owned() }).await?;
-                Store::upsert_profile(
-                    tx,
-                    ProfileUpdate {
-                        account,
-                        customer: invoice.customer.as_deref(),
-                        subscription: invoice.subscription.as_deref(),
-                        plan_code: None,
-                        status: "past_due",
-                        current_period_end: None,
-                        now_ms: now,
-                    },
-                )
-                .await?;
-            }
-        }
+        TypedEvent::InvoicePaid(invoice) => apply_invoice(tx, &invoice, true).await?,
+        TypedEvent::InvoicePaymentFailed(invoice) => apply_invoice(tx, &invoice, false).await?,
         TypedEvent::SubscriptionUpdated(subscription) | TypedEvent::SubscriptionDeleted(subscription) => {
             let Some(account) = account_of(tx, subscription.account, Some(&subscription.customer)).await? else {
                 return Ok(());
@@ -150,6 +98,43 @@ async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
         TypedEvent::Unhandled(_) => {}
     }
     Ok(())
+}
+
+/// Records a paid or failed invoice once, publishes what it means for the account, and updates its
+/// billing status.
+async fn apply_invoice(tx: &mut Tx<'_>, invoice: &Invoice, paid: bool) -> Result<(), StoreError> {
+    let Some(account) = account_of(tx, invoice.account, invoice.customer.as_deref()).await? else {
+        tracing::warn!(invoice = %invoice.id, paid, "invoice for no known account; ignored");
+        return Ok(());
+    };
+    let payment_id = uuid::Uuid::now_v7().to_string();
+    let (status, amount) = if paid { ("paid", invoice.amount_paid) } else { ("failed", invoice.amount_due) };
+    if !record(tx, invoice, account, &payment_id, status, amount).await? {
+        return Ok(());
+    }
+    match (&invoice.plan, paid) {
+        (Some(plan), true) => {
+            let amount_jpy = if invoice.currency == "jpy" { invoice.amount_paid } else { 0 };
+            tx.publish(&PaymentSucceeded { account, payment_id, plan: plan.clone(), amount_jpy }).await?;
+        }
+        (None, true) => tracing::warn!(invoice = %invoice.id, "paid invoice names no plan; the plan is unchanged"),
+        (_, false) => {
+            tx.publish(&PaymentFailed { account, payment_id, reason: "invoice.payment_failed".to_owned() }).await?;
+        }
+    }
+    Store::upsert_profile(
+        tx,
+        ProfileUpdate {
+            account,
+            customer: invoice.customer.as_deref(),
+            subscription: invoice.subscription.as_deref(),
+            plan_code: if paid { invoice.plan.as_deref() } else { None },
+            status: if paid { "active" } else { "past_due" },
+            current_period_end: if paid { invoice.period_end.map(|s| s * 1000) } else { None },
+            now_ms: now_ms(),
+        },
+    )
+    .await
 }
 
 async fn record(
