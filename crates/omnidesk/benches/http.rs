@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p omnidesk --bench http` (optionally `-- SECONDS CONCURRENCY`, default 10 and 16).
 //! For each topology it starts the release binary (`omnidesk serve`, then `omnidesk up --topology
-//! microservices`), registers one user per client, and measures for SECONDS each:
+//! microservices`, events through the local RabbitMQ), registers one user per client, and measures for
+//! SECONDS each:
 //! - `login + get-user`: each client logs in, then reads itself (which asks the plan service for the plan);
 //! - `get-user`: each client reads itself with a token it already has.
 //!
@@ -32,6 +33,10 @@ impl Server {
             .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE", "1000000000")
             .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000000")
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
+            // Split topologies carry events over the machine's RabbitMQ, on an exchange of the benchmark's own.
+            .env("RABBIT_MQ_HOST", "127.0.0.1")
+            .env("RABBIT_MQ_PASSWORD", "guest")
+            .env("OMNIDESK_RABBITMQ__EXCHANGE", "omnidesk-bench.events")
             .current_dir(data.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
