@@ -165,11 +165,17 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     let run_dir = plan.data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
+    // Every port is held until all are chosen, so that no two groups can be given the same one; they are
+    // released just before the children bind them.
     let mut groups = Vec::with_capacity(plan.groups.len());
+    let mut reservations = Vec::with_capacity(plan.groups.len());
     for services in &plan.groups {
-        let port = free_loopback_port().context("choosing a port for a child process")?;
+        let reservation = reserve_loopback_port().context("choosing a port for a child process")?;
+        let port = reservation.local_addr().context("reading a reserved port")?.port();
+        reservations.push(reservation);
         groups.push(Group { name: services.join("+"), services: services.clone(), port });
     }
+    drop(reservations);
 
     let table = RouteTable::build(catalogue)?;
     let listener = TcpListener::bind(plan.listen)
@@ -379,9 +385,9 @@ fn generate_secret() -> String {
 /// A port that is free on loopback right now. The listener is dropped at once, so another process could
 /// take the port before the child binds it; on a development machine that is rare, and the child's failure
 /// to bind would be logged and retried.
-fn free_loopback_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
+/// A loopback port nobody else holds now, kept while the caller holds the listener.
+fn reserve_loopback_port() -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
 }
 
 /// Resolves with the reason once this process is asked to stop.

@@ -273,6 +273,11 @@ pub struct Topology {
 impl Topology {
     /// Starts `omnidesk up --topology <mode>` on a free port and waits for its ready line.
     pub fn spawn(mode: &str, env: &[(&str, &str)]) -> Self {
+        // Topologies start one at a time. Each supervisor picks free loopback ports for its children and
+        // releases them just before the children bind them; two supervisors starting at once could pick
+        // the same port in that window, and one gateway would then reach the other's process.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let data = tempfile::tempdir().expect("tempdir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
         command
