@@ -151,11 +151,6 @@ impl Process {
         self.wiring.port::<P>(caller)
     }
 
-    /// The complete router (for in-process benchmarks).
-    pub fn router(&self) -> Router {
-        self.router.clone()
-    }
-
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish (up to the grace
     /// period) and closes the namespaces.
     pub async fn serve(

@@ -96,10 +96,6 @@ impl Metrics {
         }))
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.0.registry
-    }
-
     pub fn observe_http(&self, service: &str, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         self.0.http_requests.with_label_values(&[service, method, route, &status]).inc();

@@ -339,9 +339,8 @@ async fn update_language(
 /// The user `id` as seen from the caller's account: themselves, or a member of the same account.
 /// Anyone else is reported as not found, so ids of other tenants' users cannot be probed.
 async fn visible_member(users: &Users, caller: &Caller, id: UserId) -> Result<(UserRow, MembershipRow), UserError> {
-    let membership = users.store.membership(id, caller.account).await?.ok_or(UserError::NotFound)?;
-    let user = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
-    Ok((user, membership))
+    let member = users.store.member(id, caller.account).await?.ok_or(UserError::NotFound)?;
+    Ok((member.user, member.membership))
 }
 
 async fn start_session(

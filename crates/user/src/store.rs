@@ -31,6 +31,15 @@ pub struct MembershipRow {
     pub role: Role,
 }
 
+/// A user together with their membership in one account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    #[sqlx(flatten)]
+    pub membership: MembershipRow,
+}
+
 /// A stored refresh token (by hash).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefreshTokenRow {
@@ -137,6 +146,19 @@ impl Store {
             .fetch_optional(
                 "select m.account_id, a.name as account_name, m.role from memberships m \
                  join accounts a on a.id = m.account_id where m.user_id = ? and m.account_id = ?",
+                args![user.to_string(), account.to_string()],
+            )
+            .await
+    }
+
+    /// The user `user` as a member of `account`, in one query; `None` if they are not a member.
+    pub async fn member(&self, user: UserId, account: AccountId) -> Result<Option<MemberRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select u.id, u.email, u.password_hash, u.name, u.language, u.created_at, u.updated_at, \
+                 m.account_id, a.name as account_name, m.role from memberships m \
+                 join users u on u.id = m.user_id join accounts a on a.id = m.account_id \
+                 where m.user_id = ? and m.account_id = ?",
                 args![user.to_string(), account.to_string()],
             )
             .await

@@ -159,10 +159,6 @@ impl Namespace {
         self.service
     }
 
-    pub fn owned_tables(&self) -> &HashSet<String> {
-        &self.owned_tables
-    }
-
     /// Applies the kernel's tables (outbox, processed events, dead letters) and this service's pending
     /// migrations, each recorded in the namespace's own history.
     pub async fn migrate(&self) -> Result<(), StoreError> {
