@@ -14,6 +14,8 @@
 //! Transports: [`inprocess::InProcess`] (the monolith; publishing returns once every local consumer has
 //! applied or dead-lettered the event) and RabbitMQ (between processes). Service code never sees which.
 
+#[cfg(test)]
+mod fixture;
 pub mod inprocess;
 pub mod rabbitmq;
 

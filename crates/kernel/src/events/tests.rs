@@ -1,25 +1,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::fixture::{ThingNamed, namespace};
 use super::inprocess::InProcess;
 use super::*;
-use crate::store::{Location, Migrations};
-
-static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct ThingNamed {
-    id: String,
-    name: String,
-}
-
-impl Event for ThingNamed {
-    const KIND: &'static str = "thing.named";
-    const VERSION: u32 = 1;
-    fn key(&self) -> String {
-        self.id.clone()
-    }
-}
 
 /// Stores each named thing in the consumer's namespace; fails the first `failures` attempts.
 struct StoreThing {
@@ -46,13 +30,6 @@ impl Handler<ThingNamed> for StoreThing {
     }
 }
 
-async fn namespace(dir: &std::path::Path, service: &'static str) -> Namespace {
-    let location = Location::default_for(dir, service);
-    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
-    namespace.migrate().await.expect("migrates");
-    namespace
-}
-
 async fn consumer(dir: &std::path::Path, handler: Arc<StoreThing>) -> Arc<Delivery> {
     let mut delivery = Delivery::new("consumer", namespace(dir, "consumer").await);
     delivery.retry_base = Duration::from_millis(1);
@@ -63,7 +40,7 @@ async fn consumer(dir: &std::path::Path, handler: Arc<StoreThing>) -> Arc<Delive
 async fn produce(producer: &Namespace, id: &str) {
     let mut tx = producer.begin().await.expect("begin");
     tx.execute("insert into things (id, name) values (?, ?)", args![id, format!("thing {id}")]).await.expect("insert");
-    tx.publish(&ThingNamed { id: id.to_owned(), name: format!("thing {id}") }).await.expect("publish");
+    tx.publish(&ThingNamed::new(id)).await.expect("publish");
     tx.commit().await.expect("commit");
 }
 

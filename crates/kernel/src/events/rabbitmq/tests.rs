@@ -7,24 +7,9 @@ use uuid::Uuid;
 use super::test_broker::{self, StoppedBroker};
 use super::*;
 use crate::args;
+use crate::events::fixture::{ThingNamed, namespace};
 use crate::events::{Envelope, Event, Handler, dead_letters, flush, outbox_backlog, relay};
-use crate::store::{Location, Migrations, Namespace, Tx};
-
-static FIXTURE: sqlx::migrate::Migrator = sqlx::migrate!("src/store/test_migrations");
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-struct ThingNamed {
-    id: String,
-    name: String,
-}
-
-impl Event for ThingNamed {
-    const KIND: &'static str = "thing.named";
-    const VERSION: u32 = 1;
-    fn key(&self) -> String {
-        self.id.clone()
-    }
-}
+use crate::store::{Namespace, Tx};
 
 /// Stores each named thing in the consumer's namespace and remembers the order it applied them in. Applying
 /// one twice would break the primary key of `things`, so a duplicate cannot go unnoticed.
@@ -64,7 +49,7 @@ impl World {
         let unique = Uuid::now_v7().simple().to_string();
         // Queue names come from consumer names, which the kernel takes as `&'static str`.
         let consumer: &'static str = Box::leak(format!("test-consumer-{unique}").into_boxed_str());
-        let producer = namespace(&dir, "producer").await;
+        let producer = namespace(dir.path(), "producer").await;
         let handler = Arc::new(RecordThing::default());
         let delivery = delivery(&dir, consumer, handler.clone()).await;
         Self { exchange: format!("test.events.{unique}"), consumer, producer, handler, delivery, _dir: dir }
@@ -91,27 +76,16 @@ impl World {
     }
 }
 
-async fn namespace(dir: &TempDir, service: &'static str) -> Namespace {
-    let location = Location::default_for(dir.path(), service);
-    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
-    namespace.migrate().await.expect("migrates");
-    namespace
-}
-
 async fn delivery(dir: &TempDir, consumer: &'static str, handler: Arc<RecordThing>) -> Arc<Delivery> {
-    let mut delivery = Delivery::new(consumer, namespace(dir, "consumer").await);
+    let mut delivery = Delivery::new(consumer, namespace(dir.path(), "consumer").await);
     delivery.retry_base = Duration::from_millis(1);
     delivery.add::<ThingNamed, _>(handler);
     Arc::new(delivery)
 }
 
-fn thing(id: &str) -> ThingNamed {
-    ThingNamed { id: id.to_owned(), name: format!("thing {id}") }
-}
-
 async fn produce(producer: &Namespace, id: &str) {
     let mut tx = producer.begin().await.expect("begin");
-    tx.publish(&thing(id)).await.expect("publish");
+    tx.publish(&ThingNamed::new(id)).await.expect("publish");
     tx.commit().await.expect("commit");
 }
 
@@ -159,13 +133,16 @@ async fn an_event_published_through_rabbitmq_is_applied_once_even_when_published
     let world = World::new().await;
     let transport = world.transport().await;
     transport.subscribe(world.delivery.clone()).await.expect("subscribes");
-    let event = Envelope::wrap(&thing("a"), "producer", None).expect("wraps");
+    let event = Envelope::wrap(&ThingNamed::new("a"), "producer", None).expect("wraps");
 
     transport.publish(&event).await.expect("publishes");
     // The broker's at-least-once: the very same envelope a second time.
     transport.publish(&event).await.expect("publishes again");
     // The consumer applies its queue in order, so once this one is applied the duplicate has been handled.
-    transport.publish(&Envelope::wrap(&thing("b"), "producer", None).expect("wraps")).await.expect("publishes");
+    transport
+        .publish(&Envelope::wrap(&ThingNamed::new("b"), "producer", None).expect("wraps"))
+        .await
+        .expect("publishes");
     wait_until(Duration::from_secs(10), "events applied", || world.handler.applied().len() >= 2).await;
 
     assert_eq!(world.handler.applied(), ["a", "b"]);
@@ -216,7 +193,10 @@ async fn an_unparsable_message_is_dropped_without_blocking_the_events_behind_it(
         .expect("publishes")
         .await
         .expect("confirmed");
-    transport.publish(&Envelope::wrap(&thing("after"), "producer", None).expect("wraps")).await.expect("publishes");
+    transport
+        .publish(&Envelope::wrap(&ThingNamed::new("after"), "producer", None).expect("wraps"))
+        .await
+        .expect("publishes");
     wait_until(Duration::from_secs(10), "event applied", || !world.handler.applied().is_empty()).await;
 
     assert_eq!(world.handler.applied(), ["after"]);
@@ -235,7 +215,7 @@ async fn events_published_while_a_consumer_is_down_are_applied_when_it_comes_bac
     let producer_process = world.transport().await;
 
     producer_process
-        .publish(&Envelope::wrap(&thing("queued"), "producer", None).expect("wraps"))
+        .publish(&Envelope::wrap(&ThingNamed::new("queued"), "producer", None).expect("wraps"))
         .await
         .expect("publishes");
     let restarted = world.transport().await;
@@ -264,7 +244,8 @@ async fn rabbitmq_stopped_while_events_are_produced_then_started_applies_every_e
 
     let mut broker = StoppedBroker::stop().await;
     let refused_at = Instant::now();
-    let refused = transport.publish(&Envelope::wrap(&thing("refused"), "producer", None).expect("wraps")).await;
+    let refused =
+        transport.publish(&Envelope::wrap(&ThingNamed::new("refused"), "producer", None).expect("wraps")).await;
     let refused_in = refused_at.elapsed();
     let during: Vec<String> = (0..20).map(|i| format!("during-{i:02}")).collect();
     for id in &during {

@@ -1,0 +1,37 @@
+//! What the event-bus tests share: a namespace with a `things` table and an event naming a thing.
+
+use serde::{Deserialize, Serialize};
+
+use super::Event;
+use crate::store::{Location, Migrations, Namespace};
+
+static FIXTURE: sqlx::migrate::Migrator = sqlx::migrate!("src/store/test_migrations");
+
+/// A thing got a name; consumers store it in their `things` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ThingNamed {
+    pub id: String,
+    pub name: String,
+}
+
+impl ThingNamed {
+    pub fn new(id: &str) -> Self {
+        Self { id: id.to_owned(), name: format!("thing {id}") }
+    }
+}
+
+impl Event for ThingNamed {
+    const KIND: &'static str = "thing.named";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// `service`'s namespace under `dir`, migrated (the `things` table and the kernel's event tables).
+pub(crate) async fn namespace(dir: &std::path::Path, service: &'static str) -> Namespace {
+    let location = Location::default_for(dir, service);
+    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    namespace.migrate().await.expect("migrates");
+    namespace
+}
