@@ -5,7 +5,10 @@
 //! (an architecture invariant, tested by `crates/omnidesk/tests/architecture.rs`).
 
 pub mod account;
+pub mod channel;
+pub mod inbox;
 pub mod plan;
+pub mod user;
 
 pub use kernel::auth::{AccountId, Role, UserId};
 

@@ -17,49 +17,53 @@ use crate::http::Problem;
 
 const ISSUER: &str = "omnidesk";
 
-/// A user's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(pub Uuid);
+/// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>` (for rows), serde as a plain string,
+/// and `new()` for a fresh time-ordered (v7) id. Used here and by the contracts crate.
+#[macro_export]
+macro_rules! uuid_id {
+    ($($(#[$meta:meta])* $id:ident;)*) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $id(pub ::uuid::Uuid);
 
-/// An account's (workspace's) id: the tenant every query is scoped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AccountId(pub Uuid);
-
-macro_rules! id_display {
-    ($($id:ident),*) => {$(
-        impl std::fmt::Display for $id {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl ::std::fmt::Display for $id {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 self.0.fmt(f)
             }
         }
-        impl std::str::FromStr for $id {
-            type Err = uuid::Error;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map(Self)
+        impl ::std::str::FromStr for $id {
+            type Err = ::uuid::Error;
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+                ::uuid::Uuid::parse_str(s).map(Self)
             }
         }
-        impl TryFrom<String> for $id {
-            type Error = uuid::Error;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
+        impl ::std::convert::TryFrom<String> for $id {
+            type Error = ::uuid::Error;
+            fn try_from(s: String) -> ::std::result::Result<Self, Self::Error> {
                 s.parse()
             }
         }
         impl $id {
             /// A new time-ordered id.
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self(::uuid::Uuid::now_v7())
             }
         }
-        impl Default for $id {
+        impl ::std::default::Default for $id {
             fn default() -> Self {
                 Self::new()
             }
         }
     )*};
 }
-id_display!(UserId, AccountId);
+
+uuid_id! {
+    /// A user's id.
+    UserId;
+    /// An account's (workspace's) id: the tenant every query is scoped by.
+    AccountId;
+}
 
 /// A member's role in an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

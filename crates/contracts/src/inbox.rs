@@ -1,0 +1,134 @@
+//! The inbox service's ids and the events it publishes about conversations and messages.
+
+use kernel::events::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelKind;
+use crate::{AccountId, UserId};
+
+kernel::uuid_id! {
+    /// An inbox: one channel endpoint and the agents who answer it.
+    InboxId;
+    /// A conversation with one contact in one inbox.
+    ConversationId;
+    /// One message (incoming, outgoing, private note or activity entry).
+    MessageId;
+    /// A customer.
+    ContactId;
+}
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// From the contact.
+    Incoming,
+    /// From an agent, sent to the contact.
+    Outgoing,
+    /// A private note between agents; never sent.
+    Note,
+    /// A record of something that happened (status changed, assigned, labelled).
+    Activity,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Incoming => "incoming",
+            MessageKind::Outgoing => "outgoing",
+            MessageKind::Note => "note",
+            MessageKind::Activity => "activity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "incoming" => Some(MessageKind::Incoming),
+            "outgoing" => Some(MessageKind::Outgoing),
+            "note" => Some(MessageKind::Note),
+            "activity" => Some(MessageKind::Activity),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for MessageKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        MessageKind::parse(&s).ok_or_else(|| format!("unknown message kind `{s}`"))
+    }
+}
+
+/// A message was added to a conversation. Published by inbox; input delivers outgoing messages of its
+/// channels to the contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCreated {
+    pub account: AccountId,
+    pub inbox: InboxId,
+    pub channel: ChannelKind,
+    pub conversation: ConversationId,
+    pub message: MessageId,
+    pub kind: MessageKind,
+    pub content: String,
+    /// The agent who wrote it (outgoing messages and notes).
+    pub sender: Option<UserId>,
+    /// The contact's identity on the channel, for delivery.
+    pub contact_source_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A conversation started. Published by inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationCreated {
+    pub account: AccountId,
+    pub inbox: InboxId,
+    pub conversation: ConversationId,
+    /// The per-account number agents see (#1, #2, …).
+    pub display_id: i64,
+    pub contact: ContactId,
+}
+
+/// A conversation's status changed (open, pending, resolved, snoozed). Published by inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationStatusChanged {
+    pub account: AccountId,
+    pub conversation: ConversationId,
+    pub from: String,
+    pub to: String,
+    /// The agent who changed it; `None` when the system did (a customer's reply reopening it, a snooze
+    /// ending).
+    pub by: Option<UserId>,
+}
+
+impl Event for MessageCreated {
+    const KIND: &'static str = "message.created";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.conversation.to_string()
+    }
+    fn account(&self) -> Option<AccountId> {
+        Some(self.account)
+    }
+}
+
+impl Event for ConversationCreated {
+    const KIND: &'static str = "conversation.created";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.conversation.to_string()
+    }
+    fn account(&self) -> Option<AccountId> {
+        Some(self.account)
+    }
+}
+
+impl Event for ConversationStatusChanged {
+    const KIND: &'static str = "conversation.status_changed";
+    const VERSION: u32 = 1;
+    fn key(&self) -> String {
+        self.conversation.to_string()
+    }
+    fn account(&self) -> Option<AccountId> {
+        Some(self.account)
+    }
+}
