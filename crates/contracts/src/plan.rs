@@ -48,6 +48,38 @@ pub struct Allowance {
     pub plan: String,
 }
 
+impl Limited {
+    /// The name clients see in a `plan_limit_reached` problem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limited::Agents => "agents",
+            Limited::Inboxes => "inboxes",
+            Limited::ConversationsPerMonth => "conversations_per_month",
+            Limited::LinePushesPerMonth => "line_pushes_per_month",
+        }
+    }
+}
+
+impl Allowance {
+    /// The answer to a request refused by this allowance: 403 `plan_limit_reached`, naming the limit, the
+    /// plan, how many are used and how many the plan allows.
+    pub fn refusal(&self) -> kernel::http::Problem {
+        let limit = self.limited.as_str();
+        kernel::http::Problem::forbidden(
+            "plan_limit_reached",
+            format!(
+                "The {} plan allows {} {limit}; upgrade the plan for more.",
+                self.plan,
+                self.limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+            ),
+        )
+        .with_extension("limit", limit)
+        .with_extension("plan", self.plan.clone())
+        .with_extension("used", self.used)
+        .with_extension("max", self.limit)
+    }
+}
+
 kernel::port! {
     /// Questions other services ask the plan service.
     pub trait PlanPort for "plan" {

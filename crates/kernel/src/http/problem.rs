@@ -34,6 +34,9 @@ pub struct Problem {
     /// One entry per invalid input field (422 responses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Further members specific to one `code` (RFC 9457 §3.2), e.g. which plan limit was reached.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`); not part of the body.
     #[serde(skip)]
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
@@ -66,6 +69,7 @@ impl Problem {
             code: code.to_owned(),
             detail: Some(detail.into()),
             errors: Vec::new(),
+            extensions: serde_json::Map::new(),
             headers: Vec::new(),
         }
     }
@@ -132,6 +136,12 @@ impl Problem {
             _ => ("internal_error", "The server failed to handle this request; it has been logged."),
         };
         Self::new(status, code, detail)
+    }
+
+    /// Adds a member to the body, next to `code`.
+    pub fn with_extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
