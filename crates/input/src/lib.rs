@@ -1,13 +1,195 @@
-//! The input service owns the public channel endpoints (API channel and website widget under
-//! `/public/api`, the LINE webhook, inbound e-mail), the raw inbound events kept for dedupe and audit, and
-//! channel credentials. Its features arrive with the helpdesk-core and channels issues; until then it
-//! claims its paths and serves nothing under them.
+//! The input service owns the public channel endpoints — the API channel under `/public/api` today; the
+//! LINE webhook (`/hooks/line`) and inbound e-mail (`/hooks/email`) are claimed for later — the channels'
+//! credentials, the raw inbound events kept for dedupe and audit, each contact's transcript, and the
+//! delivery of agents' replies to callback URLs.
+//!
+//! The inbox service registers an inbox's endpoint through [`InputPort`](contracts::channel::InputPort)
+//! (served by [`channels`]). What customers send is accepted here ([`inbound`]: verified, deduplicated,
+//! recorded) and reported as `input.message_received` / `input.contact_identified`; inbox turns those into
+//! contacts, conversations and messages. Replies come back as `message.created` ([`events`]); the
+//! [`delivery`] worker posts them to the channel's callback URL and reports `input.delivery_updated`.
+//!
+//! Settings (`services.input.settings`, e.g. `OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_MAX_ATTEMPTS`):
+//! `delivery_max_attempts` (default 8), `delivery_retry_base_ms` (1000; attempt n waits base × 2ⁿ⁻¹),
+//! `delivery_timeout_ms` (10000, per attempt), `delivery_poll_ms` (1000, how often the worker looks for due
+//! deliveries when nothing woke it).
 
-use kernel::ServiceSpec;
+mod channels;
+mod delivery;
+mod events;
+mod http;
+mod inbound;
+pub mod signature;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::channel::InputPort;
+use contracts::inbox::MessageCreated;
+use contracts::plan::{Allowance, PlanPort};
+use kernel::http::{FieldError, Problem};
+use kernel::ports::PortError;
+use kernel::store::{Migrations, StoreError};
+use kernel::{ServiceContext, ServiceSpec};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The input service, as the kernel sees it.
-pub const SERVICE: ServiceSpec = ServiceSpec::without_features(
-    contracts::services::INPUT,
-    "channel endpoints, raw inbound events, channel credentials",
-    &["/public/api", "/hooks/line", "/hooks/email"],
-);
+pub const SERVICE: ServiceSpec = ServiceSpec {
+    name: contracts::services::INPUT,
+    summary: "channel endpoints, raw inbound events, channel credentials, reply delivery",
+    prefixes: &["/public/api", "/hooks/line", "/hooks/email"],
+    depends_on: &[contracts::services::PLAN],
+    issues_tokens: false,
+    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    routes: || http::routes().table(),
+    start: |context| Box::pin(start(context)),
+};
+
+/// The input service's settings, from `services.input.settings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Attempts per reply before it is marked failed.
+    pub delivery_max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles with each further one.
+    pub delivery_retry_base: Duration,
+    /// How long one attempt may take.
+    pub delivery_timeout: Duration,
+    /// How often the worker looks for due deliveries when nothing woke it.
+    pub delivery_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            delivery_max_attempts: 8,
+            delivery_retry_base: Duration::from_millis(1000),
+            delivery_timeout: Duration::from_millis(10_000),
+            delivery_poll: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings, refusing values that are not positive numbers (a typo should stop the start,
+    /// not silently fall back to a default).
+    pub fn from(settings: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let number =
+            |key: &str, default: u64| -> anyhow::Result<u64> {
+                match settings.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                    None => Ok(default),
+                    Some(value) => value.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("services.input.settings.{key} must be a positive number, not `{value}`")
+                    }),
+                }
+            };
+        let defaults = Self::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(Self {
+            delivery_max_attempts: u32::try_from(number(
+                "delivery_max_attempts",
+                u64::from(defaults.delivery_max_attempts),
+            )?)
+            .unwrap_or(u32::MAX),
+            delivery_retry_base: Duration::from_millis(number(
+                "delivery_retry_base_ms",
+                millis(defaults.delivery_retry_base),
+            )?),
+            delivery_timeout: Duration::from_millis(number("delivery_timeout_ms", millis(defaults.delivery_timeout))?),
+            delivery_poll: Duration::from_millis(number("delivery_poll_ms", millis(defaults.delivery_poll))?),
+        })
+    }
+}
+
+/// What the input service's handlers and port share.
+pub struct Input {
+    store: store::Store,
+    plan: Arc<dyn PlanPort>,
+}
+
+/// Why an inbound request was not accepted. Mapped to problems in one place, below.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("no open channel has this identifier")]
+    InboxNotFound,
+    #[error("no such contact on this channel")]
+    ContactNotFound,
+    #[error(transparent)]
+    InvalidSignature(#[from] signature::SignatureError),
+    #[error("the Idempotency-Key header is required")]
+    IdempotencyKeyRequired,
+    #[error("the Idempotency-Key header is invalid: {0}")]
+    IdempotencyKeyInvalid(&'static str),
+    #[error("the Idempotency-Key was used before with another body")]
+    IdempotencyKeyReused,
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("the plan's limit is reached")]
+    PlanLimit(Box<Allowance>),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a stored row is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<InputError> for Problem {
+    fn from(error: InputError) -> Self {
+        use axum::http::{HeaderValue, StatusCode, header};
+        match error {
+            InputError::InboxNotFound => Problem::not_found("inbox_not_found", "No inbox has this identifier."),
+            InputError::ContactNotFound => {
+                Problem::not_found("contact_not_found", "No contact with this source id in this inbox.")
+            }
+            InputError::InvalidSignature(reason) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", reason.to_string())
+                    .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("OmniDesk-Signature"))
+            }
+            InputError::IdempotencyKeyRequired => Problem::bad_request(
+                "idempotency_key_required",
+                "Send an `Idempotency-Key` header (at most 255 characters) so that retries are safe.",
+            ),
+            InputError::IdempotencyKeyInvalid(reason) => {
+                Problem::bad_request("idempotency_key_invalid", format!("The Idempotency-Key header {reason}."))
+            }
+            InputError::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different body; use a new key for a new message.",
+            ),
+            InputError::MalformedJson(reason) => {
+                Problem::bad_request("malformed_json", format!("The body is not valid JSON: {reason}"))
+            }
+            InputError::Invalid(errors) => Problem::validation(errors),
+            InputError::PlanLimit(allowance) => allowance.refusal(),
+            InputError::Port(error) => error.into(),
+            InputError::Store(error) => Problem::internal(&error),
+            InputError::Corrupt(reason) => Problem::internal(&reason),
+        }
+    }
+}
+
+async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
+    let settings = Settings::from(&context.config().service(contracts::services::INPUT).settings)?;
+    let store = store::Store::new(context.namespace());
+    let input = Arc::new(Input { store: store.clone(), plan: context.port::<dyn PlanPort>()? });
+    context.provide::<dyn InputPort>(input.clone())?;
+    let worker = delivery::Worker::new(store, &settings)?;
+    context.subscribe::<MessageCreated, _>(Arc::new(events::RecordReplies { wake: worker.wake() }))?;
+    worker.spawn();
+    Ok(http::routes().into_router(input))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Channels: the public endpoints of inboxes, registered by the inbox service through
+//! [`InputPort`]. An inbox keeps its identifier and secret for life; registering again only changes its
+//! settings (and reopens a removed endpoint).
+
+use async_trait::async_trait;
+use contracts::AccountId;
+use contracts::channel::{ChannelCredentials, ChannelKind, ChannelRegistration, InputPort, RegistrationError};
+use contracts::inbox::InboxId;
+use kernel::auth::opaque_token;
+use kernel::ports::PortError;
+use kernel::store::StoreError;
+
+use crate::store::{ChannelRow, NewChannel, Store};
+use crate::{Input, InputError, now_ms};
+
+/// An open channel, parsed from its row.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub inbox: InboxId,
+    pub account: AccountId,
+    pub identifier: String,
+    pub secret: String,
+    pub kind: ChannelKind,
+    pub callback_url: Option<String>,
+}
+
+impl TryFrom<ChannelRow> for Channel {
+    type Error = InputError;
+    fn try_from(row: ChannelRow) -> Result<Self, Self::Error> {
+        let corrupt = |what: &str| InputError::Corrupt(format!("channel of inbox {}: {what}", row.inbox_id));
+        Ok(Self {
+            inbox: row.inbox_id.parse().map_err(|_| corrupt("inbox id"))?,
+            account: row.account_id.parse().map_err(|_| corrupt("account id"))?,
+            kind: ChannelKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
+            identifier: row.identifier,
+            secret: row.secret,
+            callback_url: row.callback_url,
+        })
+    }
+}
+
+/// Checks a callback URL: absolute, http or https, with a host. Blank means none.
+pub fn callback_url(url: Option<&str>) -> Result<Option<String>, RegistrationError> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    let invalid = || RegistrationError::InvalidCallbackUrl(url.to_owned());
+    let parsed = reqwest::Url::parse(url).map_err(|_| invalid())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(Some(url.to_owned()))
+}
+
+impl Input {
+    /// The open channel whose public identifier is `identifier`.
+    pub async fn open_channel(&self, identifier: &str) -> Result<Channel, InputError> {
+        // Identifiers we issue are short; a long one cannot exist, and is not worth a query.
+        if identifier.len() > 128 {
+            return Err(InputError::InboxNotFound);
+        }
+        self.store.channel_by_identifier(identifier).await?.ok_or(InputError::InboxNotFound)?.try_into()
+    }
+
+    async fn register(
+        &self,
+        registration: ChannelRegistration,
+    ) -> Result<Result<ChannelCredentials, RegistrationError>, StoreError> {
+        let callback = match callback_url(registration.callback_url.as_deref()) {
+            Ok(url) => url,
+            Err(error) => return Ok(Err(error)),
+        };
+        let (account, inbox) = (registration.account, registration.inbox);
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let kind = registration.kind.as_str();
+        if !Store::update_channel(&mut tx, account, inbox, kind, callback.as_deref(), now).await? {
+            let identifier = opaque_token("inb_");
+            let secret = opaque_token("chs_");
+            Store::insert_channel(
+                &mut tx,
+                NewChannel {
+                    inbox,
+                    account,
+                    identifier: &identifier,
+                    secret: &secret,
+                    kind,
+                    callback_url: callback.as_deref(),
+                    now_ms: now,
+                },
+            )
+            .await?;
+        }
+        let row = Store::channel_of_inbox_in(&mut tx, inbox).await?;
+        tx.commit().await?;
+        match row {
+            Some(row) if row.account_id == account.to_string() => {
+                tracing::info!(inbox.id = %inbox, account.id = %account, channel.kind = kind, "channel registered");
+                Ok(Ok(ChannelCredentials { identifier: row.identifier, secret: row.secret }))
+            }
+            // The inbox id belongs to another account's channel: inbox ids are random, so this is a bug in the
+            // caller, and answering with the other account's secret would be a leak.
+            _ => Err(StoreError::Unparsable(format!("inbox {inbox} has a channel in another account"))),
+        }
+    }
+}
+
+#[async_trait]
+impl InputPort for Input {
+    async fn register_channel(
+        &self,
+        registration: ChannelRegistration,
+    ) -> Result<Result<ChannelCredentials, RegistrationError>, PortError> {
+        self.register(registration).await.map_err(unavailable)
+    }
+
+    async fn channel(&self, account: AccountId, inbox: InboxId) -> Result<Option<ChannelCredentials>, PortError> {
+        let row = self.store.channel_of(account, inbox).await.map_err(unavailable)?;
+        Ok(row.map(|row| ChannelCredentials { identifier: row.identifier, secret: row.secret }))
+    }
+
+    async fn remove_channel(&self, account: AccountId, inbox: InboxId) -> Result<bool, PortError> {
+        let removed = self.store.remove_channel(account, inbox, now_ms()).await.map_err(unavailable)?;
+        if removed {
+            tracing::info!(inbox.id = %inbox, account.id = %account, "channel removed");
+        }
+        Ok(removed)
+    }
+}
+
+fn unavailable(error: StoreError) -> PortError {
+    tracing::error!(error = %error, "input store failed");
+    PortError::Failed { callee: "input".to_owned(), status: 500, reason: "the input store failed".to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_http_and_https_urls_are_callback_urls() {
+        for url in ["https://example.jp/hooks/omnidesk", "http://127.0.0.1:8080/cb?x=1"] {
+            assert_eq!(callback_url(Some(url)), Ok(Some(url.to_owned())), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_blank_callback_url_means_none() {
+        assert_eq!(callback_url(Some("  ")), Ok(None));
+        assert_eq!(callback_url(None), Ok(None));
+    }
+
+    #[test]
+    fn relative_and_non_http_urls_are_refused() {
+        for url in [
+            "/hooks",
+            "example.jp/hooks",
+            "ftp://example.jp/x",
+            "mailto:a@example.jp",
+            "http://",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(callback_url(Some(url)), Err(RegistrationError::InvalidCallbackUrl(url.to_owned())), "{url}");
+        }
+    }
+}

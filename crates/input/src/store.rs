@@ -1,0 +1,450 @@
+//! All of the input service's SQL.
+
+use contracts::AccountId;
+use contracts::inbox::InboxId;
+use kernel::args;
+use kernel::store::{Namespace, StoreError, Tx};
+
+/// A channel: an inbox's public endpoint.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChannelRow {
+    pub inbox_id: String,
+    pub account_id: String,
+    pub identifier: String,
+    pub secret: String,
+    pub kind: String,
+    pub callback_url: Option<String>,
+    pub removed_at: Option<i64>,
+}
+
+/// A contact as a channel knows them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ContactRow {
+    pub source_id: String,
+    pub origin: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_message_at: Option<i64>,
+}
+
+/// What an earlier post with the same idempotency key was, to replay its answer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboundRow {
+    pub body_sha256: String,
+    pub message_id: String,
+}
+
+/// One line of a contact's transcript.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TranscriptRow {
+    pub message_id: String,
+    pub direction: String,
+    pub content: String,
+    pub created_at: i64,
+    pub delivery_status: Option<String>,
+    pub delivery_reason: Option<String>,
+}
+
+/// A reply waiting to be delivered.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub message_id: String,
+    pub inbox_id: String,
+    pub account_id: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// A new channel to store.
+pub struct NewChannel<'a> {
+    pub inbox: InboxId,
+    pub account: AccountId,
+    pub identifier: &'a str,
+    pub secret: &'a str,
+    pub kind: &'a str,
+    pub callback_url: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// A contact's details to store.
+pub struct ContactDetails<'a> {
+    pub inbox: InboxId,
+    pub source_id: &'a str,
+    pub origin: &'a str,
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// An accepted post to record.
+pub struct NewInbound<'a> {
+    pub inbox: InboxId,
+    pub idempotency_key: Option<&'a str>,
+    pub body_sha256: &'a str,
+    pub payload: &'a str,
+    pub source_id: &'a str,
+    pub message_id: &'a str,
+    pub now_ms: i64,
+}
+
+/// A transcript line to append.
+pub struct NewEntry<'a> {
+    pub message_id: &'a str,
+    pub inbox: InboxId,
+    pub source_id: &'a str,
+    pub direction: &'a str,
+    pub content: &'a str,
+    pub conversation_id: Option<&'a str>,
+    pub created_at: i64,
+    pub delivery_status: Option<&'a str>,
+}
+
+/// A reply to deliver.
+pub struct NewDelivery<'a> {
+    pub id: &'a str,
+    pub message_id: &'a str,
+    pub inbox: InboxId,
+    pub account: AccountId,
+    pub payload: &'a str,
+    pub now_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Namespace,
+}
+
+impl Store {
+    pub fn new(db: Namespace) -> Self {
+        Self { db }
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
+        self.db.begin().await
+    }
+
+    /// The open channel with this public identifier.
+    pub async fn channel_by_identifier(&self, identifier: &str) -> Result<Option<ChannelRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
+                 where identifier = ? and removed_at is null",
+                args![identifier],
+            )
+            .await
+    }
+
+    /// The open channel of `inbox` in `account`.
+    pub async fn channel_of(&self, account: AccountId, inbox: InboxId) -> Result<Option<ChannelRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
+                 where inbox_id = ? and account_id = ? and removed_at is null",
+                args![inbox.to_string(), account.to_string()],
+            )
+            .await
+    }
+
+    /// The channel of `inbox`, open or removed, by inbox id alone (events and the delivery worker).
+    pub async fn channel_of_inbox(&self, inbox: &str) -> Result<Option<ChannelRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
+                 where inbox_id = ?",
+                args![inbox],
+            )
+            .await
+    }
+
+    /// [`Store::channel_of_inbox`] inside a transaction.
+    pub async fn channel_of_inbox_in(tx: &mut Tx<'_>, inbox: InboxId) -> Result<Option<ChannelRow>, StoreError> {
+        tx.fetch_optional(
+            "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
+             where inbox_id = ?",
+            args![inbox.to_string()],
+        )
+        .await
+    }
+
+    /// Creates the channel unless `inbox` has one already (whose identifier and secret then stay).
+    pub async fn insert_channel(tx: &mut Tx<'_>, channel: NewChannel<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into channels (inbox_id, account_id, identifier, secret, kind, callback_url, created_at, \
+             updated_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (inbox_id) do nothing",
+            args![
+                channel.inbox.to_string(),
+                channel.account.to_string(),
+                channel.identifier,
+                channel.secret,
+                channel.kind,
+                channel.callback_url,
+                channel.now_ms,
+                channel.now_ms
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Updates the settings of `inbox`'s channel and reopens it if it was removed; false if `inbox` has no
+    /// channel in `account`.
+    pub async fn update_channel(
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        inbox: InboxId,
+        kind: &str,
+        callback_url: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = tx
+            .execute(
+                "update channels set kind = ?, callback_url = ?, updated_at = ?, removed_at = null \
+                 where inbox_id = ? and account_id = ?",
+                args![kind, callback_url, now_ms, inbox.to_string(), account.to_string()],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// Closes `inbox`'s channel (keeping the first removal time); true if it exists, removed or not, so
+    /// that a retried call answers the same.
+    pub async fn remove_channel(&self, account: AccountId, inbox: InboxId, now_ms: i64) -> Result<bool, StoreError> {
+        let updated = self
+            .db
+            .execute(
+                "update channels set removed_at = coalesce(removed_at, ?), updated_at = ? \
+                 where inbox_id = ? and account_id = ?",
+                args![now_ms, now_ms, inbox.to_string(), account.to_string()],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    pub async fn contact(&self, inbox: InboxId, source_id: &str) -> Result<Option<ContactRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select source_id, origin, name, email, phone, first_message_at from channel_contacts \
+                 where inbox_id = ? and source_id = ?",
+                args![inbox.to_string(), source_id],
+            )
+            .await
+    }
+
+    pub async fn contact_in(
+        tx: &mut Tx<'_>,
+        inbox: InboxId,
+        source_id: &str,
+    ) -> Result<Option<ContactRow>, StoreError> {
+        tx.fetch_optional(
+            "select source_id, origin, name, email, phone, first_message_at from channel_contacts \
+             where inbox_id = ? and source_id = ?",
+            args![inbox.to_string(), source_id],
+        )
+        .await
+    }
+
+    /// Creates a contact, or completes the details of an existing one: fields the post leaves out keep
+    /// what an earlier post said.
+    pub async fn upsert_contact(tx: &mut Tx<'_>, contact: ContactDetails<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into channel_contacts (inbox_id, source_id, origin, name, email, phone, created_at) \
+             values (?, ?, ?, ?, ?, ?, ?) on conflict (inbox_id, source_id) do update set \
+             name = coalesce(excluded.name, channel_contacts.name), \
+             email = coalesce(excluded.email, channel_contacts.email), \
+             phone = coalesce(excluded.phone, channel_contacts.phone)",
+            args![
+                contact.inbox.to_string(),
+                contact.source_id,
+                contact.origin,
+                contact.name,
+                contact.email,
+                contact.phone,
+                contact.now_ms
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Marks the contact's first message; true if this call did, i.e. this message starts their conversation.
+    pub async fn start_conversation(
+        tx: &mut Tx<'_>,
+        inbox: InboxId,
+        source_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = tx
+            .execute(
+                "update channel_contacts set first_message_at = ? \
+                 where inbox_id = ? and source_id = ? and first_message_at is null",
+                args![now_ms, inbox.to_string(), source_id],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    pub async fn inbound_by_key(&self, inbox: InboxId, key: &str) -> Result<Option<InboundRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select body_sha256, message_id from inbound_events where inbox_id = ? and idempotency_key = ?",
+                args![inbox.to_string(), key],
+            )
+            .await
+    }
+
+    /// Records an accepted post; a `UniqueViolation` means its idempotency key was used meanwhile.
+    pub async fn insert_inbound(tx: &mut Tx<'_>, inbound: NewInbound<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
+             message_id, received_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            args![
+                uuid::Uuid::now_v7().to_string(),
+                inbound.inbox.to_string(),
+                inbound.idempotency_key,
+                inbound.body_sha256,
+                inbound.payload,
+                inbound.source_id,
+                inbound.message_id,
+                inbound.now_ms
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Appends a line to a transcript; a line already there (a redelivered event) is left alone.
+    pub async fn append_transcript(tx: &mut Tx<'_>, entry: NewEntry<'_>) -> Result<bool, StoreError> {
+        let inserted = tx
+            .execute(
+                "insert into transcript_entries (message_id, inbox_id, source_id, direction, content, \
+                 conversation_id, created_at, delivery_status) values (?, ?, ?, ?, ?, ?, ?, ?) \
+                 on conflict (message_id) do nothing",
+                args![
+                    entry.message_id,
+                    entry.inbox.to_string(),
+                    entry.source_id,
+                    entry.direction,
+                    entry.content,
+                    entry.conversation_id,
+                    entry.created_at,
+                    entry.delivery_status
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// The latest `limit` lines of a contact's transcript, oldest first.
+    pub async fn transcript(
+        &self,
+        inbox: InboxId,
+        source_id: &str,
+        limit: i64,
+    ) -> Result<Vec<TranscriptRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select message_id, direction, content, created_at, delivery_status, delivery_reason from \
+                 (select message_id, direction, content, created_at, delivery_status, delivery_reason \
+                 from transcript_entries where inbox_id = ? and source_id = ? \
+                 order by created_at desc, message_id desc limit ?) as latest \
+                 order by created_at, message_id",
+                args![inbox.to_string(), source_id, limit],
+            )
+            .await
+    }
+
+    pub async fn set_delivery_status(
+        tx: &mut Tx<'_>,
+        message_id: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "update transcript_entries set delivery_status = ?, delivery_reason = ? where message_id = ?",
+            args![status, reason, message_id],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn enqueue_delivery(tx: &mut Tx<'_>, delivery: NewDelivery<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into reply_deliveries (id, message_id, inbox_id, account_id, payload, status, attempts, \
+             next_attempt_at, created_at, updated_at) values (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) \
+             on conflict (message_id) do nothing",
+            args![
+                delivery.id,
+                delivery.message_id,
+                delivery.inbox.to_string(),
+                delivery.account.to_string(),
+                delivery.payload,
+                delivery.now_ms,
+                delivery.now_ms,
+                delivery.now_ms
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Pending deliveries whose next attempt is due, oldest first.
+    pub async fn due_deliveries(&self, now_ms: i64, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select id, message_id, inbox_id, account_id, payload, attempts from reply_deliveries \
+                 where status = 'pending' and next_attempt_at <= ? order by next_attempt_at limit ?",
+                args![now_ms, limit],
+            )
+            .await
+    }
+
+    /// When the next pending delivery is due, if any is pending.
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        let row: Option<(Option<i64>,)> = self
+            .db
+            .fetch_optional("select min(next_attempt_at) from reply_deliveries where status = 'pending'", args![])
+            .await?;
+        Ok(row.and_then(|(due,)| due))
+    }
+
+    /// Takes attempt `attempts + 1` of a delivery, leasing it until `lease_until`; false if another worker
+    /// took it first.
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        attempts: i64,
+        lease_until: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = self
+            .db
+            .execute(
+                "update reply_deliveries set attempts = attempts + 1, next_attempt_at = ?, updated_at = ? \
+                 where id = ? and status = 'pending' and attempts = ?",
+                args![lease_until, now_ms, id, attempts],
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    /// Records an attempt's outcome: the new status, the error, and when to try again (pending only).
+    pub async fn finish_attempt(
+        tx: &mut Tx<'_>,
+        id: &str,
+        status: &str,
+        last_error: Option<&str>,
+        next_attempt_at: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "update reply_deliveries set status = ?, last_error = ?, next_attempt_at = ?, updated_at = ? \
+             where id = ?",
+            args![status, last_error, next_attempt_at, now_ms, id],
+        )
+        .await
+        .map(drop)
+    }
+}
