@@ -1,6 +1,7 @@
 //! The user domain's validated types. Input is parsed into these once, at the edge; past that point an
 //! `Email` is known to be well-formed and lowercased, a `Password` within policy, a `Language` supported.
 
+use contracts::Role;
 use kernel::http::FieldError;
 use serde::Serialize;
 
@@ -77,6 +78,32 @@ impl DisplayName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+kernel::uuid_id! {
+    /// An invitation's id.
+    InvitationId;
+}
+
+/// A role an invitation may grant: admin or agent. An account's owner is whoever registered it; nobody is
+/// invited into ownership, whoever invites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvitedRole(Role);
+
+impl InvitedRole {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        match Role::parse(raw) {
+            Some(role @ (Role::Admin | Role::Agent)) => Ok(Self(role)),
+            Some(Role::Owner) => {
+                Err(FieldError::new("role", "not_invitable", "Owners are not invited; invite an admin or an agent."))
+            }
+            None => Err(FieldError::new("role", "unsupported", "An invitation's role is `admin` or `agent`.")),
+        }
+    }
+
+    pub fn role(self) -> Role {
+        self.0
     }
 }
 
@@ -159,6 +186,14 @@ mod tests {
     fn only_ja_and_en_are_languages() {
         assert_eq!(Language::parse("en"), Ok(Language::En));
         assert_eq!(Language::parse("fr").map_err(|e| e.reason), Err("unsupported".to_owned()));
+    }
+
+    #[test]
+    fn an_invitation_grants_admin_or_agent_never_owner() {
+        assert_eq!(InvitedRole::parse("admin").map(InvitedRole::role), Ok(Role::Admin));
+        assert_eq!(InvitedRole::parse("agent").map(InvitedRole::role), Ok(Role::Agent));
+        assert_eq!(InvitedRole::parse("owner").map_err(|e| e.reason), Err("not_invitable".to_owned()));
+        assert_eq!(InvitedRole::parse("Agent").map_err(|e| e.reason), Err("unsupported".to_owned()));
     }
 
     #[test]

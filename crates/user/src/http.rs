@@ -1,4 +1,7 @@
-//! The user service's public routes — the seed's, verbatim — plus refresh and logout.
+//! The user service's public routes — the seed's, verbatim — plus refresh and logout, and (in
+//! [`members`]) the account's member list, invitations and removal.
+
+mod members;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +42,15 @@ pub fn routes() -> Routes<AppState> {
         .post("/api/users/refresh", refresh_session)
         .post("/api/users/logout", logout_user)
         .put("/api/users/update-language", update_language)
+        .get("/api/users", members::list_members)
+        // Static segments win over `{id}` in the router, so these never reach the per-user routes below.
+        .get("/api/users/invitations", members::list_invitations)
+        .post("/api/users/invitations", members::invite_member)
+        .post("/api/users/invitations/accept", members::accept_invitation)
+        .delete("/api/users/invitations/{id}", members::revoke_invitation)
         .get("/api/users/{id}", get_user)
         .put("/api/users/{id}", update_user)
+        .delete("/api/users/{id}", members::remove_member)
 }
 
 // ---- Request and response bodies -------------------------------------------------------------------

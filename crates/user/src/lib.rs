@@ -1,6 +1,10 @@
 //! The user service owns who can sign in and where: users, accounts (workspaces), memberships and
 //! refresh tokens, under `/api/users` (the seed's routes, verbatim, plus refresh and logout).
 //!
+//! Owners and admins invite people into their account (as admins or agents); an invitation's token, accepted
+//! once, creates the user and their membership and signs them in. Other services ask who belongs to an
+//! account through [`UserPort`](contracts::user::UserPort), which this service provides.
+//!
 //! It is also the token issuer: it signs the short-lived access tokens every other service verifies on its
 //! own (DESIGN §4). It asks the plan service, through [`PlanPort`](contracts::plan::PlanPort), which plan
 //! an account is on.
@@ -9,6 +13,7 @@ mod credentials;
 mod domain;
 mod http;
 mod limits;
+mod members;
 mod store;
 
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::plan::PlanPort;
+use contracts::user::UserPort;
 use kernel::http::Problem;
 use kernel::ports::PortError;
 use kernel::store::{Migrations, StoreError};
@@ -38,8 +44,10 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let auth = &context.config().auth;
+    let store = store::Store::new(context.namespace());
+    context.provide::<dyn UserPort>(Arc::new(members::Directory { store: store.clone() }))?;
     let users = http::Users {
-        store: store::Store::new(context.namespace()),
+        store,
         plans: context.port::<dyn PlanPort>()?,
         signer: context.token_signer()?,
         limits: limits::LoginLimits::new(
@@ -68,6 +76,18 @@ enum UserError {
     NotFound,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    #[error("refused by the account's plan")]
+    PlanLimit(Problem),
+    #[error("invitation not found")]
+    InvitationNotFound,
+    #[error("invitation already used")]
+    InvitationUsed,
+    #[error("invitation expired")]
+    InvitationExpired,
+    #[error("members cannot remove themselves")]
+    CannotRemoveSelf,
+    #[error("the account's last owner")]
+    LastOwner,
     #[error(transparent)]
     Dependency(#[from] PortError),
     #[error(transparent)]
@@ -99,6 +119,24 @@ impl From<UserError> for Problem {
             UserError::RateLimited(retry_after) => Problem::too_many_requests("login_rate_limited", retry_after),
             UserError::NotFound => Problem::not_found("user_not_found", "No such user in your account."),
             UserError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", why),
+            UserError::PlanLimit(refusal) => refusal,
+            UserError::InvitationNotFound => {
+                Problem::not_found("invitation_not_found", "No such invitation; it may have been revoked or replaced.")
+            }
+            UserError::InvitationUsed => {
+                Problem::conflict("invitation_used", "This invitation has been accepted already; log in instead.")
+            }
+            UserError::InvitationExpired => {
+                Problem::new(StatusCode::GONE, "invitation_expired", "This invitation has expired; ask for a new one.")
+            }
+            UserError::CannotRemoveSelf => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_remove_self",
+                "Members cannot remove themselves from their account.",
+            ),
+            UserError::LastOwner => {
+                Problem::conflict("last_owner", "An account keeps at least one owner; this is its last.")
+            }
             UserError::Dependency(error) => error.into(),
             UserError::Store(error) => Problem::internal(&error),
             UserError::Internal(error) => Problem::internal(&error),

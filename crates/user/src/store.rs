@@ -5,7 +5,7 @@ use contracts::{AccountId, Role, UserId};
 use kernel::args;
 use kernel::store::{Namespace, StoreError};
 
-use crate::domain::Language;
+use crate::domain::{InvitationId, Language};
 
 /// A user as stored, including the password hash (which never leaves this service).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -62,6 +62,44 @@ pub struct NewRefreshToken<'a> {
     pub token_hash: &'a str,
     pub now_ms: i64,
     pub expires_at_ms: i64,
+}
+
+/// An invitation as stored (without its token's hash, which is only ever looked up by).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvitationRow {
+    #[sqlx(try_from = "String")]
+    pub id: InvitationId,
+    #[sqlx(try_from = "String")]
+    pub account_id: AccountId,
+    pub email: String,
+    pub name: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// A new invitation to store.
+pub struct NewInvitation<'a> {
+    pub id: InvitationId,
+    pub account_id: AccountId,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub role: Role,
+    pub token_hash: &'a str,
+    pub invited_by: UserId,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// How removing a member ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotAMember,
+    /// The member is the account's only owner; an account always keeps one.
+    LastOwner,
 }
 
 /// Changes to a user; `None` leaves a column as it is.
@@ -256,5 +294,186 @@ impl Store {
             )
             .await
             .map(drop)
+    }
+
+    /// Every member of `account`, in the order they joined.
+    pub async fn members(&self, account: AccountId) -> Result<Vec<MemberRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select u.id, u.email, u.password_hash, u.name, u.language, u.created_at, u.updated_at, \
+                 m.account_id, a.name as account_name, m.role from memberships m \
+                 join users u on u.id = m.user_id join accounts a on a.id = m.account_id \
+                 where m.account_id = ? order by m.created_at, u.id",
+                args![account.to_string()],
+            )
+            .await
+    }
+
+    /// How many seats `account` has taken: its members plus its pending invitations at `now_ms`, leaving
+    /// out a pending invitation to `except_email` (which a new invitation to that address replaces).
+    pub async fn seats_taken(&self, account: AccountId, now_ms: i64, except_email: &str) -> Result<u64, StoreError> {
+        let members: Option<(i64,)> = self
+            .db
+            .fetch_optional("select count(*) from memberships where account_id = ?", args![account.to_string()])
+            .await?;
+        let pending: Option<(i64,)> = self
+            .db
+            .fetch_optional(
+                "select count(*) from invitations \
+                 where account_id = ? and used_at is null and expires_at > ? and email <> ?",
+                args![account.to_string(), now_ms, except_email],
+            )
+            .await?;
+        let count = |row: Option<(i64,)>| row.map_or(0, |(n,)| u64::try_from(n).unwrap_or(0));
+        Ok(count(members) + count(pending))
+    }
+
+    /// Stores `invitation`, replacing any pending invitation to the same address in the same account (whose
+    /// token then stops working).
+    pub async fn replace_invitation(&self, invitation: NewInvitation<'_>) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "delete from invitations where account_id = ? and email = ? and used_at is null",
+            args![invitation.account_id.to_string(), invitation.email],
+        )
+        .await?;
+        tx.execute(
+            "insert into invitations \
+             (id, account_id, email, name, role, token_hash, invited_by, created_at, expires_at) \
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            args![
+                invitation.id.to_string(),
+                invitation.account_id.to_string(),
+                invitation.email,
+                invitation.name,
+                invitation.role.as_str(),
+                invitation.token_hash,
+                invitation.invited_by.to_string(),
+                invitation.now_ms,
+                invitation.expires_at_ms
+            ],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// The invitations of `account` still open at `now_ms`, oldest first.
+    pub async fn pending_invitations(&self, account: AccountId, now_ms: i64) -> Result<Vec<InvitationRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select id, account_id, email, name, role, created_at, expires_at, used_at from invitations \
+                 where account_id = ? and used_at is null and expires_at > ? order by created_at, id",
+                args![account.to_string(), now_ms],
+            )
+            .await
+    }
+
+    pub async fn invitation_by_hash(&self, token_hash: &str) -> Result<Option<InvitationRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, account_id, email, name, role, created_at, expires_at, used_at from invitations \
+                 where token_hash = ?",
+                args![token_hash],
+            )
+            .await
+    }
+
+    /// Deletes a not yet used invitation of `account`; false if there is none with that id.
+    pub async fn revoke_invitation(&self, account: AccountId, id: InvitationId) -> Result<bool, StoreError> {
+        let affected = self
+            .db
+            .execute(
+                "delete from invitations where id = ? and account_id = ? and used_at is null",
+                args![id.to_string(), account.to_string()],
+            )
+            .await?;
+        Ok(affected == 1)
+    }
+
+    /// Accepts `invitation`: marks it used and creates `user` with a membership in the inviting account, with
+    /// `user.registered`, in one transaction. False (and nothing written) if the invitation was used first.
+    pub async fn accept_invitation(&self, invitation: &InvitationRow, user: &UserRow) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Claimed first, so that of two concurrent acceptances the second hears "used", not "e-mail taken".
+        let claimed = tx
+            .execute(
+                "update invitations set used_at = ? where id = ? and used_at is null",
+                args![user.created_at, invitation.id.to_string()],
+            )
+            .await?;
+        if claimed != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "insert into users (id, email, password_hash, name, language, created_at, updated_at) \
+             values (?, ?, ?, ?, ?, ?, ?)",
+            args![
+                user.id.to_string(),
+                &user.email,
+                &user.password_hash,
+                &user.name,
+                user.language.as_str(),
+                user.created_at,
+                user.updated_at
+            ],
+        )
+        .await?;
+        tx.execute(
+            "insert into memberships (account_id, user_id, role, created_at) values (?, ?, ?, ?)",
+            args![invitation.account_id.to_string(), user.id.to_string(), invitation.role.as_str(), user.created_at],
+        )
+        .await?;
+        // Only now does the user exist for the reference to point to.
+        tx.execute(
+            "update invitations set accepted_by = ? where id = ?",
+            args![user.id.to_string(), invitation.id.to_string()],
+        )
+        .await?;
+        tx.publish(&UserRegistered {
+            user: user.id,
+            account: invitation.account_id,
+            language: user.language.as_str().to_owned(),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes `user` from `account` and revokes their refresh tokens for it, in one transaction. The
+    /// account's last owner cannot be removed.
+    pub async fn remove_member(&self, account: AccountId, user: UserId, now_ms: i64) -> Result<Removal, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let role: Option<(String,)> = tx
+            .fetch_optional(
+                "select role from memberships where account_id = ? and user_id = ?",
+                args![account.to_string(), user.to_string()],
+            )
+            .await?;
+        let Some((role,)) = role else {
+            return Ok(Removal::NotAMember);
+        };
+        if role == Role::Owner.as_str() {
+            let owners: Option<(i64,)> = tx
+                .fetch_optional(
+                    "select count(*) from memberships where account_id = ? and role = 'owner'",
+                    args![account.to_string()],
+                )
+                .await?;
+            if owners.map_or(0, |(n,)| n) <= 1 {
+                return Ok(Removal::LastOwner);
+            }
+        }
+        tx.execute(
+            "delete from memberships where account_id = ? and user_id = ?",
+            args![account.to_string(), user.to_string()],
+        )
+        .await?;
+        tx.execute(
+            "update refresh_tokens set revoked_at = ? where user_id = ? and account_id = ? and revoked_at is null",
+            args![now_ms, user.to_string(), account.to_string()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Removal::Removed)
     }
 }

@@ -3,5 +3,6 @@
 mod account;
 mod edge;
 mod helpers;
+mod members;
 mod supervision;
 mod users;

@@ -1,0 +1,333 @@
+//! An account's members through the public API, in every topology: the member list, invitations (made by
+//! owners and admins, limited by the plan, accepted once) and what each role may do to other members.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, Session, TestApp, TestUser};
+use crate::in_every_topology;
+
+in_every_topology!(
+    an_invited_agent_accepts_is_signed_in_and_can_log_in_as_an_agent,
+    the_member_list_shows_everyone_in_the_account_oldest_first,
+    an_agent_cannot_invite_or_see_invitations,
+    nobody_invites_an_owner,
+    the_free_plan_refuses_an_invitation_past_its_agent_limit,
+    an_invitation_token_is_single_use,
+    inviting_an_address_again_replaces_its_pending_invitation,
+    a_registered_address_cannot_be_invited,
+    a_revoked_invitation_cannot_be_accepted,
+    another_accounts_invitation_cannot_be_revoked,
+    an_unknown_invitation_token_is_not_found,
+    an_owner_reads_and_renames_a_member_but_not_their_email,
+    an_agent_reads_other_members_but_cannot_change_them,
+    an_owner_removes_an_agent_whose_sessions_end,
+    nobody_removes_themselves_and_an_admin_cannot_remove_an_owner,
+    another_accounts_member_cannot_be_removed,
+);
+
+const PASSWORD: &str = "agent password 1";
+
+fn unique_email(who: &str) -> String {
+    format!("{who}-{}@example.jp", uuid::Uuid::new_v4().simple())
+}
+
+async fn delete(app: &TestApp, path: &str, token: &str) -> Reply {
+    app.request(Method::DELETE, path, Some(token), None).await
+}
+
+/// `POST /api/users/invitations` as the holder of `token`.
+async fn invite(app: &TestApp, token: &str, email: &str, role: &str) -> Reply {
+    app.request(Method::POST, "/api/users/invitations", Some(token), Some(json!({ "email": email, "role": role })))
+        .await
+}
+
+/// `POST /api/users/invitations/accept` with `invitation_token`.
+async fn accept(app: &TestApp, invitation_token: &str, name: &str) -> Reply {
+    app.post(
+        "/api/users/invitations/accept",
+        json!({ "token": invitation_token, "name": name, "password": PASSWORD, "language": "en" }),
+    )
+    .await
+}
+
+/// Invites a new address as `role` with `inviter`'s token and accepts; returns the new member, signed in.
+async fn join(app: &TestApp, inviter: &str, role: &str) -> (TestUser, Session) {
+    let email = unique_email(role);
+    let invited = invite(app, inviter, &email, role).await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{invited:?}");
+    let accepted = accept(app, invited.body["token"].as_str().expect("token"), "Kenji Sato").await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{accepted:?}");
+    let user = TestUser {
+        id: accepted.body["user"]["id"].as_str().expect("user id").to_owned(),
+        account_id: accepted.body["account"]["id"].as_str().expect("account id").to_owned(),
+        email,
+        password: PASSWORD.to_owned(),
+    };
+    (user, serde_json::from_value(accepted.body).expect("session body"))
+}
+
+/// An account on the starter plan (five seats), so tests can add more than one member.
+async fn starter_owner(app: &TestApp) -> (TestUser, Session) {
+    let (owner, session) = app.signed_in().await;
+    let plan_token = app.omnidesk(&["plan-token", "--account", &owner.account_id, "--plan", "starter"]);
+    let path = format!("/api/plan/register/{plan_token}");
+    let redeemed = app.request(Method::POST, &path, Some(&session.access_token), None).await;
+    assert_eq!(redeemed.status, StatusCode::OK, "{redeemed:?}");
+    (owner, session)
+}
+
+fn emails(list: &Value) -> Vec<&str> {
+    list.as_array().expect("list").iter().map(|m| m["email"].as_str().expect("email")).collect()
+}
+
+async fn an_invited_agent_accepts_is_signed_in_and_can_log_in_as_an_agent(app: TestApp) {
+    let (owner, session) = app.signed_in().await;
+    let email = unique_email("kenji");
+
+    let invited = invite(&app, &session.access_token, &email, "agent").await;
+    let accepted = accept(&app, invited.body["token"].as_str().expect("token"), "Kenji Sato").await;
+
+    assert_eq!(invited.status, StatusCode::CREATED, "{invited:?}");
+    assert_eq!(invited.body["invitation"]["email"], email.as_str());
+    assert_eq!(invited.body["invitation"]["role"], "agent");
+    assert!(invited.body["invitation"]["expires_at"].is_string());
+    assert!(invited.body["token"].as_str().is_some_and(|t| t.starts_with("inv_")));
+    assert_eq!(accepted.status, StatusCode::CREATED, "{accepted:?}");
+    assert_eq!(accepted.body["token_type"], "Bearer");
+    assert_eq!(accepted.body["user"]["email"], email.as_str());
+    assert_eq!(accepted.body["user"]["language"], "en");
+    assert_eq!(accepted.body["account"]["id"], owner.account_id.as_str());
+    assert_eq!(accepted.body["account"]["role"], "agent");
+    let agent = TestUser {
+        id: accepted.body["user"]["id"].as_str().expect("id").to_owned(),
+        account_id: owner.account_id.clone(),
+        email,
+        password: PASSWORD.to_owned(),
+    };
+    let login = app.login(&agent).await;
+    let me = app.get(&format!("/api/users/{}", agent.id), &login.access_token).await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.body["account"]["role"], "agent");
+    assert_eq!(me.body["account"]["id"], owner.account_id.as_str());
+}
+
+async fn the_member_list_shows_everyone_in_the_account_oldest_first(app: TestApp) {
+    let (owner, session) = app.signed_in().await;
+    let (agent, agent_session) = join(&app, &session.access_token, "agent").await;
+    let stranger = app.register().await;
+
+    let as_owner = app.get("/api/users", &session.access_token).await;
+    let as_agent = app.get("/api/users", &agent_session.access_token).await;
+
+    assert_eq!(as_owner.status, StatusCode::OK, "{as_owner:?}");
+    assert_eq!(emails(&as_owner.body), [owner.email.as_str(), agent.email.as_str()]);
+    assert!(!emails(&as_owner.body).contains(&stranger.email.as_str()));
+    assert_eq!(as_owner.body[0]["role"], "owner");
+    assert_eq!(as_owner.body[1]["role"], "agent");
+    assert_eq!(as_owner.body[1]["id"], agent.id.as_str());
+    assert_eq!(as_owner.body[1]["name"], "Kenji Sato");
+    assert_eq!(as_owner.body[1]["language"], "en");
+    assert!(as_owner.body[1]["created_at"].is_string());
+    assert!(as_owner.body[1].get("password_hash").is_none());
+    assert_eq!(as_agent.body, as_owner.body);
+}
+
+async fn an_agent_cannot_invite_or_see_invitations(app: TestApp) {
+    let (_, session) = starter_owner(&app).await;
+    let (_, agent) = join(&app, &session.access_token, "agent").await;
+
+    let invited = invite(&app, &agent.access_token, &unique_email("friend"), "agent").await;
+    let listed = app.get("/api/users/invitations", &agent.access_token).await;
+
+    invited.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    listed.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+async fn nobody_invites_an_owner(app: TestApp) {
+    let (_, session) = starter_owner(&app).await;
+    let (_, admin) = join(&app, &session.access_token, "admin").await;
+
+    for token in [&session.access_token, &admin.access_token] {
+        let reply = invite(&app, token, &unique_email("boss"), "owner").await;
+
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(reply.body["errors"][0]["field"], "role");
+        assert_eq!(reply.body["errors"][0]["reason"], "not_invitable");
+    }
+}
+
+async fn the_free_plan_refuses_an_invitation_past_its_agent_limit(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let first = invite(&app, &session.access_token, &unique_email("first"), "agent").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{first:?}");
+
+    // The owner and the pending invitation take the free plan's two seats.
+    let second = invite(&app, &session.access_token, &unique_email("second"), "agent").await;
+
+    second.assert_problem(StatusCode::FORBIDDEN, "plan_limit_reached");
+    assert_eq!(second.body["limit"], "agents");
+    assert_eq!(second.body["plan"], "free");
+    assert_eq!(second.body["used"], 2);
+    assert_eq!(second.body["max"], 2);
+}
+
+async fn an_invitation_token_is_single_use(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let invited = invite(&app, &session.access_token, &unique_email("once"), "agent").await;
+    let token = invited.body["token"].as_str().expect("token");
+
+    let first = accept(&app, token, "Kenji Sato").await;
+    let again = accept(&app, token, "Someone Else").await;
+
+    assert_eq!(first.status, StatusCode::CREATED, "{first:?}");
+    again.assert_problem(StatusCode::CONFLICT, "invitation_used");
+    let members = app.get("/api/users", &session.access_token).await;
+    assert_eq!(members.body.as_array().map(Vec::len), Some(2));
+}
+
+async fn inviting_an_address_again_replaces_its_pending_invitation(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let email = unique_email("again");
+
+    let first = invite(&app, &session.access_token, &email, "agent").await;
+    // On the free plan this would be refused if the first invitation still held a seat.
+    let second = invite(&app, &session.access_token, &email, "admin").await;
+
+    assert_eq!(second.status, StatusCode::CREATED, "{second:?}");
+    let pending = app.get("/api/users/invitations", &session.access_token).await;
+    assert_eq!(pending.status, StatusCode::OK, "{pending:?}");
+    assert_eq!(emails(&pending.body), [email.as_str()]);
+    assert_eq!(pending.body[0]["id"], second.body["invitation"]["id"]);
+    assert_eq!(pending.body[0]["role"], "admin");
+    accept(&app, first.body["token"].as_str().expect("token"), "Kenji Sato")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
+    let accepted = accept(&app, second.body["token"].as_str().expect("token"), "Kenji Sato").await;
+    assert_eq!(accepted.body["account"]["role"], "admin", "{accepted:?}");
+}
+
+async fn a_registered_address_cannot_be_invited(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let someone = app.register().await;
+
+    let reply = invite(&app, &session.access_token, &someone.email.to_uppercase(), "agent").await;
+
+    reply.assert_problem(StatusCode::CONFLICT, "email_taken");
+}
+
+async fn a_revoked_invitation_cannot_be_accepted(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let invited = invite(&app, &session.access_token, &unique_email("revoked"), "agent").await;
+    let path = format!("/api/users/invitations/{}", invited.body["invitation"]["id"].as_str().expect("id"));
+
+    let revoked = delete(&app, &path, &session.access_token).await;
+
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{revoked:?}");
+    let pending = app.get("/api/users/invitations", &session.access_token).await;
+    assert_eq!(pending.body, json!([]));
+    accept(&app, invited.body["token"].as_str().expect("token"), "Kenji Sato")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
+    delete(&app, &path, &session.access_token).await.assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
+}
+
+async fn another_accounts_invitation_cannot_be_revoked(app: TestApp) {
+    let (_, mine) = app.signed_in().await;
+    let (_, theirs) = app.signed_in().await;
+    let invited = invite(&app, &theirs.access_token, &unique_email("theirs"), "agent").await;
+    let path = format!("/api/users/invitations/{}", invited.body["invitation"]["id"].as_str().expect("id"));
+
+    let reply = delete(&app, &path, &mine.access_token).await;
+
+    reply.assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
+    let pending = app.get("/api/users/invitations", &theirs.access_token).await;
+    assert_eq!(pending.body.as_array().map(Vec::len), Some(1), "{pending:?}");
+    let mine_pending = app.get("/api/users/invitations", &mine.access_token).await;
+    assert_eq!(mine_pending.body, json!([]));
+}
+
+async fn an_unknown_invitation_token_is_not_found(app: TestApp) {
+    let reply = accept(&app, "inv_not-a-real-token", "Kenji Sato").await;
+
+    reply.assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
+}
+
+async fn an_owner_reads_and_renames_a_member_but_not_their_email(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let (agent, _) = join(&app, &session.access_token, "agent").await;
+    let path = format!("/api/users/{}", agent.id);
+
+    let read = app.get(&path, &session.access_token).await;
+    let renamed = app.put(&path, &session.access_token, json!({ "name": "Kenji S." })).await;
+    let email = app.put(&path, &session.access_token, json!({ "email": unique_email("moved") })).await;
+
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    assert_eq!(read.body["email"], agent.email.as_str());
+    assert_eq!(read.body["account"]["role"], "agent");
+    assert_eq!(renamed.status, StatusCode::OK, "{renamed:?}");
+    assert_eq!(renamed.body["name"], "Kenji S.");
+    email.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+async fn an_agent_reads_other_members_but_cannot_change_them(app: TestApp) {
+    let (owner, session) = starter_owner(&app).await;
+    let (_, agent) = join(&app, &session.access_token, "agent").await;
+    let (colleague, _) = join(&app, &session.access_token, "agent").await;
+
+    let read = app.get(&format!("/api/users/{}", owner.id), &agent.access_token).await;
+    let rename_owner = app.put(&format!("/api/users/{}", owner.id), &agent.access_token, json!({ "name": "X" })).await;
+    let rename_peer =
+        app.put(&format!("/api/users/{}", colleague.id), &agent.access_token, json!({ "name": "X" })).await;
+
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    assert_eq!(read.body["account"]["role"], "owner");
+    rename_owner.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    rename_peer.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+async fn an_owner_removes_an_agent_whose_sessions_end(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let (agent, agent_session) = join(&app, &session.access_token, "agent").await;
+
+    let removed = delete(&app, &format!("/api/users/{}", agent.id), &session.access_token).await;
+
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{removed:?}");
+    let members = app.get("/api/users", &session.access_token).await;
+    assert!(!emails(&members.body).contains(&agent.email.as_str()));
+    app.post("/api/users/refresh", json!({ "refresh_token": agent_session.refresh_token }))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    app.try_login(&agent.email, &agent.password).await.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.get(&format!("/api/users/{}", agent.id), &session.access_token)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "user_not_found");
+}
+
+async fn nobody_removes_themselves_and_an_admin_cannot_remove_an_owner(app: TestApp) {
+    let (owner, session) = starter_owner(&app).await;
+    let (admin, admin_session) = join(&app, &session.access_token, "admin").await;
+    let (_, agent_session) = join(&app, &session.access_token, "agent").await;
+
+    let owner_self = delete(&app, &format!("/api/users/{}", owner.id), &session.access_token).await;
+    let admin_self = delete(&app, &format!("/api/users/{}", admin.id), &admin_session.access_token).await;
+    let admin_owner = delete(&app, &format!("/api/users/{}", owner.id), &admin_session.access_token).await;
+    let agent_admin = delete(&app, &format!("/api/users/{}", admin.id), &agent_session.access_token).await;
+
+    owner_self.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "cannot_remove_self");
+    admin_self.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "cannot_remove_self");
+    admin_owner.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    agent_admin.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    let members = app.get("/api/users", &session.access_token).await;
+    assert_eq!(members.body.as_array().map(Vec::len), Some(3));
+}
+
+async fn another_accounts_member_cannot_be_removed(app: TestApp) {
+    let (_, mine) = app.signed_in().await;
+    let theirs = app.register().await;
+
+    let reply = delete(&app, &format!("/api/users/{}", theirs.id), &mine.access_token).await;
+
+    reply.assert_problem(StatusCode::NOT_FOUND, "user_not_found");
+    assert_eq!(app.login(&theirs).await.token_type, "Bearer");
+}
