@@ -1,14 +1,47 @@
-//! The inbox service owns inboxes, contacts, conversations, messages, labels, canned responses, search and
-//! the agents' realtime feed. Its features arrive with the helpdesk-core issue; until then it claims its
-//! paths and serves nothing under them.
+//! The inbox service: where agents work. It owns inboxes (one per channel endpoint, with their member
+//! agents), contacts and their channel identities, conversations (one per contact per inbox; status,
+//! snooze, priority, assignee, labels, unread count), messages (incoming, outgoing, private notes, activity
+//! entries), labels, canned responses, search (Japanese and English) and the agents' realtime feed, under
+//! `/api/inboxes`, `/api/contacts`, `/api/conversations`, `/api/labels`, `/api/canned-responses`,
+//! `/api/search` and `/api/realtime`.
+//!
+//! It asks the plan service for limits ([`PlanPort`]), the user service who is a member ([`UserPort`]) and
+//! the input service for channel endpoints ([`InputPort`]). It consumes `input.message_received`,
+//! `input.contact_identified` and `input.delivery_updated`, and publishes `conversation.created`,
+//! `message.created` and `conversation.status_changed`.
 
-use kernel::ServiceSpec;
+mod desk;
+mod events;
+mod http;
+mod realtime;
+mod search;
+mod store;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use contracts::UserId;
+use contracts::channel::{ContactIdentified, DeliveryUpdated, InputPort, MessageReceived};
+use contracts::plan::{Allowance, PlanPort};
+use contracts::user::UserPort;
+use kernel::http::{FieldError, Problem};
+use kernel::ports::PortError;
+use kernel::store::{Migrations, StoreError};
+use kernel::{ServiceContext, ServiceSpec};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How often snoozed conversations are checked for their wake-up time.
+const SNOOZE_CHECK: Duration = Duration::from_secs(5);
 
 /// The inbox service, as the kernel sees it.
-pub const SERVICE: ServiceSpec = ServiceSpec::without_features(
-    contracts::services::INBOX,
-    "inboxes, contacts, conversations, messages, labels, canned responses, search, realtime",
-    &[
+pub const SERVICE: ServiceSpec = ServiceSpec {
+    name: contracts::services::INBOX,
+    summary: "inboxes, contacts, conversations, messages, labels, canned responses, search, realtime",
+    prefixes: &[
         "/api/inboxes",
         "/api/conversations",
         "/api/contacts",
@@ -17,4 +50,108 @@ pub const SERVICE: ServiceSpec = ServiceSpec::without_features(
         "/api/search",
         "/api/realtime",
     ],
-);
+    depends_on: &[contracts::services::PLAN, contracts::services::USER, contracts::services::INPUT],
+    issues_tokens: false,
+    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    routes: || http::routes().table(),
+    start: |context| Box::pin(start(context)),
+};
+
+async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
+    let feed = realtime::Feed::default();
+    let desk = Arc::new(desk::Desk {
+        store: store::Store::new(context.namespace()),
+        feed: feed.clone(),
+        plans: context.port::<dyn PlanPort>()?,
+        users: context.port::<dyn UserPort>()?,
+        input: context.port::<dyn InputPort>()?,
+    });
+    let (receive, identify, delivery) = events::handlers(&feed);
+    context.subscribe::<MessageReceived, _>(receive)?;
+    context.subscribe::<ContactIdentified, _>(identify)?;
+    context.subscribe::<DeliveryUpdated, _>(delivery)?;
+    tokio::spawn(wake_snoozed(desk.clone()));
+    Ok(http::routes().into_router(desk))
+}
+
+/// Reopens snoozed conversations when their time comes.
+async fn wake_snoozed(desk: Arc<desk::Desk>) {
+    let mut tick = tokio::time::interval(SNOOZE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = desk.wake_snoozed().await {
+            tracing::warn!(error = %error, "reopening snoozed conversations failed");
+        }
+    }
+}
+
+/// Everything an inbox-service request can fail with, and how each is answered.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    #[error("invalid input")]
+    Invalid(Problem),
+    #[error("invalid {0}: {1}")]
+    InvalidField(&'static str, String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(&'static str, &'static str),
+    #[error("user {0} is not a member of the account")]
+    UnknownUser(UserId),
+    #[error("no label named {0}")]
+    UnknownLabel(String),
+    #[error("plan limit reached")]
+    PlanLimit(Allowance),
+    #[error(transparent)]
+    Dependency(#[from] PortError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Problem> for InboxError {
+    fn from(problem: Problem) -> Self {
+        InboxError::Invalid(problem)
+    }
+}
+
+impl From<InboxError> for Problem {
+    fn from(error: InboxError) -> Self {
+        match error {
+            InboxError::Invalid(problem) => problem,
+            InboxError::InvalidField(field, why) => Problem::validation(vec![FieldError::new(field, "invalid", why)]),
+            InboxError::NotFound(what) => {
+                Problem::not_found(&format!("{what}_not_found"), format!("No such {what} in your account."))
+            }
+            InboxError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", why),
+            InboxError::Conflict(code, why) => Problem::conflict(code, why),
+            InboxError::UnknownUser(user) => Problem::validation(vec![FieldError::new(
+                "user_id",
+                "not_a_member",
+                format!("User {user} is not a member of your account."),
+            )]),
+            InboxError::UnknownLabel(name) => Problem::validation(vec![FieldError::new(
+                "labels",
+                "unknown_label",
+                format!("There is no label named `{name}`; create it first."),
+            )]),
+            InboxError::PlanLimit(allowance) => allowance.refusal(),
+            InboxError::Dependency(error) => error.into(),
+            InboxError::Store(StoreError::UniqueViolation { .. }) => {
+                Problem::conflict("already_exists", "Something with this name already exists in your account.")
+            }
+            InboxError::Store(error) => Problem::internal(&error),
+            InboxError::Internal(error) => Problem::internal(&error),
+        }
+    }
+}
+
+impl IntoResponse for InboxError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}

@@ -18,7 +18,9 @@ use super::{MIGRATIONS_TABLE, StoreError};
 pub fn tables_created(migrator: &Migrator) -> Result<HashSet<String>, String> {
     let mut tables = HashSet::new();
     for migration in migrator.iter() {
-        let statements = Parser::parse_sql(&SQLiteDialect {}, migration.sql.as_str())
+        let (sql, virtual_tables) = split_virtual_tables(migration.sql.as_str());
+        tables.extend(virtual_tables);
+        let statements = Parser::parse_sql(&SQLiteDialect {}, &sql)
             .map_err(|e| format!("migration {} ({}): {e}", migration.version, migration.description))?;
         for statement in statements {
             match statement {
@@ -33,6 +35,27 @@ pub fn tables_created(migrator: &Migrator) -> Result<HashSet<String>, String> {
         }
     }
     Ok(tables)
+}
+
+/// Takes `create virtual table` statements (FTS5 indexes, whose module arguments are not SQL the parser
+/// knows) out of a migration: returns the rest of the migration and the virtual tables' names.
+fn split_virtual_tables(sql: &str) -> (String, Vec<String>) {
+    // Comments go first: they may contain semicolons.
+    let code: String =
+        sql.lines().map(|line| line.split_once("--").map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n");
+    let mut rest = String::with_capacity(code.len());
+    let mut names = Vec::new();
+    for statement in code.split_inclusive(';') {
+        let lower = statement.to_lowercase();
+        let mut words = lower.split_whitespace();
+        if let (Some("create"), Some("virtual"), Some("table")) = (words.next(), words.next(), words.next()) {
+            let name = words.find(|w| !matches!(*w, "if" | "not" | "exists")).unwrap_or_default();
+            names.push(last_ident(name.split('(').next().unwrap_or(name)));
+        } else {
+            rest.push_str(statement);
+        }
+    }
+    (rest, names)
 }
 
 /// Every table or view a statement reads or writes, lowercased, without schema qualifiers.
@@ -82,6 +105,15 @@ mod tests {
         let mut tables = tables_touched(sql).expect("parses");
         tables.sort();
         assert_eq!(tables, ["audit_log", "memberships", "refresh_tokens", "users"]);
+    }
+
+    #[test]
+    fn virtual_tables_count_as_created_and_are_not_parsed() {
+        let sql = "-- An index; of things.\ncreate table things (id text);\n-- Search; words.\n\
+                   create virtual table search_index using fts5 (body, doc unindexed);\ncreate index i on things (id);";
+        let (rest, names) = split_virtual_tables(sql);
+        assert_eq!(names, ["search_index"]);
+        assert!(!rest.contains("fts5") && rest.contains("create index"), "{rest}");
     }
 
     #[test]

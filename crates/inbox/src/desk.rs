@@ -1,0 +1,765 @@
+//! The help desk's rules: who may see and change what, and what every change records — an activity entry
+//! in the conversation, a row in the realtime feed and, where other services care, an event — all in the
+//! one transaction of the change.
+
+use std::sync::Arc;
+
+use contracts::channel::{
+    ChannelContact, ChannelKind, ChannelRegistration, InputPort, MessageReceived, RegistrationError,
+};
+use contracts::inbox::{
+    ConversationCreated, ConversationId, ConversationStatusChanged, InboxId, MessageCreated, MessageId, MessageKind,
+};
+use contracts::plan::{Limited, PlanPort};
+use contracts::user::UserPort;
+use contracts::{AccountId, Role, UserId};
+use kernel::auth::Caller;
+use kernel::store::Tx;
+use serde_json::json;
+
+use crate::InboxError;
+use crate::realtime::Feed;
+use crate::search;
+use crate::store::{ContactRow, ConversationRow, InboxRow, MessageRow, Store};
+use crate::views::{ConversationView, MessageView};
+
+/// How much of a message the conversation list shows.
+const PREVIEW_CHARS: usize = 140;
+
+/// The inbox service's state: its store, the realtime wake-ups, and the ports it calls.
+pub struct Desk {
+    pub store: Store,
+    pub feed: Feed,
+    pub plans: Arc<dyn PlanPort>,
+    pub users: Arc<dyn UserPort>,
+    pub input: Arc<dyn InputPort>,
+}
+
+/// A conversation's status, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Pending,
+    Resolved,
+    Snoozed,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Status::Open),
+            "pending" => Some(Status::Pending),
+            "resolved" => Some(Status::Resolved),
+            "snoozed" => Some(Status::Snoozed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Pending => "pending",
+            Status::Resolved => "resolved",
+            Status::Snoozed => "snoozed",
+        }
+    }
+}
+
+pub const PRIORITIES: &[&str] = &["none", "low", "medium", "high", "urgent"];
+
+/// Changes made to one conversation in one transaction, to report once it commits.
+struct Changes {
+    account: AccountId,
+    feed: Vec<(&'static str, String)>,
+}
+
+impl Changes {
+    fn new(account: AccountId) -> Self {
+        Self { account, feed: Vec::new() }
+    }
+
+    fn push(&mut self, kind: &'static str, data: serde_json::Value) {
+        self.feed.push((kind, data.to_string()));
+    }
+
+    /// Writes the feed rows into `tx` and wakes the account's sockets once it commits.
+    async fn record(self, tx: &mut Tx<'_>, feed: &Feed, now: i64) -> Result<(), InboxError> {
+        if self.feed.is_empty() {
+            return Ok(());
+        }
+        Store::append_feed(tx, &self.account.to_string(), &self.feed, now).await?;
+        let feed = feed.clone();
+        let account = self.account;
+        tx.after_commit(move || feed.notify(account));
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn preview(content: &str) -> String {
+    content.chars().take(PREVIEW_CHARS).collect()
+}
+
+/// Only owners and admins configure the desk (inboxes, labels, canned responses).
+pub fn require_manager(caller: &Caller) -> Result<(), InboxError> {
+    if caller.role.manages_members() {
+        Ok(())
+    } else {
+        Err(InboxError::Forbidden("Only owners and admins may do this."))
+    }
+}
+
+impl Desk {
+    // Inboxes.
+
+    /// Creates an inbox and its channel endpoint, within the plan's inbox limit.
+    pub async fn create_inbox(
+        &self,
+        caller: &Caller,
+        name: String,
+        channel: ChannelKind,
+        callback_url: Option<String>,
+    ) -> Result<(InboxRow, String), InboxError> {
+        require_manager(caller)?;
+        let current = self.store.count_inboxes(caller.account).await?;
+        let allowance =
+            self.plans.allowance(caller.account, Limited::Inboxes, u64::try_from(current).unwrap_or(0)).await?;
+        if !allowance.allowed {
+            return Err(InboxError::PlanLimit(allowance));
+        }
+        let id = InboxId::new();
+        let credentials = self
+            .input
+            .register_channel(ChannelRegistration {
+                account: caller.account,
+                inbox: id,
+                kind: channel,
+                callback_url: callback_url.clone(),
+            })
+            .await?
+            .map_err(registration_error)?;
+        let now = now_ms();
+        let row = InboxRow {
+            id: id.to_string(),
+            name,
+            channel: channel.as_str().to_owned(),
+            identifier: Some(credentials.identifier),
+            callback_url,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.namespace().begin().await?;
+        Store::insert_inbox(&mut tx, caller.account, &row).await?;
+        tx.commit().await?;
+        Ok((row, credentials.secret))
+    }
+
+    pub async fn update_inbox(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: String,
+        callback_url: Option<String>,
+    ) -> Result<InboxRow, InboxError> {
+        require_manager(caller)?;
+        let inbox = self.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
+        let kind = ChannelKind::parse(&inbox.channel).unwrap_or(ChannelKind::Api);
+        let inbox_id: InboxId = id.parse().map_err(|_| InboxError::NotFound("inbox"))?;
+        self.input
+            .register_channel(ChannelRegistration {
+                account: caller.account,
+                inbox: inbox_id,
+                kind,
+                callback_url: callback_url.clone(),
+            })
+            .await?
+            .map_err(registration_error)?;
+        let mut tx = self.store.namespace().begin().await?;
+        Store::update_inbox(&mut tx, caller.account, id, &name, callback_url.as_deref(), now_ms()).await?;
+        tx.commit().await?;
+        self.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))
+    }
+
+    /// Deletes an inbox without conversations (conversations are the account's history; they are never
+    /// deleted with their inbox) and closes its channel endpoint.
+    pub async fn delete_inbox(&self, caller: &Caller, id: &str) -> Result<(), InboxError> {
+        require_manager(caller)?;
+        self.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
+        if self.store.has_conversations(caller.account, id).await? {
+            return Err(InboxError::Conflict(
+                "inbox_not_empty",
+                "This inbox has conversations; resolve and keep them, or keep the inbox.",
+            ));
+        }
+        let inbox_id: InboxId = id.parse().map_err(|_| InboxError::NotFound("inbox"))?;
+        self.input.remove_channel(caller.account, inbox_id).await?;
+        let mut tx = self.store.namespace().begin().await?;
+        Store::delete_inbox(&mut tx, caller.account, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets who answers an inbox; every user must be a member of the account.
+    pub async fn set_inbox_members(
+        &self,
+        caller: &Caller,
+        inbox: &str,
+        users: Vec<UserId>,
+    ) -> Result<Vec<String>, InboxError> {
+        require_manager(caller)?;
+        self.store.inbox(caller.account, inbox).await?.ok_or(InboxError::NotFound("inbox"))?;
+        let mut ids = Vec::with_capacity(users.len());
+        for user in users {
+            if self.users.member(caller.account, user).await?.is_none() {
+                return Err(InboxError::UnknownUser(user));
+            }
+            if !ids.contains(&user.to_string()) {
+                ids.push(user.to_string());
+            }
+        }
+        let mut tx = self.store.namespace().begin().await?;
+        Store::replace_inbox_members(&mut tx, caller.account, inbox, &ids, now_ms()).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    // Conversations.
+
+    /// The conversation, if the caller may see it: it is in their account and, for agents, in one of
+    /// their inboxes. Anything else is "not found", so ids of other tenants reveal nothing.
+    pub async fn visible_conversation(&self, caller: &Caller, id: &str) -> Result<ConversationRow, InboxError> {
+        let conversation =
+            self.store.conversation(caller.account, id).await?.ok_or(InboxError::NotFound("conversation"))?;
+        if caller.role == Role::Agent
+            && !self.store.is_inbox_member(caller.account, &conversation.inbox_id, &caller.user.to_string()).await?
+        {
+            return Err(InboxError::NotFound("conversation"));
+        }
+        Ok(conversation)
+    }
+
+    /// An agent's reply (sent to the contact through the channel) or private note (never sent).
+    pub async fn post_message(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        content: String,
+        private: bool,
+    ) -> Result<MessageView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        let account = caller.account.to_string();
+        let mut tx = self.store.namespace().begin().await?;
+        let inbox =
+            Store::inbox_in(&mut tx, &account, &current.inbox_id).await?.ok_or(InboxError::NotFound("inbox"))?;
+        let channel = ChannelKind::parse(&inbox.channel).unwrap_or(ChannelKind::Api);
+        let kind = if private { MessageKind::Note } else { MessageKind::Outgoing };
+        let now = now_ms();
+        let message = MessageRow {
+            id: MessageId::new().to_string(),
+            conversation_id: current.id.clone(),
+            kind: kind.as_str().to_owned(),
+            content: content.clone(),
+            sender_id: Some(caller.user.to_string()),
+            attributes: None,
+            // A reply on a channel that delivers to a callback is pending until the input service says.
+            delivery_status: (!private && inbox.callback_url.is_some()).then(|| "pending".to_owned()),
+            delivery_error: None,
+            created_at: now,
+        };
+        Store::insert_message(&mut tx, &account, &message).await?;
+        Store::touch_conversation(&mut tx, &account, &current.id, &preview(&content), kind.as_str(), 0, now).await?;
+        Store::index(
+            &mut tx,
+            &search::scope(&account),
+            &search::index_text(&content),
+            "message",
+            &message.id,
+            Some(&current.id),
+        )
+        .await?;
+        let contact_source_id = self.store_source_id(&mut tx, &current).await?;
+        tx.publish(&MessageCreated {
+            account: caller.account,
+            inbox: inbox.id.parse().map_err(|_| InboxError::NotFound("inbox"))?,
+            channel,
+            conversation: ConversationId(current.id.parse().map_err(|_| InboxError::NotFound("conversation"))?),
+            message: MessageId(message.id.parse().map_err(|_| InboxError::NotFound("message"))?),
+            kind,
+            content,
+            sender: Some(caller.user),
+            contact_source_id,
+            created_at: now,
+        })
+        .await?;
+        let updated = Store::conversation_in(&mut tx, &account, &current.id)
+            .await?
+            .ok_or(InboxError::NotFound("conversation"))?;
+        let view = MessageView::from(message);
+        let mut changes = Changes::new(caller.account);
+        changes.push("message.created", json!({ "message": view, "conversation": ConversationView::from(updated) }));
+        changes.record(&mut tx, &self.feed, now).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// The contact's identity on the conversation's inbox, for delivering replies.
+    async fn store_source_id(
+        &self,
+        tx: &mut Tx<'_>,
+        conversation: &ConversationRow,
+    ) -> Result<Option<String>, InboxError> {
+        Ok(Store::source_id_in(tx, &conversation.inbox_id, &conversation.contact_id).await?)
+    }
+
+    /// Changes the status (snoozing needs a future `snoozed_until`).
+    pub async fn change_status(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        status: Status,
+        snoozed_until: Option<i64>,
+    ) -> Result<ConversationView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        let mut tx = self.store.namespace().begin().await?;
+        let view =
+            set_status(&mut tx, &self.feed, caller.account, &current, status, snoozed_until, Some(caller.user)).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// Assigns the conversation to a member of the account, or unassigns it.
+    pub async fn assign(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        assignee: Option<UserId>,
+    ) -> Result<ConversationView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        if let Some(user) = assignee
+            && self.users.member(caller.account, user).await?.is_none()
+        {
+            return Err(InboxError::UnknownUser(user));
+        }
+        let account = caller.account.to_string();
+        let assignee_text = assignee.map(|u| u.to_string());
+        if current.assignee_id == assignee_text {
+            return Ok(ConversationView::from(current));
+        }
+        let now = now_ms();
+        let mut tx = self.store.namespace().begin().await?;
+        Store::set_assignee(&mut tx, &account, &current.id, assignee_text.as_deref(), now).await?;
+        let activity =
+            json!({ "action": "assigned", "from": current.assignee_id, "to": assignee_text, "by": caller.user });
+        let mut changes = Changes::new(caller.account);
+        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
+        let view = updated_view(&mut tx, &account, &current.id).await?;
+        changes.push(
+            "conversation.assigned",
+            json!({ "conversation": view, "assignee_id": assignee_text, "by": caller.user }),
+        );
+        changes.record(&mut tx, &self.feed, now).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn set_priority(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        priority: &str,
+    ) -> Result<ConversationView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        let account = caller.account.to_string();
+        let now = now_ms();
+        let mut tx = self.store.namespace().begin().await?;
+        Store::set_priority(&mut tx, &account, &current.id, priority, now).await?;
+        let activity =
+            json!({ "action": "priority_changed", "from": current.priority, "to": priority, "by": caller.user });
+        let mut changes = Changes::new(caller.account);
+        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
+        let view = updated_view(&mut tx, &account, &current.id).await?;
+        changes.push("conversation.updated", json!({ "conversation": view }));
+        changes.record(&mut tx, &self.feed, now).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// Replaces the conversation's labels with `names`, which must be labels of the account.
+    pub async fn set_labels(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        names: Vec<String>,
+    ) -> Result<ConversationView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        let account = caller.account.to_string();
+        let now = now_ms();
+        let mut tx = self.store.namespace().begin().await?;
+        let known = Store::labels_named(&mut tx, &account).await?;
+        let mut ids = Vec::new();
+        let mut wanted: Vec<String> = Vec::new();
+        for name in names {
+            let (id, _) =
+                known.iter().find(|(_, n)| *n == name).ok_or_else(|| InboxError::UnknownLabel(name.clone()))?;
+            if !ids.contains(id) {
+                ids.push(id.clone());
+                wanted.push(name);
+            }
+        }
+        wanted.sort();
+        let before: Vec<String> = ConversationView::from(current.clone()).labels;
+        if before == wanted {
+            return Ok(ConversationView::from(current));
+        }
+        Store::replace_conversation_labels(&mut tx, &account, &current.id, &ids, now).await?;
+        let added: Vec<&String> = wanted.iter().filter(|n| !before.contains(n)).collect();
+        let removed: Vec<&String> = before.iter().filter(|n| !wanted.contains(n)).collect();
+        let activity = json!({ "action": "labelled", "added": added, "removed": removed, "by": caller.user });
+        let mut changes = Changes::new(caller.account);
+        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
+        let view = updated_view(&mut tx, &account, &current.id).await?;
+        changes.push("conversation.updated", json!({ "conversation": view }));
+        changes.record(&mut tx, &self.feed, now).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// The caller has read the conversation: its unread count drops to zero.
+    pub async fn mark_read(&self, caller: &Caller, conversation: &str) -> Result<ConversationView, InboxError> {
+        let current = self.visible_conversation(caller, conversation).await?;
+        if current.unread_count == 0 {
+            return Ok(ConversationView::from(current));
+        }
+        let account = caller.account.to_string();
+        let now = now_ms();
+        let mut tx = self.store.namespace().begin().await?;
+        Store::mark_read(&mut tx, &account, &current.id, now).await?;
+        let view = updated_view(&mut tx, &account, &current.id).await?;
+        let mut changes = Changes::new(caller.account);
+        changes.push("conversation.updated", json!({ "conversation": view }));
+        changes.record(&mut tx, &self.feed, now).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// Reopens snoozed conversations whose time has come; returns how many.
+    pub async fn wake_snoozed(&self) -> Result<usize, InboxError> {
+        let due = self.store.due_snoozes(now_ms(), 100).await?;
+        let mut woken = 0;
+        for (account, id) in due {
+            let mut tx = self.store.namespace().begin().await?;
+            // Re-read inside the transaction: an agent may have changed it meanwhile.
+            let Some(current) = Store::conversation_in(&mut tx, &account, &id).await? else { continue };
+            if current.status != "snoozed" {
+                continue;
+            }
+            let account_id = AccountId(uuid_of(&account)?);
+            set_status(&mut tx, &self.feed, account_id, &current, Status::Open, None, None).await?;
+            tx.commit().await?;
+            woken += 1;
+        }
+        Ok(woken)
+    }
+}
+
+fn registration_error(error: RegistrationError) -> InboxError {
+    match error {
+        RegistrationError::InvalidCallbackUrl(why) => InboxError::InvalidField("callback_url", why),
+    }
+}
+
+fn uuid_of(id: &str) -> Result<uuid::Uuid, InboxError> {
+    uuid::Uuid::parse_str(id).map_err(|_| InboxError::NotFound("conversation"))
+}
+
+async fn updated_view(tx: &mut Tx<'_>, account: &str, conversation: &str) -> Result<ConversationView, InboxError> {
+    let row = Store::conversation_in(tx, account, conversation).await?.ok_or(InboxError::NotFound("conversation"))?;
+    Ok(ConversationView::from(row))
+}
+
+/// Adds an activity entry to the conversation and reports it.
+async fn add_activity(
+    tx: &mut Tx<'_>,
+    changes: &mut Changes,
+    account: &str,
+    conversation: &str,
+    attributes: serde_json::Value,
+    now: i64,
+) -> Result<(), InboxError> {
+    let action = attributes["action"].as_str().unwrap_or("activity").to_owned();
+    let message = MessageRow {
+        id: MessageId::new().to_string(),
+        conversation_id: conversation.to_owned(),
+        kind: MessageKind::Activity.as_str().to_owned(),
+        content: action,
+        sender_id: attributes["by"].as_str().map(str::to_owned),
+        attributes: Some(attributes.to_string()),
+        delivery_status: None,
+        delivery_error: None,
+        created_at: now,
+    };
+    Store::insert_message(tx, account, &message).await?;
+    changes.push("message.created", json!({ "message": MessageView::from(message) }));
+    Ok(())
+}
+
+/// Moves `current` to `status` inside `tx`: the change, its activity entry, its feed rows and the
+/// `conversation.status_changed` event. `by` is `None` when the system did it.
+async fn set_status(
+    tx: &mut Tx<'_>,
+    feed: &Feed,
+    account: AccountId,
+    current: &ConversationRow,
+    status: Status,
+    snoozed_until: Option<i64>,
+    by: Option<UserId>,
+) -> Result<ConversationView, InboxError> {
+    let account_text = account.to_string();
+    let snoozed_until = if status == Status::Snoozed { snoozed_until } else { None };
+    if current.status == status.as_str() && current.snoozed_until == snoozed_until {
+        return Ok(ConversationView::from(current.clone()));
+    }
+    let now = now_ms();
+    Store::set_status(tx, &account_text, &current.id, status.as_str(), snoozed_until, now).await?;
+    let activity = json!({
+        "action": "status_changed", "from": current.status, "to": status.as_str(),
+        "snoozed_until": snoozed_until, "by": by,
+    });
+    let mut changes = Changes::new(account);
+    add_activity(tx, &mut changes, &account_text, &current.id, activity, now).await?;
+    let view = updated_view(tx, &account_text, &current.id).await?;
+    if current.status != status.as_str() {
+        tx.publish(&ConversationStatusChanged {
+            account,
+            conversation: ConversationId(uuid_of(&current.id)?),
+            from: current.status.clone(),
+            to: status.as_str().to_owned(),
+            by,
+        })
+        .await?;
+    }
+    changes.push(
+        "conversation.status_changed",
+        json!({ "conversation": view, "from": current.status, "to": status.as_str(), "by": by }),
+    );
+    changes.record(tx, feed, now).await?;
+    Ok(view)
+}
+
+/// Applies a customer's message received on a channel: finds or creates the contact by its channel
+/// identity, finds, reopens or starts its conversation, and stores the message under the id input chose
+/// (a redelivery finds it there and changes nothing).
+pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceived) -> Result<(), InboxError> {
+    let MessageReceived { account, inbox, message: message_id, ref contact, ref content, received_at } = *event;
+    let account_text = account.to_string();
+    let inbox_text = inbox.to_string();
+    let Some(inbox_row) = Store::inbox_in(tx, &account_text, &inbox_text).await? else {
+        // The inbox was deleted after input accepted the message; there is nowhere to put it.
+        tracing::warn!(account.id = %account, inbox.id = %inbox, "message for an inbox that no longer exists");
+        return Ok(());
+    };
+    let mut changes = Changes::new(account);
+    let contact_row = identify(tx, &mut changes, &account_text, &inbox_text, contact, received_at).await?;
+    let conversation = match Store::conversation_of_contact(tx, &inbox_text, &contact_row.id).await? {
+        Some((id, status)) => {
+            if status != "open" {
+                // A customer writing again reopens the conversation (there is one per contact).
+                let current = Store::conversation_in(tx, &account_text, &id)
+                    .await?
+                    .ok_or(InboxError::NotFound("conversation"))?;
+                set_status(tx, feed, account, &current, Status::Open, None, None).await?;
+            }
+            id
+        }
+        None => {
+            let id = ConversationId::new();
+            let display_id = Store::insert_conversation(
+                tx,
+                &account_text,
+                &id.to_string(),
+                &inbox_text,
+                &contact_row.id,
+                received_at,
+            )
+            .await?;
+            tx.publish(&ConversationCreated {
+                account,
+                inbox,
+                conversation: id,
+                display_id,
+                contact: contracts::inbox::ContactId(uuid_of(&contact_row.id)?),
+            })
+            .await?;
+            Store::index(
+                tx,
+                &search::scope(&account_text),
+                &search::index_text(&format!("#{display_id}")),
+                "conversation",
+                &id.to_string(),
+                Some(&id.to_string()),
+            )
+            .await?;
+            let view = updated_view(tx, &account_text, &id.to_string()).await?;
+            changes.push("conversation.created", json!({ "conversation": view }));
+            id.to_string()
+        }
+    };
+    let message = MessageRow {
+        id: message_id.to_string(),
+        conversation_id: conversation.clone(),
+        kind: MessageKind::Incoming.as_str().to_owned(),
+        content: content.to_owned(),
+        sender_id: None,
+        attributes: None,
+        delivery_status: None,
+        delivery_error: None,
+        created_at: received_at,
+    };
+    if !Store::insert_message(tx, &account_text, &message).await? {
+        return Ok(());
+    }
+    Store::touch_conversation(tx, &account_text, &conversation, &preview(content), "incoming", 1, received_at).await?;
+    Store::index(
+        tx,
+        &search::scope(&account_text),
+        &search::index_text(content),
+        "message",
+        &message.id,
+        Some(&conversation),
+    )
+    .await?;
+    let view = updated_view(tx, &account_text, &conversation).await?;
+    tx.publish(&MessageCreated {
+        account,
+        inbox,
+        channel: ChannelKind::parse(&inbox_row.channel).unwrap_or(ChannelKind::Api),
+        conversation: ConversationId(uuid_of(&conversation)?),
+        message: message_id,
+        kind: MessageKind::Incoming,
+        content: content.to_owned(),
+        sender: None,
+        contact_source_id: Some(contact.source_id.clone()),
+        created_at: received_at,
+    })
+    .await?;
+    changes.push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
+    changes.record(tx, feed, now_ms()).await?;
+    Ok(())
+}
+
+/// The contact a channel identity belongs to, created on first sight; what the channel says of them now
+/// fills in what the contact lacks (agents' edits are not overwritten).
+async fn identify(
+    tx: &mut Tx<'_>,
+    changes: &mut Changes,
+    account: &str,
+    inbox: &str,
+    contact: &ChannelContact,
+    now: i64,
+) -> Result<ContactRow, InboxError> {
+    let scope = search::scope(account);
+    match Store::contact_by_identity(tx, inbox, &contact.source_id).await? {
+        Some(mut row) => {
+            let before = (row.name.clone(), row.email.clone(), row.phone.clone());
+            row.name = row.name.or_else(|| contact.name.clone());
+            row.email = row.email.or_else(|| contact.email.clone());
+            row.phone = row.phone.or_else(|| contact.phone.clone());
+            if before != (row.name.clone(), row.email.clone(), row.phone.clone()) {
+                row.updated_at = now;
+                Store::update_contact(tx, account, &row).await?;
+                Store::unindex(tx, &scope, "contact", &row.id).await?;
+                Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
+                changes.push("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+            }
+            Ok(row)
+        }
+        None => {
+            let row = ContactRow {
+                id: contracts::inbox::ContactId::new().to_string(),
+                name: contact.name.clone(),
+                email: contact.email.clone(),
+                phone: contact.phone.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            Store::insert_contact(tx, account, &row, inbox, &contact.source_id).await?;
+            Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
+            changes.push("contact.created", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+            Ok(row)
+        }
+    }
+}
+
+/// What a contact is found by.
+pub fn contact_text(row: &ContactRow) -> String {
+    let fields = [row.name.as_deref(), row.email.as_deref(), row.phone.as_deref()];
+    search::index_text(&fields.into_iter().flatten().collect::<Vec<_>>().join(" "))
+}
+
+/// Records a contact identified on a channel before writing.
+pub async fn contact_identified(
+    tx: &mut Tx<'_>,
+    feed: &Feed,
+    account: AccountId,
+    inbox: InboxId,
+    contact: &ChannelContact,
+) -> Result<(), InboxError> {
+    let account_text = account.to_string();
+    if Store::inbox_in(tx, &account_text, &inbox.to_string()).await?.is_none() {
+        return Ok(());
+    }
+    let mut changes = Changes::new(account);
+    let now = now_ms();
+    identify(tx, &mut changes, &account_text, &inbox.to_string(), contact, now).await?;
+    changes.record(tx, feed, now).await
+}
+
+/// Shows what became of delivering a reply.
+pub async fn delivery_updated(
+    tx: &mut Tx<'_>,
+    feed: &Feed,
+    account: AccountId,
+    message: MessageId,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(), InboxError> {
+    let account_text = account.to_string();
+    let Some(row) = Store::set_delivery(tx, &account_text, &message.to_string(), status, reason).await? else {
+        return Ok(());
+    };
+    let mut changes = Changes::new(account);
+    changes.push("message.updated", json!({ "message": MessageView::from(row) }));
+    changes.record(tx, feed, now_ms()).await
+}
+
+/// An agent corrects a contact's details; the search index and the feed follow.
+pub async fn update_contact(
+    desk: &Desk,
+    caller: &Caller,
+    id: &str,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+) -> Result<ContactRow, InboxError> {
+    let account = caller.account.to_string();
+    let now = now_ms();
+    let mut tx = desk.store.namespace().begin().await?;
+    let mut row = Store::contact_in(&mut tx, &account, id).await?.ok_or(InboxError::NotFound("contact"))?;
+    row.name = name.or(row.name);
+    row.email = email.or(row.email);
+    row.phone = phone.or(row.phone);
+    row.updated_at = now;
+    Store::update_contact(&mut tx, &account, &row).await?;
+    let scope = search::scope(&account);
+    Store::unindex(&mut tx, &scope, "contact", &row.id).await?;
+    Store::index(&mut tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
+    let mut changes = Changes::new(caller.account);
+    changes.push("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+    changes.record(&mut tx, &desk.feed, now).await?;
+    tx.commit().await?;
+    Ok(row)
+}

@@ -1,0 +1,717 @@
+//! The inbox service's public routes. Every handler takes the verified [`Caller`] and scopes everything by
+//! its account; ids of other accounts are answered exactly like ids that do not exist (404).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use contracts::UserId;
+use contracts::channel::ChannelKind;
+use kernel::auth::Caller;
+use kernel::http::{FieldError, Json, Path, Problem, Query};
+use kernel::routes::Routes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::InboxError;
+use crate::desk::{self, Desk, PRIORITIES, Status, require_manager};
+use crate::realtime::connect_realtime;
+use crate::search;
+use crate::store::{CannedRow, LabelRow, ListFilter, TabCounts};
+use crate::views::{
+    CannedView, ContactView, ConversationView, InboxView, LabelView, MessageView, Page, cursor, parse_cursor,
+};
+
+type AppState = Arc<Desk>;
+type Reply<T> = Result<Json<T>, InboxError>;
+
+/// The longest message, name or canned response accepted, in characters.
+const MAX_CONTENT_CHARS: usize = 10_000;
+const MAX_NAME_CHARS: usize = 100;
+const DEFAULT_PAGE: i64 = 25;
+const MAX_PAGE: i64 = 100;
+
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/api/inboxes", list_inboxes)
+        .post("/api/inboxes", create_inbox)
+        .get("/api/inboxes/{id}", get_inbox)
+        .put("/api/inboxes/{id}", update_inbox)
+        .delete("/api/inboxes/{id}", delete_inbox)
+        .get("/api/inboxes/{id}/members", list_inbox_members)
+        .put("/api/inboxes/{id}/members", set_inbox_members)
+        .get("/api/contacts", list_contacts)
+        .get("/api/contacts/{id}", get_contact)
+        .put("/api/contacts/{id}", update_contact)
+        .get("/api/contacts/{id}/conversations", list_contact_conversations)
+        .get("/api/conversations", list_conversations)
+        .get("/api/conversations/{id}", get_conversation)
+        .get("/api/conversations/{id}/messages", list_messages)
+        .post("/api/conversations/{id}/messages", create_message)
+        .post("/api/conversations/{id}/status", change_status)
+        .post("/api/conversations/{id}/assignee", assign_conversation)
+        .post("/api/conversations/{id}/priority", change_priority)
+        .put("/api/conversations/{id}/labels", set_conversation_labels)
+        .post("/api/conversations/{id}/read", mark_conversation_read)
+        .get("/api/labels", list_labels)
+        .post("/api/labels", create_label)
+        .put("/api/labels/{id}", update_label)
+        .delete("/api/labels/{id}", delete_label)
+        .get("/api/canned-responses", list_canned_responses)
+        .post("/api/canned-responses", create_canned_response)
+        .put("/api/canned-responses/{id}", update_canned_response)
+        .delete("/api/canned-responses/{id}", delete_canned_response)
+        .get("/api/search", search_everything)
+        .get("/api/realtime", connect_realtime)
+}
+
+// Validation helpers: input is parsed once, here, into what the domain takes.
+
+fn text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.push(FieldError::new(field, "required", format!("`{field}` must not be empty.")));
+    } else if trimmed.chars().count() > max {
+        errors.push(FieldError::new(field, "too_long", format!("`{field}` is limited to {max} characters.")));
+    }
+    trimmed.to_owned()
+}
+
+fn check(errors: Vec<FieldError>) -> Result<(), InboxError> {
+    if errors.is_empty() { Ok(()) } else { Err(InboxError::Invalid(Problem::validation(errors))) }
+}
+
+fn page_limit(limit: Option<i64>) -> Result<i64, InboxError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("`limit` is between 1 and {MAX_PAGE}."),
+        )]))),
+    }
+}
+
+fn before(cursor_param: Option<&str>) -> Result<(i64, String), InboxError> {
+    match cursor_param {
+        None => Ok((i64::MAX, String::new())),
+        Some(c) => parse_cursor(c).ok_or_else(|| {
+            InboxError::Invalid(Problem::bad_request("invalid_cursor", "`cursor` must be a value from `next_cursor`."))
+        }),
+    }
+}
+
+// Inboxes.
+
+#[derive(Deserialize)]
+struct CreateInbox {
+    name: String,
+    channel: String,
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UpdateInbox {
+    name: String,
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+async fn list_inboxes(State(desk): State<AppState>, caller: Caller) -> Reply<Vec<InboxView>> {
+    let rows = desk.store.inboxes(caller.account).await?;
+    Ok(Json(rows.into_iter().map(InboxView::from).collect()))
+}
+
+async fn create_inbox(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateInbox>,
+) -> Result<(StatusCode, Json<InboxView>), InboxError> {
+    let mut errors = Vec::new();
+    let name = text("name", &body.name, MAX_NAME_CHARS, &mut errors);
+    let channel = ChannelKind::parse(&body.channel);
+    if channel.is_none() {
+        errors.push(FieldError::new("channel", "unsupported", "`channel` is one of api, web_widget, line, email."));
+    }
+    check(errors)?;
+    let channel = channel.unwrap_or(ChannelKind::Api);
+    let (row, secret) = desk.create_inbox(&caller, name, channel, body.callback_url).await?;
+    let mut view = InboxView::from(row);
+    view.secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<InboxView> {
+    let row = desk.store.inbox(caller.account, &id.to_string()).await?.ok_or(InboxError::NotFound("inbox"))?;
+    let mut view = InboxView::from(row);
+    if caller.role.manages_members() {
+        view.secret = desk.input.channel(caller.account, contracts::inbox::InboxId(id)).await?.map(|c| c.secret);
+    }
+    Ok(Json(view))
+}
+
+async fn update_inbox(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateInbox>,
+) -> Reply<InboxView> {
+    let mut errors = Vec::new();
+    let name = text("name", &body.name, MAX_NAME_CHARS, &mut errors);
+    check(errors)?;
+    let row = desk.update_inbox(&caller, &id.to_string(), name, body.callback_url).await?;
+    Ok(Json(InboxView::from(row)))
+}
+
+async fn delete_inbox(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, InboxError> {
+    desk.delete_inbox(&caller, &id.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+struct InboxMembers {
+    user_ids: Vec<UserId>,
+}
+
+async fn list_inbox_members(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<InboxMembers> {
+    let id = id.to_string();
+    desk.store.inbox(caller.account, &id).await?.ok_or(InboxError::NotFound("inbox"))?;
+    let users = desk.store.inbox_members(caller.account, &id).await?;
+    Ok(Json(InboxMembers { user_ids: users.iter().filter_map(|u| u.parse().ok()).collect() }))
+}
+
+async fn set_inbox_members(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<InboxMembers>,
+) -> Reply<InboxMembers> {
+    let users = desk.set_inbox_members(&caller, &id.to_string(), body.user_ids).await?;
+    Ok(Json(InboxMembers { user_ids: users.iter().filter_map(|u| u.parse().ok()).collect() }))
+}
+
+// Contacts.
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ContactDetail {
+    #[serde(flatten)]
+    contact: ContactView,
+    identities: Vec<Identity>,
+}
+
+#[derive(Serialize)]
+struct Identity {
+    inbox_id: String,
+    source_id: String,
+}
+
+#[derive(Deserialize)]
+struct UpdateContact {
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+async fn list_contacts(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Query(query): Query<PageQuery>,
+) -> Reply<Page<ContactView>> {
+    let limit = page_limit(query.limit)?;
+    let rows = desk.store.contacts(caller.account, before(query.cursor.as_deref())?, limit).await?;
+    let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
+        .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
+        .flatten();
+    Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor, meta: () }))
+}
+
+async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<ContactDetail> {
+    let id = id.to_string();
+    let row = desk.store.contact(caller.account, &id).await?.ok_or(InboxError::NotFound("contact"))?;
+    let identities = desk.store.contact_identities(caller.account, &id).await?;
+    Ok(Json(ContactDetail {
+        contact: ContactView::from(row),
+        identities: identities.into_iter().map(|(inbox_id, source_id)| Identity { inbox_id, source_id }).collect(),
+    }))
+}
+
+async fn update_contact(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateContact>,
+) -> Reply<ContactView> {
+    let mut errors = Vec::new();
+    let optional = |field: &str, value: Option<String>, errors: &mut Vec<FieldError>| {
+        value.map(|v| text(field, &v, MAX_NAME_CHARS, errors))
+    };
+    let name = optional("name", body.name, &mut errors);
+    let email = optional("email", body.email, &mut errors);
+    let phone = optional("phone", body.phone, &mut errors);
+    if email.as_deref().is_some_and(|e| !e.contains('@')) {
+        errors.push(FieldError::new("email", "invalid_format", "`email` must be an e-mail address."));
+    }
+    check(errors)?;
+    let row = desk::update_contact(&desk, &caller, &id.to_string(), name, email, phone).await?;
+    Ok(Json(ContactView::from(row)))
+}
+
+async fn list_contact_conversations(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Reply<Vec<ConversationView>> {
+    let id = id.to_string();
+    desk.store.contact(caller.account, &id).await?.ok_or(InboxError::NotFound("contact"))?;
+    let rows = desk.store.contact_conversations(caller.account, &id).await?;
+    let mut visible = Vec::with_capacity(rows.len());
+    for row in rows {
+        if caller.role.manages_members()
+            || desk.store.is_inbox_member(caller.account, &row.inbox_id, &caller.user.to_string()).await?
+        {
+            visible.push(ConversationView::from(row));
+        }
+    }
+    Ok(Json(visible))
+}
+
+// Conversations.
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// open (default), pending, resolved, snoozed or all.
+    status: Option<String>,
+    inbox_id: Option<Uuid>,
+    /// `me`, `unassigned`, `all` (default) or a user id.
+    assignee: Option<String>,
+    label: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ListMeta {
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    mine: i64,
+    unassigned: i64,
+    all: i64,
+}
+
+impl From<TabCounts> for Counts {
+    fn from(counts: TabCounts) -> Self {
+        Self { mine: counts.mine, unassigned: counts.unassigned, all: counts.all_count }
+    }
+}
+
+/// `GET /api/conversations`: two queries whatever the page size — the page (with contacts and labels
+/// joined in) and the tab counts.
+async fn list_conversations(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Reply<Page<ConversationView, ListMeta>> {
+    let status = match query.status.as_deref() {
+        None => Some("open".to_owned()),
+        Some("all") => None,
+        Some(s) => Some(
+            Status::parse(s)
+                .ok_or_else(|| {
+                    InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                        "status",
+                        "unsupported",
+                        "`status` is one of open, pending, resolved, snoozed, all.",
+                    )]))
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let me = caller.user.to_string();
+    let (assignee, unassigned) = match query.assignee.as_deref() {
+        None | Some("all") => (None, false),
+        Some("me") => (Some(me.clone()), false),
+        Some("unassigned") => (None, true),
+        Some(other) => match Uuid::parse_str(other) {
+            Ok(id) => (Some(id.to_string()), false),
+            Err(_) => {
+                return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                    "assignee",
+                    "unsupported",
+                    "`assignee` is me, unassigned, all or a user id.",
+                )])));
+            }
+        },
+    };
+    let limit = page_limit(query.limit)?;
+    let filter = ListFilter {
+        account: caller.account,
+        status,
+        inbox: query.inbox_id.map(|id| id.to_string()),
+        assignee,
+        unassigned,
+        label: query.label,
+        member: (!caller.role.manages_members()).then(|| me.clone()),
+        caller: me,
+        before: before(query.cursor.as_deref())?,
+        limit,
+    };
+    let rows = desk.store.conversations(&filter).await?;
+    let counts = desk.store.tab_counts(&filter).await?;
+    let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
+        .then(|| rows.last().map(|r| cursor(r.last_message_at, &r.id)))
+        .flatten();
+    Ok(Json(Page {
+        data: rows.into_iter().map(ConversationView::from).collect(),
+        next_cursor,
+        meta: ListMeta { counts: counts.into() },
+    }))
+}
+
+async fn get_conversation(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Reply<ConversationView> {
+    Ok(Json(ConversationView::from(desk.visible_conversation(&caller, &id.to_string()).await?)))
+}
+
+/// `GET /api/conversations/{id}/messages`: newest page first (`cursor` pages back in time); each page is in
+/// chronological order.
+async fn list_messages(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<PageQuery>,
+) -> Reply<Page<MessageView>> {
+    let conversation = desk.visible_conversation(&caller, &id.to_string()).await?;
+    let limit = page_limit(query.limit)?;
+    let mut rows =
+        desk.store.messages(caller.account, &conversation.id, before(query.cursor.as_deref())?, limit).await?;
+    let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
+        .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
+        .flatten();
+    rows.reverse();
+    Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor, meta: () }))
+}
+
+#[derive(Deserialize)]
+struct CreateMessage {
+    content: String,
+    /// A private note for agents, never sent to the contact.
+    #[serde(default)]
+    private: bool,
+}
+
+async fn create_message(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<CreateMessage>,
+) -> Result<(StatusCode, Json<MessageView>), InboxError> {
+    let mut errors = Vec::new();
+    let content = text("content", &body.content, MAX_CONTENT_CHARS, &mut errors);
+    check(errors)?;
+    let view = desk.post_message(&caller, &id.to_string(), content, body.private).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize)]
+struct ChangeStatus {
+    status: String,
+    /// Unix ms; required when snoozing, and in the future.
+    snoozed_until: Option<i64>,
+}
+
+async fn change_status(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ChangeStatus>,
+) -> Reply<ConversationView> {
+    let mut errors = Vec::new();
+    let status = Status::parse(&body.status);
+    if status.is_none() {
+        errors.push(FieldError::new("status", "unsupported", "`status` is one of open, pending, resolved, snoozed."));
+    }
+    if status == Some(Status::Snoozed) && body.snoozed_until.is_none_or(|until| until <= desk::now_ms()) {
+        errors.push(FieldError::new(
+            "snoozed_until",
+            "required",
+            "Snoozing needs `snoozed_until`, a future instant in Unix milliseconds.",
+        ));
+    }
+    check(errors)?;
+    let status = status.unwrap_or(Status::Open);
+    Ok(Json(desk.change_status(&caller, &id.to_string(), status, body.snoozed_until).await?))
+}
+
+#[derive(Deserialize)]
+struct Assign {
+    /// `null` unassigns.
+    assignee_id: Option<UserId>,
+}
+
+async fn assign_conversation(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Assign>,
+) -> Reply<ConversationView> {
+    Ok(Json(desk.assign(&caller, &id.to_string(), body.assignee_id).await?))
+}
+
+#[derive(Deserialize)]
+struct ChangePriority {
+    priority: String,
+}
+
+async fn change_priority(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ChangePriority>,
+) -> Reply<ConversationView> {
+    if !PRIORITIES.contains(&body.priority.as_str()) {
+        return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+            "priority",
+            "unsupported",
+            "`priority` is one of none, low, medium, high, urgent.",
+        )])));
+    }
+    Ok(Json(desk.set_priority(&caller, &id.to_string(), &body.priority).await?))
+}
+
+#[derive(Deserialize)]
+struct SetLabels {
+    labels: Vec<String>,
+}
+
+async fn set_conversation_labels(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<SetLabels>,
+) -> Reply<ConversationView> {
+    Ok(Json(desk.set_labels(&caller, &id.to_string(), body.labels).await?))
+}
+
+async fn mark_conversation_read(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Reply<ConversationView> {
+    Ok(Json(desk.mark_read(&caller, &id.to_string()).await?))
+}
+
+// Labels.
+
+#[derive(Deserialize)]
+struct LabelBody {
+    name: String,
+    colour: String,
+    description: Option<String>,
+}
+
+fn parse_label(body: LabelBody, id: String, created_at: i64) -> Result<LabelRow, InboxError> {
+    let mut errors = Vec::new();
+    let name = text("name", &body.name, 50, &mut errors);
+    let colour_ok = body.colour.len() == 7
+        && body.colour.starts_with('#')
+        && body.colour[1..].chars().all(|c| c.is_ascii_hexdigit());
+    if !colour_ok {
+        errors.push(FieldError::new("colour", "invalid_format", "`colour` is `#rrggbb`."));
+    }
+    let description = body.description.map(|d| text("description", &d, 500, &mut errors));
+    check(errors)?;
+    Ok(LabelRow { id, name, colour: body.colour.to_lowercase(), description, created_at })
+}
+
+async fn list_labels(State(desk): State<AppState>, caller: Caller) -> Reply<Vec<LabelView>> {
+    Ok(Json(desk.store.labels(caller.account).await?.into_iter().map(LabelView::from).collect()))
+}
+
+async fn create_label(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Json(body): Json<LabelBody>,
+) -> Result<(StatusCode, Json<LabelView>), InboxError> {
+    require_manager(&caller)?;
+    let row = parse_label(body, Uuid::now_v7().to_string(), desk::now_ms())?;
+    desk.store.insert_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
+    Ok((StatusCode::CREATED, Json(LabelView::from(row))))
+}
+
+async fn update_label(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<LabelBody>,
+) -> Reply<LabelView> {
+    require_manager(&caller)?;
+    let existing = desk.store.label(caller.account, &id.to_string()).await?.ok_or(InboxError::NotFound("label"))?;
+    let row = parse_label(body, existing.id, existing.created_at)?;
+    desk.store.update_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
+    Ok(Json(LabelView::from(row)))
+}
+
+async fn delete_label(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, InboxError> {
+    require_manager(&caller)?;
+    if !desk.store.delete_label(caller.account, &id.to_string()).await? {
+        return Err(InboxError::NotFound("label"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn name_taken(code: &'static str) -> impl Fn(kernel::store::StoreError) -> InboxError {
+    move |error| match error {
+        kernel::store::StoreError::UniqueViolation { .. } => {
+            InboxError::Conflict(code, "One with this name already exists in your account.")
+        }
+        other => InboxError::Store(other),
+    }
+}
+
+// Canned responses.
+
+#[derive(Deserialize)]
+struct CannedQuery {
+    /// Short-code prefix, as typed after `/` in the reply box.
+    q: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CannedBody {
+    short_code: String,
+    content: String,
+}
+
+fn parse_canned(body: CannedBody, id: String, created_at: i64) -> Result<CannedRow, InboxError> {
+    let mut errors = Vec::new();
+    let short_code = body.short_code.trim().to_owned();
+    if short_code.is_empty()
+        || short_code.len() > 50
+        || !short_code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        errors.push(FieldError::new(
+            "short_code",
+            "invalid_format",
+            "`short_code` is 1–50 letters, digits, `_` or `-`.",
+        ));
+    }
+    let content = text("content", &body.content, MAX_CONTENT_CHARS, &mut errors);
+    check(errors)?;
+    Ok(CannedRow { id, short_code, content, created_at, updated_at: desk::now_ms() })
+}
+
+async fn list_canned_responses(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Query(query): Query<CannedQuery>,
+) -> Reply<Vec<CannedView>> {
+    let rows = desk.store.canned_responses(caller.account, query.q.as_deref()).await?;
+    Ok(Json(rows.into_iter().map(CannedView::from).collect()))
+}
+
+async fn create_canned_response(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CannedBody>,
+) -> Result<(StatusCode, Json<CannedView>), InboxError> {
+    require_manager(&caller)?;
+    let row = parse_canned(body, Uuid::now_v7().to_string(), desk::now_ms())?;
+    desk.store.insert_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
+    Ok((StatusCode::CREATED, Json(CannedView::from(row))))
+}
+
+async fn update_canned_response(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<CannedBody>,
+) -> Reply<CannedView> {
+    require_manager(&caller)?;
+    let existing = desk
+        .store
+        .canned_response(caller.account, &id.to_string())
+        .await?
+        .ok_or(InboxError::NotFound("canned_response"))?;
+    let row = parse_canned(body, existing.id, existing.created_at)?;
+    desk.store.update_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
+    Ok(Json(CannedView::from(row)))
+}
+
+async fn delete_canned_response(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, InboxError> {
+    require_manager(&caller)?;
+    if !desk.store.delete_canned_response(caller.account, &id.to_string()).await? {
+        return Err(InboxError::NotFound("canned_response"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Search.
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct SearchResults {
+    contacts: Vec<ContactView>,
+    conversations: Vec<ConversationView>,
+    messages: Vec<MessageView>,
+}
+
+/// `GET /api/search?q=`: contacts, conversations and messages matching every term of `q`, in Japanese or
+/// any spaced language. Three queries.
+async fn search_everything(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Query(query): Query<SearchQuery>,
+) -> Reply<SearchResults> {
+    let limit = page_limit(query.limit.or(Some(20)))?;
+    if query.q.chars().count() > 200 {
+        return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+            "q",
+            "too_long",
+            "`q` is limited to 200 characters.",
+        )])));
+    }
+    let Some(fts) = search::match_query(&search::scope(&caller.account.to_string()), &query.q) else {
+        return Ok(Json(SearchResults { contacts: Vec::new(), conversations: Vec::new(), messages: Vec::new() }));
+    };
+    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
+    let contacts = desk.store.search_contacts(caller.account, &fts, limit).await?;
+    let conversations = desk.store.search_conversations(caller.account, &fts, member.clone(), limit).await?;
+    let messages = desk.store.search_messages(caller.account, &fts, member, limit).await?;
+    Ok(Json(SearchResults {
+        contacts: contacts.into_iter().map(ContactView::from).collect(),
+        conversations: conversations.into_iter().map(ConversationView::from).collect(),
+        messages: messages.into_iter().map(MessageView::from).collect(),
+    }))
+}

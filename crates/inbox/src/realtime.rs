@@ -1,0 +1,219 @@
+//! The agents' realtime feed: a WebSocket at `/api/realtime` that pushes every change of the caller's
+//! account (messages, conversation updates, status and assignment changes) in order.
+//!
+//! Changes are rows of `realtime_feed`, written in the same transaction as the change itself, so the feed
+//! is exactly as durable as the data. A socket sends the rows after its cursor whenever a transaction of
+//! its account commits (an in-process wake-up) and, as a safety net, every few seconds. Each event carries
+//! its `seq`; a client that reconnects (after a network blip, a broker restart or a restart of this
+//! process) passes the last seq it saw as `?cursor=` and receives everything after it. Nothing depends on
+//! a broker or on memory surviving, which is where peers lose updates.
+//!
+//! Protocol: connect to `GET /api/realtime[?cursor=N]` with `Authorization: Bearer <access token>`, or
+//! without it and send `{"type":"auth","token":"…"}` as the first frame (browsers cannot set headers on a
+//! WebSocket). The server sends `{"type":"ready","cursor":N}`, then `{"type":"event","seq":N,"kind":"…",
+//! "data":{…}}` frames.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use contracts::AccountId;
+use kernel::auth::{Caller, TokenVerifier};
+use kernel::http::{Problem, Query};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::desk::Desk;
+use crate::store::Store;
+
+/// How many feed rows one query sends.
+const PAGE: i64 = 500;
+/// How often a socket looks for rows it was not woken for (written by another replica).
+const POLL: Duration = Duration::from_secs(5);
+/// How long a client that did not send a token in the header has to send it.
+const AUTH_WINDOW: Duration = Duration::from_secs(10);
+
+/// Wakes the sockets of an account when a transaction that wrote to its feed commits.
+#[derive(Clone)]
+pub struct Feed {
+    sender: broadcast::Sender<AccountId>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self { sender: broadcast::channel(4096).0 }
+    }
+}
+
+impl Feed {
+    pub fn notify(&self, account: AccountId) {
+        // No receivers simply means no agent is connected.
+        let _ = self.sender.send(account);
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<AccountId> {
+        self.sender.subscribe()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RealtimeQuery {
+    /// The last seq the client saw; events after it are sent first.
+    cursor: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// `GET /api/realtime`: upgrades to the feed's WebSocket.
+pub async fn connect_realtime(
+    State(desk): State<Arc<Desk>>,
+    Extension(verifier): Extension<Arc<TokenVerifier>>,
+    Query(query): Query<RealtimeQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Problem> {
+    // A token in the header is checked before upgrading, so a bad one is a plain 401.
+    let caller = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
+                Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
+            })?;
+            Some(verifier.verify(token.trim())?)
+        }
+        None => None,
+    };
+    if query.cursor.is_some_and(|c| c < 0) {
+        return Err(Problem::bad_request("invalid_cursor", "`cursor` is a feed seq: a non-negative integer."));
+    }
+    let store = desk.store.clone();
+    let feed = desk.feed.clone();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        serve(socket, caller, verifier, store, feed, query.cursor).await;
+    }))
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    caller: Option<Caller>,
+    verifier: Arc<TokenVerifier>,
+    store: Store,
+    feed: Feed,
+    cursor: Option<i64>,
+) {
+    let caller = match caller {
+        Some(caller) => caller,
+        None => match authenticate(&mut socket, &verifier).await {
+            Some(caller) => caller,
+            None => {
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 4401,
+                        reason: Utf8Bytes::from_static("authentication required"),
+                    })))
+                    .await;
+                return;
+            }
+        },
+    };
+    // Subscribe before reading the head, so that nothing committed in between is missed.
+    let mut wake = feed.subscribe();
+    let account = caller.account;
+    let mut cursor = match cursor {
+        Some(cursor) => cursor,
+        None => match store.feed_head(account).await {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(error = %error, "reading the realtime feed failed");
+                return;
+            }
+        },
+    };
+    let ready = serde_json::json!({ "type": "ready", "cursor": cursor }).to_string();
+    if socket.send(Message::Text(ready.into())).await.is_err() {
+        return;
+    }
+    loop {
+        match send_after(&mut socket, &store, account, &mut cursor).await {
+            Ok(()) => {}
+            Err(SendError::Closed) => return,
+            Err(SendError::Store(error)) => {
+                tracing::warn!(error = %error, account.id = %account, "reading the realtime feed failed");
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame { code: 1011, reason: Utf8Bytes::from_static("retry") })))
+                    .await;
+                return;
+            }
+        }
+        tokio::select! {
+            woken = wait_for(&mut wake, account) => if !woken { return },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Waits for the first frame to be `{"type":"auth","token":"…"}` with a valid token.
+async fn authenticate(socket: &mut WebSocket, verifier: &TokenVerifier) -> Option<Caller> {
+    let frame = tokio::time::timeout(AUTH_WINDOW, socket.recv()).await.ok()??.ok()?;
+    let Message::Text(text) = frame else { return None };
+    let auth: AuthFrame = serde_json::from_str(text.as_str()).ok()?;
+    if auth.kind != "auth" {
+        return None;
+    }
+    verifier.verify(&auth.token).ok()
+}
+
+/// Waits until a transaction of `account` commits; false when the feed is gone (shutdown).
+async fn wait_for(wake: &mut broadcast::Receiver<AccountId>, account: AccountId) -> bool {
+    loop {
+        match wake.recv().await {
+            Ok(woken) if woken == account => return true,
+            Ok(_) => {}
+            // Missed wake-ups may include ours: look.
+            Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+    }
+}
+
+enum SendError {
+    Closed,
+    Store(kernel::store::StoreError),
+}
+
+/// Sends every feed row after `cursor`, advancing it.
+async fn send_after(
+    socket: &mut WebSocket,
+    store: &Store,
+    account: AccountId,
+    cursor: &mut i64,
+) -> Result<(), SendError> {
+    loop {
+        let rows = store.feed_after(account, *cursor, PAGE).await.map_err(SendError::Store)?;
+        let full = i64::try_from(rows.len()).unwrap_or(0) == PAGE;
+        for row in rows {
+            let frame = format!(
+                r#"{{"type":"event","seq":{},"kind":{},"data":{}}}"#,
+                row.seq,
+                serde_json::Value::String(row.kind),
+                row.payload
+            );
+            socket.send(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
+            *cursor = row.seq;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! The help desk end to end: customers write through the API channel, agents work the conversations, and
+//! a connected WebSocket sees every change — in every topology.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{Reply, TestApp};
+use crate::in_every_topology;
+
+/// An API inbox created by a test, with what customers' servers need to post to it.
+pub struct ApiInbox {
+    pub id: String,
+    pub identifier: String,
+    pub secret: String,
+}
+
+/// The `X-OmniDesk-Signature` value for `body`: HMAC-SHA256 over `"<t>.<body>"` with the inbox secret,
+/// computed here independently of the server's code.
+pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+pub fn unix_now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs())
+        .expect("fits")
+}
+
+impl TestApp {
+    /// Sends `method path` with a bearer token and an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        self.request(method, path, Some(token), body).await
+    }
+
+    /// Creates an API inbox (optionally delivering replies to `callback_url`); asserts it worked.
+    pub async fn create_api_inbox(&self, token: &str, callback_url: Option<&str>) -> ApiInbox {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/inboxes",
+                token,
+                Some(json!({ "name": "Website API", "channel": "api", "callback_url": callback_url })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        ApiInbox {
+            id: reply.body["id"].as_str().expect("id").to_owned(),
+            identifier: reply.body["identifier"].as_str().expect("identifier").to_owned(),
+            secret: reply.body["secret"].as_str().expect("secret").to_owned(),
+        }
+    }
+
+    /// A server-to-server post, signed with the inbox secret, with an idempotency key.
+    pub async fn post_signed(&self, inbox: &ApiInbox, key: &str, source_id: &str, name: &str, content: &str) -> Reply {
+        let body =
+            serde_json::to_vec(&json!({ "contact": { "source_id": source_id, "name": name }, "content": content }))
+                .expect("json");
+        let request = self
+            .http
+            .post(format!("{}/public/api/v1/inboxes/{}/messages", self.base_url, inbox.identifier))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .header("x-omnidesk-signature", sign(&body, &inbox.secret, unix_now()))
+            .body(body);
+        let response = request.send().await.expect("sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Reply { status, content_type: String::new(), headers, body }
+    }
+
+    /// Waits until the account's conversation list (all statuses) satisfies `done`.
+    pub async fn conversations_until(&self, token: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let reply = self
+            .eventually("/api/conversations?status=all&limit=100", token, |body| {
+                body["data"].as_array().is_some_and(|rows| done(rows))
+            })
+            .await;
+        reply.body["data"].as_array().expect("rows").clone()
+    }
+
+    /// The messages of a conversation, oldest first (one page of up to 100).
+    pub async fn messages_of(&self, token: &str, conversation: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/api/conversations/{conversation}/messages?limit=100"), token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body["data"].as_array().expect("messages").clone()
+    }
+}
+
+/// A WebSocket client of `/api/realtime`.
+pub struct Feed {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    pub cursor: i64,
+}
+
+impl Feed {
+    pub async fn connect(app: &TestApp, token: &str, cursor: Option<i64>) -> Self {
+        let url = format!(
+            "{}/api/realtime{}",
+            app.base_url.replacen("http", "ws", 1),
+            cursor.map(|c| format!("?cursor={c}")).unwrap_or_default()
+        );
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        let mut feed = Self { socket, cursor: 0 };
+        let ready = feed.next_frame().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        feed.cursor = ready["cursor"].as_i64().expect("cursor");
+        feed
+    }
+
+    async fn next_frame(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("socket open")
+                .expect("frame");
+            if let Message::Text(text) = frame {
+                return serde_json::from_str(text.as_str()).expect("json frame");
+            }
+        }
+    }
+
+    /// The next event; its seq must follow the last one.
+    pub async fn next_event(&mut self) -> Value {
+        let event = self.next_frame().await;
+        assert_eq!(event["type"], "event", "{event}");
+        let seq = event["seq"].as_i64().expect("seq");
+        assert!(seq > self.cursor, "seq {seq} after {}", self.cursor);
+        self.cursor = seq;
+        event
+    }
+
+    /// Reads events until one of `kind` satisfies `matches`; returns it.
+    pub async fn expect(&mut self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let event = self.next_event().await;
+            if event["kind"] == kind && matches(&event["data"]) {
+                return event;
+            }
+        }
+    }
+}
+
+/// A callback receiver: records every delivery, with whether its signature verified.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub deliveries: Arc<Mutex<Vec<(bool, Value)>>>,
+}
+
+impl Receiver {
+    /// Starts the receiver on a free port; returns its URL.
+    pub async fn start(&self, secret: Arc<Mutex<String>>) -> String {
+        let deliveries = self.deliveries.clone();
+        let handler = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let deliveries = deliveries.clone();
+            let secret = secret.clone();
+            async move {
+                let header = headers.get("x-omnidesk-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let timestamp: i64 = header
+                    .split(',')
+                    .find_map(|part| part.strip_prefix("t="))
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                let expected = sign(&body, &secret.lock().expect("lock"), timestamp);
+                let verified = header == expected && (unix_now() - timestamp).abs() < 300;
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                deliveries.lock().expect("lock").push((verified, json));
+                StatusCode::OK
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/omnidesk-callback", listener.local_addr().expect("addr"));
+        let router = axum::Router::new().route("/omnidesk-callback", axum::routing::post(handler));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+}
+
+async fn api_posts_create_exactly_one_conversation_per_contact(app: TestApp) {
+    // Arrange
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+
+    // Act: two customers write, one three times and one twice.
+    for (i, (source, content)) in
+        [("cust-a", "一通目"), ("cust-b", "hello"), ("cust-a", "二通目"), ("cust-a", "三通目"), ("cust-b", "again")]
+            .into_iter()
+            .enumerate()
+    {
+        let reply = app.post_signed(&inbox, &format!("key-{i}"), source, "Customer", content).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    }
+
+    // Assert
+    let rows = app
+        .conversations_until(token, |rows| {
+            rows.len() == 2 && rows.iter().map(|r| r["unread_count"].as_i64().unwrap_or(0)).sum::<i64>() == 5
+        })
+        .await;
+    let numbers: BTreeSet<i64> = rows.iter().map(|r| r["display_id"].as_i64().expect("display id")).collect();
+    assert_eq!(numbers, BTreeSet::from([1, 2]));
+    let a = rows.iter().find(|r| r["unread_count"] == 3).expect("customer a's conversation");
+    assert_eq!(a["last_message"]["preview"], "三通目");
+    assert_eq!(a["status"], "open");
+    let contents: Vec<Value> =
+        app.messages_of(token, a["id"].as_str().expect("id")).await.into_iter().map(|m| m["content"].clone()).collect();
+    assert_eq!(contents, [json!("一通目"), json!("二通目"), json!("三通目")]);
+}
+
+async fn redelivering_every_post_changes_nothing(app: TestApp) {
+    // Arrange
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let reply = app.post_signed(&inbox, &format!("order-{i}"), "cust-1", "Ken", &format!("message {i}")).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        first.push(reply.body["id"].clone());
+    }
+    let rows = app.conversations_until(token, |rows| rows.len() == 1 && rows[0]["unread_count"] == 3).await;
+    let conversation = rows[0]["id"].as_str().expect("id").to_owned();
+
+    // Act: every post is delivered again, with the same keys.
+    for (i, id) in first.iter().enumerate() {
+        let reply = app.post_signed(&inbox, &format!("order-{i}"), "cust-1", "Ken", &format!("message {i}")).await;
+        assert!(reply.status.is_success(), "{reply:?}");
+        assert_eq!(&reply.body["id"], id, "a replay answers with the original id");
+        assert_eq!(reply.headers.get("idempotent-replayed").map(|v| v.to_str().expect("ascii")), Some("true"));
+    }
+    // A marker post shows when everything before it has been processed.
+    app.post_signed(&inbox, "marker", "cust-1", "Ken", "marker").await;
+    app.conversations_until(token, |rows| rows.len() == 1 && rows[0]["last_message"]["preview"] == "marker").await;
+
+    // Assert
+    let messages = app.messages_of(token, &conversation).await;
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    let rows = app.conversations_until(token, |_| true).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["unread_count"], 4);
+}
+
+async fn an_agent_works_a_conversation_and_the_websocket_sees_every_change(app: TestApp) {
+    // Arrange: an owner with an API inbox that delivers replies to a receiver of the test's own.
+    let (owner, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let secret = Arc::new(Mutex::new(String::new()));
+    let receiver = Receiver::default();
+    let callback = receiver.start(secret.clone()).await;
+    let inbox = app.create_api_inbox(token, Some(&callback)).await;
+    *secret.lock().expect("lock") = inbox.secret.clone();
+    let label =
+        app.call(Method::POST, "/api/labels", token, Some(json!({ "name": "返品", "colour": "#E11D48" }))).await;
+    assert_eq!(label.status, StatusCode::CREATED, "{label:?}");
+    let mut feed = Feed::connect(&app, token, None).await;
+
+    // Act + assert, step by step.
+    app.post_signed(&inbox, "k1", "cust-9", "佐藤", "注文した靴を返品したいです").await;
+    let created = feed.expect("message.created", |d| d["message"]["kind"] == "incoming").await;
+    let conversation = created["data"]["conversation"]["id"].as_str().expect("conversation id").to_owned();
+    let path = format!("/api/conversations/{conversation}");
+
+    // Filters: it is open and unassigned, and in the inbox.
+    let open =
+        app.get(&format!("/api/conversations?status=open&inbox_id={}&assignee=unassigned", inbox.id), token).await;
+    assert_eq!(open.body["data"].as_array().map(Vec::len), Some(1), "{open:?}");
+    assert_eq!(open.body["meta"]["counts"]["unassigned"], 1);
+    assert_eq!(open.body["meta"]["counts"]["mine"], 0);
+    let resolved = app.get("/api/conversations?status=resolved", token).await;
+    assert_eq!(resolved.body["data"].as_array().map(Vec::len), Some(0), "{resolved:?}");
+
+    // Assign to myself.
+    let assigned =
+        app.call(Method::POST, &format!("{path}/assignee"), token, Some(json!({ "assignee_id": owner.id }))).await;
+    assert_eq!(assigned.status, StatusCode::OK, "{assigned:?}");
+    assert_eq!(assigned.body["assignee_id"], owner.id.as_str());
+    feed.expect("conversation.assigned", |d| d["assignee_id"] == owner.id.as_str()).await;
+    let mine = app.get("/api/conversations?assignee=me", token).await;
+    assert_eq!(mine.body["data"].as_array().map(Vec::len), Some(1), "{mine:?}");
+    assert_eq!(mine.body["meta"]["counts"]["mine"], 1);
+
+    // Label.
+    let labelled = app.call(Method::PUT, &format!("{path}/labels"), token, Some(json!({ "labels": ["返品"] }))).await;
+    assert_eq!(labelled.body["labels"], json!(["返品"]), "{labelled:?}");
+    feed.expect("conversation.updated", |d| d["conversation"]["labels"] == json!(["返品"])).await;
+    let by_label = app.get("/api/conversations?label=%E8%BF%94%E5%93%81", token).await;
+    assert_eq!(by_label.body["data"].as_array().map(Vec::len), Some(1), "{by_label:?}");
+
+    // A private note: stored, pushed, never delivered.
+    let note = app
+        .call(
+            Method::POST,
+            &format!("{path}/messages"),
+            token,
+            Some(json!({ "content": "在庫を確認", "private": true })),
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::CREATED, "{note:?}");
+    assert_eq!(note.body["kind"], "note");
+    feed.expect("message.created", |d| d["message"]["kind"] == "note").await;
+
+    // A reply: pushed, delivered to the callback signed, and shown as sent.
+    let reply = app
+        .call(
+            Method::POST,
+            &format!("{path}/messages"),
+            token,
+            Some(json!({ "content": "承知しました。返品を受け付けます。" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    assert_eq!(reply.body["delivery_status"], "pending");
+    let reply_id = reply.body["id"].as_str().expect("id").to_owned();
+    feed.expect("message.created", |d| d["message"]["kind"] == "outgoing").await;
+    feed.expect("message.updated", |d| {
+        d["message"]["id"] == reply_id.as_str() && d["message"]["delivery_status"] == "sent"
+    })
+    .await;
+    {
+        let deliveries = receiver.deliveries.lock().expect("lock");
+        assert_eq!(deliveries.len(), 1, "exactly one delivery, and no note: {deliveries:?}");
+        let (verified, body) = &deliveries[0];
+        assert!(verified, "the callback is signed with the inbox secret: {body}");
+        assert_eq!(body["message"]["content"], "承知しました。返品を受け付けます。");
+        assert_eq!(body["contact"]["source_id"], "cust-9");
+    }
+
+    // Snooze, then resolve.
+    let until = (unix_now() + 3600) * 1000;
+    let snoozed = app
+        .call(
+            Method::POST,
+            &format!("{path}/status"),
+            token,
+            Some(json!({ "status": "snoozed", "snoozed_until": until })),
+        )
+        .await;
+    assert_eq!(snoozed.body["status"], "snoozed", "{snoozed:?}");
+    assert_eq!(snoozed.body["snoozed_until"], until);
+    feed.expect("conversation.status_changed", |d| d["to"] == "snoozed").await;
+    let resolved =
+        app.call(Method::POST, &format!("{path}/status"), token, Some(json!({ "status": "resolved" }))).await;
+    assert_eq!(resolved.body["status"], "resolved", "{resolved:?}");
+    feed.expect("conversation.status_changed", |d| d["from"] == "snoozed" && d["to"] == "resolved").await;
+
+    // The conversation's history has every activity.
+    let messages = app.messages_of(token, &conversation).await;
+    let actions: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["kind"] == "activity")
+        .filter_map(|m| m["attributes"]["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["assigned", "labelled", "status_changed", "status_changed"], "{messages:?}");
+
+    // The customer writes again: the same conversation reopens.
+    app.post_signed(&inbox, "k2", "cust-9", "佐藤", "ありがとうございます").await;
+    feed.expect("conversation.status_changed", |d| d["to"] == "open" && d["by"].is_null()).await;
+    let rows = app.conversations_until(token, |rows| rows.len() == 1 && rows[0]["status"] == "open").await;
+    assert_eq!(rows[0]["id"], conversation.as_str());
+}
+
+async fn a_client_that_reconnects_with_its_cursor_misses_nothing(app: TestApp) {
+    // Arrange: a client sees the first message, then goes away.
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let mut feed = Feed::connect(&app, token, None).await;
+    app.post_signed(&inbox, "r0", "cust-r", "R", "first").await;
+    feed.expect("message.created", |d| d["message"]["content"] == "first").await;
+    let cursor = feed.cursor;
+    drop(feed);
+
+    // Act: changes happen while it is away; it reconnects with its cursor.
+    for i in 1..=3 {
+        app.post_signed(&inbox, &format!("r{i}"), "cust-r", "R", &format!("while away {i}")).await;
+    }
+    app.conversations_until(token, |rows| rows.first().is_some_and(|r| r["last_message"]["preview"] == "while away 3"))
+        .await;
+    let mut feed = Feed::connect(&app, token, Some(cursor)).await;
+
+    // Assert: every missed message arrives, in order.
+    for i in 1..=3 {
+        let content = format!("while away {i}");
+        feed.expect("message.created", |d| d["message"]["content"] == content.as_str()).await;
+    }
+}
+
+async fn search_finds_japanese_by_two_characters_and_english_by_prefix(app: TestApp) {
+    // Arrange: real Japanese customer messages (no spaces between words) and an English one.
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let samples = [
+        ("jp-1", "山田太郎", "先週購入したスニーカーのサイズが合わなかったので、返品をお願いできますか。"),
+        ("jp-2", "鈴木花子", "配送状況を確認したいです。注文番号は12345です。"),
+        ("en-1", "John Smith", "I would like a refund for my order, please."),
+    ];
+    for (i, (source, name, content)) in samples.iter().enumerate() {
+        app.post_signed(&inbox, &format!("s{i}"), source, name, content).await;
+    }
+    app.conversations_until(token, |rows| rows.len() == 3).await;
+    let (_, stranger) = app.signed_in().await;
+
+    // Act + assert: 返品 (two characters, inside a sentence) finds the first message only.
+    let found = app.get("/api/search?q=%E8%BF%94%E5%93%81", token).await;
+    assert_eq!(found.status, StatusCode::OK, "{found:?}");
+    let messages = found.body["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{found:?}");
+    assert!(messages[0]["content"].as_str().expect("content").contains("返品"));
+    assert_eq!(found.body["conversations"].as_array().map(Vec::len), Some(1));
+
+    // A longer phrase must appear as written; 配送状況 matches, 状況配送 does not.
+    let phrase = app.get(&format!("/api/search?q={}", encode("配送状況")), token).await;
+    assert_eq!(phrase.body["messages"].as_array().map(Vec::len), Some(1), "{phrase:?}");
+    let scrambled = app.get(&format!("/api/search?q={}", encode("状況配送")), token).await;
+    assert_eq!(scrambled.body["messages"].as_array().map(Vec::len), Some(0), "{scrambled:?}");
+
+    // Contacts by Japanese name, English by word prefix.
+    let by_name = app.get(&format!("/api/search?q={}", encode("花子")), token).await;
+    assert_eq!(by_name.body["contacts"][0]["name"], "鈴木花子", "{by_name:?}");
+    let english = app.get("/api/search?q=refu", token).await;
+    assert_eq!(english.body["messages"].as_array().map(Vec::len), Some(1), "{english:?}");
+
+    // Another account finds nothing of these.
+    let other = app.get("/api/search?q=%E8%BF%94%E5%93%81", &stranger.access_token).await;
+    assert_eq!(other.body["messages"].as_array().map(Vec::len), Some(0), "{other:?}");
+    assert_eq!(other.body["contacts"].as_array().map(Vec::len), Some(0), "{other:?}");
+}
+
+fn encode(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+async fn every_inbox_route_answers_404_for_another_accounts_ids(app: TestApp) {
+    // Arrange: account B has an inbox, a conversation with a contact, a label and a canned response.
+    let (_, b) = app.signed_in().await;
+    let b_token = &b.access_token;
+    let b_inbox = app.create_api_inbox(b_token, None).await;
+    app.post_signed(&b_inbox, "x1", "cust-x", "X", "secret business").await;
+    let rows = app.conversations_until(b_token, |rows| rows.len() == 1).await;
+    let conversation = rows[0]["id"].as_str().expect("id").to_owned();
+    let contact = rows[0]["contact"]["id"].as_str().expect("contact").to_owned();
+    let label =
+        app.call(Method::POST, "/api/labels", b_token, Some(json!({ "name": "vip", "colour": "#000000" }))).await;
+    let label = label.body["id"].as_str().expect("label id").to_owned();
+    let canned = app
+        .call(Method::POST, "/api/canned-responses", b_token, Some(json!({ "short_code": "hi", "content": "Hello" })))
+        .await;
+    let canned = canned.body["id"].as_str().expect("canned id").to_owned();
+    // Account A, an owner of its own account.
+    let (_, a) = app.signed_in().await;
+    let a_token = &a.access_token;
+    let inbox = &b_inbox.id;
+
+    // Act + assert: every route that takes an id.
+    let attempts: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/inboxes/{inbox}"), None),
+        (Method::PUT, format!("/api/inboxes/{inbox}"), Some(json!({ "name": "mine now" }))),
+        (Method::DELETE, format!("/api/inboxes/{inbox}"), None),
+        (Method::GET, format!("/api/inboxes/{inbox}/members"), None),
+        (Method::PUT, format!("/api/inboxes/{inbox}/members"), Some(json!({ "user_ids": [] }))),
+        (Method::GET, format!("/api/contacts/{contact}"), None),
+        (Method::PUT, format!("/api/contacts/{contact}"), Some(json!({ "name": "changed" }))),
+        (Method::GET, format!("/api/contacts/{contact}/conversations"), None),
+        (Method::GET, format!("/api/conversations/{conversation}"), None),
+        (Method::GET, format!("/api/conversations/{conversation}/messages"), None),
+        (Method::POST, format!("/api/conversations/{conversation}/messages"), Some(json!({ "content": "hi" }))),
+        (Method::POST, format!("/api/conversations/{conversation}/status"), Some(json!({ "status": "resolved" }))),
+        (Method::POST, format!("/api/conversations/{conversation}/assignee"), Some(json!({ "assignee_id": null }))),
+        (Method::POST, format!("/api/conversations/{conversation}/priority"), Some(json!({ "priority": "high" }))),
+        (Method::PUT, format!("/api/conversations/{conversation}/labels"), Some(json!({ "labels": [] }))),
+        (Method::POST, format!("/api/conversations/{conversation}/read"), None),
+        (Method::PUT, format!("/api/labels/{label}"), Some(json!({ "name": "x", "colour": "#111111" }))),
+        (Method::DELETE, format!("/api/labels/{label}"), None),
+        (Method::PUT, format!("/api/canned-responses/{canned}"), Some(json!({ "short_code": "x", "content": "y" }))),
+        (Method::DELETE, format!("/api/canned-responses/{canned}"), None),
+    ];
+    for (method, path, body) in attempts {
+        let reply = app.call(method.clone(), &path, a_token, body).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}: {reply:?}");
+        assert!(reply.body["code"].as_str().is_some_and(|c| c.ends_with("not_found")), "{method} {path}: {reply:?}");
+    }
+    // Lists and search show nothing of B's.
+    for path in ["/api/inboxes", "/api/labels", "/api/canned-responses"] {
+        let reply = app.get(path, a_token).await;
+        assert_eq!(reply.body, json!([]), "{path}: {reply:?}");
+    }
+    for path in ["/api/conversations?status=all", "/api/contacts"] {
+        let reply = app.get(path, a_token).await;
+        assert_eq!(reply.body["data"], json!([]), "{path}: {reply:?}");
+    }
+
+    // And B's data is untouched.
+    let still = app.get(&format!("/api/conversations/{conversation}"), b_token).await;
+    assert_eq!(still.body["status"], "open");
+    assert_eq!(still.body["priority"], "none");
+}
+
+async fn the_free_plan_allows_one_inbox_and_says_which_limit_refused(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    app.create_api_inbox(token, None).await;
+
+    let second =
+        app.call(Method::POST, "/api/inboxes", token, Some(json!({ "name": "Second", "channel": "api" }))).await;
+
+    second.assert_problem(StatusCode::FORBIDDEN, "plan_limit_reached");
+    assert_eq!(second.body["limit"], "inboxes");
+    assert_eq!(second.body["plan"], "free");
+    assert_eq!(second.body["max"], 1);
+}
+
+async fn bad_agent_input_is_a_422_that_names_the_field(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    app.post_signed(&inbox, "v1", "cust-v", "V", "hello").await;
+    let rows = app.conversations_until(token, |rows| rows.len() == 1).await;
+    let path = format!("/api/conversations/{}", rows[0]["id"].as_str().expect("id"));
+
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (Method::POST, format!("{path}/status"), json!({ "status": "closed" }), "status"),
+        (Method::POST, format!("{path}/status"), json!({ "status": "snoozed" }), "snoozed_until"),
+        (Method::POST, format!("{path}/priority"), json!({ "priority": "asap" }), "priority"),
+        (Method::POST, format!("{path}/messages"), json!({ "content": "   " }), "content"),
+        (Method::POST, format!("{path}/messages"), json!({ "content": "x".repeat(10_001) }), "content"),
+        (Method::PUT, format!("{path}/labels"), json!({ "labels": ["no-such-label"] }), "labels"),
+        (Method::POST, format!("{path}/assignee"), json!({ "assignee_id": uuid::Uuid::new_v4() }), "user_id"),
+        (Method::POST, "/api/labels".to_owned(), json!({ "name": "red", "colour": "red" }), "colour"),
+        (Method::POST, "/api/inboxes".to_owned(), json!({ "name": "x", "channel": "fax" }), "channel"),
+    ];
+    for (method, path, body, field) in cases {
+        let reply = app.call(method.clone(), &path, token, Some(body)).await;
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(reply.body["errors"][0]["field"], field, "{method} {path}: {reply:?}");
+    }
+    let bad_cursor = app.get("/api/conversations?cursor=nonsense", token).await;
+    bad_cursor.assert_problem(StatusCode::BAD_REQUEST, "invalid_cursor");
+    let bad_id = app.get("/api/conversations/not-a-uuid", token).await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{bad_id:?}");
+    let unauthenticated = app.request(Method::GET, "/api/conversations", None, None).await;
+    unauthenticated.assert_problem(StatusCode::UNAUTHORIZED, "missing_token");
+}
+
+async fn the_conversation_list_pages_with_a_cursor(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    for i in 0..5 {
+        app.post_signed(&inbox, &format!("p{i}"), &format!("cust-{i}"), "P", &format!("m{i}")).await;
+    }
+    app.conversations_until(token, |rows| rows.len() == 5).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/api/conversations?limit=2".to_owned();
+    loop {
+        let page = app.get(&path, token).await;
+        assert_eq!(page.status, StatusCode::OK, "{page:?}");
+        assert_eq!(page.body["meta"]["counts"]["all"], 5);
+        seen.extend(page.body["data"].as_array().expect("rows").iter().map(|r| r["display_id"].as_i64().expect("n")));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/conversations?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(unique, BTreeSet::from([1, 2, 3, 4, 5]));
+}
+
+in_every_topology!(
+    api_posts_create_exactly_one_conversation_per_contact,
+    redelivering_every_post_changes_nothing,
+    an_agent_works_a_conversation_and_the_websocket_sees_every_change,
+    a_client_that_reconnects_with_its_cursor_misses_nothing,
+    search_finds_japanese_by_two_characters_and_english_by_prefix,
+    every_inbox_route_answers_404_for_another_accounts_ids,
+    the_free_plan_allows_one_inbox_and_says_which_limit_refused,
+    bad_agent_input_is_a_422_that_names_the_field,
+    the_conversation_list_pages_with_a_cursor,
+);
