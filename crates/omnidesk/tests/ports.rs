@@ -1,4 +1,4 @@
-//! The plan service's port as other services hold it: the same answers in process and over HTTP.
+//! Ports as other services hold them (the plan's and the user service's): the same answers in process and over HTTP.
 
 use std::sync::Arc;
 

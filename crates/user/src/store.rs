@@ -477,3 +477,6 @@ impl Store {
         Ok(Removal::Removed)
     }
 }
+
+#[cfg(test)]
+mod tests;
