@@ -27,10 +27,6 @@ pub const DELIVERY_HEADER: &str = "x-omnidesk-delivery";
 /// How many due deliveries are attempted at once.
 const BATCH: i64 = 16;
 
-/// How long the worker waits after being woken before looking: it is woken from inside the transaction
-/// that queues a reply, which commits just after.
-const WAKE_SETTLE: Duration = Duration::from_millis(20);
-
 /// The longest wait between two attempts, however many have failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -97,7 +93,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                () = self.wake.notified() => tokio::time::sleep(WAKE_SETTLE).await,
+                () = self.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }

@@ -85,8 +85,9 @@ impl Handler<MessageCreated> for RecordReplies {
                 },
             )
             .await?;
-            // The row commits with this transaction, just after; the worker waits a moment after waking.
-            self.wake.notify_one();
+            // Woken after the commit, the worker finds the row at once.
+            let wake = self.wake.clone();
+            tx.after_commit(move || wake.notify_one());
         } else {
             tx.publish(&DeliveryUpdated {
                 account: event.account,

@@ -297,6 +297,25 @@ async fn replies_join_the_transcript_but_notes_never_do() {
     );
 }
 
+#[tokio::test]
+async fn a_queued_reply_wakes_the_worker_only_once_committed() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), Some("https://example.jp/hooks")).await;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let handler = crate::events::RecordReplies { wake: wake.clone() };
+    let woken = || tokio::time::timeout(Duration::from_millis(100), wake.notified());
+
+    let event = reply(&f, &channel, "user-1", MessageKind::Outgoing);
+    let envelope = Envelope::wrap(&event, "inbox", None).expect("envelope");
+    let mut tx = f.namespace.begin().await.expect("tx");
+    handler.handle(event, &envelope, &mut tx).await.expect("handled");
+    drop(tx);
+    assert!(woken().await.is_err(), "a rolled-back queueing wakes nobody");
+
+    consume(&f, &handler, reply(&f, &channel, "user-1", MessageKind::Outgoing)).await;
+    assert!(woken().await.is_ok());
+}
+
 /// What a receiver was last sent: the signature header, the delivery id header and the body.
 type Received = (String, String, Vec<u8>);
 
