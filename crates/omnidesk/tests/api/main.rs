@@ -1,6 +1,7 @@
 //! The black-box API suite: the same test bodies against the monolith and against microservices.
 
 mod account;
+mod channel;
 mod conversations;
 mod edge;
 mod helpers;
