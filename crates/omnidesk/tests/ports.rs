@@ -18,53 +18,27 @@ fn config(data: &std::path::Path, exchange: &str) -> Config {
     config
 }
 
-/// The plan port as the inbox service (a future caller) gets it: in a monolith, or from a process that
-/// hosts inbox alone and reaches plan over HTTP.
-async fn plan_ports(
-    data: &std::path::Path,
-    exchange: &str,
-) -> (Arc<dyn PlanPort>, Arc<dyn PlanPort>, Vec<tokio::sync::oneshot::Sender<()>>) {
-    let monolith = Process::build(Arc::new(config(data, exchange)), omnidesk::CATALOGUE, &omnidesk::service_names())
-        .await
-        .expect("monolith");
-    let local = monolith.port::<dyn PlanPort>("inbox").expect("local port");
-
-    let plan =
-        Process::build(Arc::new(config(data, exchange)), omnidesk::CATALOGUE, &["plan"]).await.expect("plan process");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let plan_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(plan.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    let mut split = config(data, exchange);
-    split.services.entry("plan".to_owned()).or_default().url = Some(plan_url);
-    let inbox = Process::build(Arc::new(split), omnidesk::CATALOGUE, &["inbox"]).await.expect("inbox process");
-    let remote = inbox.port::<dyn PlanPort>("inbox").expect("remote port");
-    (local, remote, vec![stop])
+/// The processes a port is taken from, as the inbox service (a caller of user, plan and input) holds it:
+/// `local` is a monolith; `remote` hosts inbox alone and reaches user, plan and input, which another process
+/// serves at `url`, over HTTP. All three share the data directory.
+struct Callers {
+    local: Process,
+    remote: Process,
+    url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-#[tokio::test]
-async fn limits_allowances_and_usage_answer_alike_locally_and_remotely() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let exchange = format!("omnidesk-test.{}.events", uuid::Uuid::new_v4().simple());
-    let (local, remote, _servers) = plan_ports(data.path(), &exchange).await;
-    let account = AccountId::new();
-
-    for port in [&local, &remote] {
-        let limits = port.limits_of(account).await.expect("limits");
-        assert_eq!(limits.inboxes, Some(1), "an account without a subscription is on free");
-        let seats = port.allowance(account, Limited::Inboxes, 1).await.expect("allowance");
-        assert!(!seats.allowed, "free allows one inbox, and there is one already: {seats:?}");
+async fn callers(data: &std::path::Path, exchange: &str) -> Callers {
+    let (url, stop) = serve(config(data, exchange), &["user", "plan", "input"]).await;
+    let local = Process::build(Arc::new(config(data, exchange)), omnidesk::CATALOGUE, &omnidesk::service_names())
+        .await
+        .expect("monolith");
+    let mut split = config(data, exchange);
+    for callee in ["user", "plan", "input"] {
+        split.services.entry(callee.to_owned()).or_default().url = Some(url.clone());
     }
-
-    assert_eq!(local.record_usage(account, Limited::ConversationsPerMonth, 60).await, Ok(60));
-    assert_eq!(remote.record_usage(account, Limited::ConversationsPerMonth, 40).await, Ok(100));
-    let monthly = remote.allowance(account, Limited::ConversationsPerMonth, 0).await.expect("allowance");
-    assert_eq!((monthly.used, monthly.limit, monthly.allowed), (100, Some(100), false));
-    assert!(local.record_usage(account, Limited::Agents, 1).await.is_err(), "seats are not counted monthly");
-    let _ =
-        std::process::Command::new("rabbitmqctl").args(["-q", "delete_queue", &format!("{exchange}.plan")]).output();
+    let remote = Process::build(Arc::new(split), omnidesk::CATALOGUE, &["inbox"]).await.expect("inbox process");
+    Callers { local, remote, url, _stop: stop }
 }
 
 /// Serves a process hosting `services` on a free port; returns its URL and the sender that stops it.
@@ -79,6 +53,38 @@ async fn serve(config: Config, services: &[&str]) -> (String, tokio::sync::onesh
     (url, stop)
 }
 
+/// Removes the test exchange's queues from the broker (they are durable).
+fn delete_queues(exchange: &str) {
+    for service in omnidesk::service_names() {
+        let queue = format!("{exchange}.{service}");
+        let _ = std::process::Command::new("rabbitmqctl").args(["-q", "delete_queue", &queue]).output();
+    }
+}
+
+#[tokio::test]
+async fn limits_allowances_and_usage_answer_alike_locally_and_remotely() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let exchange = format!("omnidesk-test.{}.events", uuid::Uuid::new_v4().simple());
+    let callers = callers(data.path(), &exchange).await;
+    let local = callers.local.port::<dyn PlanPort>("inbox").expect("local port");
+    let remote = callers.remote.port::<dyn PlanPort>("inbox").expect("remote port");
+    let account = AccountId::new();
+
+    for port in [&local, &remote] {
+        let limits = port.limits_of(account).await.expect("limits");
+        assert_eq!(limits.inboxes, Some(1), "an account without a subscription is on free");
+        let seats = port.allowance(account, Limited::Inboxes, 1).await.expect("allowance");
+        assert!(!seats.allowed, "free allows one inbox, and there is one already: {seats:?}");
+    }
+
+    assert_eq!(local.record_usage(account, Limited::ConversationsPerMonth, 60).await, Ok(60));
+    assert_eq!(remote.record_usage(account, Limited::ConversationsPerMonth, 40).await, Ok(100));
+    let monthly = remote.allowance(account, Limited::ConversationsPerMonth, 0).await.expect("allowance");
+    assert_eq!((monthly.used, monthly.limit, monthly.allowed), (100, Some(100), false));
+    assert!(local.record_usage(account, Limited::Agents, 1).await.is_err(), "seats are not counted monthly");
+    delete_queues(&exchange);
+}
+
 #[tokio::test]
 async fn members_answer_alike_locally_and_remotely() {
     use contracts::UserId;
@@ -87,11 +93,11 @@ async fn members_answer_alike_locally_and_remotely() {
 
     let data = tempfile::tempdir().expect("tempdir");
     let exchange = format!("omnidesk-test.{}.events", uuid::Uuid::new_v4().simple());
-    // The account service group (user needs plan) serves HTTP; an owner registers and invites an agent.
-    let (users_url, _stop_users) = serve(config(data.path(), &exchange), &["user", "plan"]).await;
+    let callers = callers(data.path(), &exchange).await;
+    // Through the served user service's API, an owner registers and invites an agent, who accepts.
     let http = reqwest::Client::new();
     let post = |path: &str, token: Option<&str>, body: Value| {
-        let mut request = http.post(format!("{users_url}{path}")).json(&body);
+        let mut request = http.post(format!("{}{path}", callers.url)).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -114,15 +120,8 @@ async fn members_answer_alike_locally_and_remotely() {
     let account = registered["account"]["id"].as_str().expect("account").parse().expect("account id");
     let agent: UserId = accepted["user"]["id"].as_str().expect("agent").parse().expect("user id");
 
-    let monolith =
-        Process::build(Arc::new(config(data.path(), &exchange)), omnidesk::CATALOGUE, &omnidesk::service_names())
-            .await
-            .expect("monolith");
-    let local = monolith.port::<dyn UserPort>("inbox").expect("local port");
-    let mut split = config(data.path(), &exchange);
-    split.services.entry("user".to_owned()).or_default().url = Some(users_url.clone());
-    let inbox = Process::build(Arc::new(split), omnidesk::CATALOGUE, &["inbox"]).await.expect("inbox process");
-    let remote = inbox.port::<dyn UserPort>("inbox").expect("remote port");
+    let local = callers.local.port::<dyn UserPort>("inbox").expect("local port");
+    let remote = callers.remote.port::<dyn UserPort>("inbox").expect("remote port");
 
     let members = local.members(account).await.expect("members");
     assert_eq!(
@@ -136,8 +135,5 @@ async fn members_answer_alike_locally_and_remotely() {
         assert_eq!(port.member(AccountId::new(), agent).await, Ok(None), "nor a member of another account");
         assert_eq!(port.members(AccountId::new()).await, Ok(Vec::new()));
     }
-    for service in ["plan", "user", "inbox"] {
-        let queue = format!("{exchange}.{service}");
-        let _ = std::process::Command::new("rabbitmqctl").args(["-q", "delete_queue", &queue]).output();
-    }
+    delete_queues(&exchange);
 }
