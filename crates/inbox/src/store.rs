@@ -284,8 +284,8 @@ impl Store {
         self.db
             .fetch_all(
                 "select id, name, email, phone, created_at, updated_at from contacts where account_id = ? \
-                 and (created_at < ? or (created_at = ? and id < ?)) order by created_at desc, id desc limit ?",
-                args![account.to_string(), before.0, before.0, before.1, limit],
+                 and (created_at, id) < (?, ?) order by created_at desc, id desc limit ?",
+                args![account.to_string(), before.0, before.1, limit],
             )
             .await
     }
@@ -406,7 +406,7 @@ impl Store {
                  (? is null or exists (select 1 from conversation_labels fl join labels f on f.id = fl.label_id \
                  where fl.conversation_id = c.id and f.name = ?)) and (? is null or c.inbox_id in (select \
                  m.inbox_id from inbox_members m where m.account_id = c.account_id and m.user_id = ?)) and \
-                 (c.last_message_at < ? or (c.last_message_at = ? and c.id < ?)) order by c.last_message_at \
+                 (c.last_message_at, c.id) < (?, ?) order by c.last_message_at \
                  desc, c.id desc limit ?",
                 args![
                     filter.account.to_string(),
@@ -422,7 +422,6 @@ impl Store {
                     filter.member.clone(),
                     filter.member.clone(),
                     filter.before.0,
-                    filter.before.0,
                     filter.before.1.clone(),
                     filter.limit
                 ],
@@ -430,33 +429,39 @@ impl Store {
             .await
     }
 
-    /// The counts of the "mine", "unassigned" and "all" tabs under the list's other filters.
+    /// The counts of the "mine", "unassigned" and "all" tabs under the list's other filters. Without a
+    /// label or membership filter the count reads only the `conversations_by_tabs` index.
     pub async fn tab_counts(&self, filter: &ListFilter) -> Result<TabCounts, StoreError> {
-        let counts = self
-            .db
-            .fetch_optional(
-                "select coalesce(sum(case when c.assignee_id = ? then 1 else 0 end), 0) as mine, \
-                 coalesce(sum(case when c.assignee_id is null then 1 else 0 end), 0) as unassigned, \
-                 count(*) as all_count from conversations c \
-                 where c.account_id = ? and (? is null or c.status = ?) and (? is null or c.inbox_id = ?) \
-                 and (? is null or exists (select 1 from conversation_labels fl join labels f on f.id = fl.label_id \
-                 where fl.conversation_id = c.id and f.name = ?)) \
-                 and (? is null or c.inbox_id in (select m.inbox_id from inbox_members m \
-                 where m.account_id = c.account_id and m.user_id = ?))",
-                args![
-                    filter.caller.clone(),
-                    filter.account.to_string(),
-                    filter.status.clone(),
-                    filter.status.clone(),
-                    filter.inbox.clone(),
-                    filter.inbox.clone(),
-                    filter.label.clone(),
-                    filter.label.clone(),
-                    filter.member.clone(),
-                    filter.member.clone()
-                ],
-            )
-            .await?;
+        let mut args = args![
+            filter.caller.clone(),
+            filter.account.to_string(),
+            filter.status.clone(),
+            filter.status.clone(),
+            filter.inbox.clone(),
+            filter.inbox.clone()
+        ];
+        let sql = if filter.label.is_none() && filter.member.is_none() {
+            "select coalesce(sum(case when assignee_id = ? then 1 else 0 end), 0) as mine, \
+             coalesce(sum(case when assignee_id is null then 1 else 0 end), 0) as unassigned, \
+             count(*) as all_count from conversations \
+             where account_id = ? and (? is null or status = ?) and (? is null or inbox_id = ?)"
+        } else {
+            args.extend(args![
+                filter.label.clone(),
+                filter.label.clone(),
+                filter.member.clone(),
+                filter.member.clone()
+            ]);
+            "select coalesce(sum(case when c.assignee_id = ? then 1 else 0 end), 0) as mine, \
+             coalesce(sum(case when c.assignee_id is null then 1 else 0 end), 0) as unassigned, \
+             count(*) as all_count from conversations c \
+             where c.account_id = ? and (? is null or c.status = ?) and (? is null or c.inbox_id = ?) \
+             and (? is null or exists (select 1 from conversation_labels fl join labels f on f.id = fl.label_id \
+             where fl.conversation_id = c.id and f.name = ?)) \
+             and (? is null or c.inbox_id in (select m.inbox_id from inbox_members m \
+             where m.account_id = c.account_id and m.user_id = ?))"
+        };
+        let counts = self.db.fetch_optional(sql, args).await?;
         Ok(counts.unwrap_or(TabCounts { mine: 0, unassigned: 0, all_count: 0 }))
     }
 
@@ -799,8 +804,8 @@ impl Store {
             .fetch_all(
                 "select id, conversation_id, kind, content, sender_id, attributes, delivery_status, delivery_error, \
                  created_at from messages where account_id = ? and conversation_id = ? \
-                 and (created_at < ? or (created_at = ? and id < ?)) order by created_at desc, id desc limit ?",
-                args![account.to_string(), conversation, before.0, before.0, before.1, limit],
+                 and (created_at, id) < (?, ?) order by created_at desc, id desc limit ?",
+                args![account.to_string(), conversation, before.0, before.1, limit],
             )
             .await
     }

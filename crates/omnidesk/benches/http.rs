@@ -10,71 +10,18 @@
 //! The load generator shares the machine's cores with the server, so absolute numbers are lower than a
 //! remote client would see; the comparison between topologies is what this is for.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    base_url: String,
-    _data: tempfile::TempDir,
-}
+mod common;
 
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_omnidesk"))
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .env("OMNIDESK_LOG", "warn")
-            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE", "1000000000")
-            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000000")
-            .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
-            // Split topologies carry events over the machine's RabbitMQ, on an exchange of the benchmark's own.
-            .env("RABBIT_MQ_HOST", "127.0.0.1")
-            .env("RABBIT_MQ_PASSWORD", "guest")
-            .env("OMNIDESK_RABBITMQ__EXCHANGE", "omnidesk-bench.events")
-            .current_dir(data.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("omnidesk starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let base_url = loop {
-            let line = lines.next().expect("ready line").expect("utf-8");
-            if let Some(rest) = line.strip_prefix("OmniDesk is ready at ") {
-                break rest.split_whitespace().next().expect("url").to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base_url, _data: data }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, percentile};
 
 #[derive(Default)]
 struct Samples {
     login: Vec<Duration>,
     get_user: Vec<Duration>,
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    samples.sort();
-    let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[rank]
 }
 
 async fn timed(request: reqwest::RequestBuilder) -> (Value, Duration) {

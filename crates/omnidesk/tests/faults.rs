@@ -4,12 +4,15 @@
 // The shared harness has helpers these tests do not use.
 #![allow(dead_code)]
 
+#[path = "api/desk.rs"]
+mod desk;
 #[path = "api/helpers.rs"]
 mod helpers;
 
 use std::process::Command;
 use std::time::Duration;
 
+use desk::Feed;
 use helpers::{TestApp, Topology};
 
 /// Stops the machine's RabbitMQ for the life of the value; starts it again when dropped, even on failure.
@@ -63,5 +66,48 @@ async fn events_committed_while_the_broker_is_down_and_the_producer_is_killed_ar
             !body["since"].is_null()
         });
         assert_eq!(plan.await.body["plan"]["code"], "free");
+    }
+}
+
+#[tokio::test]
+async fn an_agents_feed_catches_up_after_the_inbox_process_and_the_broker_restart() {
+    // Arrange: an agent's socket has seen the first message.
+    let topology = Topology::spawn("microservices", &[]);
+    let app = TestApp::new(topology.base_url.clone(), topology.data_dir.clone(), None);
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let mut feed = Feed::connect(&app, token, None).await;
+    app.post_signed(&inbox, "before", "cust-f", "F", "before the outage").await;
+    feed.expect("message.created", |d| d["message"]["content"] == "before the outage").await;
+    let cursor = feed.cursor;
+
+    // Act: the inbox process dies (taking the socket with it) and the broker goes down while customers
+    // keep writing; input accepts their posts into its outbox.
+    kill(topology.pid_of("inbox"));
+    drop(feed);
+    let outage = BrokerOutage::begin();
+    for i in 0..3 {
+        let reply = app.post_signed(&inbox, &format!("during-{i}"), "cust-f", "F", &format!("during {i}")).await;
+        assert_eq!(reply.status, reqwest::StatusCode::ACCEPTED, "{reply:?}");
+    }
+    drop(outage);
+    // The client reconnects with its cursor once the restarted inbox answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut feed = loop {
+        match Feed::try_connect(&app, token, Some(cursor)).await {
+            Ok(feed) => break feed,
+            Err(error) if std::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the feed never came back: {error}"),
+        }
+    };
+
+    // Assert: everything written meanwhile arrives, in order.
+    for i in 0..3 {
+        let content = format!("during {i}");
+        feed.expect("message.created", |d| d["message"]["content"] == content.as_str()).await;
     }
 }

@@ -81,8 +81,12 @@ create table conversations (
     unique (inbox_id, contact_id)
 );
 
--- The list is ordered by latest activity and filtered by status (every tab), then by assignee or inbox.
+-- The list is ordered by latest activity: walking this index in order, a page stops after its last row
+-- instead of sorting the whole account. Status, assignee and inbox narrow it further.
+create index conversations_by_activity on conversations (account_id, last_message_at, id);
 create index conversations_by_status on conversations (account_id, status, last_message_at, id);
+-- The tab counts read only this index.
+create index conversations_by_tabs on conversations (account_id, status, inbox_id, assignee_id);
 create index conversations_by_assignee on conversations (account_id, assignee_id, status, last_message_at);
 create index conversations_by_inbox on conversations (inbox_id, status, last_message_at);
 create index conversations_by_contact on conversations (contact_id);

@@ -135,8 +135,38 @@ pub struct ServiceConfig {
     /// Where this service's namespace lives (`sqlite://PATH`); default: `<data.dir>/<service>.db`.
     pub database_url: Option<String>,
     /// The service's own settings (e.g. the payment provider's keys), read by the service itself. Values
-    /// whose key contains `secret`, `key` or `password` are redacted when printed.
+    /// whose key contains `secret`, `key` or `password` are redacted when printed. Numbers and booleans
+    /// (`delivery_max_attempts = 8` in TOML, or an environment variable, which figment reads as a number)
+    /// are kept as their text; the service parses what it reads.
+    #[serde(deserialize_with = "scalars_as_text")]
     pub settings: BTreeMap<String, String>,
+}
+
+/// Reads a map of scalars, keeping each value as text.
+fn scalars_as_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Unsigned(u64),
+        Float(f64),
+        Flag(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Scalar::Text(text) => text,
+                Scalar::Integer(n) => n.to_string(),
+                Scalar::Unsigned(n) => n.to_string(),
+                Scalar::Float(n) => n.to_string(),
+                Scalar::Flag(flag) => flag.to_string(),
+            };
+            (key, text)
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

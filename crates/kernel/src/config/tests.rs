@@ -101,3 +101,17 @@ fn secrets_are_redacted_when_printed() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("postgres://omni:<redacted>@db/omni"), "{shown}");
 }
+
+#[test]
+fn numeric_and_boolean_service_settings_are_kept_as_text() {
+    Jail::expect_with(|jail| {
+        jail.create_file("omnidesk.toml", "[services.input.settings]\ndelivery_max_attempts = 8\nstrict = true\n")?;
+        jail.set_env("OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_RETRY_BASE_MS", "50");
+        let config = Config::load(None).expect("loads");
+        let settings = &config.service("input").settings;
+        assert_eq!(settings.get("delivery_retry_base_ms").map(String::as_str), Some("50"));
+        assert_eq!(settings.get("delivery_max_attempts").map(String::as_str), Some("8"));
+        assert_eq!(settings.get("strict").map(String::as_str), Some("true"));
+        Ok(())
+    });
+}

@@ -43,6 +43,20 @@ impl Transport for InProcess {
         Ok(())
     }
 
+    /// Each consumer applies the whole batch in one transaction (see [`Delivery::deliver_batch`]).
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> (usize, Option<TransportError>) {
+        let consumers: Vec<Arc<Delivery>> = match self.consumers.read() {
+            Ok(consumers) => consumers.clone(),
+            Err(_) => return (0, Some(TransportError::Unavailable("consumer registry poisoned".to_owned()))),
+        };
+        for delivery in consumers {
+            if let Err(error) = delivery.deliver_batch(envelopes).await {
+                return (0, Some(error.into()));
+            }
+        }
+        (envelopes.len(), None)
+    }
+
     async fn subscribe(&self, delivery: Arc<Delivery>) -> Result<(), TransportError> {
         self.consumers
             .write()

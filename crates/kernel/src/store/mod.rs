@@ -143,7 +143,12 @@ impl Namespace {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
                 let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-                let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+                // Readers beyond the cores only contend: SQLite work is CPU-bound here.
+                let readers = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(u32::try_from(readers).unwrap_or(4))
+                    .connect_with(options)
+                    .await?;
                 (Pool::Sqlite(pool), Pool::Sqlite(writer))
             }
         };
@@ -371,19 +376,6 @@ impl Tx<'_> {
         let TxInner::Sqlite(tx) = &mut self.inner;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
         Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
-    }
-
-    pub(crate) async fn kernel_fetch_optional<T>(
-        &mut self,
-        sql: &'static str,
-        args: Vec<Value>,
-    ) -> Result<Option<T>, StoreError>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
-    {
-        let TxInner::Sqlite(tx) = &mut self.inner;
-        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
-        query.fetch_optional(&mut **tx).await.map_err(StoreError::classify)
     }
 
     /// Runs `hook` after this transaction commits, e.g. to wake readers of what it wrote. Hooks of a

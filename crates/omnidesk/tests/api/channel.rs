@@ -14,55 +14,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp, monolith_config};
-
-/// Like `in_every_topology!`, but the monolith retries reply deliveries after 50 ms instead of a second,
-/// so the retry tests are quick. (Microservices get the setting from the test environment when it is
-/// set there, and otherwise still finish within the tests' patience.)
-macro_rules! in_every_topology_with_fast_retries {
-    ($($test:ident),* $(,)?) => {
-        mod monolith {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::fast_retry_monolith().await).await;
-                }
-            )*
-        }
-        mod microservices {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test($crate::helpers::TestApp::microservices().await).await;
-                }
-            )*
-        }
-    };
-}
-
-in_every_topology_with_fast_retries!(
-    a_signed_post_becomes_a_conversation_with_its_message,
-    bad_signatures_stale_timestamps_and_malformed_posts_are_refused_and_store_nothing,
-    an_oversize_post_is_refused_before_it_is_read,
-    a_retried_post_gets_the_same_id_and_makes_one_message,
-    a_widget_contact_posts_and_reads_its_transcript,
-    bad_widget_posts_are_refused_and_leave_the_transcript_alone,
-    an_agents_reply_reaches_the_transcript_and_a_private_note_does_not,
-    a_reply_is_delivered_signed_to_the_callback_url_after_two_failures,
-);
-
-/// The monolith with reply-delivery retries after 50 ms.
-async fn fast_retry_monolith() -> TestApp {
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut config = monolith_config(data.path());
-    config
-        .services
-        .entry("input".to_owned())
-        .or_default()
-        .settings
-        .insert("delivery_retry_base_ms".to_owned(), "50".to_owned());
-    TestApp::monolith_with(config, data).await
-}
+use crate::helpers::{Reply, TestApp};
+use crate::in_every_topology;
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
@@ -505,3 +458,14 @@ async fn a_reply_is_delivered_signed_to_the_callback_url_after_two_failures(app:
     })
     .await;
 }
+
+in_every_topology!(
+    a_signed_post_becomes_a_conversation_with_its_message,
+    bad_signatures_stale_timestamps_and_malformed_posts_are_refused_and_store_nothing,
+    an_oversize_post_is_refused_before_it_is_read,
+    a_retried_post_gets_the_same_id_and_makes_one_message,
+    a_widget_contact_posts_and_reads_its_transcript,
+    bad_widget_posts_are_refused_and_leave_the_transcript_alone,
+    an_agents_reply_reaches_the_transcript_and_a_private_note_does_not,
+    a_reply_is_delivered_signed_to_the_callback_url_after_two_failures,
+);

@@ -83,6 +83,13 @@ pub fn monolith_config(data_dir: &Path) -> kernel::Config {
         .or_default()
         .settings
         .insert("stripe_webhook_secret".to_owned(), WEBHOOK_SECRET.to_owned());
+    // Reply deliveries retry after 50 ms instead of a second, so retry tests are quick.
+    config
+        .services
+        .entry("input".to_owned())
+        .or_default()
+        .settings
+        .insert("delivery_retry_base_ms".to_owned(), "50".to_owned());
     config
 }
 
@@ -92,6 +99,7 @@ pub const SPLIT_ENV: &[(&str, &str)] = &[
     ("RABBIT_MQ_USER", "guest"),
     ("RABBIT_MQ_PASSWORD", "guest"),
     ("OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_RETRY_BASE_MS", "50"),
 ];
 
 impl TestApp {
