@@ -404,6 +404,101 @@ async fn the_conversation_list_pages_with_a_cursor(app: TestApp) {
     assert_eq!(unique, BTreeSet::from([1, 2, 3, 4, 5]));
 }
 
+async fn an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_desk(app: TestApp) {
+    // Arrange: an owner's inbox with one conversation, and an invited agent.
+    let (_, owner) = app.signed_in().await;
+    let inbox = app.create_api_inbox(&owner.access_token, None).await;
+    app.post_signed(&inbox, "a1", "cust-a", "A", "こんにちは、返品について").await;
+    let rows = app.conversations_until(&owner.access_token, |rows| rows.len() == 1).await;
+    let conversation = rows[0]["id"].as_str().expect("id").to_owned();
+    let (agent, agent_session) = crate::members::join(&app, &owner.access_token, "agent").await;
+    let token = &agent_session.access_token;
+
+    // Act + assert: not a member of the inbox, the agent sees nothing of it.
+    let list = app.get("/api/conversations?status=all", token).await;
+    assert_eq!(list.body["data"], json!([]), "{list:?}");
+    assert_eq!(list.body["meta"]["counts"]["all"], 0, "{list:?}");
+    app.get(&format!("/api/conversations/{conversation}"), token)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "conversation_not_found");
+    let found = app.get("/api/search?q=%E8%BF%94%E5%93%81", token).await;
+    assert_eq!(found.body["messages"], json!([]), "{found:?}");
+    // Agents answer; owners and admins configure.
+    for (path, body) in [
+        ("/api/inboxes", json!({ "name": "Mine", "channel": "api" })),
+        ("/api/labels", json!({ "name": "mine", "colour": "#123456" })),
+        ("/api/canned-responses", json!({ "short_code": "hi", "content": "Hello" })),
+    ] {
+        app.call(Method::POST, path, token, Some(body)).await.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+
+    // Added to the inbox, the agent sees the conversation and takes it.
+    let members = app
+        .call(
+            Method::PUT,
+            &format!("/api/inboxes/{}/members", inbox.id),
+            &owner.access_token,
+            Some(json!({ "user_ids": [agent.id] })),
+        )
+        .await;
+    assert_eq!(members.body["user_ids"], json!([agent.id]), "{members:?}");
+    let list = app.get("/api/conversations?status=all", token).await;
+    assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{list:?}");
+    let taken = app
+        .call(
+            Method::POST,
+            &format!("/api/conversations/{conversation}/assignee"),
+            token,
+            Some(json!({ "assignee_id": agent.id })),
+        )
+        .await;
+    assert_eq!(taken.body["assignee_id"], agent.id.as_str(), "{taken:?}");
+    let by_assignee = app.get(&format!("/api/conversations?assignee={}", agent.id), &owner.access_token).await;
+    assert_eq!(by_assignee.body["data"].as_array().map(Vec::len), Some(1), "{by_assignee:?}");
+}
+
+async fn a_browser_authenticates_its_socket_with_the_first_frame(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+
+    let mut feed = Feed::connect_by_first_frame(&app, token).await;
+    app.post_signed(&inbox, "w1", "cust-w", "W", "via the browser").await;
+    feed.expect("message.created", |d| d["message"]["content"] == "via the browser").await;
+
+    let forged = json!({ "type": "auth", "token": "not-a-token" }).to_string();
+    assert_eq!(Feed::close_code_after(&app, &forged).await, 4401);
+    assert_eq!(Feed::close_code_after(&app, "hello").await, 4401);
+}
+
+async fn a_snoozed_conversation_reopens_when_its_time_comes(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    app.post_signed(&inbox, "z1", "cust-z", "Z", "please call me back tomorrow").await;
+    let rows = app.conversations_until(token, |rows| rows.len() == 1).await;
+    let path = format!("/api/conversations/{}", rows[0]["id"].as_str().expect("id"));
+    let until = unix_now() * 1000 + 1_500;
+
+    let snoozed = app
+        .call(
+            Method::POST,
+            &format!("{path}/status"),
+            token,
+            Some(json!({ "status": "snoozed", "snoozed_until": until })),
+        )
+        .await;
+    assert_eq!(snoozed.body["status"], "snoozed", "{snoozed:?}");
+
+    let reopened =
+        app.eventually_for(&path, token, std::time::Duration::from_secs(20), |c| c["status"] == "open").await;
+    assert!(reopened.body["snoozed_until"].is_null(), "{reopened:?}");
+    let messages = app.messages_of(token, &path["/api/conversations/".len()..]).await;
+    let last = messages.iter().rev().find(|m| m["kind"] == "activity").expect("an activity entry");
+    assert_eq!(last["attributes"]["to"], "open");
+    assert!(last["attributes"]["by"].is_null(), "the system reopened it: {last}");
+}
+
 in_every_topology!(
     api_posts_create_exactly_one_conversation_per_contact,
     redelivering_every_post_changes_nothing,
@@ -414,4 +509,7 @@ in_every_topology!(
     the_free_plan_allows_one_inbox_and_says_which_limit_refused,
     bad_agent_input_is_a_422_that_names_the_field,
     the_conversation_list_pages_with_a_cursor,
+    an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_desk,
+    a_browser_authenticates_its_socket_with_the_first_frame,
+    a_snoozed_conversation_reopens_when_its_time_comes,
 );

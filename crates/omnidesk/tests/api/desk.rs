@@ -125,6 +125,33 @@ impl Feed {
         Ok(feed)
     }
 
+    /// Connects without an Authorization header and authenticates with the first frame, as browsers do.
+    pub async fn connect_by_first_frame(app: &TestApp, token: &str) -> Self {
+        let url = format!("{}/api/realtime", app.base_url.replacen("http", "ws", 1));
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let mut feed = Self { socket, cursor: 0 };
+        let auth = json!({ "type": "auth", "token": token }).to_string();
+        futures_util::SinkExt::send(&mut feed.socket, Message::Text(auth.into())).await.expect("auth frame sent");
+        let ready = feed.next_frame().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        feed.cursor = ready["cursor"].as_i64().expect("cursor");
+        feed
+    }
+
+    /// Sends `frame` first and returns the close code the server answers with.
+    pub async fn close_code_after(app: &TestApp, frame: &str) -> u16 {
+        let url = format!("{}/api/realtime", app.base_url.replacen("http", "ws", 1));
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        futures_util::SinkExt::send(&mut socket, Message::Text(frame.to_owned().into())).await.expect("sent");
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), socket.next()).await.expect("an answer") {
+                Some(Ok(Message::Close(Some(close)))) => return u16::from(close.code),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     async fn next_frame(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(30), self.socket.next())

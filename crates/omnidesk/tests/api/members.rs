@@ -52,7 +52,7 @@ async fn accept(app: &TestApp, invitation_token: &str, name: &str) -> Reply {
 }
 
 /// Invites a new address as `role` with `inviter`'s token and accepts; returns the new member, signed in.
-async fn join(app: &TestApp, inviter: &str, role: &str) -> (TestUser, Session) {
+pub(crate) async fn join(app: &TestApp, inviter: &str, role: &str) -> (TestUser, Session) {
     let email = unique_email(role);
     let invited = invite(app, inviter, &email, role).await;
     assert_eq!(invited.status, StatusCode::CREATED, "{invited:?}");
