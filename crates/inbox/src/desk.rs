@@ -224,6 +224,8 @@ impl Desk {
         let mut tx = self.store.namespace().begin().await?;
         Store::replace_inbox_members(&mut tx, caller.account, inbox, &ids, now_ms()).await?;
         tx.commit().await?;
+        // Which conversations an agent's lists show has changed.
+        self.feed.lists.invalidate(caller.account);
         Ok(ids)
     }
 

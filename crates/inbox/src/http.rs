@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use contracts::UserId;
 use contracts::channel::ChannelKind;
 use kernel::auth::Caller;
@@ -320,12 +322,34 @@ impl From<TabCounts> for Counts {
 }
 
 /// `GET /api/conversations`: two queries whatever the page size — the page (with contacts and labels
-/// joined in) and the tab counts.
+/// joined in) and the tab counts — and none while the account has not changed since the same caller asked
+/// the same question (see `lists.rs`).
 async fn list_conversations(
     State(desk): State<AppState>,
     caller: Caller,
+    RawQuery(raw): RawQuery,
     Query(query): Query<ListQuery>,
-) -> Reply<Page<ConversationView, ListMeta>> {
+) -> Result<Response, InboxError> {
+    let key = format!("{}:{}:{}", caller.user, caller.role.as_str(), raw.unwrap_or_default());
+    if let Some(body) = desk.feed.lists.get(caller.account, &key) {
+        return Ok(json_bytes(body));
+    }
+    let generation = desk.feed.lists.generation(caller.account);
+    let page = render_conversations(&desk, &caller, query).await?;
+    let body = Bytes::from(serde_json::to_vec(&page).map_err(|e| InboxError::Internal(e.into()))?);
+    desk.feed.lists.put(caller.account, generation, key, body.clone());
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+async fn render_conversations(
+    desk: &Desk,
+    caller: &Caller,
+    query: ListQuery,
+) -> Result<Page<ConversationView, ListMeta>, InboxError> {
     let status = match query.status.as_deref() {
         None => Some("open".to_owned()),
         Some("all") => None,
@@ -376,11 +400,11 @@ async fn list_conversations(
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
         .then(|| rows.last().map(|r| cursor(r.last_message_at, &r.id)))
         .flatten();
-    Ok(Json(Page {
+    Ok(Page {
         data: rows.into_iter().map(ConversationView::from).collect(),
         next_cursor,
         meta: ListMeta { counts: counts.into() },
-    }))
+    })
 }
 
 async fn get_conversation(
@@ -567,6 +591,8 @@ async fn update_label(
     let existing = desk.store.label(caller.account, &id.to_string()).await?.ok_or(InboxError::NotFound("label"))?;
     let row = parse_label(body, existing.id, existing.created_at)?;
     desk.store.update_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
+    // Lists show label names.
+    desk.feed.lists.invalidate(caller.account);
     Ok(Json(LabelView::from(row)))
 }
 
@@ -579,6 +605,7 @@ async fn delete_label(
     if !desk.store.delete_label(caller.account, &id.to_string()).await? {
         return Err(InboxError::NotFound("label"));
     }
+    desk.feed.lists.invalidate(caller.account);
     Ok(StatusCode::NO_CONTENT)
 }
 

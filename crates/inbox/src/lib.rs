@@ -13,6 +13,7 @@
 mod desk;
 mod events;
 mod http;
+mod lists;
 mod realtime;
 mod search;
 mod store;
