@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -148,6 +148,44 @@ impl Link {
 }
 
 impl RabbitMq {
+    /// Hands one event to the broker; the returned future resolves with the broker's confirm.
+    async fn send(&self, link: &Link, envelope: &Envelope) -> Result<lapin::PublisherConfirm, TransportError> {
+        let body = serde_json::to_vec(envelope)
+            .map_err(|e| TransportError::Unavailable(format!("encoding event {}: {e}", envelope.id)))?;
+        let routing_key = ShortString::try_new(envelope.kind.as_str())
+            .map_err(|e| TransportError::Unavailable(format!("event type of {}: {e}", envelope.id)))?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(envelope.id.to_string().into())
+            .with_timestamp(u64::try_from(envelope.occurred_at / 1000).unwrap_or_default());
+        let sent = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            link.publisher.basic_publish(
+                self.exchange.clone(),
+                routing_key,
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            ),
+        )
+        .await;
+        match sent {
+            Ok(Ok(confirm)) => Ok(confirm),
+            Ok(Err(error)) => {
+                self.trouble.notify_one();
+                Err(TransportError::Unavailable(format!("publishing to RabbitMQ at {}: {error}", self.endpoint)))
+            }
+            Err(_) => {
+                self.trouble.notify_one();
+                Err(TransportError::Unavailable(format!(
+                    "RabbitMQ at {} did not take event {}",
+                    self.endpoint, envelope.id
+                )))
+            }
+        }
+    }
+
     /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`), retrying for up to ~10 s,
     /// declares the [`EXCHANGE`] and starts the supervisor that reconnects after the connection drops.
     /// `process` names the services this process hosts.
@@ -318,42 +356,53 @@ impl Transport for RabbitMq {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError> {
+        match self.publish_batch(std::slice::from_ref(envelope)).await {
+            (_, Some(error)) => Err(error),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Sends every event of the batch, then waits for the broker's confirms in order: a stream of
+    /// publishes is confirmed far faster than one publish at a time. Returns how many events, from the
+    /// first, the broker confirmed; the relay publishes the rest again (consumers deduplicate).
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> (usize, Option<TransportError>) {
         let Some(link) = self.current() else {
-            return Err(TransportError::Unavailable(format!("not connected to RabbitMQ at {}", self.endpoint)));
+            return (0, Some(TransportError::Unavailable(format!("not connected to RabbitMQ at {}", self.endpoint))));
         };
-        let body = serde_json::to_vec(envelope)
-            .map_err(|e| TransportError::Unavailable(format!("encoding event {}: {e}", envelope.id)))?;
-        let routing_key = ShortString::try_new(envelope.kind.as_str())
-            .map_err(|e| TransportError::Unavailable(format!("event type of {}: {e}", envelope.id)))?;
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(envelope.id.to_string().into())
-            .with_timestamp(u64::try_from(envelope.occurred_at / 1000).unwrap_or_default());
-        let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, async {
-            link.publisher
-                .basic_publish(self.exchange.clone(), routing_key, BasicPublishOptions::default(), &body, properties)
-                .await?
-                .await
-        })
-        .await;
-        match confirmed {
-            Ok(Ok(confirmation)) if confirmation.is_ack() => Ok(()),
-            Ok(Ok(_)) => Err(TransportError::Unavailable(format!("RabbitMQ refused event {}", envelope.id))),
-            Ok(Err(error)) => {
-                self.trouble.notify_one();
-                Err(TransportError::Unavailable(format!("publishing to RabbitMQ at {}: {error}", self.endpoint)))
-            }
-            Err(_) => {
-                self.trouble.notify_one();
-                Err(TransportError::Unavailable(format!(
-                    "RabbitMQ at {} did not confirm event {} within {} s",
-                    self.endpoint,
-                    envelope.id,
-                    CONFIRM_TIMEOUT.as_secs()
-                )))
+        let mut confirms = Vec::with_capacity(envelopes.len());
+        let mut failure = None;
+        for envelope in envelopes {
+            match self.send(&link, envelope).await {
+                Ok(confirm) => confirms.push(confirm),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
         }
+        let sent = confirms.len();
+        for (confirmed, (envelope, confirm)) in envelopes.iter().zip(confirms).enumerate() {
+            let error = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Ok(Ok(confirmation)) if confirmation.is_ack() => continue,
+                Ok(Ok(_)) => TransportError::Unavailable(format!("RabbitMQ refused event {}", envelope.id)),
+                Ok(Err(error)) => {
+                    self.trouble.notify_one();
+                    TransportError::Unavailable(format!("publishing to RabbitMQ at {}: {error}", self.endpoint))
+                }
+                Err(_) => {
+                    self.trouble.notify_one();
+                    TransportError::Unavailable(format!(
+                        "RabbitMQ at {} did not confirm event {} within {} s",
+                        self.endpoint,
+                        envelope.id,
+                        CONFIRM_TIMEOUT.as_secs()
+                    ))
+                }
+            };
+            return (confirmed, Some(error));
+        }
+        // Everything sent was confirmed; the first event that could not be sent is where to resume.
+        (sent, failure)
     }
 
     /// Registers `delivery` for good and attaches it to the live connection. While the broker is
@@ -379,49 +428,77 @@ impl Transport for RabbitMq {
     }
 }
 
-/// Applies the messages of one consumer's queue, one at a time, until the consumer stops.
+/// Applies the messages of one consumer's queue, in order, until the consumer stops. Messages the broker
+/// has already sent (up to the prefetch) are applied together, in one consumer transaction.
 async fn consume(_channel: Channel, mut consumer: Consumer, delivery: Arc<Delivery>, trouble: Arc<Notify>) {
-    while let Some(message) = consumer.next().await {
-        match message {
-            Ok(message) => apply(&delivery, message).await,
-            Err(error) => {
+    let mut stopped = false;
+    while !stopped {
+        let mut messages = Vec::new();
+        match consumer.next().await {
+            Some(Ok(message)) => messages.push(message),
+            Some(Err(error)) => {
                 tracing::debug!(consumer = delivery.consumer(), error = %error, "consumer stopped");
                 break;
             }
+            None => break,
         }
+        while messages.len() < usize::from(PREFETCH) {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(message))) => messages.push(message),
+                Some(Some(Err(error))) => {
+                    tracing::debug!(consumer = delivery.consumer(), error = %error, "consumer stopped");
+                    stopped = true;
+                    break;
+                }
+                Some(None) => {
+                    stopped = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        apply(&delivery, messages).await;
     }
     trouble.notify_one();
 }
 
-async fn apply(delivery: &Delivery, message: lapin::message::Delivery) {
-    let envelope: Envelope = match serde_json::from_slice(&message.data) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            // No later attempt can parse it either, and requeueing it would block the queue forever.
-            tracing::error!(
-                consumer = delivery.consumer(),
-                amqp.routing_key = %message.routing_key,
-                amqp.message_id = ?message.properties.message_id(),
-                error = %error,
-                "unparsable message dropped"
-            );
-            settle(delivery, "reject", message.acker.reject(BasicRejectOptions { requeue: false }).await);
-            return;
+async fn apply(delivery: &Delivery, messages: Vec<lapin::message::Delivery>) {
+    let mut parsed = Vec::with_capacity(messages.len());
+    for message in messages {
+        match serde_json::from_slice::<Envelope>(&message.data) {
+            Ok(envelope) => parsed.push((envelope, message)),
+            Err(error) => {
+                // No later attempt can parse it either, and requeueing it would block the queue forever.
+                tracing::error!(
+                    consumer = delivery.consumer(),
+                    amqp.routing_key = %message.routing_key,
+                    amqp.message_id = ?message.properties.message_id(),
+                    error = %error,
+                    "unparsable message dropped"
+                );
+                settle(delivery, "reject", message.acker.reject(BasicRejectOptions { requeue: false }).await);
+            }
         }
-    };
-    match delivery.deliver(&envelope).await {
-        Ok(_) => settle(delivery, "ack", message.acker.ack(BasicAckOptions::default()).await),
+    }
+    let (envelopes, messages): (Vec<Envelope>, Vec<lapin::message::Delivery>) = parsed.into_iter().unzip();
+    match delivery.deliver_batch(&envelopes).await {
+        Ok(()) => {
+            for message in messages {
+                settle(delivery, "ack", message.acker.ack(BasicAckOptions::default()).await);
+            }
+        }
         Err(error) => {
             tracing::warn!(
                 consumer = delivery.consumer(),
-                event.id = %envelope.id,
-                event.kind = %envelope.kind,
+                events = envelopes.len(),
                 error = %error,
-                "event outcome not recorded; requeueing"
+                "event outcomes not recorded; requeueing"
             );
             tokio::time::sleep(REQUEUE_DELAY).await;
-            let requeue = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
-            settle(delivery, "nack", message.acker.nack(requeue).await);
+            for message in messages {
+                let requeue = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+                settle(delivery, "nack", message.acker.nack(requeue).await);
+            }
         }
     }
 }

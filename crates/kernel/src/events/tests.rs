@@ -143,3 +143,22 @@ async fn service_sql_cannot_touch_the_kernels_event_tables() {
 
     assert!(matches!(error, StoreError::ForeignTable { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn a_batch_is_applied_in_one_go_and_a_failure_in_it_falls_back_to_one_event_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handler = StoreThing::failing(0);
+    let delivery = consumer(dir.path(), handler.clone()).await;
+    let envelope = |id: &str| Envelope::wrap(&ThingNamed::new(id), "producer", None).expect("wraps");
+    let (a, b) = (envelope("a"), envelope("b"));
+
+    // A batch with a repeated event applies it once.
+    delivery.deliver_batch(&[a.clone(), b.clone(), a.clone()]).await.expect("delivered");
+    assert_eq!(things(&delivery.namespace).await, ["a", "b"]);
+
+    // One failing attempt rolls the batch back; each event is then delivered on its own (and retried).
+    handler.failures.store(1, Ordering::SeqCst);
+    delivery.deliver_batch(&[envelope("c"), envelope("d"), b]).await.expect("delivered");
+    assert_eq!(things(&delivery.namespace).await, ["a", "b", "c", "d"]);
+    assert_eq!(*handler.seen.lock().expect("lock"), ["a", "b", "c", "d"], "nothing applied twice");
+}

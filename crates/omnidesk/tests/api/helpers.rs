@@ -121,11 +121,16 @@ impl TestApp {
     pub async fn microservices() -> Self {
         static SHARED: OnceLock<Topology> = OnceLock::new();
         let topology = SHARED.get_or_init(|| {
+            // An exchange of this run's own: two runs at once (two checkouts, CI and a developer) must not
+            // consume each other's events. The shared topology lives as long as the test process, so its
+            // queues outlive it; each run sweeps away those of earlier runs (no consumer left).
+            sweep_stale_queues("omnidesk-test.shared");
+            let exchange = format!("{SHARED_PREFIX}{}.events", std::process::id());
             Topology::spawn(
                 "microservices",
                 &[
                     ("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000"),
-                    ("OMNIDESK_RABBITMQ__EXCHANGE", "omnidesk-test.shared.events"),
+                    ("OMNIDESK_RABBITMQ__EXCHANGE", &exchange),
                 ],
             )
         });
@@ -252,6 +257,24 @@ async fn read(response: reqwest::Response) -> Reply {
     let bytes = response.bytes().await.expect("body");
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     Reply { status, content_type, headers, body }
+}
+
+/// The exchange-name prefix of the shared microservices topologies.
+const SHARED_PREFIX: &str = "omnidesk-test.shared-";
+
+/// Deletes the queues under `prefix` that no process consumes any more.
+fn sweep_stale_queues(prefix: &str) {
+    let Ok(listed) = Command::new("rabbitmqctl").args(["-q", "list_queues", "name", "consumers"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let mut columns = line.split_whitespace();
+        if let (Some(queue), Some("0")) = (columns.next(), columns.next())
+            && queue.starts_with(prefix)
+        {
+            let _ = Command::new("rabbitmqctl").args(["-q", "delete_queue", queue]).output();
+        }
+    }
 }
 
 /// Builds and serves a monolith in this process; dropping the sender stops it.
