@@ -52,7 +52,7 @@ async fn an_oversize_body_is_a_413(app: TestApp) {
 }
 
 async fn an_unknown_route_is_a_404_problem(app: TestApp) {
-    for path in ["/nowhere", "/api/users/a/b/c", "/api/plan/unknown", "/api/inboxes"] {
+    for path in ["/nowhere", "/api/users/a/b/c", "/api/plan/unknown", "/api/conversations/a/b/c/d"] {
         let reply = app.request(Method::GET, path, None, None).await;
         reply.assert_problem(StatusCode::NOT_FOUND, "not_found");
     }
