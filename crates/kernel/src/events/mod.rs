@@ -534,9 +534,16 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
             trace: row.trace,
         });
     }
+    if envelopes.is_empty() {
+        return Ok(0);
+    }
     let (sent, error) = transport.publish_batch(&envelopes).await;
-    let published = (sent > 0).then(|| (seqs[0], seqs[sent - 1]));
-    let failure = error.map(|error| (seqs[sent.min(seqs.len() - 1)], error));
+    let published = match (seqs.first(), sent.checked_sub(1).and_then(|last| seqs.get(last))) {
+        (Some(&first), Some(&last)) => Some((first, last)),
+        _ => None,
+    };
+    // The first event not published is the one whose failure is recorded.
+    let failure = error.map(|error| (seqs.get(sent).or(seqs.last()).copied().unwrap_or_default(), error));
     let count = match published {
         Some((first, last)) => {
             let stamped = namespace

@@ -366,6 +366,9 @@ impl Transport for RabbitMq {
     /// publishes is confirmed far faster than one publish at a time. Returns how many events, from the
     /// first, the broker confirmed; the relay publishes the rest again (consumers deduplicate).
     async fn publish_batch(&self, envelopes: &[Envelope]) -> (usize, Option<TransportError>) {
+        if envelopes.is_empty() {
+            return (0, None);
+        }
         let Some(link) = self.current() else {
             return (0, Some(TransportError::Unavailable(format!("not connected to RabbitMQ at {}", self.endpoint))));
         };

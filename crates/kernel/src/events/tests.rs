@@ -162,3 +162,40 @@ async fn a_batch_is_applied_in_one_go_and_a_failure_in_it_falls_back_to_one_even
     assert_eq!(things(&delivery.namespace).await, ["a", "b", "c", "d"]);
     assert_eq!(*handler.seen.lock().expect("lock"), ["a", "b", "c", "d"], "nothing applied twice");
 }
+
+/// A transport whose broker is always down.
+struct Down;
+
+#[async_trait]
+impl Transport for Down {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    async fn publish(&self, _: &Envelope) -> Result<(), TransportError> {
+        Err(TransportError::Unavailable("down".to_owned()))
+    }
+    async fn publish_batch(&self, _: &[Envelope]) -> (usize, Option<TransportError>) {
+        (0, Some(TransportError::Unavailable("down".to_owned())))
+    }
+    async fn subscribe(&self, _: Arc<Delivery>) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_relay_facing_a_broker_that_is_down_records_the_failure_and_keeps_the_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    assert_eq!(relay_batch(&producer, &Down).await.expect("nothing to publish is not a failure"), 0);
+
+    produce(&producer, "a").await;
+    produce(&producer, "b").await;
+    relay_batch(&producer, &Down).await.expect_err("the broker is down");
+
+    assert_eq!(outbox_backlog(&producer).await.expect("backlog"), 2);
+    let (attempts,): (i64,) = producer
+        .kernel_fetch_one("select attempts from _outbox order by seq limit 1", args![])
+        .await
+        .expect("first row");
+    assert_eq!(attempts, 1);
+}
