@@ -6,9 +6,11 @@
 //! agent's WebSocket. Then:
 //! - **ingest**: POSTERS concurrent clients post MESSAGES signed server-to-server messages from 1,000
 //!   customers. Latency is from sending the post to the agent's socket receiving its `message.created`
-//!   (accepted → stored → pushed); throughput is messages pushed per second over the whole run.
+//!   (accepted → stored → pushed); throughput is messages pushed per second over the whole run. Then 5,000
+//!   more are posted paced at half that rate, for the path's latency when it is not saturated.
 //! - **conversation list**: `wrk` (Debian package `wrk`) requests `GET /api/conversations?status=all&limit=50`
-//!   with 2 threads and 32 connections for 10 s against the 1,000 conversations the ingest created.
+//!   with 2 threads and 32 connections for 10 s against the 1,000 conversations the ingest created. Nothing
+//!   changes in the account meanwhile, so after the first request the list is served from its cache.
 //!
 //! The load generators share the machine's cores with the server.
 
@@ -88,7 +90,17 @@ struct Ingest {
     accepted: Vec<Duration>,
 }
 
-async fn ingest(base: &str, http: &reqwest::Client, desk: &Desk, messages: usize, posters: usize, tag: &str) -> Ingest {
+/// Posts `messages`; as fast as `posters` clients go, or, with `rate`, each at its scheduled instant
+/// (messages per second over all posters), to see the path's latency below saturation.
+async fn ingest(
+    base: &str,
+    http: &reqwest::Client,
+    desk: &Desk,
+    messages: usize,
+    posters: usize,
+    tag: &str,
+    rate: Option<f64>,
+) -> Ingest {
     let url = format!("{}/api/realtime", base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().expect("request");
     request.headers_mut().insert("authorization", format!("Bearer {}", desk.token).parse().expect("header"));
@@ -109,6 +121,9 @@ async fn ingest(base: &str, http: &reqwest::Client, desk: &Desk, messages: usize
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= sent.len() {
                         return accepted;
+                    }
+                    if let Some(rate) = rate {
+                        tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
                     }
                     let body = serde_json::to_vec(&json!({
                         "contact": { "source_id": format!("customer-{}", i % CUSTOMERS), "name": "お客様" },
@@ -198,8 +213,8 @@ fn main() {
         let http = reqwest::Client::new();
         let desk = runtime.block_on(set_up(&server, &http));
         // A warm-up creates the customers' conversations and fills caches.
-        runtime.block_on(ingest(&server.base_url, &http, &desk, CUSTOMERS, posters, "warm"));
-        let mut run = runtime.block_on(ingest(&server.base_url, &http, &desk, messages, posters, "run"));
+        runtime.block_on(ingest(&server.base_url, &http, &desk, CUSTOMERS, posters, "warm", None));
+        let mut run = runtime.block_on(ingest(&server.base_url, &http, &desk, messages, posters, "run", None));
         println!(
             "{topology:<14} ingest: {:>6.0} messages/s pushed; end to end p50 {:.1} ms p99 {:.1} ms; accepted (202) p50 {:.1} ms p99 {:.1} ms",
             run.pushed_per_second,
@@ -207,6 +222,14 @@ fn main() {
             ms(percentile(&mut run.end_to_end, 0.99)),
             ms(percentile(&mut run.accepted, 0.50)),
             ms(percentile(&mut run.accepted, 0.99)),
+        );
+        let paced_rate = (run.pushed_per_second * 0.5).floor().max(50.0);
+        let mut paced =
+            runtime.block_on(ingest(&server.base_url, &http, &desk, 5_000, posters, "paced", Some(paced_rate)));
+        println!(
+            "{topology:<14} ingest paced at {paced_rate:.0} messages/s (half the above): end to end p50 {:.1} ms p99 {:.1} ms",
+            ms(percentile(&mut paced.end_to_end, 0.50)),
+            ms(percentile(&mut paced.end_to_end, 0.99)),
         );
         list_with_wrk(&server.base_url, &desk.token);
     }
