@@ -283,7 +283,8 @@ impl Desk {
             Some(&current.id),
         )
         .await?;
-        let contact_source_id = self.store_source_id(&mut tx, &current).await?;
+        // The contact's identity on this inbox, for the channel to deliver the reply to.
+        let contact_source_id = Store::source_id_in(&mut tx, &current.inbox_id, &current.contact_id).await?;
         tx.publish(&MessageCreated {
             account: caller.account,
             inbox: inbox.id.parse().map_err(|_| InboxError::NotFound("inbox"))?,
@@ -306,15 +307,6 @@ impl Desk {
         changes.record(&mut tx, &self.feed, now).await?;
         tx.commit().await?;
         Ok(view)
-    }
-
-    /// The contact's identity on the conversation's inbox, for delivering replies.
-    async fn store_source_id(
-        &self,
-        tx: &mut Tx<'_>,
-        conversation: &ConversationRow,
-    ) -> Result<Option<String>, InboxError> {
-        Ok(Store::source_id_in(tx, &conversation.inbox_id, &conversation.contact_id).await?)
     }
 
     /// Changes the status (snoozing needs a future `snoozed_until`).
@@ -401,7 +393,7 @@ impl Desk {
         let account = caller.account.to_string();
         let now = now_ms();
         let mut tx = self.store.namespace().begin().await?;
-        let known = Store::labels_named(&mut tx, &account).await?;
+        let known = Store::label_names(&mut tx, &account).await?;
         let mut ids = Vec::new();
         let mut wanted: Vec<String> = Vec::new();
         for name in names {

@@ -699,8 +699,8 @@ impl Store {
         Ok(deleted == 1)
     }
 
-    /// The ids of the account's labels named `names` (unknown names are left out).
-    pub async fn labels_named(tx: &mut Tx<'_>, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+    /// Every label of the account, as (id, name).
+    pub async fn label_names(tx: &mut Tx<'_>, account: &str) -> Result<Vec<(String, String)>, StoreError> {
         tx.fetch_all("select id, name from labels where account_id = ?", args![account]).await
     }
 
