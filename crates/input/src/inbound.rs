@@ -193,7 +193,7 @@ fn looks_like_phone(phone: &str) -> bool {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::signature::hex(&sha2::Sha256::digest(bytes))
+    kernel::signature::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// A serde_json error as a client problem: syntax → 400 `malformed_json`; a missing or mistyped field →

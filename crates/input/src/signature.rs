@@ -2,13 +2,9 @@
 //! the inbox's secret, and how the callbacks we send prove they come from us.
 //!
 //! The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`. Each `v1` is the lower-case hex HMAC-SHA256 of
-//! `"{t}.{raw body}"` keyed with the channel secret's bytes — the scheme payment providers use (see
-//! `crates/payment/src/stripe/signature.rs`), so callers can reuse the code they already have. Several
+//! `"{t}.{raw body}"` keyed with the channel secret's bytes — the scheme payment providers use, implemented
+//! once in `kernel::signature` — so callers can reuse the code they already have. Several
 //! `v1` are accepted so that a caller can sign with two secrets while one is being rotated.
-
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 /// The header carrying the signature, on inbound posts and on outbound callbacks.
 pub const HEADER: &str = "x-omnidesk-signature";
@@ -16,9 +12,6 @@ pub const HEADER: &str = "x-omnidesk-signature";
 /// How far, in seconds, a signature's timestamp may be from now: a captured request cannot be replayed
 /// later than this, and clocks a few minutes apart still agree.
 pub const TOLERANCE_SECS: i64 = 300;
-
-/// The only scheme signed today; other `key=value` items are ignored so that the format can grow.
-const SCHEME: &str = "v1";
 
 /// Why a signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,10 +30,9 @@ pub enum SignatureError {
     NoMatch,
 }
 
-/// Verifies that `body` was signed with `secret` within `tolerance_secs` of `now_unix`.
-///
-/// Signatures are checked before the timestamp, so `Stale` is only reported to a caller who holds the
-/// secret (a forger learns nothing about the clock). Every candidate is compared in constant time.
+/// Verifies that `body` was signed with `secret` within `tolerance_secs` of `now_unix` (the kernel's
+/// timestamped HMAC scheme). Every candidate is compared in constant time, and signatures are checked
+/// before the timestamp, so `Stale` is only reported to a caller who holds the secret.
 pub fn verify(
     header: Option<&str>,
     body: &[u8],
@@ -48,93 +40,18 @@ pub fn verify(
     now_unix: i64,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
+    use kernel::signature::SignatureError as Scheme;
     let header = header.ok_or(SignatureError::Missing)?;
-    // An empty key is one anyone can sign with; channels always have a random secret, so this only guards
-    // against a broken row.
-    if secret.is_empty() {
-        return Err(SignatureError::NoMatch);
-    }
-    let parsed = Parsed::parse(header)?;
-    let expected = hex(&mac(body, secret, parsed.timestamp));
-    let mut matched = false;
-    // Every candidate is compared, even after a match, so the time taken does not say which one matched.
-    for candidate in &parsed.signatures {
-        matched |= bool::from(candidate.as_bytes().ct_eq(expected.as_bytes()));
-    }
-    if !matched {
-        return Err(SignatureError::NoMatch);
-    }
-    if now_unix.abs_diff(parsed.timestamp) > u64::try_from(tolerance_secs).unwrap_or(0) {
-        return Err(SignatureError::Stale);
-    }
-    Ok(())
+    kernel::signature::verify(header, body, secret, now_unix, tolerance_secs).map_err(|error| match error {
+        Scheme::Malformed(why) => SignatureError::Malformed(why),
+        Scheme::StaleTimestamp => SignatureError::Stale,
+        // An empty key is one anyone can sign with; channels always have a random secret, so this only
+        // guards against a broken row, and the caller only learns that its signature does not match.
+        Scheme::MissingSecret | Scheme::NoMatchingSignature => SignatureError::NoMatch,
+    })
 }
 
-/// The header value for `body` signed with `secret` at `timestamp` (unix seconds).
-pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
-    format!("t={timestamp},{SCHEME}={}", hex(&mac(body, secret, timestamp)))
-}
-
-/// The parts of a header that verification needs.
-struct Parsed<'a> {
-    timestamp: i64,
-    signatures: Vec<&'a str>,
-}
-
-impl<'a> Parsed<'a> {
-    fn parse(header: &'a str) -> Result<Self, SignatureError> {
-        let mut timestamp = None;
-        let mut signatures = Vec::new();
-        for item in header.split(',') {
-            let Some((key, value)) = item.trim().split_once('=') else { continue };
-            match key {
-                "t" => {
-                    // Two timestamps would make it ambiguous which one the signature covers.
-                    if timestamp.is_some() {
-                        return Err(SignatureError::Malformed("more than one timestamp"));
-                    }
-                    timestamp = Some(parse_timestamp(value)?);
-                }
-                SCHEME => signatures.push(value),
-                _ => {}
-            }
-        }
-        let timestamp = timestamp.ok_or(SignatureError::Malformed("no timestamp"))?;
-        if signatures.is_empty() {
-            return Err(SignatureError::Malformed("no v1 signature"));
-        }
-        Ok(Self { timestamp, signatures })
-    }
-}
-
-/// Decimal digits only, so no sign, space or separator can make two headers sign the same `"{t}."` prefix.
-fn parse_timestamp(value: &str) -> Result<i64, SignatureError> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(SignatureError::Malformed("timestamp is not a number"));
-    }
-    value.parse().map_err(|_| SignatureError::Malformed("timestamp is out of range"))
-}
-
-fn mac(body: &[u8], secret: &str, timestamp: i64) -> [u8; 32] {
-    // HMAC takes keys of any length (longer ones are hashed first), so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
-}
+pub use kernel::signature::sign;
 
 #[cfg(test)]
 mod tests {

@@ -221,7 +221,7 @@ pub fn opaque_token(prefix: &str) -> String {
 /// enough, and a copy of the table does not let anyone use them.
 pub fn token_digest(token: &str) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::signature::hex(&sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// Where the signing key pair lives on disk.

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ports;
 pub mod routes;
 pub mod service;
+pub mod signature;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use contracts::AccountId;
 use serde_json::{Value, json};
 
-use super::signature::sign;
+use super::sign;
 
 /// The API version the fake's objects are shaped after.
 pub const API_VERSION: &str = "2025-03-31.basil";

@@ -15,11 +15,11 @@ pub mod client;
 pub mod event;
 #[cfg(any(test, feature = "fake-provider"))]
 pub mod fake;
-pub mod signature;
 
 pub use client::{API_BASE_URL, CheckoutSession, ClientError, RetryPolicy, StripeClient};
 pub use event::{CheckoutSessionCompleted, EventError, Invoice, Subscription, TypedEvent, WebhookEvent};
-pub use signature::{DEFAULT_TOLERANCE_SECS, SignatureError, sign, verify};
+// The provider's `Stripe-Signature` is the kernel's timestamped HMAC scheme, which input uses too.
+pub use kernel::signature::{DEFAULT_TOLERANCE_SECS, SignatureError, sign, verify};
 
 #[cfg(test)]
 mod tests;

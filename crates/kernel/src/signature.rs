@@ -1,29 +1,31 @@
-//! Verification of the `Stripe-Signature` header that authenticates every webhook delivery, and the
-//! matching signer that tests and the fake provider use to produce deliveries Stripe would send.
+//! Timestamped HMAC signatures of request bodies, the scheme payment providers use for webhooks: the
+//! payment service verifies the provider's `Stripe-Signature` with it, and the input service both
+//! verifies `X-OmniDesk-Signature` on server-to-server posts and signs the reply callbacks it sends.
 //!
-//! The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`, possibly with other schemes (`v0=` in test
-//! mode) that are ignored. Each `v1` is the hex HMAC-SHA256 of `"{t}.{raw body}"` keyed with the endpoint
-//! secret: the whole `whsec_…` string as bytes, exactly as Stripe's SDKs use it. More than one `v1` appears
-//! while a secret is being rolled, so a delivery is authentic when any of them matches.
+//! The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`, possibly with other schemes (`v0=` in Stripe's
+//! test mode) that are ignored. Each `v1` is the lower-case hex HMAC-SHA256 of `"{t}.{raw body}"` keyed
+//! with the whole secret string as bytes, exactly as Stripe's SDKs use it. More than one `v1` appears
+//! while a secret is being rolled, so a body is authentic when any of them matches.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// How far, in seconds, a delivery's timestamp may be from now: the tolerance Stripe's SDKs use.
+/// How far, in seconds, a signature's timestamp may be from now (the tolerance Stripe's SDKs use): a
+/// captured request cannot be replayed later than this, and clocks a few minutes apart still agree.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
-/// The only signature scheme Stripe signs live deliveries with; `v0` and anything newer are ignored.
+/// The only scheme signed; `v0` and anything newer are ignored, so that the format can grow.
 const SCHEME: &str = "v1";
 
-/// Why a webhook delivery was not accepted as coming from Stripe.
+/// Why a signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// The header cannot be read; the reason names what is wrong with it.
-    #[error("malformed Stripe-Signature header: {0}")]
+    #[error("malformed signature header: {0}")]
     Malformed(&'static str),
-    /// No endpoint secret is configured. Refusing here matters: an empty HMAC key is one anyone can use.
-    #[error("no webhook endpoint secret is configured")]
+    /// No secret is configured. Refusing here matters: an empty HMAC key is one anyone can use.
+    #[error("no signing secret is configured")]
     MissingSecret,
     /// A signature matches, but it was made too long ago (a replay) or claims to come from the future.
     #[error("the signature's timestamp is outside the tolerance")]
@@ -33,11 +35,11 @@ pub enum SignatureError {
     NoMatchingSignature,
 }
 
-/// Verifies that `body` was signed by Stripe with `secret` within `tolerance_secs` of `now_unix`.
+/// Verifies that `body` was signed with `secret` within `tolerance_secs` of `now_unix`.
 ///
 /// The signatures are checked before the timestamp, as Stripe's SDKs do, so that `StaleTimestamp` is
-/// only ever reported for a delivery that really came from Stripe, which makes it a genuine sign of a
-/// replay or of clock skew rather than noise from forgeries. A negative tolerance is treated as zero.
+/// only ever reported to a holder of the secret: a genuine sign of a replay or of clock skew, and nothing
+/// a forger can learn the clock from. A negative tolerance is treated as zero.
 pub fn verify(
     header: &str,
     body: &[u8],
@@ -52,7 +54,11 @@ pub fn verify(
     let expected = hex(&mac(body, secret, parsed.timestamp));
     // Stripe's SDKs compare the hex strings, so an upper-case or otherwise re-encoded signature is not a
     // match there either; comparing the same way keeps our verdicts identical to theirs.
-    let matches = parsed.signatures.iter().any(|candidate| bool::from(candidate.as_bytes().ct_eq(expected.as_bytes())));
+    // Every candidate is compared, even after a match, so the time taken does not say which one matched.
+    let matches = parsed
+        .signatures
+        .iter()
+        .fold(false, |found, candidate| found | bool::from(candidate.as_bytes().ct_eq(expected.as_bytes())));
     if !matches {
         return Err(SignatureError::NoMatchingSignature);
     }
@@ -63,8 +69,7 @@ pub fn verify(
     Ok(())
 }
 
-/// Produces the `Stripe-Signature` header Stripe would send for `body` signed with `secret` at
-/// `timestamp` (unix seconds).
+/// The header value for `body` signed with `secret` at `timestamp` (unix seconds).
 pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     format!("t={timestamp},{SCHEME}={}", hex(&mac(body, secret, timestamp)))
 }
@@ -81,8 +86,9 @@ impl<'a> ParsedHeader<'a> {
         let mut signatures = Vec::new();
         for item in header.split(',') {
             // Items without `=` carry nothing we could use; like Stripe's SDKs, skip them rather than fail,
-            // so a future extension of the format cannot lock us out.
-            let Some((key, value)) = item.split_once('=') else {
+            // so a future extension of the format cannot lock us out. Spaces around an item (which Stripe
+            // never sends, and hand-written clients of our own header do) are ignored.
+            let Some((key, value)) = item.trim().split_once('=') else {
                 continue;
             };
             match key {
@@ -126,8 +132,8 @@ fn mac(body: &[u8], secret: &str, timestamp: i64) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Lower-case hex, the encoding Stripe uses for signatures.
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, the encoding of signatures (and of digests shown elsewhere).
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
