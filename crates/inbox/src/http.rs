@@ -236,7 +236,7 @@ async fn list_contacts(
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
         .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
         .flatten();
-    Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor, meta: () }))
+    Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor, meta: None }))
 }
 
 async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<ContactDetail> {
@@ -277,16 +277,9 @@ async fn list_contact_conversations(
 ) -> Reply<Vec<ConversationView>> {
     let id = id.to_string();
     desk.store.contact(caller.account, &id).await?.ok_or(InboxError::NotFound("contact"))?;
-    let rows = desk.store.contact_conversations(caller.account, &id).await?;
-    let mut visible = Vec::with_capacity(rows.len());
-    for row in rows {
-        if caller.role.manages_members()
-            || desk.store.is_inbox_member(caller.account, &row.inbox_id, &caller.user.to_string()).await?
-        {
-            visible.push(ConversationView::from(row));
-        }
-    }
-    Ok(Json(visible))
+    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
+    let rows = desk.store.contact_conversations(caller.account, &id, member).await?;
+    Ok(Json(rows.into_iter().map(ConversationView::from).collect()))
 }
 
 // Conversations.
@@ -403,7 +396,7 @@ async fn render_conversations(
     Ok(Page {
         data: rows.into_iter().map(ConversationView::from).collect(),
         next_cursor,
-        meta: ListMeta { counts: counts.into() },
+        meta: Some(ListMeta { counts: counts.into() }),
     })
 }
 
@@ -431,7 +424,7 @@ async fn list_messages(
         .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
         .flatten();
     rows.reverse();
-    Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor, meta: () }))
+    Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor, meta: None }))
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use contracts::AccountId;
 use kernel::auth::{Caller, TokenVerifier};
@@ -80,20 +79,11 @@ struct AuthFrame {
 pub async fn connect_realtime(
     State(desk): State<Arc<Desk>>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,
+    // A token in the header is checked before upgrading, so a bad one is a plain 401.
+    caller: Option<Caller>,
     Query(query): Query<RealtimeQuery>,
-    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Problem> {
-    // A token in the header is checked before upgrading, so a bad one is a plain 401.
-    let caller = match headers.get(header::AUTHORIZATION) {
-        Some(value) => {
-            let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-                Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
-            })?;
-            Some(verifier.verify(token.trim())?)
-        }
-        None => None,
-    };
     if query.cursor.is_some_and(|c| c < 0) {
         return Err(Problem::bad_request("invalid_cursor", "`cursor` is a feed seq: a non-negative integer."));
     }

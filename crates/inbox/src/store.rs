@@ -504,19 +504,22 @@ impl Store {
         .await
     }
 
+    /// The contact's conversations, latest first; `member` restricts them to an agent's inboxes.
     pub async fn contact_conversations(
         &self,
         account: AccountId,
         contact: &str,
+        member: Option<String>,
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
             .fetch_all(
                 "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
                  c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
                  c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and c.contact_id = ? order by c.last_message_at \
-                 desc",
-                args![account.to_string(), contact],
+                 conversation_cards c where c.account_id = ? and c.contact_id = ? \
+                 and (? is null or c.inbox_id in (select m.inbox_id from inbox_members m \
+                 where m.account_id = c.account_id and m.user_id = ?)) order by c.last_message_at desc",
+                args![account.to_string(), contact, member.clone(), member],
             )
             .await
     }

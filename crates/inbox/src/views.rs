@@ -201,12 +201,8 @@ impl From<CannedRow> for CannedView {
 pub struct Page<T, M = ()> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
-    #[serde(skip_serializing_if = "is_unit")]
-    pub meta: M,
-}
-
-fn is_unit<M: Serialize>(meta: &M) -> bool {
-    serde_json::to_value(meta).is_ok_and(|v| v.is_null())
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<M>,
 }
 
 /// Encodes a keyset cursor: the sort instant and the id of the last row of a page.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -206,6 +206,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
         })?;
         verifier.verify(token.trim())
+    }
+}
+
+/// `Option<Caller>`: `None` without an `Authorization` header (for endpoints that can authenticate another
+/// way, such as a WebSocket's first frame); a header that is there must hold a valid token.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            <Caller as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 

@@ -423,6 +423,9 @@ async fn an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_des
         .assert_problem(StatusCode::NOT_FOUND, "conversation_not_found");
     let found = app.get("/api/search?q=%E8%BF%94%E5%93%81", token).await;
     assert_eq!(found.body["messages"], json!([]), "{found:?}");
+    let contact_path = format!("/api/contacts/{}/conversations", rows[0]["contact"]["id"].as_str().expect("contact"));
+    let of_contact = app.get(&contact_path, token).await;
+    assert_eq!(of_contact.body, json!([]), "{of_contact:?}");
     // Agents answer; owners and admins configure.
     for (path, body) in [
         ("/api/inboxes", json!({ "name": "Mine", "channel": "api" })),
@@ -444,6 +447,7 @@ async fn an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_des
     assert_eq!(members.body["user_ids"], json!([agent.id]), "{members:?}");
     let list = app.get("/api/conversations?status=all", token).await;
     assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{list:?}");
+    assert_eq!(app.get(&contact_path, token).await.body.as_array().map(Vec::len), Some(1));
     let taken = app
         .call(
             Method::POST,
