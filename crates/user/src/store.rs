@@ -3,7 +3,7 @@
 use contracts::account::{AccountCreated, UserRegistered};
 use contracts::{AccountId, Role, UserId};
 use kernel::args;
-use kernel::store::{Namespace, StoreError};
+use kernel::store::{Namespace, StoreError, Tx};
 
 use crate::domain::{InvitationId, Language};
 
@@ -116,6 +116,25 @@ pub struct Store {
     db: Namespace,
 }
 
+/// Inserts `user` inside `tx` (registration and accepted invitations both create users).
+async fn insert_user(tx: &mut Tx<'_>, user: &UserRow) -> Result<(), StoreError> {
+    tx.execute(
+        "insert into users (id, email, password_hash, name, language, created_at, updated_at) \
+         values (?, ?, ?, ?, ?, ?, ?)",
+        args![
+            user.id.to_string(),
+            &user.email,
+            &user.password_hash,
+            &user.name,
+            user.language.as_str(),
+            user.created_at,
+            user.updated_at
+        ],
+    )
+    .await
+    .map(drop)
+}
+
 impl Store {
     pub fn new(db: Namespace) -> Self {
         Self { db }
@@ -135,20 +154,7 @@ impl Store {
             args![account_id.to_string(), account_name, user.created_at],
         )
         .await?;
-        tx.execute(
-            "insert into users (id, email, password_hash, name, language, created_at, updated_at) \
-             values (?, ?, ?, ?, ?, ?, ?)",
-            args![
-                user.id.to_string(),
-                &user.email,
-                &user.password_hash,
-                &user.name,
-                user.language.as_str(),
-                user.created_at,
-                user.updated_at
-            ],
-        )
-        .await?;
+        insert_user(&mut tx, user).await?;
         tx.execute(
             "insert into memberships (account_id, user_id, role, created_at) values (?, ?, 'owner', ?)",
             args![account_id.to_string(), user.id.to_string(), user.created_at],
@@ -404,20 +410,7 @@ impl Store {
         if claimed != 1 {
             return Ok(false);
         }
-        tx.execute(
-            "insert into users (id, email, password_hash, name, language, created_at, updated_at) \
-             values (?, ?, ?, ?, ?, ?, ?)",
-            args![
-                user.id.to_string(),
-                &user.email,
-                &user.password_hash,
-                &user.name,
-                user.language.as_str(),
-                user.created_at,
-                user.updated_at
-            ],
-        )
-        .await?;
+        insert_user(&mut tx, user).await?;
         tx.execute(
             "insert into memberships (account_id, user_id, role, created_at) values (?, ?, ?, ?)",
             args![invitation.account_id.to_string(), user.id.to_string(), invitation.role.as_str(), user.created_at],
