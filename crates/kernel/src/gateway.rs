@@ -6,8 +6,10 @@
 //! - forwarding: streamed request and response bodies over pooled keep-alive HTTP/1.1 connections, with
 //!   hop-by-hop headers dropped and `X-Forwarded-For`/`-Proto`/`-Host` set;
 //! - WebSocket and other HTTP upgrades, tunnelled byte for byte once the upstream answers 101;
-//! - the refusals: paths nobody claims and every `/internal` path are 404, unreachable upstreams are 503
-//!   with `Retry-After`, broken upstream answers are 502 — all as problem+json;
+//! - the refusals: paths nobody claims and every `/internal` path are 404, bodies over the deployment's
+//!   `http.body_limit_bytes` are 413 (so a service refusing one early never races the body it did not
+//!   read), unreachable upstreams are 503 with `Retry-After`, broken upstream answers are 502 — all as
+//!   problem+json;
 //! - its own `/healthz`, `/readyz` (ready when every upstream is) and `/metrics` (RED per owning service and
 //!   claimed prefix).
 //!
@@ -27,6 +29,8 @@ use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http_body_util::LengthLimitError;
+use http_body_util::Limited;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -136,6 +140,8 @@ struct Gateway {
     metrics: Metrics,
     /// Peers whose `X-Forwarded-Proto`/`-Host` are believed (a load balancer in front of the gateway).
     trusted_proxies: Arc<[IpAddr]>,
+    /// The largest request body forwarded; every service applies the same limit.
+    body_limit_bytes: usize,
 }
 
 /// Builds the gateway router: forwards each request to the process owning its path per the RouteTable.
@@ -156,6 +162,7 @@ pub fn router(table: RouteTable, upstreams: Upstreams, metrics: Metrics, setting
         client,
         metrics: metrics.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        body_limit_bytes: settings.body_limit_bytes,
     });
 
     let router = Router::new()
@@ -263,7 +270,14 @@ impl Gateway {
             }
         };
 
+        // A body the service would refuse is refused here: a service answering 413 without reading the body
+        // closes the connection while the gateway is still writing it, and the answer can be lost to a reset.
+        if declared_length(request.headers()).is_some_and(|length| length > self.body_limit_bytes as u64) {
+            return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+        }
         let (mut parts, body) = request.into_parts();
+        // A body without a length (chunked) is cut off at the limit as it streams.
+        let body = Body::new(Limited::new(body, self.body_limit_bytes));
         let upgrade = wants_upgrade(&parts.headers);
         // The client's side of an upgrade must be claimed before the request is taken apart; hyper completes
         // it once our 101 response has been written.
@@ -298,12 +312,30 @@ impl Gateway {
                 tracing::warn!(service, error = %error_chain(&error), "upstream unreachable");
                 unavailable(service)
             }
+            Err(error) if exceeded_limit(&error) => Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
             Err(error) => {
                 tracing::warn!(service, error = %error_chain(&error), "upstream failed");
                 bad_gateway(service)
             }
         }
     }
+}
+
+/// The request's `Content-Length`, when it declares a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Whether forwarding failed because the client's streamed body passed the limit.
+fn exceeded_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Turns the upstream's response into ours. A 101 starts a tunnel between the two upgraded connections.

@@ -63,6 +63,14 @@ fn upstream(internal_hits: Arc<AtomicUsize>) -> Router {
         )
         // Echoes the body as it arrives, so the gateway must stream in both directions.
         .route("/api/x/echo", post(|request: Request| async move { Response::new(request.into_body()) }))
+        // Reads the whole body before answering with its length.
+        .route(
+            "/api/x/count",
+            post(|request: Request| async move {
+                let body = axum::body::to_bytes(request.into_body(), usize::MAX).await.expect("the whole body");
+                body.len().to_string()
+            }),
+        )
         .route("/api/x/headers", get(|headers: HeaderMap| async move { axum::Json(headers_as_json(&headers)) }))
         .route("/api/x/ws", any(|upgrade: WebSocketUpgrade| async move { upgrade.on_upgrade(echo_socket) }))
         .route(
@@ -154,6 +162,46 @@ async fn a_streamed_post_body_comes_back_byte_for_byte() {
     let body = response.bytes().await.expect("body");
     assert_eq!(body.len(), expected.len());
     assert!(body == expected, "the echoed bytes differ from those sent");
+}
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_without_reaching_the_upstream() {
+    let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
+    let body = vec![b'x'; settings().body_limit_bytes + 1];
+
+    let response = client().post(format!("http://{gateway}/api/x/count")).body(body).send().await.expect("send");
+
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem_of(response).await.code, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_cut_off_at_the_limit() {
+    let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
+    let chunk = vec![b'x'; 64 * 1024];
+    let chunks = settings().body_limit_bytes / chunk.len() + 2;
+    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+
+    let response = client()
+        .post(format!("http://{gateway}/api/x/count"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem_of(response).await.code, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_body_at_the_limit_is_forwarded_whole() {
+    let (gateway, _) = gateway_with_alpha(dead_addr().await).await;
+    let body = vec![b'x'; settings().body_limit_bytes];
+
+    let response = client().post(format!("http://{gateway}/api/x/count")).body(body).send().await.expect("send");
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("body"), settings().body_limit_bytes.to_string());
 }
 
 #[tokio::test]
