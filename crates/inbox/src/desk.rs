@@ -2,6 +2,7 @@
 //! in the conversation, a row in the realtime feed and, where other services care, an event — all in the
 //! one transaction of the change.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use contracts::channel::{
@@ -20,7 +21,9 @@ use serde_json::json;
 use crate::InboxError;
 use crate::realtime::Feed;
 use crate::search;
-use crate::store::{ContactRow, ConversationRow, InboxRow, MessageRow, Store};
+use crate::store::{
+    ContactRow, ConversationRow, Document, InboxRow, KnownConversation, MessageRow, NewIncoming, Store, Touch,
+};
 use crate::views::{ConversationView, MessageView};
 
 /// How much of a message the conversation list shows.
@@ -642,6 +645,172 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
     .await?;
     changes.push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
     changes.record(tx, feed, now_ms()).await?;
+    Ok(())
+}
+
+/// Applies a run of customers' messages (a consumer batch), in order. Messages to a known contact's
+/// open conversation that tell nothing new about the contact are stored together, with a constant number of
+/// statements for the whole run; the others (a new contact or conversation, a conversation to reopen,
+/// details to fill in) take [`receive_message`] in their place in the order.
+pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageReceived]) -> Result<(), InboxError> {
+    let accounts: Vec<String> = events.iter().map(|e| e.account.to_string()).collect();
+    let inboxes: Vec<String> = events.iter().map(|e| e.inbox.to_string()).collect();
+    let mut identities: Vec<(&str, &str, &str)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (accounts[i].as_str(), inboxes[i].as_str(), e.contact.source_id.as_str()))
+        .collect();
+    identities.sort_unstable();
+    identities.dedup();
+    let known: HashMap<(String, String), KnownConversation> = Store::known_conversations(tx, &identities)
+        .await?
+        .into_iter()
+        .map(|k| ((k.inbox_id.clone(), k.source_id.clone()), k))
+        .collect();
+
+    let mut run: Vec<(&MessageReceived, &KnownConversation)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        match known.get(&(inboxes[i].clone(), event.contact.source_id.clone())) {
+            Some(found) if found.status == Status::Open.as_str() && !tells_more(found, &event.contact) => {
+                run.push((event, found));
+            }
+            _ => {
+                store_incoming(tx, feed, &std::mem::take(&mut run)).await?;
+                receive_message(tx, feed, event).await?;
+            }
+        }
+    }
+    store_incoming(tx, feed, &run).await
+}
+
+/// Whether a channel's details of a contact fill in something the contact lacks.
+fn tells_more(known: &KnownConversation, contact: &ChannelContact) -> bool {
+    (known.name.is_none() && contact.name.is_some())
+        || (known.email.is_none() && contact.email.is_some())
+        || (known.phone.is_none() && contact.phone.is_some())
+}
+
+/// Stores a run of messages to known, open conversations: what [`receive_message`] does for each, with
+/// one statement per step for all of them.
+async fn store_incoming(
+    tx: &mut Tx<'_>,
+    feed: &Feed,
+    run: &[(&MessageReceived, &KnownConversation)],
+) -> Result<(), InboxError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = run.iter().map(|(event, _)| event.message.to_string()).collect();
+    let accounts: Vec<String> = run.iter().map(|(event, _)| event.account.to_string()).collect();
+    let previews: Vec<String> = run.iter().map(|(event, _)| preview(&event.content)).collect();
+    let messages: Vec<NewIncoming<'_>> = run
+        .iter()
+        .enumerate()
+        .map(|(i, (event, known))| {
+            (
+                ids[i].as_str(),
+                accounts[i].as_str(),
+                known.conversation_id.as_str(),
+                event.content.as_str(),
+                event.received_at,
+            )
+        })
+        .collect();
+    let inserted: HashSet<String> = Store::insert_incoming(tx, &messages).await?.into_iter().collect();
+    // A redelivered message is already there: it changes nothing.
+    let stored: Vec<usize> = (0..run.len()).filter(|&i| inserted.contains(&ids[i])).collect();
+    if stored.is_empty() {
+        return Ok(());
+    }
+
+    // Each conversation ends the run with its last message, and one unread more per message.
+    let mut unread: HashMap<&str, i64> = HashMap::new();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for &i in &stored {
+        let conversation = run[i].1.conversation_id.as_str();
+        *unread.entry(conversation).or_default() += 1;
+        last.insert(conversation, i);
+    }
+    let touches: Vec<Touch<'_>> = last
+        .iter()
+        .map(|(conversation, &i)| {
+            (accounts[i].as_str(), *conversation, run[i].0.received_at, previews[i].as_str(), unread[conversation])
+        })
+        .collect();
+    Store::touch_conversations(tx, &touches).await?;
+
+    let scopes: Vec<String> = accounts.iter().map(|a| search::scope(a)).collect();
+    let texts: Vec<String> = stored.iter().map(|&i| search::index_text(&run[i].0.content)).collect();
+    let documents: Vec<Document<'_>> = stored
+        .iter()
+        .zip(&texts)
+        .map(|(&i, text)| {
+            (scopes[i].as_str(), text.as_str(), "message", ids[i].as_str(), Some(run[i].1.conversation_id.as_str()))
+        })
+        .collect();
+    Store::index_all(tx, &documents).await?;
+
+    let conversation_ids: Vec<&str> = last.keys().copied().collect();
+    let mut after_run: HashMap<String, ConversationRow> =
+        Store::conversations_in(tx, &conversation_ids).await?.into_iter().map(|row| (row.id.clone(), row)).collect();
+
+    let mut published = Vec::with_capacity(stored.len());
+    let mut changes: Vec<Changes> = Vec::new();
+    // Walking the run backwards, each message's view is the conversation's after the run, less the unread
+    // messages that come after it, with itself as the last message: what it would have been had each been
+    // stored on its own.
+    let mut views = Vec::with_capacity(stored.len());
+    for &i in stored.iter().rev() {
+        let (event, known) = run[i];
+        let row = after_run.get_mut(&known.conversation_id).ok_or(InboxError::NotFound("conversation"))?;
+        let mut at_message = row.clone();
+        at_message.last_message_at = event.received_at;
+        at_message.updated_at = event.received_at;
+        at_message.last_message_preview = Some(previews[i].clone());
+        at_message.last_message_kind = Some(MessageKind::Incoming.as_str().to_owned());
+        row.unread_count -= 1;
+        views.push(ConversationView::from(at_message));
+    }
+    views.reverse();
+    for (&i, view) in stored.iter().zip(views) {
+        let (event, known) = run[i];
+        let message = MessageRow {
+            id: ids[i].clone(),
+            conversation_id: known.conversation_id.clone(),
+            kind: MessageKind::Incoming.as_str().to_owned(),
+            content: event.content.clone(),
+            sender_id: None,
+            attributes: None,
+            delivery_status: None,
+            delivery_error: None,
+            created_at: event.received_at,
+        };
+        published.push(MessageCreated {
+            account: event.account,
+            inbox: event.inbox,
+            channel: ChannelKind::parse(&known.channel).unwrap_or(ChannelKind::Api),
+            conversation: ConversationId(uuid_of(&known.conversation_id)?),
+            message: event.message,
+            kind: MessageKind::Incoming,
+            content: event.content.clone(),
+            sender: None,
+            contact_source_id: Some(event.contact.source_id.clone()),
+            created_at: event.received_at,
+        });
+        let at = match changes.iter().position(|c| c.account == event.account) {
+            Some(at) => at,
+            None => {
+                changes.push(Changes::new(event.account));
+                changes.len() - 1
+            }
+        };
+        changes[at].push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
+    }
+    tx.publish_all(&published).await?;
+    let now = now_ms();
+    for account_changes in changes {
+        account_changes.record(tx, feed, now).await?;
+    }
     Ok(())
 }
 

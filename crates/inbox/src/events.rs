@@ -21,6 +21,12 @@ impl Handler<MessageReceived> for ReceiveMessage {
         desk::receive_message(tx, &self.0, &event).await?;
         Ok(())
     }
+
+    async fn handle_all(&self, events: Vec<(MessageReceived, &Envelope)>, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        let events: Vec<MessageReceived> = events.into_iter().map(|(event, _)| event).collect();
+        desk::receive_messages(tx, &self.0, &events).await?;
+        Ok(())
+    }
 }
 
 /// Records contacts that identified themselves on a channel before writing.

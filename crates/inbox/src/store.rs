@@ -113,6 +113,34 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
+/// A customer's conversation found by their channel identity ([`Store::known_conversations`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KnownConversation {
+    pub inbox_id: String,
+    pub source_id: String,
+    pub channel: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub conversation_id: String,
+    pub status: String,
+}
+
+/// An incoming message of a run ([`Store::insert_incoming`]): id, account, conversation, content, time.
+pub type NewIncoming<'a> = (&'a str, &'a str, &'a str, &'a str, i64);
+
+/// A conversation's new last message ([`Store::touch_conversations`]): account, conversation, time,
+/// preview, messages to add to its unread count.
+pub type Touch<'a> = (&'a str, &'a str, i64, &'a str, i64);
+
+/// A search document ([`Store::index_all`]): scope, indexed text, kind, id, conversation.
+pub type Document<'a> = (&'a str, &'a str, &'static str, &'a str, Option<&'a str>);
+
+/// Rows as one JSON array of arrays, the argument of the set-based statements (`json_each(?)`).
+fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Unparsable(e.to_string()))
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: Namespace,
@@ -504,6 +532,36 @@ impl Store {
         .await
     }
 
+    /// The conversations of known customers, by channel identity (account, inbox, source id), with what
+    /// a run of their messages needs: the contact's details, the conversation's status and the channel.
+    pub async fn known_conversations(
+        tx: &mut Tx<'_>,
+        identities: &[(&str, &str, &str)],
+    ) -> Result<Vec<KnownConversation>, StoreError> {
+        tx.fetch_all(
+            "select i.inbox_id, i.source_id, n.channel, k.name, k.email, k.phone, \
+             c.id as conversation_id, c.status from json_each(?) as j \
+             join contact_identities i on i.inbox_id = j.value ->> 1 and i.source_id = j.value ->> 2 \
+             join inboxes n on n.id = i.inbox_id and n.account_id = j.value ->> 0 \
+             join contacts k on k.id = i.contact_id \
+             join conversations c on c.inbox_id = i.inbox_id and c.contact_id = k.id",
+            args![json_rows(identities)?],
+        )
+        .await
+    }
+
+    /// Conversations by id, as [`Store::conversation_in`] reads them, with one statement.
+    pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[&str]) -> Result<Vec<ConversationRow>, StoreError> {
+        tx.fetch_all(
+            "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
+                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
+                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
+                 conversation_cards c where c.id in (select value from json_each(?))",
+            args![json_rows(ids)?],
+        )
+        .await
+    }
+
     /// The contact's conversations, latest first; `member` restricts them to an agent's inboxes.
     pub async fn contact_conversations(
         &self,
@@ -837,6 +895,33 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Stores a run of incoming messages with one statement; the ids of those not stored before (a
+    /// redelivered message is skipped).
+    pub async fn insert_incoming(tx: &mut Tx<'_>, messages: &[NewIncoming<'_>]) -> Result<Vec<String>, StoreError> {
+        let inserted: Vec<(String,)> = tx
+            .fetch_all(
+                "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
+                 select value ->> 0, value ->> 1, value ->> 2, 'incoming', value ->> 3, value ->> 4 \
+                 from json_each(?) where true order by key on conflict (id) do nothing returning id",
+                args![json_rows(messages)?],
+            )
+            .await?;
+        Ok(inserted.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// [`Store::touch_conversation`] for several conversations with one statement.
+    pub async fn touch_conversations(tx: &mut Tx<'_>, touches: &[Touch<'_>]) -> Result<(), StoreError> {
+        tx.execute(
+            "update conversations set last_message_at = t.value ->> 2, last_message_preview = t.value ->> 3, \
+             last_message_kind = 'incoming', unread_count = unread_count + (t.value ->> 4), \
+             updated_at = t.value ->> 2 from json_each(?) as t \
+             where conversations.account_id = t.value ->> 0 and conversations.id = t.value ->> 1",
+            args![json_rows(touches)?],
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn set_delivery(
         tx: &mut Tx<'_>,
         account: &str,
@@ -871,6 +956,17 @@ impl Store {
         tx.execute(
             "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) values (?, ?, ?, ?, ?)",
             args![scope, body, kind, id, conversation],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// [`Store::index`] for several documents with one statement.
+    pub async fn index_all(tx: &mut Tx<'_>, documents: &[Document<'_>]) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) \
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from json_each(?)",
+            args![json_rows(documents)?],
         )
         .await
         .map(drop)
@@ -951,20 +1047,21 @@ impl Store {
 
     // The realtime feed.
 
+    /// Appends `entries` to the account's feed, in order, with one statement.
     pub async fn append_feed(
         tx: &mut Tx<'_>,
         account: &str,
         entries: &[(&'static str, String)],
         now: i64,
     ) -> Result<(), StoreError> {
-        for (kind, payload) in entries {
-            tx.execute(
-                "insert into realtime_feed (account_id, kind, payload, created_at) values (?, ?, ?, ?)",
-                args![account, *kind, payload.clone(), now],
-            )
-            .await?;
-        }
-        Ok(())
+        let rows: Vec<(&str, &str)> = entries.iter().map(|(kind, payload)| (*kind, payload.as_str())).collect();
+        tx.execute(
+            "insert into realtime_feed (account_id, kind, payload, created_at) \
+             select ?, value ->> 0, value ->> 1, ? from json_each(?) order by key",
+            args![account, now, json_rows(&rows)?],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn feed_after(&self, account: AccountId, after: i64, limit: i64) -> Result<Vec<FeedRow>, StoreError> {

@@ -19,7 +19,7 @@ mod fixture;
 pub mod inprocess;
 pub mod rabbitmq;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,11 +139,22 @@ pub trait Transport: Send + Sync + 'static {
 #[async_trait]
 pub trait Handler<E: Event>: Send + Sync + 'static {
     async fn handle(&self, event: E, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+
+    /// Applies a run of consecutive events of this type, in order, in one transaction (a consumer batch).
+    /// The default applies them one by one; a handler overrides it when a set of events costs fewer
+    /// statements applied together than each on its own.
+    async fn handle_all(&self, events: Vec<(E, &Envelope)>, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        for (event, envelope) in events {
+            self.handle(event, envelope, tx).await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 trait ErasedHandler: Send + Sync {
     async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+    async fn handle_all(&self, envelopes: &[&Envelope], tx: &mut Tx<'_>) -> anyhow::Result<()>;
 }
 
 struct Typed<E, H> {
@@ -154,6 +165,18 @@ struct Typed<E, H> {
 #[async_trait]
 impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
     async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        self.handler.handle(Self::decode(envelope)?, envelope, tx).await
+    }
+
+    async fn handle_all(&self, envelopes: &[&Envelope], tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        let events =
+            envelopes.iter().map(|envelope| Ok((Self::decode(envelope)?, *envelope))).collect::<anyhow::Result<_>>()?;
+        self.handler.handle_all(events, tx).await
+    }
+}
+
+impl<E: Event, H> Typed<E, H> {
+    fn decode(envelope: &Envelope) -> anyhow::Result<E> {
         if envelope.version > E::VERSION {
             anyhow::bail!(
                 "{} version {} is newer than this build understands ({})",
@@ -162,8 +185,7 @@ impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
                 E::VERSION
             );
         }
-        let event: E = serde_json::from_value(envelope.payload.clone())?;
-        self.handler.handle(event, envelope, tx).await
+        Ok(serde_json::from_value(envelope.payload.clone())?)
     }
 }
 
@@ -321,18 +343,35 @@ impl Delivery {
 
     async fn apply_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<Vec<Outcome>> {
         let mut tx = self.namespace.begin().await?;
-        let mut outcomes = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let Some(handler) = self.handlers.get(envelope.kind.as_str()) else { continue };
-            if self.claim(&mut tx, envelope).await? {
-                handler.handle(envelope, &mut tx).await?;
-                outcomes.push(Outcome::Applied);
-            } else {
-                outcomes.push(Outcome::Duplicate);
+        let mut claimed = self.claim_all(&mut tx, envelopes).await?;
+        // An event in the batch twice is claimed once: its first copy applies it.
+        let (fresh, outcomes): (Vec<Option<&Envelope>>, Vec<Outcome>) = envelopes
+            .iter()
+            .map(|e| if claimed.remove(&e.id) { (Some(*e), Outcome::Applied) } else { (None, Outcome::Duplicate) })
+            .unzip();
+        let fresh: Vec<&Envelope> = fresh.into_iter().flatten().collect();
+        // Consecutive events of one type go to their handler together; the order of all of them is kept.
+        for run in fresh.chunk_by(|a, b| a.kind == b.kind) {
+            if let Some(handler) = self.handlers.get(run[0].kind.as_str()) {
+                handler.handle_all(run, &mut tx).await?;
             }
         }
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// [`Delivery::claim`] for a batch, with one statement: the ids of the events not processed before.
+    async fn claim_all(&self, tx: &mut Tx<'_>, envelopes: &[&Envelope]) -> Result<HashSet<Uuid>, StoreError> {
+        let ids = serde_json::Value::from(envelopes.iter().map(|e| e.id.to_string()).collect::<Vec<_>>());
+        let claimed: Vec<(String,)> = tx
+            .kernel_fetch_all(
+                "insert into _processed_events (event_id, consumer, processed_at) \
+                 select value, ?, ? from json_each(?) where true \
+                 on conflict (event_id, consumer) do nothing returning event_id",
+                args![self.consumer, now_ms(), ids.to_string()],
+            )
+            .await?;
+        Ok(claimed.into_iter().filter_map(|(id,)| id.parse().ok()).collect())
     }
 
     async fn dead_letter(&self, envelope: &Envelope, error: &anyhow::Error, attempts: u32) -> Result<(), StoreError> {

@@ -199,3 +199,24 @@ async fn a_relay_facing_a_broker_that_is_down_records_the_failure_and_keeps_the_
         .expect("first row");
     assert_eq!(attempts, 1);
 }
+
+#[tokio::test]
+async fn events_published_together_keep_their_order_and_are_each_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    let handler = StoreThing::failing(0);
+    let delivery = consumer(dir.path(), handler.clone()).await;
+    let transport = InProcess::new();
+    transport.subscribe(delivery.clone()).await.expect("subscribe");
+    let names = ["m", "k", "z", "a"];
+
+    let mut tx = producer.begin().await.expect("begin");
+    tx.publish_all(&names.map(ThingNamed::new)).await.expect("publish");
+    tx.commit().await.expect("commit");
+    flush(&producer, &transport).await.expect("flush");
+
+    let keys: Vec<(String,)> =
+        producer.kernel_fetch_all("select event_key from _outbox order by seq", args![]).await.expect("outbox");
+    assert_eq!(keys.into_iter().map(|(k,)| k).collect::<Vec<_>>(), names);
+    assert_eq!(*handler.seen.lock().expect("lock"), names, "delivered once each, in order");
+}

@@ -349,23 +349,41 @@ impl Tx<'_> {
 
     /// Records `event` in this namespace's outbox, atomically with the rest of the transaction.
     pub async fn publish<E: crate::events::Event>(&mut self, event: &E) -> Result<(), StoreError> {
+        self.publish_all(std::slice::from_ref(event)).await
+    }
+
+    /// Records `events` in this namespace's outbox, in order, with one statement however many there are
+    /// (a consumer applying a batch of events publishes what they caused together).
+    pub async fn publish_all<E: crate::events::Event>(&mut self, events: &[E]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let trace = crate::http::current_request_id().and_then(|id| id.to_str().ok().map(str::to_owned));
-        let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace)
+        let rows = events
+            .iter()
+            .map(|event| {
+                let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace.clone())?;
+                Ok(serde_json::json!([
+                    envelope.id.to_string(),
+                    envelope.kind,
+                    envelope.version,
+                    envelope.occurred_at,
+                    envelope.producer,
+                    envelope.account.map(|a| a.to_string()),
+                    envelope.key,
+                    envelope.payload.to_string(),
+                    envelope.trace
+                ]))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StoreError::Unparsable(e.to_string()))?;
+        let rows = serde_json::Value::Array(rows).to_string();
+        // `order by key` keeps the array's order in the outbox's sequence, which is the publishing order.
         self.kernel_execute(
             "insert into _outbox (id, kind, version, occurred_at, producer, account_id, event_key, payload, trace) \
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            crate::args![
-                envelope.id.to_string(),
-                envelope.kind,
-                i64::from(envelope.version),
-                envelope.occurred_at,
-                envelope.producer,
-                envelope.account.map(|a| a.to_string()),
-                envelope.key,
-                envelope.payload.to_string(),
-                envelope.trace
-            ],
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+             value ->> 7, value ->> 8 from json_each(?) order by key",
+            crate::args![rows],
         )
         .await?;
         self.published = true;
@@ -376,6 +394,19 @@ impl Tx<'_> {
         let TxInner::Sqlite(tx) = &mut self.inner;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
         Ok(query.execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    pub(crate) async fn kernel_fetch_all<T>(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let TxInner::Sqlite(tx) = &mut self.inner;
+        let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
+        query.fetch_all(&mut **tx).await.map_err(StoreError::classify)
     }
 
     /// Runs `hook` after this transaction commits, e.g. to wake readers of what it wrote. Hooks of a

@@ -43,6 +43,52 @@ async fn api_posts_create_exactly_one_conversation_per_contact(app: TestApp) {
     assert_eq!(contents, [json!("一通目"), json!("二通目"), json!("三通目")]);
 }
 
+/// A burst of posts reaches the inbox as batches of events, stored together: each message is still stored
+/// once, counted once, and pushed with the conversation as it stood right after that message.
+async fn a_burst_of_posts_is_stored_once_each_and_pushed_in_order(app: TestApp) {
+    // Arrange: four customers with a conversation each.
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let customers = ["c0", "c1", "c2", "c3"];
+    for customer in customers {
+        let reply = app.post_signed(&inbox, &format!("{customer}-first"), customer, "Customer", "最初").await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    }
+    app.conversations_until(token, |rows| rows.len() == 4).await;
+    let mut feed = Feed::connect(&app, token, None).await;
+
+    // Act: 15 more messages from each, all at once.
+    let posts: Vec<(String, &str)> =
+        (1..=15).flat_map(|n| customers.map(|customer| (format!("{customer}-{n}"), customer))).collect();
+    let replies = futures_util::future::join_all(
+        posts.iter().map(|(content, customer)| app.post_signed(&inbox, content, customer, "Customer", content)),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::ACCEPTED), "{replies:?}");
+
+    // Assert: each push shows its conversation one unread message further, with itself as the last.
+    let mut unread_seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut last_pushed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for _ in 0..posts.len() {
+        let event = feed.expect("message.created", |data| data["message"]["kind"] == "incoming").await;
+        let (message, conversation) = (&event["data"]["message"], &event["data"]["conversation"]);
+        let id = conversation["id"].as_str().expect("conversation id").to_owned();
+        let unread = conversation["unread_count"].as_i64().expect("unread count");
+        assert_eq!(unread, unread_seen.get(&id).map_or(2, |before| before + 1), "{event}");
+        assert_eq!(conversation["last_message"]["preview"], message["content"], "{event}");
+        unread_seen.insert(id.clone(), unread);
+        last_pushed.insert(id, message["content"].as_str().expect("content").to_owned());
+    }
+    let rows = app.conversations_until(token, |rows| rows.iter().all(|r| r["unread_count"] == 16)).await;
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let id = row["id"].as_str().expect("id");
+        assert_eq!(row["last_message"]["preview"], last_pushed[id].as_str(), "{row}");
+        assert_eq!(app.messages_of(token, id).await.len(), 16);
+    }
+}
+
 async fn redelivering_every_post_changes_nothing(app: TestApp) {
     // Arrange
     let (_, session) = app.signed_in().await;
@@ -505,6 +551,7 @@ async fn a_snoozed_conversation_reopens_when_its_time_comes(app: TestApp) {
 
 in_every_topology!(
     api_posts_create_exactly_one_conversation_per_contact,
+    a_burst_of_posts_is_stored_once_each_and_pushed_in_order,
     redelivering_every_post_changes_nothing,
     an_agent_works_a_conversation_and_the_websocket_sees_every_change,
     a_client_that_reconnects_with_its_cursor_misses_nothing,
