@@ -1,6 +1,15 @@
 //! Channels: the public endpoints of inboxes, registered by the inbox service through
 //! [`InputPort`]. An inbox keeps its identifier and secret for life; registering again only changes its
 //! settings (and reopens a removed endpoint).
+//!
+//! Every post looks its channel up by identifier, so open channels are kept in memory for a moment
+//! ([`OpenChannels`]): a change this process makes (register, update, remove) drops them at once, and a
+//! change another replica makes is seen within [`CHANNEL_TTL`]. Only open channels are kept, so a channel
+//! registered anywhere is found at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use contracts::AccountId;
@@ -39,6 +48,57 @@ impl TryFrom<ChannelRow> for Channel {
     }
 }
 
+/// How long an open channel is kept before it is read again: how long another replica's removal of a
+/// channel may go unseen here.
+pub const CHANNEL_TTL: Duration = Duration::from_secs(1);
+
+/// Past this many kept channels, expired ones are dropped when another is kept.
+const MAX_KEPT: usize = 10_000;
+
+/// Open channels by identifier, each with when it was read.
+#[derive(Default)]
+pub struct OpenChannels {
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// Advanced by every change, so that a read begun before a change does not keep what it read.
+    generation: u64,
+    channels: HashMap<String, (Instant, Channel)>,
+}
+
+impl OpenChannels {
+    /// The kept channel with `identifier`, unless expired; else the generation to [`keep`](Self::keep)
+    /// the channel read now under.
+    fn get(&self, identifier: &str) -> Result<Channel, u64> {
+        let kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kept.channels.get(identifier) {
+            Some((read_at, channel)) if read_at.elapsed() < CHANNEL_TTL => Ok(channel.clone()),
+            _ => Err(kept.generation),
+        }
+    }
+
+    /// Keeps `channel`, read at `generation`, unless a change came since.
+    fn keep(&self, generation: u64, channel: &Channel) {
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.generation != generation {
+            return;
+        }
+        if kept.channels.len() >= MAX_KEPT {
+            kept.channels.retain(|_, (read_at, _)| read_at.elapsed() < CHANNEL_TTL);
+        }
+        kept.channels.insert(channel.identifier.clone(), (Instant::now(), channel.clone()));
+    }
+
+    /// Forgets every kept channel: one changed.
+    fn forget(&self) {
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.generation += 1;
+        kept.channels.clear();
+    }
+}
+
 /// Checks a callback URL: absolute, http or https, with a host. Blank means none.
 pub fn callback_url(url: Option<&str>) -> Result<Option<String>, RegistrationError> {
     let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
@@ -57,7 +117,14 @@ impl Input {
         if identifier.len() > 128 {
             return Err(InputError::InboxNotFound);
         }
-        self.store.channel_by_identifier(identifier).await?.ok_or(InputError::InboxNotFound)?.try_into()
+        let generation = match self.channels.get(identifier) {
+            Ok(channel) => return Ok(channel),
+            Err(generation) => generation,
+        };
+        let channel: Channel =
+            self.store.channel_by_identifier(identifier).await?.ok_or(InputError::InboxNotFound)?.try_into()?;
+        self.channels.keep(generation, &channel);
+        Ok(channel)
     }
 
     async fn register(
@@ -91,6 +158,7 @@ impl Input {
         }
         let row = Store::channel_of_inbox_in(&mut tx, inbox).await?;
         tx.commit().await?;
+        self.channels.forget();
         match row {
             Some(row) if row.account_id == account.to_string() => {
                 tracing::info!(inbox.id = %inbox, account.id = %account, channel.kind = kind, "channel registered");
@@ -118,7 +186,9 @@ impl InputPort for Input {
     }
 
     async fn remove_channel(&self, account: AccountId, inbox: InboxId) -> Result<bool, PortError> {
-        let removed = self.store.remove_channel(account, inbox, now_ms()).await.map_err(unavailable)?;
+        let removed = self.store.remove_channel(account, inbox, now_ms()).await;
+        self.channels.forget();
+        let removed = removed.map_err(unavailable)?;
         if removed {
             tracing::info!(inbox.id = %inbox, account.id = %account, "channel removed");
         }

@@ -5,6 +5,9 @@
 //! `input.message_received`. The answer is sent right after the commit; the inbox service creates the
 //! contact, conversation and message from the event. A retry with the same key and body gets the first
 //! answer again and changes nothing.
+//!
+//! Posts are recorded in batches by the service's recorder (`recorder.rs`), which answers each exactly as
+//! recording it on its own here ([`Input::accept_alone`]) would; that path remains for a batch that fails.
 
 use axum::http::HeaderMap;
 use contracts::channel::{ChannelContact, ContactIdentified, MessageReceived};
@@ -16,6 +19,7 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use crate::channels::Channel;
+use crate::recorder::{Answer, Submission};
 use crate::store::{ContactDetails, ContactRow, NewEntry, NewInbound, Store};
 use crate::{Input, InputError, now_ms};
 
@@ -256,8 +260,32 @@ impl Input {
         }
     }
 
-    /// Records `post` on `channel` once (see the module docs).
+    /// Records `post` on `channel` once (see the module docs), in a batch with whatever other posts are
+    /// waiting to be recorded.
     pub async fn accept(&self, channel: &Channel, post: Post) -> Result<Accepted, InputError> {
+        let origin = post.origin;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let submission = Submission { inbox: channel.inbox, account: channel.account, post, answer };
+        let answer = match self.recorder.send(submission).await {
+            // A recorder that dropped a post without answering has failed mid-batch: whether the post was
+            // recorded is unknown, so it is not recorded again here (a retry with its key is safe).
+            Ok(()) => answered.await.map_err(|_| InputError::RecorderStopped)?,
+            // The recorder has stopped (the namespace is closing): as when a batch fails.
+            Err(refused) => Answer::Alone(refused.0.post),
+        };
+        match answer {
+            Answer::Recorded(accepted) => {
+                if let Ok(Accepted::New(message)) = accepted {
+                    tracing::info!(inbox.id = %channel.inbox, message.id = %message, origin = origin.as_str(), "inbound message accepted");
+                }
+                accepted
+            }
+            Answer::Alone(post) => self.accept_alone(channel, post).await,
+        }
+    }
+
+    /// Records `post` on `channel` once, on its own: several statements and a transaction of its own.
+    pub(crate) async fn accept_alone(&self, channel: &Channel, post: Post) -> Result<Accepted, InputError> {
         if let Some(key) = &post.idempotency_key
             && let Some(earlier) = self.store.inbound_by_key(channel.inbox, key).await?
         {
@@ -359,7 +387,8 @@ impl Input {
     }
 }
 
-fn replay(earlier_sha256: &str, earlier_message: &str, sha256: &str) -> Result<Accepted, InputError> {
+/// The answer to a post whose key was recorded before: a replay of the same body, else a reused key.
+pub(crate) fn replay(earlier_sha256: &str, earlier_message: &str, sha256: &str) -> Result<Accepted, InputError> {
     if earlier_sha256 != sha256 {
         return Err(InputError::IdempotencyKeyReused);
     }

@@ -5,9 +5,10 @@
 //!
 //! The inbox service registers an inbox's endpoint through [`InputPort`](contracts::channel::InputPort)
 //! (served by [`channels`]). What customers send is accepted here ([`inbound`]: verified, deduplicated,
-//! recorded) and reported as `input.message_received` / `input.contact_identified`; inbox turns those into
-//! contacts, conversations and messages. Replies come back as `message.created` ([`events`]); the
-//! [`delivery`] worker posts them to the channel's callback URL and reports `input.delivery_updated`.
+//! recorded — in batches, one transaction each, by the [`recorder`] task) and reported as
+//! `input.message_received` / `input.contact_identified`; inbox turns those into contacts, conversations
+//! and messages. Replies come back as `message.created` ([`events`]); the [`delivery`] worker posts them
+//! to the channel's callback URL and reports `input.delivery_updated`.
 //!
 //! Settings (`services.input.settings`, e.g. `OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_MAX_ATTEMPTS`):
 //! `delivery_max_attempts` (default 8), `delivery_retry_base_ms` (1000; attempt n waits base × 2ⁿ⁻¹),
@@ -19,6 +20,7 @@ mod delivery;
 mod events;
 mod http;
 mod inbound;
+mod recorder;
 pub mod signature;
 mod store;
 
@@ -108,6 +110,18 @@ impl Settings {
 pub struct Input {
     store: store::Store,
     plan: Arc<dyn PlanPort>,
+    /// Where accepted posts queue for the recorder task, which records them in batches.
+    recorder: tokio::sync::mpsc::Sender<recorder::Submission>,
+    /// Open channels by identifier, kept for a moment (every post looks its channel up).
+    channels: channels::OpenChannels,
+}
+
+impl Input {
+    /// The service's shared state; starts its recorder task, which stops when this is dropped.
+    fn new(store: store::Store, plan: Arc<dyn PlanPort>) -> Self {
+        let recorder = recorder::Recorder::new(store.clone(), plan.clone()).spawn();
+        Self { store, plan, recorder, channels: channels::OpenChannels::default() }
+    }
 }
 
 /// Why an inbound request was not accepted. Mapped to problems in one place, below.
@@ -137,6 +151,8 @@ pub enum InputError {
     Store(#[from] StoreError),
     #[error("a stored row is unreadable: {0}")]
     Corrupt(String),
+    #[error("the recorder of accepted posts stopped before answering")]
+    RecorderStopped,
 }
 
 impl From<InputError> for Problem {
@@ -171,6 +187,7 @@ impl From<InputError> for Problem {
             InputError::Port(error) => error.into(),
             InputError::Store(error) => Problem::internal(&error),
             InputError::Corrupt(reason) => Problem::internal(&reason),
+            InputError::RecorderStopped => Problem::internal(&"the recorder of accepted posts stopped"),
         }
     }
 }
@@ -178,7 +195,7 @@ impl From<InputError> for Problem {
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let settings = Settings::from(&context.config().service(contracts::services::INPUT).settings)?;
     let store = store::Store::new(context.namespace());
-    let input = Arc::new(Input { store: store.clone(), plan: context.port::<dyn PlanPort>()? });
+    let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?));
     context.provide::<dyn InputPort>(input.clone())?;
     let worker = delivery::Worker::new(store, &settings)?;
     context.subscribe::<MessageCreated, _>(Arc::new(events::RecordReplies { wake: worker.wake() }))?;

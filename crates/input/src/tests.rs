@@ -3,28 +3,39 @@
 //! port, since what is tested here is what input does with its answers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use contracts::AccountId;
-use contracts::channel::{ChannelContact, ChannelKind, ChannelRegistration, InputPort, RegistrationError};
+use contracts::channel::{
+    ChannelContact, ChannelKind, ChannelRegistration, InputPort, MessageReceived, RegistrationError,
+};
 use contracts::inbox::{ConversationId, InboxId, MessageCreated, MessageId, MessageKind};
 use contracts::plan::{Allowance, Limited, PlanLimits, PlanPort, PlanSummary};
-use kernel::events::{Envelope, Handler};
+use kernel::events::{Delivery, Envelope, Handler, Transport, TransportError};
 use kernel::ports::PortError;
 use kernel::store::{Location, Migrations, Namespace};
 
 use crate::channels::Channel;
 use crate::inbound::{Accepted, Origin, Post, sha256_hex};
+use crate::recorder::{Answer, Recorder, Submission};
 use crate::store::Store;
 use crate::{Input, InputError, MIGRATIONS, Settings};
 
-/// The plan service as input sees it: allows or refuses, and counts what is recorded.
+/// The plan service as input sees it: a monthly limit of conversations (none by default), what is
+/// recorded against it, and how often it was asked.
 #[derive(Default)]
 struct StandInPlan {
-    refuse: AtomicBool,
+    limit: std::sync::Mutex<Option<u64>>,
     recorded: AtomicU64,
+    asked: AtomicU64,
+}
+
+impl StandInPlan {
+    fn limit_to(&self, conversations: u64) {
+        *self.limit.lock().expect("lock") = Some(conversations);
+    }
 }
 
 #[async_trait]
@@ -36,9 +47,10 @@ impl PlanPort for StandInPlan {
         Err(PortError::Unavailable { callee: "plan".into(), reason: "not used by input".into() })
     }
     async fn allowance(&self, _: AccountId, limited: Limited, _: u64) -> Result<Allowance, PortError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
         let used = self.recorded.load(Ordering::SeqCst);
-        let allowed = !self.refuse.load(Ordering::SeqCst);
-        Ok(Allowance { allowed, limited, used, limit: Some(used + u64::from(allowed)), plan: "free".into() })
+        let limit = *self.limit.lock().expect("lock");
+        Ok(Allowance { allowed: limit.is_none_or(|l| used < l), limited, used, limit, plan: "free".into() })
     }
     async fn record_usage(&self, _: AccountId, _: Limited, amount: u64) -> Result<u64, PortError> {
         Ok(self.recorded.fetch_add(amount, Ordering::SeqCst) + amount)
@@ -64,7 +76,7 @@ async fn fixture() -> Fixture {
     .expect("opens");
     namespace.migrate().await.expect("migrates");
     let plan = Arc::new(StandInPlan::default());
-    let input = Arc::new(Input { store: Store::new(namespace.clone()), plan: plan.clone() });
+    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone()));
     Fixture { input, plan, namespace, account: AccountId::new(), _dir: dir }
 }
 
@@ -84,6 +96,28 @@ impl Fixture {
         kernel::events::outbox_backlog(&self.namespace).await.expect("outbox")
     }
 
+    /// The events published so far, in the outbox's order (which is the order the relay publishes them in).
+    async fn published(&self) -> Vec<MessageReceived> {
+        let transport = Published::default();
+        kernel::events::flush(&self.namespace, &transport).await.expect("flushed");
+        let envelopes = std::mem::take(&mut *transport.0.lock().expect("lock"));
+        envelopes.into_iter().map(|e| serde_json::from_value(e.payload).expect("message_received")).collect()
+    }
+
+    /// Records `posts` on `channel` as one batch, the way the recorder task does, and returns each answer.
+    async fn record_batch(&self, channel: &Channel, posts: Vec<Post>) -> Vec<Answer> {
+        let recorder = Recorder::new(self.input.store.clone(), self.plan.clone());
+        let (batch, answers): (Vec<_>, Vec<_>) = posts
+            .into_iter()
+            .map(|post| {
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                (Submission { inbox: channel.inbox, account: channel.account, post, answer }, answered)
+            })
+            .unzip();
+        assert!(recorder.record(batch).await, "the namespace is open");
+        answers.into_iter().map(|mut answered| answered.try_recv().expect("answered")).collect()
+    }
+
     async fn transcript(&self, channel: &Channel, source_id: &str) -> Vec<(String, String, Option<String>)> {
         let rows = self.input.store.transcript(channel.inbox, source_id, 100).await.expect("transcript");
         rows.into_iter().map(|r| (r.direction, r.content, r.delivery_status)).collect()
@@ -99,6 +133,59 @@ fn post(source_id: &str, key: Option<&str>, content: &str) -> Post {
         contact: ChannelContact { source_id: source_id.into(), name: Some("Hanako".into()), email: None, phone: None },
         origin: Origin::Server,
         content: content.into(),
+    }
+}
+
+/// A transport that keeps what it is given, to read the outbox in order.
+#[derive(Default)]
+struct Published(std::sync::Mutex<Vec<Envelope>>);
+
+#[async_trait]
+impl Transport for Published {
+    fn name(&self) -> &'static str {
+        "kept"
+    }
+    async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError> {
+        self.0.lock().expect("lock").push(envelope.clone());
+        Ok(())
+    }
+    async fn subscribe(&self, _: Arc<Delivery>) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// Runs `futures` concurrently, first polled in their order (so their posts queue in that order), and
+/// returns their outputs in that order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none()
+                && let std::task::Poll::Ready(done) = future.as_mut().poll(cx)
+            {
+                *output = Some(done);
+            }
+        }
+        if outputs.iter().all(Option::is_some) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().map(|output| output.expect("polled to completion")).collect()
+}
+
+/// A post from `source_id` saying what it says about them (name, e-mail).
+fn post_from(source_id: &str, name: Option<&str>, email: Option<&str>, content: &str) -> Post {
+    let mut post = post(source_id, None, content);
+    post.contact.name = name.map(str::to_owned);
+    post.contact.email = email.map(str::to_owned);
+    post
+}
+
+/// What a batch answered a post, as `accept` would return it.
+fn outcome(answer: Answer) -> Result<Accepted, InputError> {
+    match answer {
+        Answer::Recorded(result) => result,
+        Answer::Alone(post) => panic!("the batch was not recorded: {post:?}"),
     }
 }
 
@@ -230,7 +317,7 @@ async fn a_new_conversation_over_the_plan_limit_is_refused_and_stores_nothing() 
     let f = fixture().await;
     let channel = f.register(InboxId::new(), None).await;
     f.input.accept(&channel, post("user-1", None, "first")).await.expect("accepted");
-    f.plan.refuse.store(true, Ordering::SeqCst);
+    f.plan.limit_to(1);
 
     let refused = f.input.accept(&channel, post("user-2", Some("k2"), "hello")).await;
     let existing = f.input.accept(&channel, post("user-1", None, "still talking")).await;
@@ -238,6 +325,211 @@ async fn a_new_conversation_over_the_plan_limit_is_refused_and_stores_nothing() 
     assert!(matches!(refused, Err(InputError::PlanLimit(_))), "{refused:?}");
     assert!(f.transcript(&channel, "user-2").await.is_empty());
     assert!(matches!(existing, Ok(Accepted::New(_))), "an open conversation goes on: {existing:?}");
+}
+
+#[tokio::test]
+async fn a_batch_records_each_post_with_one_transcript_line_and_one_event_in_the_posts_order() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    let posts = (0..9).map(|n| post(&format!("user-{}", n % 3), Some(&format!("k{n}")), &format!("message {n}")));
+
+    let answers = f.record_batch(&channel, posts.collect()).await;
+
+    let ids: Vec<MessageId> = answers
+        .into_iter()
+        .map(|answer| match outcome(answer) {
+            Ok(Accepted::New(message)) => message,
+            other => panic!("not recorded: {other:?}"),
+        })
+        .collect();
+    let events = f.published().await;
+    assert_eq!(events.iter().map(|e| e.message).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        events.iter().map(|e| e.content.as_str()).collect::<Vec<_>>(),
+        (0..9).map(|n| format!("message {n}")).collect::<Vec<_>>()
+    );
+    let lines = f.transcript(&channel, "user-1").await;
+    assert_eq!(
+        lines.iter().map(|(_, content, _)| content.as_str()).collect::<Vec<_>>(),
+        ["message 1", "message 4", "message 7"]
+    );
+    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 3, "three contacts started conversations");
+    assert_eq!(f.plan.asked.load(Ordering::SeqCst), 1, "the plan is asked once for the batch's account");
+}
+
+#[tokio::test]
+async fn concurrent_posts_from_several_contacts_are_each_recorded_once_in_order() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    let contents = |contact: usize| (0..6).map(move |n| format!("{contact}: message {n}"));
+    let posts = (0..6).flat_map(|n| (0..5).map(move |contact| (contact, format!("{contact}: message {n}"))));
+
+    let accepted = join_all(
+        posts.map(|(contact, content)| f.input.accept(&channel, post(&format!("user-{contact}"), None, &content))),
+    )
+    .await;
+
+    assert!(accepted.iter().all(|a| matches!(a, Ok(Accepted::New(_)))), "{accepted:?}");
+    let events = f.published().await;
+    assert_eq!(events.len(), 30);
+    for contact in 0..5 {
+        let source_id = format!("user-{contact}");
+        let lines = f.transcript(&channel, &source_id).await;
+        assert_eq!(lines.iter().map(|(_, c, _)| c.clone()).collect::<Vec<_>>(), contents(contact).collect::<Vec<_>>());
+        let theirs: Vec<String> =
+            events.iter().filter(|e| e.contact.source_id == source_id).map(|e| e.content.clone()).collect();
+        assert_eq!(theirs, contents(contact).collect::<Vec<_>>(), "events in the order of the posts");
+    }
+    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn the_same_key_twice_in_one_batch_is_recorded_once_and_replayed_or_refused_after() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+
+    let answers = f
+        .record_batch(
+            &channel,
+            vec![
+                post("user-1", Some("k1"), "hello"),
+                post("user-1", Some("k1"), "hello"),
+                post("user-1", Some("k1"), "something else"),
+            ],
+        )
+        .await;
+
+    let answers: Vec<_> = answers.into_iter().map(outcome).collect();
+    let Ok(Accepted::New(first)) = answers[0] else { panic!("the first is recorded: {answers:?}") };
+    assert_eq!(answers[1].as_ref().ok(), Some(&Accepted::Replayed(first)));
+    assert!(matches!(answers[2], Err(InputError::IdempotencyKeyReused)), "{answers:?}");
+    assert_eq!(f.transcript(&channel, "user-1").await.len(), 1);
+    assert_eq!(f.outbox().await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_post_get_one_id() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+
+    let accepted = join_all((0..10).map(|_| f.input.accept(&channel, post("user-1", Some("k1"), "hello")))).await;
+
+    let ids: std::collections::HashSet<MessageId> = accepted
+        .iter()
+        .map(|a| match a {
+            Ok(Accepted::New(id) | Accepted::Replayed(id)) => *id,
+            Err(error) => panic!("{error}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(accepted.iter().filter(|a| matches!(a, Ok(Accepted::New(_)))).count(), 1);
+    assert_eq!(f.outbox().await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_replays_a_key_recorded_before_and_records_the_rest() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    let Ok(Accepted::New(earlier)) = f.input.accept(&channel, post("user-1", Some("k1"), "hello")).await else {
+        panic!("the first post is new")
+    };
+
+    let answers =
+        f.record_batch(&channel, vec![post("user-1", Some("k1"), "hello"), post("user-1", Some("k2"), "more")]).await;
+
+    let answers: Vec<_> = answers.into_iter().map(outcome).collect();
+    assert_eq!(answers[0].as_ref().ok(), Some(&Accepted::Replayed(earlier)));
+    assert!(matches!(answers[1], Ok(Accepted::New(_))), "{answers:?}");
+    assert_eq!(f.transcript(&channel, "user-1").await.len(), 2);
+    assert_eq!(f.outbox().await, 2);
+    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 1, "the contact's conversation started with the first");
+}
+
+#[tokio::test]
+async fn a_batch_refuses_a_key_recorded_before_with_another_body_and_stores_nothing_for_it() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    f.input.accept(&channel, post("user-1", Some("k1"), "hello")).await.expect("first");
+
+    let answers =
+        f.record_batch(&channel, vec![post("user-1", Some("k1"), "something else"), post("user-2", None, "hi")]).await;
+
+    let answers: Vec<_> = answers.into_iter().map(outcome).collect();
+    assert!(matches!(answers[0], Err(InputError::IdempotencyKeyReused)), "{answers:?}");
+    assert!(matches!(answers[1], Ok(Accepted::New(_))), "{answers:?}");
+    assert_eq!(f.transcript(&channel, "user-1").await.len(), 1);
+    assert_eq!(f.outbox().await, 2);
+}
+
+#[tokio::test]
+async fn a_batch_refuses_only_the_new_conversations_over_the_plan_limit() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    f.input.accept(&channel, post("user-0", None, "earlier")).await.expect("accepted");
+    f.plan.limit_to(3);
+
+    let answers = f
+        .record_batch(
+            &channel,
+            vec![
+                post("user-1", None, "one"),
+                post("user-2", None, "two"),
+                post("user-3", Some("k3"), "three"),
+                post("user-1", None, "one again"),
+                post("user-0", None, "an open conversation goes on"),
+                post("user-4", None, "four"),
+            ],
+        )
+        .await;
+
+    let answers: Vec<_> = answers.into_iter().map(outcome).collect();
+    for recorded in [0, 1, 3, 4] {
+        assert!(matches!(answers[recorded], Ok(Accepted::New(_))), "{recorded}: {answers:?}");
+    }
+    for refused in [2, 5] {
+        let Err(InputError::PlanLimit(allowance)) = &answers[refused] else { panic!("{refused}: {answers:?}") };
+        assert_eq!((allowance.allowed, allowance.used, allowance.limit), (false, 3, Some(3)));
+    }
+    assert!(f.transcript(&channel, "user-3").await.is_empty());
+    assert!(f.transcript(&channel, "user-4").await.is_empty());
+    assert_eq!(f.transcript(&channel, "user-1").await.len(), 2);
+    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 3);
+    // The refused post's key is free: once the plan allows, the same post is new.
+    f.plan.limit_to(4);
+    let retried = f.input.accept(&channel, post("user-3", Some("k3"), "three")).await;
+    assert!(matches!(retried, Ok(Accepted::New(_))), "{retried:?}");
+}
+
+#[tokio::test]
+async fn each_event_of_a_batch_names_the_contact_as_stored_after_its_own_post() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    f.input.accept(&channel, post_from("user-1", Some("Hanako"), None, "hello")).await.expect("accepted");
+    f.published().await;
+
+    f.record_batch(
+        &channel,
+        vec![
+            post_from("user-1", None, Some("hanako@example.jp"), "my address"),
+            post_from("user-1", Some("Hanako Yamada"), None, "my full name"),
+            post_from("user-2", None, None, "hi"),
+        ],
+    )
+    .await;
+
+    let contacts: Vec<ChannelContact> = f.published().await.into_iter().map(|e| e.contact).collect();
+    let details = |c: &ChannelContact| (c.source_id.clone(), c.name.clone(), c.email.clone());
+    assert_eq!(
+        contacts.iter().map(details).collect::<Vec<_>>(),
+        [
+            ("user-1".into(), Some("Hanako".into()), Some("hanako@example.jp".into())),
+            ("user-1".into(), Some("Hanako Yamada".into()), Some("hanako@example.jp".into())),
+            ("user-2".into(), None, None),
+        ]
+    );
+    let stored = f.input.store.contact(channel.inbox, "user-1").await.expect("read").expect("stored");
+    assert_eq!((stored.name.as_deref(), stored.email.as_deref()), (Some("Hanako Yamada"), Some("hanako@example.jp")));
+    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 2, "user-1 started once, before the batch");
 }
 
 #[tokio::test]
