@@ -210,7 +210,7 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     let router = gateway::router(table, Upstreams::new(upstreams), Metrics::new(), &settings);
     let (gateway_stop, gateway_stopping) = oneshot::channel::<()>();
     let gateway_task = tokio::spawn(
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        axum::serve(crate::http::without_nagle(listener), router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = gateway_stopping.await;
             })

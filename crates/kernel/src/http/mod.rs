@@ -74,6 +74,22 @@ pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
     )
 }
 
+/// `listener` with Nagle's algorithm off on every accepted connection. A WebSocket push or a streamed
+/// response written while an earlier segment is unacknowledged would otherwise wait for the peer's delayed
+/// ACK (up to 40 ms on Linux): measured as ~20 ms added to every realtime push.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(set_nodelay)
+}
+
+fn set_nodelay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(error = %error, "TCP_NODELAY not set");
+    }
+}
+
 tokio::task_local! {
     /// The id of the request the current task is handling, for calls it makes to other services.
     pub(crate) static CURRENT_REQUEST_ID: HeaderValue;

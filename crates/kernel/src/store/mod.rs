@@ -57,6 +57,9 @@ impl StoreError {
     }
 }
 
+/// How much of a SQLite database file is memory-mapped (address space, not memory).
+const MMAP_SIZE: u64 = 1 << 30;
+
 /// One native pool per engine; the enum is the only place engines differ.
 #[derive(Debug, Clone)]
 pub enum Pool {
@@ -141,7 +144,11 @@ impl Namespace {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(5));
+                    .busy_timeout(Duration::from_secs(5))
+                    // Pages are read through a memory map instead of a read() into each connection's cache,
+                    // which SQLite drops whenever another connection has written: under write load the
+                    // readers otherwise spend their time copying pages out of the kernel.
+                    .pragma("mmap_size", MMAP_SIZE.to_string());
                 let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
                 // Readers beyond the cores only contend: SQLite work is CPU-bound here.
                 let readers = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8));
