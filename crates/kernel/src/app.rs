@@ -159,14 +159,12 @@ impl Process {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            crate::http::without_nagle(listener),
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
+        let server =
+            axum::serve(http::without_nagle(listener), self.router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    let _ = stopping_tx.send(());
+                });
         let grace = self.grace;
         let deadline = async move {
             if stopping_rx.await.is_ok() {

@@ -73,3 +73,30 @@ fn only_sqlite_urls_are_accepted_in_this_build() {
     assert!(Location::parse("postgres://localhost/x").expect_err("unsupported").contains("postgres"));
     assert!(Location::parse("sqlite://").is_err());
 }
+
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_without_waiting_for_the_wal_to_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let namespace = fixture(dir.path()).await;
+    let file = dir.path().join("fixture.db");
+    let size_before = std::fs::metadata(&file).expect("database file").len();
+
+    // About 2 MiB: far below the automatic checkpoint's threshold, so only the background checkpoint
+    // moves these pages from the WAL into the database file.
+    let mut tx = namespace.begin().await.expect("begin");
+    for i in 0..512 {
+        let name = format!("{i:04}{}", "x".repeat(4_000));
+        tx.execute("insert into things (id, name) values (?, ?)", args![format!("t{i}"), name]).await.expect("insert");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut size = size_before;
+    for _ in 0..100 {
+        size = std::fs::metadata(&file).expect("database file").len();
+        if size > size_before + (1 << 20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(size > size_before + (1 << 20), "the database file stayed at {size} bytes (from {size_before})");
+}
