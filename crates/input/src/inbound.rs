@@ -265,7 +265,9 @@ impl Input {
     pub async fn accept(&self, channel: &Channel, post: Post) -> Result<Accepted, InputError> {
         let origin = post.origin;
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let submission = Submission { inbox: channel.inbox, account: channel.account, post, answer };
+        // The request's id goes with the post, so its event carries it although the recorder writes it.
+        let trace = kernel::http::current_request_id().and_then(|id| id.to_str().ok().map(str::to_owned));
+        let submission = Submission { inbox: channel.inbox, account: channel.account, post, trace, answer };
         let answer = match self.recorder.send(submission).await {
             // A recorder that dropped a post without answering has failed mid-batch: whether the post was
             // recorded is unknown, so it is not recorded again here (a retry with its key is safe).

@@ -16,10 +16,7 @@
 //! batch cannot be recorded, each caller records its post on its own, the way posts were recorded before
 //! batches, so one bad post fails only itself.
 //!
-//! One difference remains: an event written by a batch has no `trace` (the id of the request that caused
-//! it), because the kernel stamps the events of a transaction with the request id of the task that writes
-//! them, and the recorder serves many requests. The log line of each accepted post is written by its
-//! caller, so logs keep the request id; posts recorded on their own keep it in their events too.
+//! Each event carries the id of the request that sent its post (`trace`), as if its caller had written it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +43,8 @@ pub struct Submission {
     pub inbox: InboxId,
     pub account: AccountId,
     pub post: Post,
+    /// The id of the request that sent it, for its event's `trace`.
+    pub trace: Option<String>,
     pub answer: oneshot::Sender<Answer>,
 }
 
@@ -365,7 +364,8 @@ impl Recorder {
                 }
             })
             .collect();
-        tx.publish_all(&events).await?;
+        let traces = recorded.iter().map(|((index, _), _)| batch[*index].trace.clone());
+        tx.publish_traced(events.iter().zip(traces)).await?;
         tx.commit().await?;
 
         // Committed: nothing below may fail the batch.

@@ -111,7 +111,7 @@ impl Fixture {
             .into_iter()
             .map(|post| {
                 let (answer, answered) = tokio::sync::oneshot::channel();
-                (Submission { inbox: channel.inbox, account: channel.account, post, answer }, answered)
+                (Submission { inbox: channel.inbox, account: channel.account, post, trace: None, answer }, answered)
             })
             .unzip();
         assert!(recorder.record(batch).await, "the namespace is open");

@@ -406,14 +406,20 @@ impl Tx<'_> {
     /// Records `events` in this namespace's outbox, in order, with one statement however many there are
     /// (a consumer applying a batch of events publishes what they caused together).
     pub async fn publish_all<E: crate::events::Event>(&mut self, events: &[E]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         let trace = crate::http::current_request_id().and_then(|id| id.to_str().ok().map(str::to_owned));
+        self.publish_traced(events.iter().map(|event| (event, trace.clone()))).await
+    }
+
+    /// [`Tx::publish_all`] for events caused by different requests, each with its request id (a task
+    /// recording many requests' work in one transaction).
+    pub async fn publish_traced<'e, E: crate::events::Event>(
+        &mut self,
+        events: impl IntoIterator<Item = (&'e E, Option<String>)>,
+    ) -> Result<(), StoreError> {
         let rows = events
-            .iter()
-            .map(|event| {
-                let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace.clone())?;
+            .into_iter()
+            .map(|(event, trace)| {
+                let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace)?;
                 Ok(serde_json::json!([
                     envelope.id.to_string(),
                     envelope.kind,
@@ -428,6 +434,9 @@ impl Tx<'_> {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StoreError::Unparsable(e.to_string()))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
         let rows = serde_json::Value::Array(rows).to_string();
         // `order by key` keeps the array's order in the outbox's sequence, which is the publishing order.
         self.kernel_execute(
