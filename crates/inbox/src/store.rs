@@ -113,6 +113,17 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
+/// The start of every read of conversations as the list shows them (`conversation_cards`: the conversation
+/// with its contact and labels), for `concat!` with the statement's own conditions.
+macro_rules! conversation_card {
+    () => {
+        "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
+         c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
+         c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
+         conversation_cards c "
+    };
+}
+
 /// A customer's conversation found by their channel identity ([`Store::known_conversations`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KnownConversation {
@@ -426,16 +437,16 @@ impl Store {
     pub async fn conversations(&self, filter: &ListFilter) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
             .fetch_all(
-                "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and (? is null or c.status = ?) and (? is null or \
+                concat!(
+                    conversation_card!(),
+                    "where c.account_id = ? and (? is null or c.status = ?) and (? is null or \
                  c.inbox_id = ?) and (? is null or c.assignee_id = ?) and (? = 0 or c.assignee_id is null) and \
                  (? is null or exists (select 1 from conversation_labels fl join labels f on f.id = fl.label_id \
                  where fl.conversation_id = c.id and f.name = ?)) and (? is null or c.inbox_id in (select \
                  m.inbox_id from inbox_members m where m.account_id = c.account_id and m.user_id = ?)) and \
                  (c.last_message_at, c.id) < (?, ?) order by c.last_message_at \
-                 desc, c.id desc limit ?",
+                 desc, c.id desc limit ?"
+                ),
                 args![
                     filter.account.to_string(),
                     filter.status.clone(),
@@ -496,10 +507,7 @@ impl Store {
     pub async fn conversation(&self, account: AccountId, id: &str) -> Result<Option<ConversationRow>, StoreError> {
         self.db
             .fetch_optional(
-                "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and c.id = ?",
+                concat!(conversation_card!(), "where c.account_id = ? and c.id = ?"),
                 args![account.to_string(), id],
             )
             .await
@@ -510,14 +518,8 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<ConversationRow>, StoreError> {
-        tx.fetch_optional(
-            "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and c.id = ?",
-            args![account, id],
-        )
-        .await
+        tx.fetch_optional(concat!(conversation_card!(), "where c.account_id = ? and c.id = ?"), args![account, id])
+            .await
     }
 
     pub async fn conversation_of_contact(
@@ -553,10 +555,7 @@ impl Store {
     /// Conversations by id, as [`Store::conversation_in`] reads them, with one statement.
     pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[&str]) -> Result<Vec<ConversationRow>, StoreError> {
         tx.fetch_all(
-            "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.id in (select value from json_each(?))",
+            concat!(conversation_card!(), "where c.id in (select value from json_each(?))"),
             args![json_rows(ids)?],
         )
         .await
@@ -571,12 +570,12 @@ impl Store {
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
             .fetch_all(
-                "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and c.contact_id = ? \
+                concat!(
+                    conversation_card!(),
+                    "where c.account_id = ? and c.contact_id = ? \
                  and (? is null or c.inbox_id in (select m.inbox_id from inbox_members m \
-                 where m.account_id = c.account_id and m.user_id = ?)) order by c.last_message_at desc",
+                 where m.account_id = c.account_id and m.user_id = ?)) order by c.last_message_at desc"
+                ),
                 args![account.to_string(), contact, member.clone(), member],
             )
             .await
@@ -1009,15 +1008,15 @@ impl Store {
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
             .fetch_all(
-                "select c.id, c.inbox_id, c.display_id, c.status, c.snoozed_until, c.priority, c.assignee_id, \
-                 c.unread_count, c.last_message_at, c.last_message_preview, c.last_message_kind, c.created_at, \
-                 c.updated_at, c.contact_id, c.contact_name, c.contact_email, c.contact_phone, c.labels from \
-                 conversation_cards c where c.account_id = ? and (c.id in (select conversation_id from \
+                concat!(
+                    conversation_card!(),
+                    "where c.account_id = ? and (c.id in (select conversation_id from \
                  search_index where search_index = ? and conversation_id is not null order by rank limit 500) or \
                  c.contact_id in (select doc_id from search_index where search_index = ? and doc_kind = \
                  'contact' order by rank limit 500)) and (? is null or c.inbox_id in (select m.inbox_id from \
                  inbox_members m where m.account_id = c.account_id and m.user_id = ?)) order by \
-                 c.last_message_at desc, c.id desc limit ?",
+                 c.last_message_at desc, c.id desc limit ?"
+                ),
                 args![account.to_string(), query, query, member.clone(), member, limit],
             )
             .await

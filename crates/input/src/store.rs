@@ -144,6 +144,18 @@ fn json_pairs(pairs: &[(InboxId, &str)]) -> String {
     json_rows(pairs.iter().map(|(inbox, second)| json!([inbox.to_string(), second])))
 }
 
+/// The posts recorded under (inbox, idempotency key) pairs: read before a batch and, for keys that raced,
+/// inside its transaction.
+const INBOUND_BY_KEYS: &str = "select e.inbox_id, e.idempotency_key, e.body_sha256, e.message_id \
+     from json_each(?) as k \
+     join inbound_events e on e.inbox_id = k.value ->> 0 and e.idempotency_key = k.value ->> 1";
+
+/// The contacts with (inbox, source id) identities: read before a batch (for the plan) and inside its
+/// transaction (the state the upsert starts from).
+const CONTACTS_BY_IDENTITY: &str = "select c.inbox_id, c.source_id, c.name, c.email, c.phone, \
+     c.first_message_at from json_each(?) as i \
+     join channel_contacts c on c.inbox_id = i.value ->> 0 and c.source_id = i.value ->> 1";
+
 #[derive(Clone)]
 pub struct Store {
     db: Namespace,
@@ -373,13 +385,7 @@ impl Store {
 
     /// The posts recorded before under these (inbox, idempotency key) pairs.
     pub async fn inbound_by_keys(&self, keys: &[(InboxId, &str)]) -> Result<Vec<KeyedInboundRow>, StoreError> {
-        self.db
-            .fetch_all(
-                "select e.inbox_id, e.idempotency_key, e.body_sha256, e.message_id from json_each(?) as k \
-                 join inbound_events e on e.inbox_id = k.value ->> 0 and e.idempotency_key = k.value ->> 1",
-                args![json_pairs(keys)],
-            )
-            .await
+        self.db.fetch_all(INBOUND_BY_KEYS, args![json_pairs(keys)]).await
     }
 
     /// [`Store::inbound_by_keys`] inside a transaction.
@@ -387,12 +393,7 @@ impl Store {
         tx: &mut Tx<'_>,
         keys: &[(InboxId, &str)],
     ) -> Result<Vec<KeyedInboundRow>, StoreError> {
-        tx.fetch_all(
-            "select e.inbox_id, e.idempotency_key, e.body_sha256, e.message_id from json_each(?) as k \
-             join inbound_events e on e.inbox_id = k.value ->> 0 and e.idempotency_key = k.value ->> 1",
-            args![json_pairs(keys)],
-        )
-        .await
+        tx.fetch_all(INBOUND_BY_KEYS, args![json_pairs(keys)]).await
     }
 
     /// The contacts with these channel identities (inbox, source id) that exist.
@@ -400,13 +401,7 @@ impl Store {
         &self,
         identities: &[(InboxId, &str)],
     ) -> Result<Vec<IdentifiedContactRow>, StoreError> {
-        self.db
-            .fetch_all(
-                "select c.inbox_id, c.source_id, c.name, c.email, c.phone, c.first_message_at from json_each(?) as i \
-                 join channel_contacts c on c.inbox_id = i.value ->> 0 and c.source_id = i.value ->> 1",
-                args![json_pairs(identities)],
-            )
-            .await
+        self.db.fetch_all(CONTACTS_BY_IDENTITY, args![json_pairs(identities)]).await
     }
 
     /// [`Store::contacts_by_identity`] inside a transaction.
@@ -414,12 +409,7 @@ impl Store {
         tx: &mut Tx<'_>,
         identities: &[(InboxId, &str)],
     ) -> Result<Vec<IdentifiedContactRow>, StoreError> {
-        tx.fetch_all(
-            "select c.inbox_id, c.source_id, c.name, c.email, c.phone, c.first_message_at from json_each(?) as i \
-             join channel_contacts c on c.inbox_id = i.value ->> 0 and c.source_id = i.value ->> 1",
-            args![json_pairs(identities)],
-        )
-        .await
+        tx.fetch_all(CONTACTS_BY_IDENTITY, args![json_pairs(identities)]).await
     }
 
     /// [`Store::insert_inbound`] for several posts; returns the message ids of those recorded. A post

@@ -209,14 +209,7 @@ async fn an_agent_works_a_conversation_and_the_websocket_sees_every_change(app: 
 
     // Snooze, then resolve.
     let until = (unix_now() + 3600) * 1000;
-    let snoozed = app
-        .call(
-            Method::POST,
-            &format!("{path}/status"),
-            token,
-            Some(json!({ "status": "snoozed", "snoozed_until": until })),
-        )
-        .await;
+    let snoozed = app.snooze(&path, token, until).await;
     assert_eq!(snoozed.body["status"], "snoozed", "{snoozed:?}");
     assert_eq!(snoozed.body["snoozed_until"], until);
     feed.expect("conversation.status_changed", |d| d["to"] == "snoozed").await;
@@ -530,14 +523,7 @@ async fn a_snoozed_conversation_reopens_when_its_time_comes(app: TestApp) {
     let path = format!("/api/conversations/{}", rows[0]["id"].as_str().expect("id"));
     let until = unix_now() * 1000 + 1_500;
 
-    let snoozed = app
-        .call(
-            Method::POST,
-            &format!("{path}/status"),
-            token,
-            Some(json!({ "status": "snoozed", "snoozed_until": until })),
-        )
-        .await;
+    let snoozed = app.snooze(&path, token, until).await;
     assert_eq!(snoozed.body["status"], "snoozed", "{snoozed:?}");
 
     let reopened =
