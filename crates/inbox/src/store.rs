@@ -3,7 +3,7 @@
 
 use contracts::AccountId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx};
+use kernel::store::{Namespace, StoreError, Tx, json_rows};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InboxRow {
@@ -146,11 +146,6 @@ pub type Touch<'a> = (&'a str, &'a str, i64, &'a str, i64);
 
 /// A search document ([`Store::index_all`]): scope, indexed text, kind, id, conversation.
 pub type Document<'a> = (&'a str, &'a str, &'static str, &'a str, Option<&'a str>);
-
-/// Rows as one JSON array of arrays, the argument of the set-based statements (`json_each(?)`).
-fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Unparsable(e.to_string()))
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -542,7 +537,7 @@ impl Store {
     ) -> Result<Vec<KnownConversation>, StoreError> {
         tx.fetch_all(
             "select i.inbox_id, i.source_id, n.channel, k.name, k.email, k.phone, \
-             c.id as conversation_id, c.status from json_each(?) as j \
+             c.id as conversation_id, c.status from jsonb_each(?) as j \
              join contact_identities i on i.inbox_id = j.value ->> 1 and i.source_id = j.value ->> 2 \
              join inboxes n on n.id = i.inbox_id and n.account_id = j.value ->> 0 \
              join contacts k on k.id = i.contact_id \
@@ -555,7 +550,7 @@ impl Store {
     /// Conversations by id, as [`Store::conversation_in`] reads them, with one statement.
     pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[&str]) -> Result<Vec<ConversationRow>, StoreError> {
         tx.fetch_all(
-            concat!(conversation_card!(), "where c.id in (select value from json_each(?))"),
+            concat!(conversation_card!(), "where c.id in (select value from jsonb_each(?))"),
             args![json_rows(ids)?],
         )
         .await
@@ -901,7 +896,7 @@ impl Store {
             .fetch_all(
                 "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
                  select value ->> 0, value ->> 1, value ->> 2, 'incoming', value ->> 3, value ->> 4 \
-                 from json_each(?) where true order by key on conflict (id) do nothing returning id",
+                 from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
                 args![json_rows(messages)?],
             )
             .await?;
@@ -913,7 +908,7 @@ impl Store {
         tx.execute(
             "update conversations set last_message_at = t.value ->> 2, last_message_preview = t.value ->> 3, \
              last_message_kind = 'incoming', unread_count = unread_count + (t.value ->> 4), \
-             updated_at = t.value ->> 2 from json_each(?) as t \
+             updated_at = t.value ->> 2 from jsonb_each(?) as t \
              where conversations.account_id = t.value ->> 0 and conversations.id = t.value ->> 1",
             args![json_rows(touches)?],
         )
@@ -964,7 +959,7 @@ impl Store {
     pub async fn index_all(tx: &mut Tx<'_>, documents: &[Document<'_>]) -> Result<(), StoreError> {
         tx.execute(
             "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from json_each(?)",
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from jsonb_each(?)",
             args![json_rows(documents)?],
         )
         .await
@@ -1056,7 +1051,7 @@ impl Store {
         let rows: Vec<(&str, &str)> = entries.iter().map(|(kind, payload)| (*kind, payload.as_str())).collect();
         tx.execute(
             "insert into realtime_feed (account_id, kind, payload, created_at) \
-             select ?, value ->> 0, value ->> 1, ? from json_each(?) order by key",
+             select ?, value ->> 0, value ->> 1, ? from jsonb_each(?) order by key",
             args![account, now, json_rows(&rows)?],
         )
         .await

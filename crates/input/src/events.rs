@@ -26,11 +26,13 @@ pub struct RecordReplies {
 
 #[async_trait]
 impl Handler<MessageCreated> for RecordReplies {
+    /// Only replies: incoming messages are in the transcript since we accepted them, and notes and activity
+    /// are for agents.
+    fn wants(&self, event: &MessageCreated) -> bool {
+        event.kind == MessageKind::Outgoing
+    }
+
     async fn handle(&self, event: MessageCreated, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
-        // Incoming messages are in the transcript since we accepted them; notes and activity are for agents.
-        if event.kind != MessageKind::Outgoing {
-            return Ok(());
-        }
         let Some(channel) = Store::channel_of_inbox_in(tx, event.inbox).await? else { return Ok(()) };
         // LINE and e-mail replies will be delivered by their own channels; removed endpoints by nobody.
         let handled = matches!(ChannelKind::parse(&channel.kind), Some(ChannelKind::Api | ChannelKind::WebWidget));

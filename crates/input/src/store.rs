@@ -3,8 +3,7 @@
 use contracts::AccountId;
 use contracts::inbox::InboxId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx};
-use serde_json::json;
+use kernel::store::{Namespace, StoreError, Tx, json_rows};
 
 /// A channel: an inbox's public endpoint.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -133,27 +132,16 @@ pub struct NewDelivery<'a> {
     pub now_ms: i64,
 }
 
-/// Rows as one JSON array of arrays: the one argument of a set-based statement (`json_each(?)`), so that a
-/// batch costs one statement however many rows it has.
-fn json_rows(rows: impl IntoIterator<Item = serde_json::Value>) -> String {
-    serde_json::Value::Array(rows.into_iter().collect()).to_string()
-}
-
-/// Channel identities (inbox, source id) or keyed posts (inbox, key) as [`json_rows`].
-fn json_pairs(pairs: &[(InboxId, &str)]) -> String {
-    json_rows(pairs.iter().map(|(inbox, second)| json!([inbox.to_string(), second])))
-}
-
 /// The posts recorded under (inbox, idempotency key) pairs: read before a batch and, for keys that raced,
 /// inside its transaction.
 const INBOUND_BY_KEYS: &str = "select e.inbox_id, e.idempotency_key, e.body_sha256, e.message_id \
-     from json_each(?) as k \
+     from jsonb_each(?) as k \
      join inbound_events e on e.inbox_id = k.value ->> 0 and e.idempotency_key = k.value ->> 1";
 
 /// The contacts with (inbox, source id) identities: read before a batch (for the plan) and inside its
 /// transaction (the state the upsert starts from).
 const CONTACTS_BY_IDENTITY: &str = "select c.inbox_id, c.source_id, c.name, c.email, c.phone, \
-     c.first_message_at from json_each(?) as i \
+     c.first_message_at from jsonb_each(?) as i \
      join channel_contacts c on c.inbox_id = i.value ->> 0 and c.source_id = i.value ->> 1";
 
 #[derive(Clone)]
@@ -385,7 +373,7 @@ impl Store {
 
     /// The posts recorded before under these (inbox, idempotency key) pairs.
     pub async fn inbound_by_keys(&self, keys: &[(InboxId, &str)]) -> Result<Vec<KeyedInboundRow>, StoreError> {
-        self.db.fetch_all(INBOUND_BY_KEYS, args![json_pairs(keys)]).await
+        self.db.fetch_all(INBOUND_BY_KEYS, args![json_rows(keys)?]).await
     }
 
     /// [`Store::inbound_by_keys`] inside a transaction.
@@ -393,7 +381,7 @@ impl Store {
         tx: &mut Tx<'_>,
         keys: &[(InboxId, &str)],
     ) -> Result<Vec<KeyedInboundRow>, StoreError> {
-        tx.fetch_all(INBOUND_BY_KEYS, args![json_pairs(keys)]).await
+        tx.fetch_all(INBOUND_BY_KEYS, args![json_rows(keys)?]).await
     }
 
     /// The contacts with these channel identities (inbox, source id) that exist.
@@ -401,7 +389,7 @@ impl Store {
         &self,
         identities: &[(InboxId, &str)],
     ) -> Result<Vec<IdentifiedContactRow>, StoreError> {
-        self.db.fetch_all(CONTACTS_BY_IDENTITY, args![json_pairs(identities)]).await
+        self.db.fetch_all(CONTACTS_BY_IDENTITY, args![json_rows(identities)?]).await
     }
 
     /// [`Store::contacts_by_identity`] inside a transaction.
@@ -409,31 +397,34 @@ impl Store {
         tx: &mut Tx<'_>,
         identities: &[(InboxId, &str)],
     ) -> Result<Vec<IdentifiedContactRow>, StoreError> {
-        tx.fetch_all(CONTACTS_BY_IDENTITY, args![json_pairs(identities)]).await
+        tx.fetch_all(CONTACTS_BY_IDENTITY, args![json_rows(identities)?]).await
     }
 
     /// [`Store::insert_inbound`] for several posts; returns the message ids of those recorded. A post
     /// missing from the answer was not recorded: its idempotency key was used meanwhile.
     pub async fn insert_inbounds(tx: &mut Tx<'_>, inbounds: &[NewInbound<'_>]) -> Result<Vec<String>, StoreError> {
-        let rows = json_rows(inbounds.iter().map(|inbound| {
-            json!([
-                uuid::Uuid::now_v7().to_string(),
-                inbound.inbox.to_string(),
-                inbound.idempotency_key,
-                inbound.body_sha256,
-                inbound.payload,
-                inbound.source_id,
-                inbound.message_id,
-                inbound.now_ms
-            ])
-        }));
+        let rows: Vec<_> = inbounds
+            .iter()
+            .map(|inbound| {
+                (
+                    uuid::Uuid::now_v7(),
+                    inbound.inbox,
+                    inbound.idempotency_key,
+                    inbound.body_sha256,
+                    inbound.payload,
+                    inbound.source_id,
+                    inbound.message_id,
+                    inbound.now_ms,
+                )
+            })
+            .collect();
         let recorded: Vec<(String,)> = tx
             .fetch_all(
                 "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
                  message_id, received_at) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                 value ->> 5, value ->> 6, value ->> 7 from json_each(?) where true order by key \
+                 value ->> 5, value ->> 6, value ->> 7 from jsonb_each(?) where true order by key \
                  on conflict do nothing returning message_id",
-                args![rows],
+                args![json_rows(&rows)?],
             )
             .await?;
         Ok(recorded.into_iter().map(|(message_id,)| message_id).collect())
@@ -442,25 +433,28 @@ impl Store {
     /// [`Store::upsert_contact`] for several posts, applied in their order: a contact named twice ends with
     /// what the later post said, and fields a post leaves out keep what an earlier one said.
     pub async fn upsert_contacts(tx: &mut Tx<'_>, contacts: &[ContactDetails<'_>]) -> Result<(), StoreError> {
-        let rows = json_rows(contacts.iter().map(|contact| {
-            json!([
-                contact.inbox.to_string(),
-                contact.source_id,
-                contact.origin,
-                contact.name,
-                contact.email,
-                contact.phone,
-                contact.now_ms
-            ])
-        }));
+        let rows: Vec<_> = contacts
+            .iter()
+            .map(|contact| {
+                (
+                    contact.inbox,
+                    contact.source_id,
+                    contact.origin,
+                    contact.name,
+                    contact.email,
+                    contact.phone,
+                    contact.now_ms,
+                )
+            })
+            .collect();
         tx.execute(
             "insert into channel_contacts (inbox_id, source_id, origin, name, email, phone, created_at) \
              select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-             from json_each(?) where true order by key on conflict (inbox_id, source_id) do update set \
+             from jsonb_each(?) where true order by key on conflict (inbox_id, source_id) do update set \
              name = coalesce(excluded.name, channel_contacts.name), \
              email = coalesce(excluded.email, channel_contacts.email), \
              phone = coalesce(excluded.phone, channel_contacts.phone)",
-            args![rows],
+            args![json_rows(&rows)?],
         )
         .await
         .map(drop)
@@ -473,10 +467,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
-            "update channel_contacts set first_message_at = ? from json_each(?) as i \
+            "update channel_contacts set first_message_at = ? from jsonb_each(?) as i \
              where channel_contacts.inbox_id = i.value ->> 0 and channel_contacts.source_id = i.value ->> 1 \
              and channel_contacts.first_message_at is null",
-            args![now_ms, json_pairs(identities)],
+            args![now_ms, json_rows(identities)?],
         )
         .await
         .map(drop)
@@ -484,24 +478,27 @@ impl Store {
 
     /// [`Store::append_transcript`] for several lines, in their order.
     pub async fn append_transcripts(tx: &mut Tx<'_>, entries: &[NewEntry<'_>]) -> Result<(), StoreError> {
-        let rows = json_rows(entries.iter().map(|entry| {
-            json!([
-                entry.message_id,
-                entry.inbox.to_string(),
-                entry.source_id,
-                entry.direction,
-                entry.content,
-                entry.conversation_id,
-                entry.created_at,
-                entry.delivery_status
-            ])
-        }));
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|entry| {
+                (
+                    entry.message_id,
+                    entry.inbox,
+                    entry.source_id,
+                    entry.direction,
+                    entry.content,
+                    entry.conversation_id,
+                    entry.created_at,
+                    entry.delivery_status,
+                )
+            })
+            .collect();
         tx.execute(
             "insert into transcript_entries (message_id, inbox_id, source_id, direction, content, \
              conversation_id, created_at, delivery_status) select value ->> 0, value ->> 1, value ->> 2, \
-             value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 from json_each(?) where true \
+             value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 from jsonb_each(?) where true \
              order by key on conflict (message_id) do nothing",
-            args![rows],
+            args![json_rows(&rows)?],
         )
         .await
         .map(drop)

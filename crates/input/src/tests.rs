@@ -560,12 +560,14 @@ fn reply(f: &Fixture, channel: &Channel, source_id: &str, kind: MessageKind) -> 
     }
 }
 
-/// Applies `event` as the consumer would, in one transaction.
+/// Delivers `event` (in an envelope of its own) to `handler` as the service's consumer does: decoded, left
+/// alone if the handler does not want it, applied in one transaction otherwise.
 async fn consume(f: &Fixture, handler: &crate::events::RecordReplies, event: MessageCreated) {
     let envelope = Envelope::wrap(&event, "inbox", None).expect("envelope");
-    let mut tx = f.namespace.begin().await.expect("tx");
-    handler.handle(event, &envelope, &mut tx).await.expect("handled");
-    tx.commit().await.expect("commit");
+    let mut delivery = Delivery::new("input", f.namespace.clone());
+    delivery.add::<MessageCreated, _>(Arc::new(crate::events::RecordReplies { wake: handler.wake.clone() }));
+    let outcome = delivery.deliver(&envelope).await.expect("delivered");
+    assert_ne!(outcome, kernel::events::Outcome::DeadLettered, "{event:?}");
 }
 
 #[tokio::test]

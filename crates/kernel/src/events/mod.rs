@@ -138,6 +138,14 @@ pub trait Transport: Send + Sync + 'static {
 /// Applies one type of event to a consumer's state, inside the consumer's transaction.
 #[async_trait]
 pub trait Handler<E: Event>: Send + Sync + 'static {
+    /// Whether `event` concerns this consumer at all. An event it does not want is acknowledged without a
+    /// transaction and without being recorded as processed: applying it would change nothing, so neither
+    /// can applying it again. The default wants every event.
+    fn wants(&self, event: &E) -> bool {
+        let _ = event;
+        true
+    }
+
     async fn handle(&self, event: E, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
 
     /// Applies a run of consecutive events of this type, in order, in one transaction (a consumer batch).
@@ -151,10 +159,16 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
     }
 }
 
+/// An event decoded for its handler, before the consumer's transaction begins: decoding under the
+/// namespace's one writer would keep every other writer waiting for it.
+type Decoded = Box<dyn std::any::Any + Send>;
+
 #[async_trait]
 trait ErasedHandler: Send + Sync {
-    async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
-    async fn handle_all(&self, envelopes: &[&Envelope], tx: &mut Tx<'_>) -> anyhow::Result<()>;
+    /// Decodes `envelope` for the handler; `None` if the handler does not want it.
+    fn decode(&self, envelope: &Envelope) -> anyhow::Result<Option<Decoded>>;
+    async fn handle(&self, event: Decoded, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+    async fn handle_all(&self, events: Vec<(Decoded, &Envelope)>, tx: &mut Tx<'_>) -> anyhow::Result<()>;
 }
 
 struct Typed<E, H> {
@@ -164,19 +178,7 @@ struct Typed<E, H> {
 
 #[async_trait]
 impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
-    async fn handle(&self, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
-        self.handler.handle(Self::decode(envelope)?, envelope, tx).await
-    }
-
-    async fn handle_all(&self, envelopes: &[&Envelope], tx: &mut Tx<'_>) -> anyhow::Result<()> {
-        let events =
-            envelopes.iter().map(|envelope| Ok((Self::decode(envelope)?, *envelope))).collect::<anyhow::Result<_>>()?;
-        self.handler.handle_all(events, tx).await
-    }
-}
-
-impl<E: Event, H> Typed<E, H> {
-    fn decode(envelope: &Envelope) -> anyhow::Result<E> {
+    fn decode(&self, envelope: &Envelope) -> anyhow::Result<Option<Decoded>> {
         if envelope.version > E::VERSION {
             anyhow::bail!(
                 "{} version {} is newer than this build understands ({})",
@@ -185,7 +187,26 @@ impl<E: Event, H> Typed<E, H> {
                 E::VERSION
             );
         }
-        Ok(serde_json::from_value(envelope.payload.clone())?)
+        let event = E::deserialize(&envelope.payload)?;
+        Ok(self.handler.wants(&event).then(|| Box::new(event) as Decoded))
+    }
+
+    async fn handle(&self, event: Decoded, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        self.handler.handle(Self::typed(event)?, envelope, tx).await
+    }
+
+    async fn handle_all(&self, events: Vec<(Decoded, &Envelope)>, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        let events = events
+            .into_iter()
+            .map(|(event, envelope)| Ok((Self::typed(event)?, envelope)))
+            .collect::<anyhow::Result<_>>()?;
+        self.handler.handle_all(events, tx).await
+    }
+}
+
+impl<E: Event, H> Typed<E, H> {
+    fn typed(event: Decoded) -> anyhow::Result<E> {
+        event.downcast::<E>().map(|event| *event).map_err(|_| anyhow::anyhow!("{} decoded as another type", E::KIND))
     }
 }
 
@@ -198,7 +219,7 @@ pub enum Outcome {
     Duplicate,
     /// Failed every attempt; recorded in `_dead_letters`.
     DeadLettered,
-    /// This consumer does not handle the event type.
+    /// This consumer does not handle the event type, or its handler does not want this event.
     Ignored,
 }
 
@@ -293,11 +314,12 @@ impl Delivery {
     }
 
     async fn apply(&self, handler: &dyn ErasedHandler, envelope: &Envelope) -> anyhow::Result<Outcome> {
+        let Some(event) = handler.decode(envelope)? else { return Ok(Outcome::Ignored) };
         let mut tx = self.namespace.begin().await?;
         if !self.claim(&mut tx, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        handler.handle(envelope, &mut tx).await?;
+        handler.handle(event, envelope, &mut tx).await?;
         tx.commit().await?;
         Ok(Outcome::Applied)
     }
@@ -342,17 +364,42 @@ impl Delivery {
     }
 
     async fn apply_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<Vec<Outcome>> {
+        let mut decoded = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let handler = self.handlers.get(envelope.kind.as_str());
+            decoded.push(match handler {
+                Some(handler) => handler.decode(envelope)?,
+                None => None,
+            });
+        }
+        let wanted: Vec<&Envelope> =
+            envelopes.iter().zip(&decoded).filter(|(_, event)| event.is_some()).map(|(e, _)| *e).collect();
+        if wanted.is_empty() {
+            return Ok(vec![Outcome::Ignored; envelopes.len()]);
+        }
         let mut tx = self.namespace.begin().await?;
-        let mut claimed = self.claim_all(&mut tx, envelopes).await?;
+        let mut claimed = self.claim_all(&mut tx, &wanted).await?;
         // An event in the batch twice is claimed once: its first copy applies it.
-        let (fresh, outcomes): (Vec<Option<&Envelope>>, Vec<Outcome>) = envelopes
-            .iter()
-            .map(|e| if claimed.remove(&e.id) { (Some(*e), Outcome::Applied) } else { (None, Outcome::Duplicate) })
-            .unzip();
-        let fresh: Vec<&Envelope> = fresh.into_iter().flatten().collect();
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        let mut fresh = Vec::with_capacity(wanted.len());
+        for (envelope, event) in envelopes.iter().zip(decoded) {
+            outcomes.push(match event {
+                None => Outcome::Ignored,
+                Some(event) if claimed.remove(&envelope.id) => {
+                    fresh.push((event, *envelope));
+                    Outcome::Applied
+                }
+                Some(_) => Outcome::Duplicate,
+            });
+        }
         // Consecutive events of one type go to their handler together; the order of all of them is kept.
-        for run in fresh.chunk_by(|a, b| a.kind == b.kind) {
-            if let Some(handler) = self.handlers.get(run[0].kind.as_str()) {
+        let mut fresh = fresh.into_iter().peekable();
+        while let Some((event, first)) = fresh.next() {
+            let mut run = vec![(event, first)];
+            while let Some(next) = fresh.next_if(|(_, next)| next.kind == first.kind) {
+                run.push(next);
+            }
+            if let Some(handler) = self.handlers.get(first.kind.as_str()) {
                 handler.handle_all(run, &mut tx).await?;
             }
         }
@@ -362,13 +409,13 @@ impl Delivery {
 
     /// [`Delivery::claim`] for a batch, with one statement: the ids of the events not processed before.
     async fn claim_all(&self, tx: &mut Tx<'_>, envelopes: &[&Envelope]) -> Result<HashSet<Uuid>, StoreError> {
-        let ids = serde_json::Value::from(envelopes.iter().map(|e| e.id.to_string()).collect::<Vec<_>>());
+        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
         let claimed: Vec<(String,)> = tx
             .kernel_fetch_all(
                 "insert into _processed_events (event_id, consumer, processed_at) \
-                 select value, ?, ? from json_each(?) where true \
+                 select value, ?, ? from jsonb_each(?) where true \
                  on conflict (event_id, consumer) do nothing returning event_id",
-                args![self.consumer, now_ms(), ids.to_string()],
+                args![self.consumer, now_ms(), crate::store::json_rows(&ids)?],
             )
             .await?;
         Ok(claimed.into_iter().filter_map(|(id,)| id.parse().ok()).collect())

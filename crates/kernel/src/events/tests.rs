@@ -220,3 +220,39 @@ async fn events_published_together_keep_their_order_and_are_each_delivered() {
     assert_eq!(keys.into_iter().map(|(k,)| k).collect::<Vec<_>>(), names);
     assert_eq!(*handler.seen.lock().expect("lock"), names, "delivered once each, in order");
 }
+
+/// Stores only the things whose id starts with `wanted`.
+struct StoreSome {
+    wanted: &'static str,
+}
+
+#[async_trait]
+impl Handler<ThingNamed> for StoreSome {
+    fn wants(&self, event: &ThingNamed) -> bool {
+        event.id.starts_with(self.wanted)
+    }
+
+    async fn handle(&self, event: ThingNamed, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
+        tx.execute("insert into things (id, name) values (?, ?)", args![event.id, event.name]).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_handler_does_not_want_is_acknowledged_without_a_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let consumer = namespace(dir.path(), "consumer").await;
+    let mut delivery = Delivery::new("consumer", consumer.clone());
+    delivery.add::<ThingNamed, _>(Arc::new(StoreSome { wanted: "keep" }));
+    let wrap = |id: &str| Envelope::wrap(&ThingNamed::new(id), "producer", None).expect("wrap");
+
+    let alone = delivery.deliver(&wrap("skip-0")).await.expect("delivered");
+    delivery.deliver_batch(&[wrap("skip-1"), wrap("keep-1"), wrap("skip-2"), wrap("keep-2")]).await.expect("batch");
+    delivery.deliver_batch(&[wrap("skip-3"), wrap("skip-4")]).await.expect("batch of unwanted");
+
+    assert_eq!(alone, Outcome::Ignored);
+    assert_eq!(things(&consumer).await, ["keep-1", "keep-2"]);
+    let (processed,): (i64,) =
+        consumer.kernel_fetch_one("select count(*) from _processed_events", args![]).await.expect("count");
+    assert_eq!(processed, 2, "only the wanted events are recorded as processed");
+}

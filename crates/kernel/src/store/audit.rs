@@ -80,11 +80,11 @@ pub fn tables_touched(sql: &str) -> Result<Vec<String>, String> {
     Ok(tables)
 }
 
-/// Fails with [`StoreError::ForeignTable`] if `sql` names a table outside `owned`.
 /// SQLite's built-in table-valued functions: they read their arguments, not a table, so anyone may use
-/// them (the set-based statements pass rows as one JSON array to `json_each`).
-const TABLE_VALUED_FUNCTIONS: &[&str] = &["json_each", "json_tree"];
+/// them (the set-based statements pass rows as one JSON array to `jsonb_each`).
+const TABLE_VALUED_FUNCTIONS: &[&str] = &["json_each", "json_tree", "jsonb_each", "jsonb_tree"];
 
+/// Fails with [`StoreError::ForeignTable`] if `sql` names a table outside `owned`.
 pub fn check_owned(service: &'static str, owned: &HashSet<String>, sql: &str) -> Result<(), StoreError> {
     for table in tables_touched(sql).map_err(StoreError::Unparsable)? {
         if table != MIGRATIONS_TABLE && !TABLE_VALUED_FUNCTIONS.contains(&table.as_str()) && !owned.contains(&table) {
@@ -121,11 +121,11 @@ mod tests {
     }
 
     #[test]
-    fn json_each_is_not_a_foreign_table() {
+    fn jsonb_each_is_not_a_foreign_table() {
         let owned = HashSet::from(["things".to_owned()]);
-        let sql = "insert into things (id) select value from json_each(?) where true on conflict do nothing";
-        check_owned("svc", &owned, sql).expect("json_each is a function, not a table");
-        assert!(check_owned("svc", &owned, "select id from others, json_each(?)").is_err());
+        let sql = "insert into things (id) select value from jsonb_each(?) where true on conflict do nothing";
+        check_owned("svc", &owned, sql).expect("jsonb_each is a function, not a table");
+        assert!(check_owned("svc", &owned, "select id from others, jsonb_each(?)").is_err());
     }
 
     #[test]

@@ -86,3 +86,37 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
     samples[rank]
 }
+
+impl Server {
+    /// CPU time (user + system) the server's processes have used so far: the process itself and, for a
+    /// supervisor, every process under it (Linux `/proc`; zero elsewhere).
+    pub fn cpu_time(&self) -> Duration {
+        let ticks_per_second = 100.0; // USER_HZ, which Linux reports /proc times in on every architecture.
+        let mut stats = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+                // The command name is in parentheses and may hold spaces; the fields after it are plain.
+                let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+                let Ok(pid) = head.split(' ').next().unwrap_or_default().parse::<u32>() else { continue };
+                let fields: Vec<&str> = rest.split(' ').collect();
+                let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+                // After the name: state (0), ppid (1), …, utime (11), stime (12).
+                stats.push((pid, u32::try_from(field(1)).unwrap_or(0), field(11) + field(12)));
+            }
+        }
+        let mut tree = vec![self.child.id()];
+        let mut ticks = 0;
+        while let Some(pid) = tree.pop() {
+            for &(child, parent, used) in &stats {
+                if child == pid {
+                    ticks += used;
+                }
+                if parent == pid {
+                    tree.push(child);
+                }
+            }
+        }
+        Duration::from_secs_f64(ticks as f64 / ticks_per_second)
+    }
+}
