@@ -74,10 +74,10 @@ const JOURNAL_SIZE_LIMIT: u64 = WAL_AUTOCHECKPOINT as u64 * 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(if cfg!(test) { 50 } else { 500 });
 
 /// A background checkpoint that took no longer than this left little for the writer's to copy.
-const CHECKPOINT_CAUGHT_UP: Duration = Duration::from_millis(3);
+const CHECKPOINT_CAUGHT_UP: Duration = Duration::from_millis(1);
 
 /// How many background checkpoints a round runs at most before the writer's.
-const CHECKPOINT_PASSES: usize = 4;
+const CHECKPOINT_PASSES: usize = 8;
 
 /// Copies committed WAL frames back into the database file every [`CHECKPOINT_EVERY`], off the
 /// writer's commits, so that the WAL starts over instead of growing, until the namespace is dropped
@@ -185,6 +185,7 @@ pub struct Namespace {
     writer: Pool,
     migrations: Option<Migrations>,
     /// Tables this service's migrations create; every statement is checked against them in debug builds.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     owned_tables: Arc<HashSet<String>>,
     /// Woken when a transaction that published events commits, so the relay publishes them at once.
     outbox: Arc<tokio::sync::Notify>,
