@@ -71,7 +71,7 @@ const JOURNAL_SIZE_LIMIT: u64 = WAL_AUTOCHECKPOINT as u64 * 4096;
 
 /// How often the WAL is checkpointed in the background (ten times as often in the kernel's own tests,
 /// which watch several rounds).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(if cfg!(test) { 50 } else { 500 });
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(if cfg!(test) { 50 } else { 200 });
 
 /// A background checkpoint that took no longer than this left little for the writer's to copy.
 const CHECKPOINT_CAUGHT_UP: Duration = Duration::from_millis(1);
