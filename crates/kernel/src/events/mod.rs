@@ -364,14 +364,13 @@ impl Delivery {
     }
 
     async fn apply_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<Vec<Outcome>> {
-        let mut decoded = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let handler = self.handlers.get(envelope.kind.as_str());
-            decoded.push(match handler {
-                Some(handler) => handler.decode(envelope)?,
-                None => None,
-            });
-        }
+        let decoded = envelopes
+            .iter()
+            .map(|envelope| match self.handlers.get(envelope.kind.as_str()) {
+                Some(handler) => handler.decode(envelope),
+                None => Ok(None),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let wanted: Vec<&Envelope> =
             envelopes.iter().zip(&decoded).filter(|(_, event)| event.is_some()).map(|(e, _)| *e).collect();
         if wanted.is_empty() {
@@ -422,7 +421,7 @@ impl Delivery {
     }
 
     async fn dead_letter(&self, envelope: &Envelope, error: &anyhow::Error, attempts: u32) -> Result<(), StoreError> {
-        let body = serde_json::to_string(envelope).map_err(|e| StoreError::Unparsable(e.to_string()))?;
+        let body = serde_json::to_string(envelope)?;
         self.namespace
             .kernel_execute(
                 "insert into _dead_letters (event_id, consumer, envelope, error, attempts, failed_at) \
@@ -454,7 +453,7 @@ impl Delivery {
             .await?;
         let mut replayed = 0;
         for (event_id, body) in rows {
-            let envelope: Envelope = serde_json::from_str(&body).map_err(|e| StoreError::Unparsable(e.to_string()))?;
+            let envelope: Envelope = serde_json::from_str(&body)?;
             self.namespace
                 .kernel_execute(
                     "update _dead_letters set replay_requested_at = null where event_id = ? and consumer = ?",

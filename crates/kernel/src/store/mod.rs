@@ -39,6 +39,8 @@ pub enum StoreError {
     ForeignTable { service: &'static str, table: String },
     #[error("SQL that does not parse: {0}")]
     Unparsable(String),
+    #[error("rows or an event that do not convert to or from JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("migrating namespace `{service}`: {source}")]
@@ -69,11 +71,11 @@ const WAL_AUTOCHECKPOINT: u32 = 16_384;
 /// and the next round has to allocate them again while a checkpoint's fsync holds the file's block map.
 const JOURNAL_SIZE_LIMIT: u64 = WAL_AUTOCHECKPOINT as u64 * 4096;
 
-/// How often the WAL is checkpointed in the background (ten times as often in the kernel's own tests,
+/// How often the WAL is checkpointed in the background (four times as often in the kernel's own tests,
 /// which watch several rounds).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(if cfg!(test) { 50 } else { 200 });
 
-/// A background checkpoint that took no longer than this left little for the writer's to copy.
+/// A background checkpoint that took no longer than this left little for the writer's checkpoint to copy.
 const CHECKPOINT_CAUGHT_UP: Duration = Duration::from_millis(1);
 
 /// How many background checkpoints a round runs at most before the writer's.
@@ -129,7 +131,7 @@ async fn checkpoint_round(connection: &mut sqlx::SqliteConnection, writer: &Sqli
 /// from jsonb_each(?)`), so that a batch costs one statement however many rows it has. Rows are
 /// serialised straight from what they borrow (tuples become arrays; ids, strings).
 pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Unparsable(e.to_string()))
+    Ok(serde_json::to_string(rows)?)
 }
 
 /// One native pool per engine; the enum is the only place engines differ.
@@ -476,8 +478,7 @@ impl Tx<'_> {
                     envelope.trace,
                 ))
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|e| StoreError::Unparsable(e.to_string()))?;
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
         if rows.is_empty() {
             return Ok(());
         }
