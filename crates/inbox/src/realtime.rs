@@ -10,17 +10,24 @@
 //!
 //! Protocol: connect to `GET /api/realtime[?cursor=N]` with `Authorization: Bearer <access token>`, or
 //! without it and send `{"type":"auth","token":"…"}` as the first frame (browsers cannot set headers on a
-//! WebSocket). The server sends `{"type":"ready","cursor":N}`, then `{"type":"event","seq":N,"kind":"…",
-//! "data":{…}}` frames.
+//! WebSocket). The server sends `{"type":"ready","cursor":N,"expires_at":T}`, then `{"type":"event",
+//! "seq":N,"kind":"…","data":{…}}` frames.
+//!
+//! A socket lives no longer than its token: at `expires_at` (Unix seconds) the server closes it with code
+//! 4401, so an agent removed from the account stops receiving its changes when their token runs out, as
+//! everywhere else in the API. A client keeps its socket by sending `{"type":"auth","token":"…"}` with a
+//! fresh token of the same user and account before then (answered `{"type":"auth","expires_at":T}`), or
+//! reconnects with its cursor and misses nothing. A token of another user or account closes it (4403).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use contracts::AccountId;
-use kernel::auth::{Caller, TokenVerifier};
+use kernel::auth::{Caller, TokenVerifier, bearer_token};
 use kernel::http::{Problem, Query};
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -79,14 +86,15 @@ struct AuthFrame {
 pub async fn connect_realtime(
     State(desk): State<Arc<Desk>>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,
-    // A token in the header is checked before upgrading, so a bad one is a plain 401.
-    caller: Option<Caller>,
+    headers: HeaderMap,
     Query(query): Query<RealtimeQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Problem> {
     if query.cursor.is_some_and(|c| c < 0) {
         return Err(Problem::bad_request("invalid_cursor", "`cursor` is a feed seq: a non-negative integer."));
     }
+    // A token in the header is checked before upgrading, so a bad one is a plain 401.
+    let caller = bearer_token(&headers).map(|token| verifier.verify_until(token?)).transpose()?;
     let store = desk.store.clone();
     let feed = desk.feed.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -96,25 +104,17 @@ pub async fn connect_realtime(
 
 async fn serve(
     mut socket: WebSocket,
-    caller: Option<Caller>,
+    caller: Option<(Caller, u64)>,
     verifier: Arc<TokenVerifier>,
     store: Store,
     feed: Feed,
     cursor: Option<i64>,
 ) {
-    let caller = match caller {
+    let (caller, mut expires_at) = match caller {
         Some(caller) => caller,
         None => match authenticate(&mut socket, &verifier).await {
             Some(caller) => caller,
-            None => {
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 4401,
-                        reason: Utf8Bytes::from_static("authentication required"),
-                    })))
-                    .await;
-                return;
-            }
+            None => return close(socket, 4401, "authentication required").await,
         },
     };
     // Subscribe before reading the head, so that nothing committed in between is missed.
@@ -130,7 +130,7 @@ async fn serve(
             }
         },
     };
-    let ready = serde_json::json!({ "type": "ready", "cursor": cursor }).to_string();
+    let ready = serde_json::json!({ "type": "ready", "cursor": cursor, "expires_at": expires_at }).to_string();
     if socket.send(Message::Text(ready.into())).await.is_err() {
         return;
     }
@@ -140,32 +140,57 @@ async fn serve(
             Err(SendError::Closed) => return,
             Err(SendError::Store(error)) => {
                 tracing::warn!(error = %error, account.id = %account, "reading the realtime feed failed");
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame { code: 1011, reason: Utf8Bytes::from_static("retry") })))
-                    .await;
-                return;
+                return close(socket, 1011, "retry").await;
             }
         }
         tokio::select! {
             woken = wait_for(&mut wake, account) => if !woken { return },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<AuthFrame>(text.as_str()) {
+                    // A fresh token keeps the socket open past the old one's expiry.
+                    Ok(auth) if auth.kind == "auth" => match verifier.verify_until(&auth.token) {
+                        Ok((renewed, until)) if (renewed.user, renewed.account) == (caller.user, account) => {
+                            expires_at = until;
+                            let frame = serde_json::json!({ "type": "auth", "expires_at": until }).to_string();
+                            if socket.send(Message::Text(frame.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => return close(socket, 4403, "a token of another user or account").await,
+                        Err(_) => return close(socket, 4401, "invalid token").await,
+                    },
+                    _ => {}
+                },
                 Some(Ok(_)) => {}
             },
             () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(until_unix(expires_at)) => return close(socket, 4401, "token expired").await,
         }
     }
 }
 
-/// Waits for the first frame to be `{"type":"auth","token":"…"}` with a valid token.
-async fn authenticate(socket: &mut WebSocket, verifier: &TokenVerifier) -> Option<Caller> {
+/// Sends a close frame with `code`, as the end of the socket.
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+}
+
+/// How long from now until the Unix time `at` (seconds); zero if it has passed.
+fn until_unix(at: u64) -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
+}
+
+/// Waits for the first frame to be `{"type":"auth","token":"…"}` with a valid token; the caller and when
+/// the token expires.
+async fn authenticate(socket: &mut WebSocket, verifier: &TokenVerifier) -> Option<(Caller, u64)> {
     let frame = tokio::time::timeout(AUTH_WINDOW, socket.recv()).await.ok()??.ok()?;
     let Message::Text(text) = frame else { return None };
     let auth: AuthFrame = serde_json::from_str(text.as_str()).ok()?;
     if auth.kind != "auth" {
         return None;
     }
-    verifier.verify(&auth.token).ok()
+    verifier.verify_until(&auth.token).ok()
 }
 
 /// Waits until a transaction of `account` commits; false when the feed is gone (shutdown).

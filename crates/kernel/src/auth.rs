@@ -143,6 +143,12 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// [`TokenVerifier::verify`], with when the token expires (Unix seconds): for a connection that
+    /// outlives a request, such as the realtime WebSocket, and must end when its token does.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), Problem> {
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -151,7 +157,7 @@ impl TokenVerifier {
                 _ => Problem::unauthorized("invalid_token", "The access token is not valid."),
             })?;
         let claims = data.claims;
-        Ok(Caller { user: claims.sub, account: claims.acc, role: claims.role })
+        Ok((Caller { user: claims.sub, account: claims.acc, role: claims.role }, claims.exp))
     }
 }
 
@@ -198,15 +204,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<Arc<TokenVerifier>>()
             .ok_or_else(|| Problem::internal(&"the token verifier layer is missing"))?;
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("missing_token", "Send `Authorization: Bearer <access token>`."))?;
-        let token = header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or_else(|| {
-            Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
-        })?;
-        verifier.verify(token.trim())
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| Problem::unauthorized("missing_token", "Send `Authorization: Bearer <access token>`."))??;
+        verifier.verify(token)
     }
+}
+
+/// The bearer token of a request's `Authorization` header: `None` without the header, an error if it is
+/// not `Bearer <token>`.
+pub fn bearer_token(headers: &header::HeaderMap) -> Option<Result<&str, Problem>> {
+    let header = headers.get(header::AUTHORIZATION)?;
+    Some(
+        header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+            Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
+        }),
+    )
 }
 
 /// `Option<Caller>`: `None` without an `Authorization` header (for endpoints that can authenticate another

@@ -514,6 +514,50 @@ async fn a_browser_authenticates_its_socket_with_the_first_frame(app: TestApp) {
     assert_eq!(Feed::close_code_after(&app, "hello").await, 4401);
 }
 
+/// An access token of `user` signed with the topology's key, valid for `ttl` only.
+fn short_lived_token(app: &TestApp, user: &crate::helpers::TestUser, ttl: std::time::Duration) -> String {
+    let signer = kernel::auth::KeyFiles::under(&app.data_dir).signer(ttl).expect("the topology's signing key");
+    let caller = kernel::auth::Caller {
+        user: user.id.parse().expect("user id"),
+        account: user.account_id.parse().expect("account id"),
+        role: kernel::auth::Role::Owner,
+    };
+    signer.sign(caller).expect("signed").token
+}
+
+async fn a_socket_ends_with_its_token_unless_the_client_renews_it(app: TestApp) {
+    let (user, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let ttl = std::time::Duration::from_secs(3);
+
+    // Not renewed: closed as its token expires; reconnecting with a fresh token and the cursor misses nothing.
+    let mut lapsing = Feed::connect(&app, &short_lived_token(&app, &user, ttl), None).await;
+    app.post_signed(&inbox, "x1", "cust-x", "X", "before the token ran out").await;
+    lapsing.expect("message.created", |d| d["message"]["content"] == "before the token ran out").await;
+    assert_eq!(lapsing.close_code().await, 4401, "closed when the token expired");
+    app.post_signed(&inbox, "x2", "cust-x", "X", "while it was away").await;
+    let mut again = Feed::connect(&app, token, Some(lapsing.cursor)).await;
+    again.expect("message.created", |d| d["message"]["content"] == "while it was away").await;
+
+    // Renewed with a fresh token of the same user: open past the first token's expiry.
+    let mut renewed = Feed::connect(&app, &short_lived_token(&app, &user, ttl), None).await;
+    renewed.send(&json!({ "type": "auth", "token": token })).await;
+    let answer = renewed.next_frame().await;
+    assert_eq!(answer["type"], "auth", "{answer}");
+    assert!(answer["expires_at"].as_i64().expect("expires_at") > unix_now() + 60, "{answer}");
+    tokio::time::sleep(ttl + std::time::Duration::from_secs(2)).await;
+    app.post_signed(&inbox, "x3", "cust-x", "X", "after the first token's expiry").await;
+    renewed.expect("message.created", |d| d["message"]["content"] == "after the first token's expiry").await;
+
+    // Renewed with someone else's token, or with a bad one: closed.
+    let (_, stranger) = app.signed_in().await;
+    renewed.send(&json!({ "type": "auth", "token": stranger.access_token })).await;
+    assert_eq!(renewed.close_code().await, 4403);
+    again.send(&json!({ "type": "auth", "token": "not-a-token" })).await;
+    assert_eq!(again.close_code().await, 4401);
+}
+
 async fn a_snoozed_conversation_reopens_when_its_time_comes(app: TestApp) {
     let (_, session) = app.signed_in().await;
     let token = &session.access_token;
@@ -548,5 +592,6 @@ in_every_topology!(
     the_conversation_list_pages_with_a_cursor,
     an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_desk,
     a_browser_authenticates_its_socket_with_the_first_frame,
+    a_socket_ends_with_its_token_unless_the_client_renews_it,
     a_snoozed_conversation_reopens_when_its_time_comes,
 );

@@ -158,7 +158,23 @@ impl Feed {
         }
     }
 
-    async fn next_frame(&mut self) -> Value {
+    /// Sends one text frame.
+    pub async fn send(&mut self, frame: &Value) {
+        futures_util::SinkExt::send(&mut self.socket, Message::Text(frame.to_string().into())).await.expect("sent");
+    }
+
+    /// Reads until the server closes the socket; its close code.
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await.expect("closed within 30 s") {
+                Some(Ok(Message::Close(Some(close)))) => return u16::from(close.code),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn next_frame(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
                 .await
