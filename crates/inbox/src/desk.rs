@@ -70,19 +70,34 @@ impl Status {
 
 pub const PRIORITIES: &[&str] = &["none", "low", "medium", "high", "urgent"];
 
-/// Changes made to one conversation in one transaction, to report once it commits.
+/// Changes made in one transaction, to report once it commits: to one inbox's conversations (only its
+/// members among the agents are told), or to the whole account (contacts).
 struct Changes {
     account: AccountId,
-    feed: Vec<(&'static str, String)>,
+    /// The inbox of what [`Changes::push`] reports.
+    inbox: Option<String>,
+    /// Feed rows: kind, inbox, payload.
+    feed: Vec<(&'static str, Option<String>, String)>,
 }
 
 impl Changes {
+    /// Changes every agent of the account may see.
     fn new(account: AccountId) -> Self {
-        Self { account, feed: Vec::new() }
+        Self { account, inbox: None, feed: Vec::new() }
+    }
+
+    /// Changes to conversations of `inbox`.
+    fn in_inbox(account: AccountId, inbox: &str) -> Self {
+        Self { account, inbox: Some(inbox.to_owned()), feed: Vec::new() }
     }
 
     fn push(&mut self, kind: &'static str, data: serde_json::Value) {
-        self.feed.push((kind, data.to_string()));
+        self.feed.push((kind, self.inbox.clone(), data.to_string()));
+    }
+
+    /// A change to a conversation of `inbox` (for changes of several inboxes in one transaction).
+    fn push_in(&mut self, inbox: &str, kind: &'static str, data: serde_json::Value) {
+        self.feed.push((kind, Some(inbox.to_owned()), data.to_string()));
     }
 
     /// Writes the feed rows into `tx` and wakes the account's sockets once it commits.
@@ -305,7 +320,7 @@ impl Desk {
             .await?
             .ok_or(InboxError::NotFound("conversation"))?;
         let view = MessageView::from(message);
-        let mut changes = Changes::new(caller.account);
+        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
         changes.push("message.created", json!({ "message": view, "conversation": ConversationView::from(updated) }));
         changes.record(&mut tx, &self.feed, now).await?;
         tx.commit().await?;
@@ -351,7 +366,7 @@ impl Desk {
         Store::set_assignee(&mut tx, &account, &current.id, assignee_text.as_deref(), now).await?;
         let activity =
             json!({ "action": "assigned", "from": current.assignee_id, "to": assignee_text, "by": caller.user });
-        let mut changes = Changes::new(caller.account);
+        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
         add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
         let view = updated_view(&mut tx, &account, &current.id).await?;
         changes.push(
@@ -376,7 +391,7 @@ impl Desk {
         Store::set_priority(&mut tx, &account, &current.id, priority, now).await?;
         let activity =
             json!({ "action": "priority_changed", "from": current.priority, "to": priority, "by": caller.user });
-        let mut changes = Changes::new(caller.account);
+        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
         add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
         let view = updated_view(&mut tx, &account, &current.id).await?;
         changes.push("conversation.updated", json!({ "conversation": view }));
@@ -416,7 +431,7 @@ impl Desk {
         let added: Vec<&String> = wanted.iter().filter(|n| !before.contains(n)).collect();
         let removed: Vec<&String> = before.iter().filter(|n| !wanted.contains(n)).collect();
         let activity = json!({ "action": "labelled", "added": added, "removed": removed, "by": caller.user });
-        let mut changes = Changes::new(caller.account);
+        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
         add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
         let view = updated_view(&mut tx, &account, &current.id).await?;
         changes.push("conversation.updated", json!({ "conversation": view }));
@@ -436,7 +451,7 @@ impl Desk {
         let mut tx = self.store.namespace().begin().await?;
         Store::mark_read(&mut tx, &account, &current.id, now).await?;
         let view = updated_view(&mut tx, &account, &current.id).await?;
-        let mut changes = Changes::new(caller.account);
+        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
         changes.push("conversation.updated", json!({ "conversation": view }));
         changes.record(&mut tx, &self.feed, now).await?;
         tx.commit().await?;
@@ -526,7 +541,7 @@ async fn set_status(
         "action": "status_changed", "from": current.status, "to": status.as_str(),
         "snoozed_until": snoozed_until, "by": by,
     });
-    let mut changes = Changes::new(account);
+    let mut changes = Changes::in_inbox(account, &current.inbox_id);
     add_activity(tx, &mut changes, &account_text, &current.id, activity, now).await?;
     let view = updated_view(tx, &account_text, &current.id).await?;
     if current.status != status.as_str() {
@@ -559,7 +574,7 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
         tracing::warn!(account.id = %account, inbox.id = %inbox, "message for an inbox that no longer exists");
         return Ok(());
     };
-    let mut changes = Changes::new(account);
+    let mut changes = Changes::in_inbox(account, &inbox_text);
     let contact_row = identify(tx, &mut changes, &account_text, &inbox_text, contact, received_at).await?;
     let conversation = match Store::conversation_of_contact(tx, &inbox_text, &contact_row.id).await? {
         Some((id, status)) => {
@@ -804,7 +819,8 @@ async fn store_incoming(
                 changes.len() - 1
             }
         };
-        changes[at].push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
+        let created = json!({ "message": MessageView::from(message), "conversation": view });
+        changes[at].push_in(&known.inbox_id, "message.created", created);
     }
     tx.publish_all(&published).await?;
     let now = now_ms();
@@ -894,7 +910,10 @@ pub async fn delivery_updated(
     let Some(row) = Store::set_delivery(tx, &account_text, &message.to_string(), status, reason).await? else {
         return Ok(());
     };
-    let mut changes = Changes::new(account);
+    let Some(conversation) = Store::conversation_in(tx, &account_text, &row.conversation_id).await? else {
+        return Ok(());
+    };
+    let mut changes = Changes::in_inbox(account, &conversation.inbox_id);
     changes.push("message.updated", json!({ "message": MessageView::from(row) }));
     changes.record(tx, feed, now_ms()).await
 }

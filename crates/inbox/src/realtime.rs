@@ -8,6 +8,9 @@
 //! process) passes the last seq it saw as `?cursor=` and receives everything after it. Nothing depends on
 //! a broker or on memory surviving, which is where peers lose updates.
 //!
+//! An agent (not an owner or admin) is sent only changes of the inboxes they are a member of at the time,
+//! and the account's contacts: what they can see over HTTP.
+//!
 //! Protocol: connect to `GET /api/realtime[?cursor=N]` with `Authorization: Bearer <access token>`, or
 //! without it and send `{"type":"auth","token":"…"}` as the first frame (browsers cannot set headers on a
 //! WebSocket). The server sends `{"type":"ready","cursor":N,"expires_at":T}`, then `{"type":"event",
@@ -110,7 +113,7 @@ async fn serve(
     feed: Feed,
     cursor: Option<i64>,
 ) {
-    let (caller, mut expires_at) = match caller {
+    let (mut caller, mut expires_at) = match caller {
         Some(caller) => caller,
         None => match authenticate(&mut socket, &verifier).await {
             Some(caller) => caller,
@@ -135,7 +138,7 @@ async fn serve(
         return;
     }
     loop {
-        match send_after(&mut socket, &store, account, &mut cursor).await {
+        match send_after(&mut socket, &store, &caller, &mut cursor).await {
             Ok(()) => {}
             Err(SendError::Closed) => return,
             Err(SendError::Store(error)) => {
@@ -151,7 +154,8 @@ async fn serve(
                     // A fresh token keeps the socket open past the old one's expiry.
                     Ok(auth) if auth.kind == "auth" => match verifier.verify_until(&auth.token) {
                         Ok((renewed, until)) if (renewed.user, renewed.account) == (caller.user, account) => {
-                            expires_at = until;
+                            // The fresh token's role counts from now on (an agent made admin, say).
+                            (caller, expires_at) = (renewed, until);
                             let frame = serde_json::json!({ "type": "auth", "expires_at": until }).to_string();
                             if socket.send(Message::Text(frame.into())).await.is_err() {
                                 return;
@@ -211,24 +215,23 @@ enum SendError {
     Store(kernel::store::StoreError),
 }
 
-/// Sends every feed row after `cursor`, advancing it.
-async fn send_after(
-    socket: &mut WebSocket,
-    store: &Store,
-    account: AccountId,
-    cursor: &mut i64,
-) -> Result<(), SendError> {
+/// Sends every feed row after `cursor` that `caller` may see, advancing it past those they may not.
+async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, cursor: &mut i64) -> Result<(), SendError> {
+    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
     loop {
-        let rows = store.feed_after(account, *cursor, PAGE).await.map_err(SendError::Store)?;
+        let rows =
+            store.feed_after(caller.account, *cursor, PAGE, member.as_deref()).await.map_err(SendError::Store)?;
         let full = i64::try_from(rows.len()).unwrap_or(0) == PAGE;
         for row in rows {
-            let frame = format!(
-                r#"{{"type":"event","seq":{},"kind":{},"data":{}}}"#,
-                row.seq,
-                serde_json::Value::String(row.kind),
-                row.payload
-            );
-            socket.send(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
+            if let Some(payload) = row.payload {
+                let frame = format!(
+                    r#"{{"type":"event","seq":{},"kind":{},"data":{}}}"#,
+                    row.seq,
+                    serde_json::Value::String(row.kind),
+                    payload
+                );
+                socket.send(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
+            }
             *cursor = row.seq;
         }
         if !full {

@@ -83,7 +83,8 @@ pub struct CannedRow {
 pub struct FeedRow {
     pub seq: i64,
     pub kind: String,
-    pub payload: String,
+    /// `None`: not for the reader to see (another inbox's, for an agent).
+    pub payload: Option<String>,
 }
 
 /// The per-tab counts of the conversation list.
@@ -1041,28 +1042,39 @@ impl Store {
 
     // The realtime feed.
 
-    /// Appends `entries` to the account's feed, in order, with one statement.
+    /// Appends `entries` (kind, inbox, payload) to the account's feed, in order, with one statement.
     pub async fn append_feed(
         tx: &mut Tx<'_>,
         account: &str,
-        entries: &[(&'static str, String)],
+        entries: &[(&'static str, Option<String>, String)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let rows: Vec<(&str, &str)> = entries.iter().map(|(kind, payload)| (*kind, payload.as_str())).collect();
         tx.execute(
-            "insert into realtime_feed (account_id, kind, payload, created_at) \
-             select ?, value ->> 0, value ->> 1, ? from jsonb_each(?) order by key",
-            args![account, now, json_rows(&rows)?],
+            "insert into realtime_feed (account_id, kind, inbox_id, payload, created_at) \
+             select ?, value ->> 0, value ->> 1, value ->> 2, ? from jsonb_each(?) order by key",
+            args![account, now, json_rows(entries)?],
         )
         .await
         .map(drop)
     }
 
-    pub async fn feed_after(&self, account: AccountId, after: i64, limit: i64) -> Result<Vec<FeedRow>, StoreError> {
+    /// The account's feed rows after `after`. For an agent (`member`: their user id), rows about an inbox
+    /// they are not a member of now come without their payload: the socket skips them, but its cursor
+    /// moves past them, so they are read once.
+    pub async fn feed_after(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: i64,
+        member: Option<&str>,
+    ) -> Result<Vec<FeedRow>, StoreError> {
+        let account = account.to_string();
         self.db
             .fetch_all(
-                "select seq, kind, payload from realtime_feed where account_id = ? and seq > ? order by seq limit ?",
-                args![account.to_string(), after, limit],
+                "select seq, kind, case when inbox_id is null or ? is null or inbox_id in \
+                   (select inbox_id from inbox_members where account_id = ? and user_id = ?) then payload end \
+                 as payload from realtime_feed where account_id = ? and seq > ? order by seq limit ?",
+                args![member, account.clone(), member, account, after, limit],
             )
             .await
     }

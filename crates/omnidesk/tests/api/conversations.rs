@@ -475,14 +475,7 @@ async fn an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_des
     }
 
     // Added to the inbox, the agent sees the conversation and takes it.
-    let members = app
-        .call(
-            Method::PUT,
-            &format!("/api/inboxes/{}/members", inbox.id),
-            &owner.access_token,
-            Some(json!({ "user_ids": [agent.id] })),
-        )
-        .await;
+    let members = make_member(&app, &owner.access_token, &inbox.id, &agent.id).await;
     assert_eq!(members.body["user_ids"], json!([agent.id]), "{members:?}");
     let list = app.get("/api/conversations?status=all", token).await;
     assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{list:?}");
@@ -512,6 +505,46 @@ async fn a_browser_authenticates_its_socket_with_the_first_frame(app: TestApp) {
     let forged = json!({ "type": "auth", "token": "not-a-token" }).to_string();
     assert_eq!(Feed::close_code_after(&app, &forged).await, 4401);
     assert_eq!(Feed::close_code_after(&app, "hello").await, 4401);
+}
+
+async fn an_agents_socket_carries_only_the_inboxes_they_answer(app: TestApp) {
+    // Arrange: an owner's inbox and an agent who is not (yet) one of its members, both on the socket.
+    let (_, owner) = app.signed_in().await;
+    let inbox = app.create_api_inbox(&owner.access_token, None).await;
+    let (agent, agent_session) = crate::members::join(&app, &owner.access_token, "agent").await;
+    let mut owners = Feed::connect(&app, &owner.access_token, None).await;
+    let mut agents = Feed::connect(&app, &agent_session.access_token, None).await;
+
+    // Act: a conversation of the inbox, then a change to its contact (the account's, which every agent sees).
+    app.post_signed(&inbox, "s1", "cust-s", "S", "秘密の相談です").await;
+    let created = owners.expect("message.created", |d| d["message"]["content"] == "秘密の相談です").await;
+    let contact = app.conversations_until(&owner.access_token, |rows| rows.len() == 1).await[0]["contact"]["id"]
+        .as_str()
+        .expect("contact")
+        .to_owned();
+    let renamed = app
+        .call(Method::PUT, &format!("/api/contacts/{contact}"), &owner.access_token, Some(json!({ "name": "S." })))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{renamed:?}");
+
+    // Assert: the agent's first event is the contact's; nothing of the conversation came before it.
+    let first = agents.next_event().await;
+    assert_eq!(first["kind"], "contact.updated", "{first}");
+    assert!(first["seq"].as_i64() > created["seq"].as_i64(), "the conversation's rows were passed over");
+
+    // Added to the inbox, the agent is sent its changes from then on.
+    let members = make_member(&app, &owner.access_token, &inbox.id, &agent.id).await;
+    assert_eq!(members.status, StatusCode::OK, "{members:?}");
+    app.post_signed(&inbox, "s2", "cust-s", "S", "追加のご相談").await;
+    let next = agents.next_event().await;
+    assert_eq!(next["kind"], "message.created", "{next}");
+    assert_eq!(next["data"]["message"]["content"], "追加のご相談", "{next}");
+}
+
+/// Makes `agent` the one member of `inbox`.
+async fn make_member(app: &TestApp, owner_token: &str, inbox: &str, agent: &str) -> crate::helpers::Reply {
+    let body = json!({ "user_ids": [agent] });
+    app.call(Method::PUT, &format!("/api/inboxes/{inbox}/members"), owner_token, Some(body)).await
 }
 
 /// An access token of `user` signed with the topology's key, valid for `ttl` only.
@@ -591,6 +624,7 @@ in_every_topology!(
     bad_agent_input_is_a_422_that_names_the_field,
     the_conversation_list_pages_with_a_cursor,
     an_agent_sees_only_the_inboxes_they_answer_and_cannot_configure_the_desk,
+    an_agents_socket_carries_only_the_inboxes_they_answer,
     a_browser_authenticates_its_socket_with_the_first_frame,
     a_socket_ends_with_its_token_unless_the_client_renews_it,
     a_snoozed_conversation_reopens_when_its_time_comes,
