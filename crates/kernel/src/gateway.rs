@@ -7,8 +7,8 @@
 //!   hop-by-hop headers dropped and `X-Forwarded-For`/`-Proto`/`-Host` set;
 //! - WebSocket and other HTTP upgrades, tunnelled byte for byte once the upstream answers 101;
 //! - the refusals: paths nobody claims and every `/internal` path are 404, bodies over the deployment's
-//!   `http.body_limit_bytes` are 413 (so a service refusing one early never races the body it did not
-//!   read), unreachable upstreams are 503 with `Retry-After`, broken upstream answers are 502 — all as
+//!   `http.body_limit_bytes` are 413 (declared ones by the edge stack, before forwarding; streamed ones cut
+//!   off at the limit), unreachable upstreams are 503 with `Retry-After`, broken upstream answers are 502 — all as
 //!   problem+json;
 //! - its own `/healthz`, `/readyz` (ready when every upstream is) and `/metrics` (RED per owning service and
 //!   claimed prefix).
@@ -270,11 +270,9 @@ impl Gateway {
             }
         };
 
-        // A body the service would refuse is refused here: a service answering 413 without reading the body
-        // closes the connection while the gateway is still writing it, and the answer can be lost to a reset.
-        if declared_length(request.headers()).is_some_and(|length| length > self.body_limit_bytes as u64) {
-            return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
-        }
+        // A body declared larger than the limit never gets here: the edge refuses it (having read it, so
+        // that the client gets the answer), rather than a service answering 413 without reading it while the
+        // gateway is still writing it, which can lose the answer to a reset.
         let (mut parts, body) = request.into_parts();
         // A body without a length (chunked) is cut off at the limit as it streams.
         let body = Body::new(Limited::new(body, self.body_limit_bytes));
@@ -319,11 +317,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// The request's `Content-Length`, when it declares a valid one.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Whether forwarding failed because the client's streamed body passed the limit.

@@ -70,8 +70,33 @@ pub fn edge(router: Router, settings: &EdgeSettings) -> Router {
             }))
             .layer(middleware::map_response(problem_for_bare_errors))
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+            .layer(middleware::from_fn_with_state(settings.body_limit_bytes, refuse_declared_oversize))
             .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
     )
+}
+
+/// The most of a refused body that is read, and for how long, before answering 413 (see
+/// [`refuse_declared_oversize`]).
+const LINGER_BYTES: u64 = 16 * 1024 * 1024;
+const LINGER_FOR: Duration = Duration::from_secs(5);
+
+/// Refuses a request whose `Content-Length` passes the body limit with 413, before any handler (or, in the
+/// gateway, any upstream) sees it. The body is read and dropped first, as servers do with a lingering
+/// close: closing the connection while the client is still sending makes the kernel answer its data with a
+/// reset, and the client loses the 413 it was sent. Bodies declared larger than [`LINGER_BYTES`] are
+/// refused at once.
+async fn refuse_declared_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared: Option<u64> =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let Some(declared) = declared.filter(|&length| length > limit as u64) else { return next.run(request).await };
+    if declared <= LINGER_BYTES {
+        let mut body = request.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {} };
+        let _ = tokio::time::timeout(LINGER_FOR, drain).await;
+    }
+    let mut refused = Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    refused.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refused
 }
 
 /// `listener` with Nagle's algorithm off on every accepted connection. A WebSocket push or a streamed
@@ -210,4 +235,39 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 pub async fn render_metrics(State(metrics): State<Metrics>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], metrics.render())
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A body far larger than what the loopback's buffers take while nobody reads it: closing without reading
+    /// it resets the connection under the client's writes.
+    const SENT: usize = 12 * 1024 * 1024;
+
+    #[tokio::test]
+    async fn a_body_declared_too_large_is_read_through_so_that_the_client_gets_its_413() {
+        let settings = EdgeSettings {
+            body_limit_bytes: 1024,
+            request_timeout: Duration::from_secs(10),
+            trusted_proxies: [].into(),
+        };
+        let router = edge(Router::new().route("/", axum::routing::post(|| async { "read" })), &settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let mut client = tokio::net::TcpStream::connect(address).await.expect("connects");
+        let head = format!("POST / HTTP/1.1\r\nhost: test\r\ncontent-length: {SENT}\r\n\r\n");
+        client.write_all(head.as_bytes()).await.expect("head sent");
+        client.write_all(&vec![b'x'; SENT]).await.expect("the whole body is taken, not reset");
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.expect("answer read");
+
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+    }
 }
