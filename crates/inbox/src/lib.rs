@@ -9,6 +9,10 @@
 //! the input service for channel endpoints ([`InputPort`]). It consumes `input.message_received`,
 //! `input.contact_identified` and `input.delivery_updated`, and publishes `conversation.created`,
 //! `message.created` and `conversation.status_changed`.
+//!
+//! Settings (`services.inbox.settings`): `feed_retention_days` (default 7; 0 keeps it forever): realtime
+//! feed rows older than this are deleted hourly. A socket reconnecting with a cursor from before what is
+//! kept is told to reload (`"resync": true` in its `ready` frame) and goes on from the feed's head.
 
 mod desk;
 mod events;
@@ -37,6 +41,12 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 
 /// How often snoozed conversations are checked for their wake-up time.
 const SNOOZE_CHECK: Duration = Duration::from_secs(5);
+
+/// How often the realtime feed is trimmed to its retention.
+const FEED_TRIM_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long realtime feed rows are kept unless `feed_retention_days` says otherwise.
+const FEED_RETENTION_DAYS: u64 = 7;
 
 /// The inbox service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -72,7 +82,39 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     context.subscribe::<ContactIdentified, _>(identify)?;
     context.subscribe::<DeliveryUpdated, _>(delivery)?;
     tokio::spawn(wake_snoozed(desk.clone()));
+    let retention = feed_retention(&context.config().service(contracts::services::INBOX).settings)?;
+    if let Some(keep) = retention {
+        tokio::spawn(trim_feed(desk.store.clone(), keep));
+    }
     Ok(http::routes().into_router(desk))
+}
+
+/// `feed_retention_days`; `None` to keep the feed forever. A value that is not a number stops the start
+/// rather than silently keeping everything.
+fn feed_retention(settings: &std::collections::BTreeMap<String, String>) -> anyhow::Result<Option<Duration>> {
+    let days = match settings.get("feed_retention_days").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => FEED_RETENTION_DAYS,
+        Some(value) => value.parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("services.inbox.settings.feed_retention_days must be a number of days, not `{value}`")
+        })?,
+    };
+    Ok((days > 0).then(|| Duration::from_secs(days * 24 * 3600)))
+}
+
+/// Deletes realtime feed rows older than `keep`, hourly, the first time a minute after start.
+async fn trim_feed(store: store::Store, keep: Duration) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = FEED_TRIM_EVERY;
+        let before = desk::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match store.trim_feed(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old realtime feed rows deleted"),
+            Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+            Err(error) => tracing::warn!(error = %error, "trimming the realtime feed failed"),
+        }
+    }
 }
 
 /// Reopens snoozed conversations when their time comes.
@@ -154,5 +196,22 @@ impl From<InboxError> for Problem {
 impl IntoResponse for InboxError {
     fn into_response(self) -> Response {
         Problem::from(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_feed_is_kept_a_week_unless_the_settings_say_otherwise() {
+        let with = |value: &str| BTreeMap::from([("feed_retention_days".to_owned(), value.to_owned())]);
+        assert_eq!(feed_retention(&BTreeMap::new()).expect("default"), Some(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(feed_retention(&with("30")).expect("30"), Some(Duration::from_secs(30 * 24 * 3600)));
+        assert_eq!(feed_retention(&with("0")).expect("forever"), None);
+        let typo = feed_retention(&with("7d")).expect_err("not a number");
+        assert!(typo.to_string().contains("feed_retention_days"), "{typo}");
     }
 }

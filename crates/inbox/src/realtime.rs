@@ -13,8 +13,11 @@
 //!
 //! Protocol: connect to `GET /api/realtime[?cursor=N]` with `Authorization: Bearer <access token>`, or
 //! without it and send `{"type":"auth","token":"…"}` as the first frame (browsers cannot set headers on a
-//! WebSocket). The server sends `{"type":"ready","cursor":N,"expires_at":T}`, then `{"type":"event",
-//! "seq":N,"kind":"…","data":{…}}` frames.
+//! WebSocket). The server sends `{"type":"ready","cursor":N,"expires_at":T,"resync":false}`, then
+//! `{"type":"event","seq":N,"kind":"…","data":{…}}` frames.
+//!
+//! `resync` in `ready` is true when the client's cursor is older than what the feed keeps (see the
+//! service's `feed_retention_days`): it should reload what it shows, and is sent changes from `cursor` on.
 //!
 //! A socket lives no longer than its token: at `expires_at` (Unix seconds) the server closes it with code
 //! 4401, so an agent removed from the account stops receiving its changes when their token runs out, as
@@ -123,17 +126,15 @@ async fn serve(
     // Subscribe before reading the head, so that nothing committed in between is missed.
     let mut wake = feed.subscribe();
     let account = caller.account;
-    let mut cursor = match cursor {
-        Some(cursor) => cursor,
-        None => match store.feed_head(account).await {
-            Ok(head) => head,
-            Err(error) => {
-                tracing::warn!(error = %error, "reading the realtime feed failed");
-                return;
-            }
-        },
+    let (mut cursor, resync) = match start_at(&store, account, cursor).await {
+        Ok(start) => start,
+        Err(error) => {
+            tracing::warn!(error = %error, "reading the realtime feed failed");
+            return close(socket, 1011, "retry").await;
+        }
     };
-    let ready = serde_json::json!({ "type": "ready", "cursor": cursor, "expires_at": expires_at }).to_string();
+    let ready = serde_json::json!({ "type": "ready", "cursor": cursor, "expires_at": expires_at, "resync": resync })
+        .to_string();
     if socket.send(Message::Text(ready.into())).await.is_err() {
         return;
     }
@@ -172,6 +173,29 @@ async fn serve(
             () = tokio::time::sleep(until_unix(expires_at)) => return close(socket, 4401, "token expired").await,
         }
     }
+}
+
+/// Where a socket starts: after the client's cursor, or at the account's head when it has none, or when
+/// rows after it have been trimmed since (then `true`: the client reloads what it shows).
+async fn start_at(
+    store: &Store,
+    account: AccountId,
+    cursor: Option<i64>,
+) -> Result<(i64, bool), kernel::store::StoreError> {
+    if let Some(cursor) = cursor {
+        let trimmed = store.feed_start().await?.is_some_and(|start| missed_rows(cursor, start));
+        if !trimmed {
+            return Ok((cursor, false));
+        }
+        return Ok((store.feed_head(account).await?, true));
+    }
+    Ok((store.feed_head(account).await?, false))
+}
+
+/// Whether a client that saw up to `cursor` missed rows of a feed that now starts at `start`: seqs are
+/// consecutive, so those between the two existed and were trimmed.
+fn missed_rows(cursor: i64, start: i64) -> bool {
+    cursor + 1 < start
 }
 
 /// Sends a close frame with `code`, as the end of the socket.
@@ -237,5 +261,68 @@ async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, curs
         if !full {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel::args;
+    use kernel::store::{Location, Namespace};
+
+    use super::*;
+
+    async fn store(dir: &std::path::Path) -> Store {
+        let location = Location::SqliteFile(dir.join("inbox.db"));
+        let namespace = Namespace::open("inbox", &location, crate::SERVICE.migrations).await.expect("opens");
+        namespace.migrate().await.expect("migrates");
+        Store::new(namespace)
+    }
+
+    async fn write_feed(store: &Store, account: AccountId, rows: usize, at: i64) {
+        let mut tx = store.namespace().begin().await.expect("begin");
+        let entries: Vec<_> = (0..rows).map(|_| ("conversation.updated", None, "{}".to_owned())).collect();
+        Store::append_feed(&mut tx, &account.to_string(), &entries, at).await.expect("appended");
+        tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_cursor_from_before_the_trimmed_rows_starts_over_at_the_head_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path()).await;
+        let account = AccountId::new();
+        let now = crate::desk::now_ms();
+        write_feed(&store, account, 3, now - 30 * 24 * 3600 * 1000).await; // seqs 1-3, a month old
+        write_feed(&store, account, 2, now).await; // 4-5
+
+        assert_eq!(start_at(&store, account, Some(0)).await.expect("start"), (0, false), "nothing trimmed yet");
+        assert_eq!(store.trim_feed(now - 7 * 24 * 3600 * 1000).await.expect("trims"), 3);
+
+        assert_eq!(store.feed_start().await.expect("start"), Some(4));
+        assert_eq!(start_at(&store, account, Some(1)).await.expect("start"), (5, true), "2 and 3 were missed");
+        assert_eq!(start_at(&store, account, Some(3)).await.expect("start"), (3, false), "saw all that went");
+        assert_eq!(start_at(&store, account, None).await.expect("start"), (5, false));
+        let rows = store.feed_after(account, 3, 100, None).await.expect("rows");
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5]);
+    }
+
+    #[tokio::test]
+    async fn trimming_an_old_feed_keeps_its_newest_row_to_show_how_far_it_went() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path()).await;
+        let account = AccountId::new();
+        let month_ago = crate::desk::now_ms() - 30 * 24 * 3600 * 1000;
+        assert_eq!(store.trim_feed(month_ago).await.expect("an empty feed trims"), 0);
+        write_feed(&store, account, 2_500, month_ago - 1).await;
+
+        assert_eq!(store.trim_feed(month_ago).await.expect("trims"), 2_499, "in slices, all but the newest");
+        assert_eq!(store.feed_start().await.expect("start"), Some(2_500));
+        let (left,): (i64,) = store
+            .namespace()
+            .fetch_optional("select count(*) from realtime_feed", args![])
+            .await
+            .expect("count")
+            .expect("a row");
+        assert_eq!(left, 1);
+        assert_eq!(start_at(&store, account, Some(2_000)).await.expect("start"), (2_500, true));
     }
 }

@@ -79,6 +79,9 @@ pub struct CannedRow {
     pub updated_at: i64,
 }
 
+/// How many feed rows one trimming statement deletes (one short write transaction each).
+const TRIM_SLICE: i64 = 1_000;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FeedRow {
     pub seq: i64,
@@ -1077,6 +1080,51 @@ impl Store {
                 args![member, account.clone(), member, account, after, limit],
             )
             .await
+    }
+
+    /// The oldest seq the feed still has (`None` if it is empty); rows before it were trimmed.
+    pub async fn feed_start(&self) -> Result<Option<i64>, StoreError> {
+        let start: Option<(Option<i64>,)> =
+            self.db.fetch_optional("select min(seq) from realtime_feed", args![]).await?;
+        Ok(start.and_then(|(seq,)| seq))
+    }
+
+    /// Deletes feed rows written before `before` (Unix milliseconds), in slices of short transactions; the
+    /// newest row always stays, so that [`Store::feed_start`] tells how far the feed was trimmed. Returns
+    /// how many rows went.
+    pub async fn trim_feed(&self, before: i64) -> Result<u64, StoreError> {
+        // Rows are written in time order: the old ones are those before the first recent one (found by
+        // walking only the old rows), or all but the newest.
+        let recent: Option<(i64,)> = self
+            .db
+            .fetch_optional("select seq from realtime_feed where created_at >= ? order by seq limit 1", args![before])
+            .await?;
+        let keep_from = match recent {
+            Some((seq,)) => seq,
+            None => {
+                let newest: Option<(Option<i64>,)> =
+                    self.db.fetch_optional("select max(seq) from realtime_feed", args![]).await?;
+                match newest.and_then(|(seq,)| seq) {
+                    Some(newest) => newest,
+                    None => return Ok(0),
+                }
+            }
+        };
+        let mut deleted = 0;
+        loop {
+            let slice = self
+                .db
+                .execute(
+                    "delete from realtime_feed where seq in \
+                     (select seq from realtime_feed where seq < ? order by seq limit ?)",
+                    args![keep_from, TRIM_SLICE],
+                )
+                .await?;
+            deleted += slice;
+            if slice < TRIM_SLICE as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     pub async fn feed_head(&self, account: AccountId) -> Result<i64, StoreError> {

@@ -101,6 +101,10 @@ impl Process {
             tokio::spawn(replay_dead_letters(delivery, stop.clone()));
         }
         for namespace in &namespaces {
+            if config.data.event_retention_days > 0 {
+                let keep = Duration::from_secs(config.data.event_retention_days * 24 * 3600);
+                tokio::spawn(trim_events(namespace.clone(), keep, stop.clone()));
+            }
             tokio::spawn(events::relay_metered(
                 namespace.clone(),
                 transport.clone(),
@@ -230,6 +234,30 @@ async fn replay_dead_letters(delivery: Arc<events::Delivery>, mut stop: tokio::s
         }
     }
 }
+
+/// Deletes what the event bus of `namespace` no longer needs (see [`events::trim`]) every [`TRIM_EVERY`],
+/// the first time a minute after start.
+async fn trim_events(namespace: Namespace, keep: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        wait = TRIM_EVERY;
+        let before = events::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match events::trim(&namespace, before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(service = namespace.service(), deleted, "old event-bus rows deleted"),
+            Err(error) => {
+                tracing::warn!(service = namespace.service(), error = %error, "trimming the event bus failed")
+            }
+        }
+    }
+}
+
+/// How often each namespace's event-bus tables are trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(3600);
 
 /// Applies every hosted service's migrations without serving (`omnidesk migrate`).
 pub async fn migrate(config: &Config, catalogue: Catalogue, services: &[&str]) -> anyhow::Result<Vec<String>> {

@@ -81,11 +81,19 @@ pub struct DataConfig {
     pub mode: DatabaseMode,
     /// Apply pending migrations when a service starts (otherwise run `omnidesk migrate`).
     pub migrate_on_start: bool,
+    /// Days the event bus keeps published outbox rows and the ids of processed events (which deduplicate
+    /// redeliveries); older ones are deleted hourly. 0 keeps them forever.
+    pub event_retention_days: u64,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data"), mode: DatabaseMode::Monolithic, migrate_on_start: true }
+        Self {
+            dir: PathBuf::from("data"),
+            mode: DatabaseMode::Monolithic,
+            migrate_on_start: true,
+            event_retention_days: 30,
+        }
     }
 }
 

@@ -44,6 +44,16 @@ async fn produce(producer: &Namespace, id: &str) {
     tx.commit().await.expect("commit");
 }
 
+/// A producer, and a consumer storing things, subscribed to an in-process transport.
+async fn wired(dir: &std::path::Path) -> (Namespace, Arc<StoreThing>, Arc<Delivery>, InProcess) {
+    let producer = namespace(dir, "producer").await;
+    let handler = StoreThing::failing(0);
+    let delivery = consumer(dir, handler.clone()).await;
+    let transport = InProcess::new();
+    transport.subscribe(delivery.clone()).await.expect("subscribe");
+    (producer, handler, delivery, transport)
+}
+
 async fn things(namespace: &Namespace) -> Vec<String> {
     let rows: Vec<(String,)> = namespace.fetch_all("select id from things order by id", args![]).await.expect("select");
     rows.into_iter().map(|(id,)| id).collect()
@@ -203,11 +213,7 @@ async fn a_relay_facing_a_broker_that_is_down_records_the_failure_and_keeps_the_
 #[tokio::test]
 async fn events_published_together_keep_their_order_and_are_each_delivered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let producer = namespace(dir.path(), "producer").await;
-    let handler = StoreThing::failing(0);
-    let delivery = consumer(dir.path(), handler.clone()).await;
-    let transport = InProcess::new();
-    transport.subscribe(delivery.clone()).await.expect("subscribe");
+    let (producer, handler, _, transport) = wired(dir.path()).await;
     let names = ["m", "k", "z", "a"];
 
     let mut tx = producer.begin().await.expect("begin");
@@ -255,4 +261,47 @@ async fn an_event_the_handler_does_not_want_is_acknowledged_without_a_trace() {
     let (processed,): (i64,) =
         consumer.kernel_fetch_one("select count(*) from _processed_events", args![]).await.expect("count");
     assert_eq!(processed, 2, "only the wanted events are recorded as processed");
+}
+
+#[tokio::test]
+async fn trimming_deletes_old_published_events_and_processed_ids_but_never_an_unpublished_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (producer, _, delivery, transport) = wired(dir.path()).await;
+    for id in ["old-1", "old-2", "recent"] {
+        produce(&producer, id).await;
+    }
+    flush(&producer, &transport).await.expect("flush");
+    produce(&producer, "unpublished").await;
+    // The first two were published and processed a year ago.
+    let year_ago = now_ms() - 365 * 24 * 3600 * 1000;
+    let aged = "update _outbox set published_at = ? where event_key like 'old-%'";
+    producer.kernel_execute(aged, args![year_ago]).await.expect("aged");
+    producer
+        .kernel_execute("update _outbox set occurred_at = ? where event_key = 'unpublished'", args![year_ago])
+        .await
+        .expect("aged");
+    let consumer_ns = delivery.namespace.clone();
+    consumer_ns
+        .kernel_execute("update _processed_events set processed_at = ? where rowid <= 2", args![year_ago])
+        .await
+        .expect("aged");
+
+    let month_ago = now_ms() - 30 * 24 * 3600 * 1000;
+    assert_eq!(trim(&producer, month_ago).await.expect("trims"), 2);
+    assert_eq!(trim(&consumer_ns, month_ago).await.expect("trims"), 2);
+
+    let left: Vec<(String,)> =
+        producer.kernel_fetch_all("select event_key from _outbox order by seq", args![]).await.expect("outbox");
+    assert_eq!(left.into_iter().map(|(k,)| k).collect::<Vec<_>>(), ["recent", "unpublished"]);
+    let (processed,): (i64,) =
+        consumer_ns.kernel_fetch_one("select count(*) from _processed_events", args![]).await.expect("count");
+    assert_eq!(processed, 1, "the recent event's id is kept");
+    // What is kept still deduplicates: the recent event redelivered changes nothing.
+    let (id,): (String,) =
+        producer.kernel_fetch_one("select id from _outbox where event_key = 'recent'", args![]).await.expect("id");
+    let recent = Envelope {
+        id: id.parse().expect("uuid"),
+        ..Envelope::wrap(&ThingNamed::new("recent"), "producer", None).expect("wrap")
+    };
+    assert_eq!(delivery.deliver(&recent).await.expect("delivered"), Outcome::Duplicate);
 }
