@@ -72,6 +72,9 @@ pub struct ChannelCredentials {
 pub enum RegistrationError {
     /// The callback URL is not an absolute http(s) URL.
     InvalidCallbackUrl(String),
+    /// The callback URL names a loopback, private or link-local address, which this deployment does not
+    /// let callbacks reach.
+    PrivateCallbackUrl(String),
 }
 
 kernel::port! {

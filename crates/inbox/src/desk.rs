@@ -481,6 +481,13 @@ impl Desk {
 fn registration_error(error: RegistrationError) -> InboxError {
     match error {
         RegistrationError::InvalidCallbackUrl(why) => InboxError::InvalidField("callback_url", why),
+        RegistrationError::PrivateCallbackUrl(url) => InboxError::InvalidField(
+            "callback_url",
+            format!(
+                "{url} names a private, loopback or link-local address, which callbacks may not reach \
+                 (services.input.settings.callback_allow_private)"
+            ),
+        ),
     }
 }
 

@@ -99,13 +99,17 @@ impl OpenChannels {
     }
 }
 
-/// Checks a callback URL: absolute, http or https, with a host. Blank means none.
-pub fn callback_url(url: Option<&str>) -> Result<Option<String>, RegistrationError> {
+/// Checks a callback URL: absolute, http or https, with a host, and unless `allow_private`, not naming a
+/// private address. Blank means none.
+pub fn callback_url(url: Option<&str>, allow_private: bool) -> Result<Option<String>, RegistrationError> {
     let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
     let invalid = || RegistrationError::InvalidCallbackUrl(url.to_owned());
     let parsed = reqwest::Url::parse(url).map_err(|_| invalid())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid());
+    }
+    if !allow_private && crate::callbacks::names_a_private_address(&parsed) {
+        return Err(RegistrationError::PrivateCallbackUrl(url.to_owned()));
     }
     Ok(Some(url.to_owned()))
 }
@@ -131,7 +135,7 @@ impl Input {
         &self,
         registration: ChannelRegistration,
     ) -> Result<Result<ChannelCredentials, RegistrationError>, StoreError> {
-        let callback = match callback_url(registration.callback_url.as_deref()) {
+        let callback = match callback_url(registration.callback_url.as_deref(), self.allow_private_callbacks) {
             Ok(url) => url,
             Err(error) => return Ok(Err(error)),
         };
@@ -208,14 +212,22 @@ mod tests {
     #[test]
     fn absolute_http_and_https_urls_are_callback_urls() {
         for url in ["https://example.jp/hooks/omnidesk", "http://127.0.0.1:8080/cb?x=1"] {
-            assert_eq!(callback_url(Some(url)), Ok(Some(url.to_owned())), "{url}");
+            assert_eq!(callback_url(Some(url), true), Ok(Some(url.to_owned())), "{url}");
         }
     }
 
     #[test]
+    fn a_private_address_is_refused_unless_the_deployment_allows_it() {
+        for url in ["http://127.0.0.1:8080/cb", "http://169.254.169.254/latest/meta-data", "http://localhost/cb"] {
+            assert_eq!(callback_url(Some(url), false), Err(RegistrationError::PrivateCallbackUrl(url.to_owned())));
+        }
+        assert_eq!(callback_url(Some("https://example.jp/cb"), false), Ok(Some("https://example.jp/cb".to_owned())));
+    }
+
+    #[test]
     fn a_blank_callback_url_means_none() {
-        assert_eq!(callback_url(Some("  ")), Ok(None));
-        assert_eq!(callback_url(None), Ok(None));
+        assert_eq!(callback_url(Some("  "), false), Ok(None));
+        assert_eq!(callback_url(None, false), Ok(None));
     }
 
     #[test]
@@ -228,7 +240,11 @@ mod tests {
             "http://",
             "javascript:alert(1)",
         ] {
-            assert_eq!(callback_url(Some(url)), Err(RegistrationError::InvalidCallbackUrl(url.to_owned())), "{url}");
+            assert_eq!(
+                callback_url(Some(url), true),
+                Err(RegistrationError::InvalidCallbackUrl(url.to_owned())),
+                "{url}"
+            );
         }
     }
 }

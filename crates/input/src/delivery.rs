@@ -39,6 +39,8 @@ pub struct Worker {
     timeout: Duration,
     poll: Duration,
     wake: Arc<Notify>,
+    /// Whether callbacks may reach private addresses (see `callbacks.rs`).
+    allow_private: bool,
 }
 
 /// Why an attempt did not deliver.
@@ -51,12 +53,15 @@ enum Failure {
 
 impl Worker {
     pub fn new(store: Store, settings: &Settings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(settings.delivery_timeout)
             // A redirect would send a signed reply somewhere the channel's owner did not register.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("OmniDesk/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("OmniDesk/", env!("CARGO_PKG_VERSION")));
+        if !settings.callback_allow_private {
+            http = http.dns_resolver(crate::callbacks::PublicOnly);
+        }
+        let http = http.build()?;
         Ok(Self {
             store,
             http,
@@ -65,6 +70,7 @@ impl Worker {
             timeout: settings.delivery_timeout,
             poll: settings.delivery_poll,
             wake: Arc::new(Notify::new()),
+            allow_private: settings.callback_allow_private,
         })
     }
 
@@ -188,6 +194,14 @@ impl Worker {
     }
 
     async fn post(&self, url: &str, secret: &str, row: &DeliveryRow) -> Result<(), Failure> {
+        // A name is checked as it resolves (`PublicOnly`); an address in the URL itself is not resolved.
+        if !self.allow_private
+            && reqwest::Url::parse(url).is_ok_and(|parsed| crate::callbacks::names_a_private_address(&parsed))
+        {
+            return Err(Failure::Final(
+                "the callback URL names a private address (services.input.settings.callback_allow_private)".to_owned(),
+            ));
+        }
         let signed = signature::sign(row.payload.as_bytes(), secret, now_ms() / 1000);
         let sent = self
             .http

@@ -13,8 +13,11 @@
 //! Settings (`services.input.settings`, e.g. `OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_MAX_ATTEMPTS`):
 //! `delivery_max_attempts` (default 8), `delivery_retry_base_ms` (1000; attempt n waits base × 2ⁿ⁻¹),
 //! `delivery_timeout_ms` (10000, per attempt), `delivery_poll_ms` (1000, how often the worker looks for due
-//! deliveries when nothing woke it).
+//! deliveries when nothing woke it), `callback_allow_private` (false: callback URLs may not reach loopback,
+//! private or link-local addresses, see [`callbacks`]; true for a desk whose receivers are on its own
+//! network).
 
+mod callbacks;
 mod channels;
 mod delivery;
 mod events;
@@ -62,6 +65,8 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     /// How often the worker looks for due deliveries when nothing woke it.
     pub delivery_poll: Duration,
+    /// Whether callbacks may reach loopback, private and link-local addresses.
+    pub callback_allow_private: bool,
 }
 
 impl Default for Settings {
@@ -71,6 +76,7 @@ impl Default for Settings {
             delivery_retry_base: Duration::from_millis(1000),
             delivery_timeout: Duration::from_millis(10_000),
             delivery_poll: Duration::from_millis(1000),
+            callback_allow_private: false,
         }
     }
 }
@@ -102,6 +108,13 @@ impl Settings {
             )?),
             delivery_timeout: Duration::from_millis(number("delivery_timeout_ms", millis(defaults.delivery_timeout))?),
             delivery_poll: Duration::from_millis(number("delivery_poll_ms", millis(defaults.delivery_poll))?),
+            callback_allow_private: match settings.get("callback_allow_private").map(|v| v.trim()) {
+                None | Some("") | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    anyhow::bail!("services.input.settings.callback_allow_private must be true or false, not `{other}`")
+                }
+            },
         })
     }
 }
@@ -114,13 +127,15 @@ pub struct Input {
     recorder: tokio::sync::mpsc::Sender<recorder::Submission>,
     /// Open channels by identifier, kept for a moment (every post looks its channel up).
     channels: channels::OpenChannels,
+    /// Whether callback URLs may name private addresses (`callback_allow_private`).
+    allow_private_callbacks: bool,
 }
 
 impl Input {
     /// The service's shared state; starts its recorder task, which stops when this is dropped.
-    fn new(store: store::Store, plan: Arc<dyn PlanPort>) -> Self {
+    fn new(store: store::Store, plan: Arc<dyn PlanPort>, allow_private_callbacks: bool) -> Self {
         let recorder = recorder::Recorder::new(store.clone(), plan.clone()).spawn();
-        Self { store, plan, recorder, channels: channels::OpenChannels::default() }
+        Self { store, plan, recorder, channels: channels::OpenChannels::default(), allow_private_callbacks }
     }
 }
 
@@ -195,7 +210,7 @@ impl From<InputError> for Problem {
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let settings = Settings::from(&context.config().service(contracts::services::INPUT).settings)?;
     let store = store::Store::new(context.namespace());
-    let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?));
+    let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?, settings.callback_allow_private));
     context.provide::<dyn InputPort>(input.clone())?;
     let worker = delivery::Worker::new(store, &settings)?;
     context.subscribe::<MessageCreated, _>(Arc::new(events::RecordReplies { wake: worker.wake() }))?;

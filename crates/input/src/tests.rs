@@ -76,7 +76,8 @@ async fn fixture() -> Fixture {
     .expect("opens");
     namespace.migrate().await.expect("migrates");
     let plan = Arc::new(StandInPlan::default());
-    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone()));
+    // The tests' callback receivers listen on loopback.
+    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone(), true));
     Fixture { input, plan, namespace, account: AccountId::new(), _dir: dir }
 }
 
@@ -654,6 +655,7 @@ fn fast(max_attempts: u32) -> Settings {
         delivery_retry_base: Duration::from_millis(10),
         delivery_timeout: Duration::from_secs(5),
         delivery_poll: Duration::from_millis(20),
+        callback_allow_private: true,
     }
 }
 
@@ -736,4 +738,43 @@ fn settings_default_and_refuse_what_is_not_a_positive_number() {
     assert_eq!(set("delivery_max_attempts", "3").expect("valid").delivery_max_attempts, 3);
     assert!(set("delivery_max_attempts", "0").is_err());
     assert!(set("delivery_retry_base_ms", "fast").is_err());
+    assert!(!Settings::default().callback_allow_private, "callbacks stay off private networks unless allowed");
+    assert!(set("callback_allow_private", "true").expect("valid").callback_allow_private);
+    assert!(set("callback_allow_private", "yes").is_err());
+}
+
+/// A deployment that does not allow private callbacks refuses a receiver on loopback, however it is named.
+#[tokio::test]
+async fn a_reply_is_not_posted_to_a_private_address_unless_the_deployment_allows_it() {
+    let f = fixture().await;
+    let guarded = Input::new(f.input.store.clone(), f.plan.clone(), false);
+    let loopback = "http://127.0.0.1:9/hooks";
+    let registration =
+        ChannelRegistration { account: f.account, inbox: InboxId::new(), kind: ChannelKind::Api, callback_url: None };
+    let refused = guarded
+        .register_channel(ChannelRegistration { callback_url: Some(loopback.to_owned()), ..registration.clone() })
+        .await
+        .expect("port");
+    assert_eq!(refused, Err(RegistrationError::PrivateCallbackUrl(loopback.to_owned())));
+    assert_eq!(f.input.channel(f.account, registration.inbox).await.expect("port"), None, "nothing registered");
+
+    // Set while private callbacks were allowed, or a name that now resolves to loopback: the worker refuses
+    // to post, whichever it is.
+    let target = receiver(0).await;
+    let handler = crate::events::RecordReplies { wake: Arc::default() };
+    let mut channels = Vec::new();
+    for url in [target.url.clone(), target.url.replace("127.0.0.1", "localhost")] {
+        let channel = f.register(InboxId::new(), Some(&url)).await;
+        consume(&f, &handler, reply(&f, &channel, "user-1", MessageKind::Outgoing)).await;
+        channels.push(channel);
+    }
+    deliver_all(&f, &Settings { callback_allow_private: false, ..fast(1) }).await;
+
+    assert_eq!(target.hits.load(Ordering::SeqCst), 0, "nothing reached the receiver");
+    for channel in channels {
+        let rows = f.input.store.transcript(channel.inbox, "user-1", 10).await.expect("transcript");
+        assert_eq!(rows[0].delivery_status.as_deref(), Some("failed"));
+        let reason = rows[0].delivery_reason.clone().unwrap_or_default();
+        assert!(reason.contains("private address"), "{reason}");
+    }
 }

@@ -83,13 +83,11 @@ pub fn monolith_config(data_dir: &Path) -> kernel::Config {
         .or_default()
         .settings
         .insert("stripe_webhook_secret".to_owned(), WEBHOOK_SECRET.to_owned());
-    // Reply deliveries retry after 50 ms instead of a second, so retry tests are quick.
-    config
-        .services
-        .entry("input".to_owned())
-        .or_default()
-        .settings
-        .insert("delivery_retry_base_ms".to_owned(), "50".to_owned());
+    // Reply deliveries retry after 50 ms instead of a second, so retry tests are quick; and they may reach
+    // the tests' callback receivers, on loopback.
+    let input = &mut config.services.entry("input".to_owned()).or_default().settings;
+    input.insert("delivery_retry_base_ms".to_owned(), "50".to_owned());
+    input.insert("callback_allow_private".to_owned(), "true".to_owned());
     config
 }
 
@@ -100,6 +98,7 @@ pub const SPLIT_ENV: &[(&str, &str)] = &[
     ("RABBIT_MQ_PASSWORD", "guest"),
     ("OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_RETRY_BASE_MS", "50"),
+    ("OMNIDESK_SERVICES__INPUT__SETTINGS__CALLBACK_ALLOW_PRIVATE", "true"),
 ];
 
 impl TestApp {
