@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use contracts::channel::ChannelContact;
-use kernel::http::{Json, Path, Problem};
+use kernel::http::{ClientIp, Json, Path, Problem};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,9 +38,11 @@ pub fn routes() -> Routes<AppState> {
 /// posts and reads messages with.
 async fn create_contact(
     State(input): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(identifier): Path<String>,
     Json(fields): Json<ContactFields>,
 ) -> Result<Response, Problem> {
+    input.widget_limits.contact(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let mut errors = Vec::new();
     let details = inbound::check_contact(fields, "", &mut errors);
@@ -59,10 +61,12 @@ struct ContactMessage {
 /// `POST …/contacts/{source_id}/messages`: a widget contact writes.
 async fn post_contact_message(
     State(input): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path((identifier, source_id)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<ContactMessage>,
 ) -> Result<Response, Problem> {
+    input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
     let idempotency_key = inbound::idempotency_key(&headers, false)?;
@@ -113,8 +117,10 @@ struct TranscriptMessage {
 /// `GET …/contacts/{source_id}/messages`: the contact's transcript, oldest first.
 async fn list_contact_messages(
     State(input): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path((identifier, source_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Transcript>, Problem> {
+    input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
     let rows =

@@ -15,7 +15,9 @@
 //! `delivery_timeout_ms` (10000, per attempt), `delivery_poll_ms` (1000, how often the worker looks for due
 //! deliveries when nothing woke it), `callback_allow_private` (false: callback URLs may not reach loopback,
 //! private or link-local addresses, see [`callbacks`]; true for a desk whose receivers are on its own
-//! network).
+//! network), `widget_contacts_per_ip_per_minute` (60) and `widget_requests_per_ip_per_minute` (600): how
+//! many contacts one client IP may create, and widget requests it may make, a minute on the public
+//! widget-style routes (the signed server-to-server route is not limited: its caller holds the secret).
 
 mod callbacks;
 mod channels;
@@ -67,6 +69,10 @@ pub struct Settings {
     pub delivery_poll: Duration,
     /// Whether callbacks may reach loopback, private and link-local addresses.
     pub callback_allow_private: bool,
+    /// Contacts one client IP may create a minute on the widget routes.
+    pub widget_contacts_per_ip_per_minute: u32,
+    /// Requests one client IP may make a minute on the widget routes.
+    pub widget_requests_per_ip_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -77,6 +83,8 @@ impl Default for Settings {
             delivery_timeout: Duration::from_millis(10_000),
             delivery_poll: Duration::from_millis(1000),
             callback_allow_private: false,
+            widget_contacts_per_ip_per_minute: 60,
+            widget_requests_per_ip_per_minute: 600,
         }
     }
 }
@@ -115,7 +123,45 @@ impl Settings {
                     anyhow::bail!("services.input.settings.callback_allow_private must be true or false, not `{other}`")
                 }
             },
+            widget_contacts_per_ip_per_minute: per_minute(number(
+                "widget_contacts_per_ip_per_minute",
+                u64::from(defaults.widget_contacts_per_ip_per_minute),
+            )?),
+            widget_requests_per_ip_per_minute: per_minute(number(
+                "widget_requests_per_ip_per_minute",
+                u64::from(defaults.widget_requests_per_ip_per_minute),
+            )?),
         })
+    }
+}
+
+fn per_minute(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The widget routes' limits per client IP.
+pub struct WidgetLimits {
+    contacts: Arc<kernel::limits::PerMinute<std::net::IpAddr>>,
+    requests: Arc<kernel::limits::PerMinute<std::net::IpAddr>>,
+}
+
+impl WidgetLimits {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            contacts: kernel::limits::PerMinute::new(settings.widget_contacts_per_ip_per_minute),
+            requests: kernel::limits::PerMinute::new(settings.widget_requests_per_ip_per_minute),
+        }
+    }
+
+    /// Spends one widget request of `ip`.
+    pub fn request(&self, ip: std::net::IpAddr) -> Result<(), InputError> {
+        self.requests.check(&ip).map_err(InputError::RateLimited)
+    }
+
+    /// Spends one new contact of `ip` (and one request).
+    pub fn contact(&self, ip: std::net::IpAddr) -> Result<(), InputError> {
+        self.request(ip)?;
+        self.contacts.check(&ip).map_err(InputError::RateLimited)
     }
 }
 
@@ -129,13 +175,22 @@ pub struct Input {
     channels: channels::OpenChannels,
     /// Whether callback URLs may name private addresses (`callback_allow_private`).
     allow_private_callbacks: bool,
+    /// What one client IP may do on the widget routes.
+    widget_limits: WidgetLimits,
 }
 
 impl Input {
     /// The service's shared state; starts its recorder task, which stops when this is dropped.
-    fn new(store: store::Store, plan: Arc<dyn PlanPort>, allow_private_callbacks: bool) -> Self {
+    fn new(store: store::Store, plan: Arc<dyn PlanPort>, settings: &Settings) -> Self {
         let recorder = recorder::Recorder::new(store.clone(), plan.clone()).spawn();
-        Self { store, plan, recorder, channels: channels::OpenChannels::default(), allow_private_callbacks }
+        Self {
+            store,
+            plan,
+            recorder,
+            channels: channels::OpenChannels::default(),
+            allow_private_callbacks: settings.callback_allow_private,
+            widget_limits: WidgetLimits::new(settings),
+        }
     }
 }
 
@@ -168,6 +223,8 @@ pub enum InputError {
     Corrupt(String),
     #[error("the recorder of accepted posts stopped before answering")]
     RecorderStopped,
+    #[error("too many widget requests from this client; retry in {0} s")]
+    RateLimited(u64),
 }
 
 impl From<InputError> for Problem {
@@ -203,6 +260,7 @@ impl From<InputError> for Problem {
             InputError::Store(error) => Problem::internal(&error),
             InputError::Corrupt(reason) => Problem::internal(&reason),
             InputError::RecorderStopped => Problem::internal(&"the recorder of accepted posts stopped"),
+            InputError::RateLimited(retry_after) => Problem::too_many_requests("widget_rate_limited", retry_after),
         }
     }
 }
@@ -210,7 +268,7 @@ impl From<InputError> for Problem {
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let settings = Settings::from(&context.config().service(contracts::services::INPUT).settings)?;
     let store = store::Store::new(context.namespace());
-    let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?, settings.callback_allow_private));
+    let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?, &settings));
     context.provide::<dyn InputPort>(input.clone())?;
     let worker = delivery::Worker::new(store, &settings)?;
     context.subscribe::<MessageCreated, _>(Arc::new(events::RecordReplies { wake: worker.wake() }))?;

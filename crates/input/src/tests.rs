@@ -77,7 +77,7 @@ async fn fixture() -> Fixture {
     namespace.migrate().await.expect("migrates");
     let plan = Arc::new(StandInPlan::default());
     // The tests' callback receivers listen on loopback.
-    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone(), true));
+    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone(), &fast(8)));
     Fixture { input, plan, namespace, account: AccountId::new(), _dir: dir }
 }
 
@@ -656,6 +656,7 @@ fn fast(max_attempts: u32) -> Settings {
         delivery_timeout: Duration::from_secs(5),
         delivery_poll: Duration::from_millis(20),
         callback_allow_private: true,
+        ..Settings::default()
     }
 }
 
@@ -741,13 +742,16 @@ fn settings_default_and_refuse_what_is_not_a_positive_number() {
     assert!(!Settings::default().callback_allow_private, "callbacks stay off private networks unless allowed");
     assert!(set("callback_allow_private", "true").expect("valid").callback_allow_private);
     assert!(set("callback_allow_private", "yes").is_err());
+    assert_eq!(set("widget_contacts_per_ip_per_minute", "5").expect("valid").widget_contacts_per_ip_per_minute, 5);
+    assert!(set("widget_requests_per_ip_per_minute", "0").is_err(), "a limit of nothing is a typo");
 }
 
 /// A deployment that does not allow private callbacks refuses a receiver on loopback, however it is named.
 #[tokio::test]
 async fn a_reply_is_not_posted_to_a_private_address_unless_the_deployment_allows_it() {
     let f = fixture().await;
-    let guarded = Input::new(f.input.store.clone(), f.plan.clone(), false);
+    let guarded =
+        Input::new(f.input.store.clone(), f.plan.clone(), &Settings { callback_allow_private: false, ..fast(1) });
     let loopback = "http://127.0.0.1:9/hooks";
     let registration =
         ChannelRegistration { account: f.account, inbox: InboxId::new(), kind: ChannelKind::Api, callback_url: None };

@@ -14,6 +14,7 @@ pub mod config;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod ports;
 pub mod routes;

@@ -1,51 +1,28 @@
 //! Login rate limits, per e-mail address (guessing one account's password) and per client IP (spraying
 //! many accounts). Both are token buckets that refill over a minute.
 //!
-//! The state is in the process hosting the user service. Running several replicas of it needs a shared
-//! store (Redis) for the limits to hold across replicas; that comes with the cache issue.
+//! The state is in the process hosting the user service (see `kernel::limits`).
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use kernel::limits::PerMinute;
 
 /// The two login limiters.
 pub struct LoginLimits {
-    per_email: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_email: Arc<PerMinute<String>>,
+    per_ip: Arc<PerMinute<IpAddr>>,
 }
 
 impl LoginLimits {
     pub fn new(per_email_per_minute: u32, per_ip_per_minute: u32) -> Arc<Self> {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-        let limits = Arc::new(Self {
-            per_email: RateLimiter::keyed(quota(per_email_per_minute)),
-            per_ip: RateLimiter::keyed(quota(per_ip_per_minute)),
-        });
-        // Forget keys whose buckets are full again, so the maps do not grow without bound.
-        let weak = Arc::downgrade(&limits);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(limits) = weak.upgrade() else { break };
-                limits.per_email.retain_recent();
-                limits.per_ip.retain_recent();
-            }
-        });
-        limits
+        Arc::new(Self { per_email: PerMinute::new(per_email_per_minute), per_ip: PerMinute::new(per_ip_per_minute) })
     }
 
     /// Spends one attempt for this address and IP; `Err(seconds)` says how long to wait.
     pub fn check(&self, email: &str, ip: IpAddr) -> Result<(), u64> {
-        let clock = DefaultClock::default();
-        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(clock.now()).as_secs() + 1;
-        self.per_ip.check_key(&ip).map_err(wait)?;
-        self.per_email.check_key(&email.to_owned()).map_err(wait)?;
-        Ok(())
+        self.per_ip.check(&ip)?;
+        self.per_email.check(&email.to_owned())
     }
 }
 

@@ -459,6 +459,35 @@ async fn a_reply_is_delivered_signed_to_the_callback_url_after_two_failures(app:
     .await;
 }
 
+/// One client creating contacts in a loop (to use up the account's monthly conversations, say) is slowed
+/// down to the widget limit; a signed server, which holds the secret, is not.
+#[tokio::test]
+async fn one_client_creating_widget_contacts_in_a_loop_is_refused_past_the_limit() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::helpers::monolith_config(data.path());
+    let input = &mut config.services.entry("input".to_owned()).or_default().settings;
+    input.insert("widget_contacts_per_ip_per_minute".to_owned(), "3".to_owned());
+    let app = TestApp::monolith_with(config, data).await;
+    let (_, session) = app.signed_in().await;
+    let inbox = create_api_inbox(&app, &session.access_token, None).await;
+
+    let mut source_ids = Vec::new();
+    for _ in 0..3 {
+        source_ids.push(create_widget_contact(&app, &inbox).await);
+    }
+    let path = format!("/public/api/v1/inboxes/{}/contacts", inbox.identifier);
+    let refused = app.post(&path, json!({ "name": "Bot" })).await;
+
+    refused.assert_problem(StatusCode::TOO_MANY_REQUESTS, "widget_rate_limited");
+    let retry_after: u64 = refused.headers["retry-after"].to_str().expect("text").parse().expect("seconds");
+    assert!((1..=61).contains(&retry_after), "{retry_after}");
+    let written = app.post(&contact_messages_path(&inbox, &source_ids[0]), json!({ "content": "still here" })).await;
+    assert_eq!(written.status, StatusCode::ACCEPTED, "a contact that exists goes on writing: {written:?}");
+    let signed =
+        post_signed(&app, &inbox, "server-1", &json!({ "contact": { "source_id": "s" }, "content": "hi" })).await;
+    assert_eq!(signed.status, StatusCode::ACCEPTED, "the signed route is not limited: {signed:?}");
+}
+
 in_every_topology!(
     a_signed_post_becomes_a_conversation_with_its_message,
     bad_signatures_stale_timestamps_and_malformed_posts_are_refused_and_store_nothing,

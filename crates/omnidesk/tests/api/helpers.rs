@@ -88,6 +88,9 @@ pub fn monolith_config(data_dir: &Path) -> kernel::Config {
     let input = &mut config.services.entry("input".to_owned()).or_default().settings;
     input.insert("delivery_retry_base_ms".to_owned(), "50".to_owned());
     input.insert("callback_allow_private".to_owned(), "true".to_owned());
+    // Every test posts from 127.0.0.1: the widget limits per client IP would count the whole suite.
+    input.insert("widget_contacts_per_ip_per_minute".to_owned(), "1000000".to_owned());
+    input.insert("widget_requests_per_ip_per_minute".to_owned(), "1000000".to_owned());
     config
 }
 
@@ -99,6 +102,8 @@ pub const SPLIT_ENV: &[(&str, &str)] = &[
     ("OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_RETRY_BASE_MS", "50"),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__CALLBACK_ALLOW_PRIVATE", "true"),
+    ("OMNIDESK_SERVICES__INPUT__SETTINGS__WIDGET_CONTACTS_PER_IP_PER_MINUTE", "1000000"),
+    ("OMNIDESK_SERVICES__INPUT__SETTINGS__WIDGET_REQUESTS_PER_IP_PER_MINUTE", "1000000"),
 ];
 
 impl TestApp {
