@@ -95,6 +95,11 @@ impl Changes {
         self.feed.push((kind, self.inbox.clone(), data.to_string()));
     }
 
+    /// A change every agent of the account may see (a contact's), whatever the inbox of the others.
+    fn push_to_all(&mut self, kind: &'static str, data: serde_json::Value) {
+        self.feed.push((kind, None, data.to_string()));
+    }
+
     /// A change to a conversation of `inbox` (for changes of several inboxes in one transaction).
     fn push_in(&mut self, inbox: &str, kind: &'static str, data: serde_json::Value) {
         self.feed.push((kind, Some(inbox.to_owned()), data.to_string()));
@@ -859,7 +864,8 @@ async fn identify(
                 Store::update_contact(tx, account, &row).await?;
                 Store::unindex(tx, &scope, "contact", &row.id).await?;
                 Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
-                changes.push("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+                changes
+                    .push_to_all("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
             }
             Ok(row)
         }
@@ -874,7 +880,7 @@ async fn identify(
             };
             Store::insert_contact(tx, account, &row, inbox, &contact.source_id).await?;
             Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
-            changes.push("contact.created", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+            changes.push_to_all("contact.created", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
             Ok(row)
         }
     }
@@ -947,7 +953,7 @@ pub async fn update_contact(
     Store::unindex(&mut tx, &scope, "contact", &row.id).await?;
     Store::index(&mut tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
     let mut changes = Changes::new(caller.account);
-    changes.push("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+    changes.push_to_all("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
     changes.record(&mut tx, &desk.feed, now).await?;
     tx.commit().await?;
     Ok(row)
