@@ -98,7 +98,7 @@ fn feed_retention(settings: &std::collections::BTreeMap<String, String>) -> anyh
             anyhow::anyhow!("services.inbox.settings.feed_retention_days must be a number of days, not `{value}`")
         })?,
     };
-    Ok((days > 0).then(|| Duration::from_secs(days * 24 * 3600)))
+    Ok((days > 0).then(|| Duration::from_secs(days.saturating_mul(24 * 3600))))
 }
 
 /// Deletes realtime feed rows older than `keep`, hourly, the first time a minute after start.

@@ -102,7 +102,7 @@ impl Process {
         }
         for namespace in &namespaces {
             if config.data.event_retention_days > 0 {
-                let keep = Duration::from_secs(config.data.event_retention_days * 24 * 3600);
+                let keep = Duration::from_secs(config.data.event_retention_days.saturating_mul(24 * 3600));
                 tokio::spawn(trim_events(namespace.clone(), keep, stop.clone()));
             }
             tokio::spawn(events::relay_metered(
