@@ -79,9 +79,6 @@ pub struct CannedRow {
     pub updated_at: i64,
 }
 
-/// How many feed rows one trimming statement deletes (one short write transaction each).
-const TRIM_SLICE: i64 = 1_000;
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FeedRow {
     pub seq: i64,
@@ -1110,21 +1107,12 @@ impl Store {
                 }
             }
         };
-        let mut deleted = 0;
-        loop {
-            let slice = self
-                .db
-                .execute(
-                    "delete from realtime_feed where seq in \
-                     (select seq from realtime_feed where seq < ? order by seq limit ?)",
-                    args![keep_from, TRIM_SLICE],
-                )
-                .await?;
-            deleted += slice;
-            if slice < TRIM_SLICE as u64 {
-                return Ok(deleted);
-            }
-        }
+        self.db
+            .delete_in_slices(
+                "delete from realtime_feed where seq in (select seq from realtime_feed where seq < ? order by seq limit ?)",
+                args![keep_from],
+            )
+            .await
     }
 
     pub async fn feed_head(&self, account: AccountId) -> Result<i64, StoreError> {

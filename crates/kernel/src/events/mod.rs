@@ -653,29 +653,19 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
     Ok(count)
 }
 
-/// How many rows one trimming statement deletes: each slice is a short write transaction, so producers
-/// and consumers of the namespace never wait long behind it.
-const TRIM_SLICE: i64 = 1_000;
-
 /// Deletes what the event bus no longer needs from `namespace`: outbox rows published before `before`
 /// (Unix milliseconds) and the ids of events processed before it. An unpublished event is never deleted.
 /// Dropping a processed id ends its deduplication, so `before` must be older than any redelivery can be
-/// (the configured retention is days; redeliveries come within minutes). Returns how many rows went.
+/// (the configured retention is days; redeliveries come within minutes). Returns how many rows went; in
+/// slices, so that producers and consumers of the namespace never wait long behind it.
 pub async fn trim(namespace: &Namespace, before: i64) -> Result<u64, StoreError> {
-    let mut deleted = 0;
-    loop {
-        let slice = namespace
-            .kernel_execute(
-                "delete from _outbox where seq in (select seq from _outbox \
-                 where published_at is not null and published_at < ? order by published_at limit ?)",
-                args![before, TRIM_SLICE],
-            )
-            .await?;
-        deleted += slice;
-        if slice < TRIM_SLICE as u64 {
-            break;
-        }
-    }
+    let mut deleted = namespace
+        .kernel_delete_in_slices(
+            "delete from _outbox where seq in (select seq from _outbox \
+             where published_at is not null and published_at < ? order by published_at limit ?)",
+            args![before],
+        )
+        .await?;
     // Ids are recorded in time order, so the old ones are those before the first recent one; finding it
     // walks only the old rows, without an index on the time that every claim would have to maintain.
     let first_kept: Vec<(i64,)> = namespace
@@ -685,19 +675,14 @@ pub async fn trim(namespace: &Namespace, before: i64) -> Result<u64, StoreError>
         )
         .await?;
     let first_kept = first_kept.first().map_or(i64::MAX, |(rowid,)| *rowid);
-    loop {
-        let slice = namespace
-            .kernel_execute(
-                "delete from _processed_events where rowid in (select rowid from _processed_events \
-                 where rowid < ? and processed_at < ? order by rowid limit ?)",
-                args![first_kept, before, TRIM_SLICE],
-            )
-            .await?;
-        deleted += slice;
-        if slice < TRIM_SLICE as u64 {
-            return Ok(deleted);
-        }
-    }
+    deleted += namespace
+        .kernel_delete_in_slices(
+            "delete from _processed_events where rowid in (select rowid from _processed_events \
+             where rowid < ? and processed_at < ? order by rowid limit ?)",
+            args![first_kept, before],
+        )
+        .await?;
+    Ok(deleted)
 }
 
 /// How many events wait in `namespace`'s outbox.

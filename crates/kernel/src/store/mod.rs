@@ -174,6 +174,9 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// How many rows one statement of [`Namespace::delete_in_slices`] deletes.
+pub const DELETE_SLICE: i64 = 1_000;
+
 /// A service's own database namespace.
 #[derive(Clone)]
 pub struct Namespace {
@@ -342,6 +345,28 @@ impl Namespace {
         let Pool::Sqlite(pool) = &self.writer;
         let query = args.into_iter().fold(sqlx::query(sql), |q, v| q.bind(v));
         Ok(query.execute(pool).await.map_err(StoreError::classify)?.rows_affected())
+    }
+
+    /// Deletes in slices: runs `sql` — a delete of at most [`DELETE_SLICE`] rows, whose last placeholder
+    /// takes that number after `args` — until a run deletes fewer; returns how many rows went. Each run is a
+    /// short write transaction of its own, so the namespace's other writers wait for one slice at a time.
+    pub async fn delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        self.audit(sql)?;
+        self.kernel_delete_in_slices(sql, args).await
+    }
+
+    /// [`Namespace::delete_in_slices`] for the kernel's own tables.
+    pub(crate) async fn kernel_delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let mut slice_args = args.clone();
+            slice_args.push(Value::from(DELETE_SLICE));
+            let slice = self.kernel_execute(sql, slice_args).await?;
+            deleted += slice;
+            if slice < DELETE_SLICE as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Fetches at most one row.
