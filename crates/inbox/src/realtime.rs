@@ -33,6 +33,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use contracts::AccountId;
+use futures_util::SinkExt;
 use kernel::auth::{Caller, TokenVerifier, bearer_token};
 use kernel::http::{Problem, Query};
 use serde::Deserialize;
@@ -239,7 +240,8 @@ enum SendError {
     Store(kernel::store::StoreError),
 }
 
-/// Sends every feed row after `cursor` that `caller` may see, advancing it past those they may not.
+/// Sends every feed row after `cursor` that `caller` may see, advancing it past those they may not. A
+/// page's frames are written together, with one flush (one write to the socket, not one per change).
 async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, cursor: &mut i64) -> Result<(), SendError> {
     let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
     loop {
@@ -254,10 +256,11 @@ async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, curs
                     serde_json::Value::String(row.kind),
                     payload
                 );
-                socket.send(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
+                socket.feed(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
             }
             *cursor = row.seq;
         }
+        socket.flush().await.map_err(|_| SendError::Closed)?;
         if !full {
             return Ok(());
         }

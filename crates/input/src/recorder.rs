@@ -314,18 +314,10 @@ impl Recorder {
             .into_iter()
             .map(|row| Ok((inbox_of(&row.inbox_id)?, row.source_id.clone(), row)))
             .collect::<Result<_, InputError>>()?;
-        let details: Vec<ContactDetails<'_>> = posts()
-            .map(|Submission { inbox, post, .. }| ContactDetails {
-                inbox: *inbox,
-                source_id: &post.contact.source_id,
-                origin: post.origin.as_str(),
-                name: post.contact.name.as_deref(),
-                email: post.contact.email.as_deref(),
-                phone: post.contact.phone.as_deref(),
-                now_ms: now,
-            })
-            .collect();
-        Store::upsert_contacts(&mut tx, &details).await?;
+        let details = contact_changes(posts(), &before, now);
+        if !details.is_empty() {
+            Store::upsert_contacts(&mut tx, &details).await?;
+        }
         let (contacts, starting) = contacts_as_stored(posts(), &before);
         let identities: Vec<(InboxId, &str)> =
             starting.iter().map(|s| (s.inbox, s.post.contact.source_id.as_str())).collect();
@@ -452,6 +444,45 @@ fn inbox_of(id: &str) -> Result<InboxId, InputError> {
     id.parse().map_err(|_| InputError::Corrupt(format!("inbox id `{id}`")))
 }
 
+/// What `posts` change in their contacts, in order: a contact's first post, and each post that sends a
+/// name, e-mail or phone other than what the contact holds by then. A post that changes nothing writes
+/// nothing (the upsert would rewrite the row as it was).
+fn contact_changes<'b>(
+    posts: impl Iterator<Item = &'b Submission>,
+    before: &'b ByInbox<IdentifiedContactRow>,
+    now_ms: i64,
+) -> Vec<ContactDetails<'b>> {
+    type Details<'b> = [Option<&'b str>; 3];
+    let mut held: HashMap<(InboxId, &str), Details<'b>> = HashMap::new();
+    posts
+        .filter(|Submission { inbox, post, .. }| {
+            let source_id = post.contact.source_id.as_str();
+            let sent = [post.contact.name.as_deref(), post.contact.email.as_deref(), post.contact.phone.as_deref()];
+            let known = held.get(&(*inbox, source_id)).copied().or_else(|| {
+                before
+                    .get(*inbox, source_id)
+                    .map(|row| [row.name.as_deref(), row.email.as_deref(), row.phone.as_deref()])
+            });
+            let Some(known) = known else {
+                held.insert((*inbox, source_id), sent);
+                return true;
+            };
+            let changes = sent.iter().zip(&known).any(|(sent, known)| sent.is_some() && sent != known);
+            held.insert((*inbox, source_id), std::array::from_fn(|i| sent[i].or(known[i])));
+            changes
+        })
+        .map(|Submission { inbox, post, .. }| ContactDetails {
+            inbox: *inbox,
+            source_id: &post.contact.source_id,
+            origin: post.origin.as_str(),
+            name: post.contact.name.as_deref(),
+            email: post.contact.email.as_deref(),
+            phone: post.contact.phone.as_deref(),
+            now_ms,
+        })
+        .collect()
+}
+
 /// The channel identities (inbox, source id) of `posts`, each once, in order of first appearance.
 fn distinct_contacts<'b>(posts: impl Iterator<Item = &'b Submission>) -> Vec<(InboxId, &'b str)> {
     let mut seen = HashSet::new();
@@ -495,4 +526,76 @@ fn contacts_as_stored<'b>(
         contacts.push(contact.clone());
     }
     (contacts, starting)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::Origin;
+
+    fn submission(inbox: InboxId, source_id: &str, name: Option<&str>, email: Option<&str>) -> Submission {
+        Submission {
+            inbox,
+            account: AccountId::new(),
+            post: Post {
+                idempotency_key: None,
+                body_sha256: String::new(),
+                payload: String::new(),
+                contact: ChannelContact {
+                    source_id: source_id.into(),
+                    name: name.map(str::to_owned),
+                    email: email.map(str::to_owned),
+                    phone: None,
+                },
+                origin: Origin::Server,
+                content: String::new(),
+            },
+            trace: None,
+            answer: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn only_posts_that_change_their_contact_are_written_judged_by_the_contact_as_the_batch_left_it() {
+        let inbox = InboxId::new();
+        let before: ByInbox<IdentifiedContactRow> = [(
+            inbox,
+            "user-1".to_owned(),
+            IdentifiedContactRow {
+                inbox_id: inbox.to_string(),
+                source_id: "user-1".into(),
+                name: Some("Hanako".into()),
+                email: None,
+                phone: None,
+                first_message_at: Some(1),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let batch = [
+            submission(inbox, "user-1", Some("Hanako"), None),
+            submission(inbox, "user-1", None, None),
+            submission(inbox, "user-1", None, Some("hanako@example.jp")),
+            submission(inbox, "user-1", Some("Hanako Yamada"), Some("hanako@example.jp")),
+            submission(inbox, "user-1", Some("Hanako"), None),
+            submission(inbox, "user-2", None, None),
+            submission(inbox, "user-2", None, None),
+            submission(InboxId::new(), "user-1", Some("Hanako"), None),
+        ];
+
+        let written: Vec<(&str, Option<&str>, Option<&str>)> =
+            contact_changes(batch.iter(), &before, 0).iter().map(|c| (c.source_id, c.name, c.email)).collect();
+        assert_eq!(
+            written,
+            [
+                ("user-1", None, Some("hanako@example.jp")),
+                ("user-1", Some("Hanako Yamada"), Some("hanako@example.jp")),
+                ("user-1", Some("Hanako"), None),
+                ("user-2", None, None),
+                ("user-1", Some("Hanako"), None),
+            ],
+            "the same details again write nothing; a name changed back is a change; a new contact (also the \
+             same source id on another inbox) is written once"
+        );
+    }
 }

@@ -534,6 +534,26 @@ async fn each_event_of_a_batch_names_the_contact_as_stored_after_its_own_post() 
 }
 
 #[tokio::test]
+async fn a_contacts_name_changed_and_changed_back_in_one_batch_is_stored_as_last_sent() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    f.input.accept(&channel, post_from("user-1", Some("Hanako"), None, "hello")).await.expect("accepted");
+
+    f.record_batch(
+        &channel,
+        vec![
+            post_from("user-1", Some("Hanako"), None, "same name"),
+            post_from("user-1", Some("Hanako Yamada"), None, "full name"),
+            post_from("user-1", Some("Hanako"), None, "short name again"),
+        ],
+    )
+    .await;
+
+    let stored = f.input.store.contact(channel.inbox, "user-1").await.expect("read").expect("stored");
+    assert_eq!(stored.name.as_deref(), Some("Hanako"));
+}
+
+#[tokio::test]
 async fn a_widget_contact_is_reachable_by_its_source_id_and_a_servers_contact_is_not() {
     let f = fixture().await;
     let channel = f.register(InboxId::new(), None).await;

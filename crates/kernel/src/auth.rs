@@ -130,6 +130,43 @@ pub struct Caller {
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    verified: Verified,
+}
+
+/// How many verified tokens a [`TokenVerifier`] remembers.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// Tokens that verified, with what they said and when they expire. Checking an Ed25519 signature costs
+/// tens of microseconds, a large part of a cached request; an agent's client sends the same token with
+/// every request until it expires, so each token's signature is checked once. A remembered token is
+/// taken only before its `exp`: from then on it goes through full verification again (which allows the
+/// clock leeway, or answers `token_expired`). Only what verified is remembered, so a token that does not
+/// is checked in full every time; the map is keyed by the whole token, so a token differing from a
+/// remembered one in any byte is not it.
+#[derive(Default)]
+struct Verified(std::sync::Mutex<std::collections::HashMap<String, (Caller, u64)>>);
+
+impl Verified {
+    fn get(&self, token: &str, now: u64) -> Option<(Caller, u64)> {
+        let entries = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(token).copied().filter(|&(_, exp)| now < exp)
+    }
+
+    /// Remembers a verified token; when full, forgets the expired ones, or all if none has expired.
+    fn remember(&self, token: &str, caller: Caller, exp: u64, now: u64) {
+        let mut entries = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= VERIFIED_CAPACITY {
+            entries.retain(|_, &mut (_, exp)| now < exp);
+            if entries.len() >= VERIFIED_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(token.to_owned(), (caller, exp));
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 impl TokenVerifier {
@@ -139,7 +176,7 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
-        Ok(Self { key, validation })
+        Ok(Self { key, validation, verified: Verified::default() })
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
@@ -149,6 +186,17 @@ impl TokenVerifier {
     /// [`TokenVerifier::verify`], with when the token expires (Unix seconds): for a connection that
     /// outlives a request, such as the realtime WebSocket, and must end when its token does.
     pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), Problem> {
+        let now = unix_now();
+        if let Some(verified) = self.verified.get(token, now) {
+            return Ok(verified);
+        }
+        let (caller, exp) = self.check(token)?;
+        self.verified.remember(token, caller, exp, now);
+        Ok((caller, exp))
+    }
+
+    /// Checks the token's signature and claims.
+    fn check(&self, token: &str) -> Result<(Caller, u64), Problem> {
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -181,7 +229,7 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, caller: Caller) -> Result<SignedToken, jsonwebtoken::errors::Error> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = unix_now();
         let claims = AccessClaims {
             sub: caller.user,
             acc: caller.account,
@@ -360,6 +408,45 @@ mod tests {
 
         let problem = files.verifier().expect("verifier").verify(&token.token).expect_err("expired");
         assert_eq!(problem.code, "token_expired");
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_no_altered_copy_is_taken_for_it() {
+        let (_dir, files) = keys();
+        let verifier = files.verifier().expect("verifier");
+        let caller = caller();
+        let token = files.signer(Duration::from_secs(60)).expect("signer").sign(caller).expect("signs").token;
+        assert_eq!(verifier.verify(&token), Ok(caller));
+        assert_eq!(verifier.verify(&token), Ok(caller), "again, from memory");
+
+        let mut altered = token.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).expect("ascii");
+        assert_eq!(verifier.verify(&altered).expect_err("altered").code, "invalid_token");
+
+        let remembered = Verified::default();
+        remembered.remember(&token, caller, 100, 50);
+        assert_eq!(remembered.get(&token, 99), Some((caller, 100)));
+        assert_eq!(remembered.get(&token, 100), None, "checked in full again from its exp on");
+    }
+
+    #[test]
+    fn verified_tokens_are_bounded_forgetting_expired_ones_first() {
+        let remembered = Verified::default();
+        for i in 0..VERIFIED_CAPACITY {
+            remembered.remember(&format!("old-{i}"), caller(), 10, 0);
+        }
+        remembered.remember("new", caller(), 100, 20);
+        assert_eq!(remembered.0.lock().expect("lock").len(), 1, "the expired ones went");
+
+        for i in 1..VERIFIED_CAPACITY {
+            remembered.remember(&format!("live-{i}"), caller(), 100, 20);
+        }
+        assert_eq!(remembered.0.lock().expect("lock").len(), VERIFIED_CAPACITY);
+        remembered.remember("last", caller(), 100, 20);
+        assert_eq!(remembered.0.lock().expect("lock").len(), 1, "none had expired: all went");
+        assert!(remembered.get("last", 20).is_some());
     }
 
     #[test]

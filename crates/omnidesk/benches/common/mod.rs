@@ -30,7 +30,9 @@ impl Server {
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
-            .env("OMNIDESK_LOG", "warn")
+            // `BENCH_SERVER_LOG` sets the server's log filter, e.g. `warn,sqlx::query=debug` for every
+            // statement with its time.
+            .env("OMNIDESK_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE", "1000000000")
             .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000000")
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
