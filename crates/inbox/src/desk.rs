@@ -15,7 +15,7 @@ use contracts::plan::{Limited, PlanPort};
 use contracts::user::UserPort;
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::Caller;
-use kernel::store::Tx;
+use kernel::store::{StoreError, Tx};
 use serde_json::json;
 
 use crate::InboxError;
@@ -100,9 +100,10 @@ impl Changes {
         self.feed.push((kind, None, data.to_string()));
     }
 
-    /// A change to a conversation of `inbox` (for changes of several inboxes in one transaction).
-    fn push_in(&mut self, inbox: &str, kind: &'static str, data: serde_json::Value) {
-        self.feed.push((kind, Some(inbox.to_owned()), data.to_string()));
+    /// A change to a conversation of `inbox` (for changes of several inboxes in one transaction), its data
+    /// already JSON.
+    fn push_in(&mut self, inbox: &str, kind: &'static str, data: String) {
+        self.feed.push((kind, Some(inbox.to_owned()), data));
     }
 
     /// Writes the feed rows into `tx` and wakes the account's sockets once it commits.
@@ -116,6 +117,13 @@ impl Changes {
         tx.after_commit(move || feed.notify(account));
         Ok(())
     }
+}
+
+/// The data of a `message.created` change: the message and its conversation as they are after it.
+#[derive(serde::Serialize)]
+struct Created {
+    message: MessageView,
+    conversation: ConversationView,
 }
 
 pub fn now_ms() -> i64 {
@@ -831,7 +839,8 @@ async fn store_incoming(
                 changes.len() - 1
             }
         };
-        let created = json!({ "message": MessageView::from(message), "conversation": view });
+        let created = serde_json::to_string(&Created { message: MessageView::from(message), conversation: view })
+            .map_err(StoreError::from)?;
         changes[at].push_in(&known.inbox_id, "message.created", created);
     }
     tx.publish_all(&published).await?;

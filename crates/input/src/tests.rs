@@ -102,7 +102,7 @@ impl Fixture {
         let transport = Published::default();
         kernel::events::flush(&self.namespace, &transport).await.expect("flushed");
         let envelopes = std::mem::take(&mut *transport.0.lock().expect("lock"));
-        envelopes.into_iter().map(|e| serde_json::from_value(e.payload).expect("message_received")).collect()
+        envelopes.into_iter().map(|e| serde_json::from_str(e.payload.get()).expect("message_received")).collect()
     }
 
     /// Records `posts` on `channel` as one batch, the way the recorder task does, and returns each answer.

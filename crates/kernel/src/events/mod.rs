@@ -43,7 +43,7 @@ pub(crate) const KERNEL_MIGRATIONS_TABLE: &str = "_kernel_migrations";
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// The versioned envelope every event travels in, whatever the transport.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     /// Unique per event; consumers deduplicate by it.
     pub id: Uuid,
@@ -60,8 +60,10 @@ pub struct Envelope {
     pub account: Option<AccountId>,
     /// The ordering key (events with one key are published in order).
     pub key: String,
-    /// The event itself.
-    pub payload: serde_json::Value,
+    /// The event itself, as JSON text: serialised once from the event where it is published and
+    /// deserialised once into the event where it is handled, with no JSON tree in between (the outbox,
+    /// the broker and the dead letters carry it as it is).
+    pub payload: Box<serde_json::value::RawValue>,
     /// The request id of the request that caused it, for tracing across services.
     pub trace: Option<String>,
 }
@@ -91,9 +93,27 @@ impl Envelope {
             producer: producer.to_owned(),
             account: event.account(),
             key: event.key(),
-            payload: serde_json::to_value(event)?,
+            payload: serde_json::value::to_raw_value(event)?,
             trace,
         })
+    }
+}
+
+/// Envelopes are equal when their fields are, the payload compared as the text it travels as.
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, &self.kind, self.version, self.occurred_at, &self.producer, self.account, &self.key, &self.trace)
+            == (
+                other.id,
+                &other.kind,
+                other.version,
+                other.occurred_at,
+                &other.producer,
+                other.account,
+                &other.key,
+                &other.trace,
+            )
+            && self.payload.get() == other.payload.get()
     }
 }
 
@@ -187,7 +207,7 @@ impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
                 E::VERSION
             );
         }
-        let event = E::deserialize(&envelope.payload)?;
+        let event: E = serde_json::from_str(envelope.payload.get())?;
         Ok(self.handler.wants(&event).then(|| Box::new(event) as Decoded))
     }
 
@@ -615,7 +635,7 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
             producer: row.producer,
             account: row.account_id.as_deref().map(str::parse).transpose()?,
             key: row.event_key,
-            payload: serde_json::from_str(&row.payload)?,
+            payload: serde_json::value::RawValue::from_string(row.payload)?,
             trace: row.trace,
         });
     }

@@ -499,7 +499,7 @@ impl Tx<'_> {
                     envelope.producer,
                     envelope.account,
                     envelope.key,
-                    envelope.payload.to_string(),
+                    String::from(Box::<str>::from(envelope.payload)),
                     envelope.trace,
                 ))
             })
