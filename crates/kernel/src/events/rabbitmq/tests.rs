@@ -104,6 +104,22 @@ async fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) -> Dur
     start.elapsed()
 }
 
+/// Publishes `body` as a `thing.named` message, past the transport, and waits for the broker's confirm.
+async fn publish_raw(link: &Link, exchange: &str, body: &[u8]) {
+    link.publisher
+        .basic_publish(
+            exchange.into(),
+            ThingNamed::KIND.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publishes")
+        .await
+        .expect("confirmed");
+}
+
 fn init_logs() {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kernel=debug").try_init();
 }
@@ -181,18 +197,7 @@ async fn an_unparsable_message_is_dropped_without_blocking_the_events_behind_it(
     transport.subscribe(world.delivery.clone()).await.expect("subscribes");
     let link = transport.current().expect("connected");
 
-    link.publisher
-        .basic_publish(
-            world.exchange.as_str().into(),
-            ThingNamed::KIND.into(),
-            BasicPublishOptions::default(),
-            b"not an envelope",
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publishes")
-        .await
-        .expect("confirmed");
+    publish_raw(&link, &world.exchange, b"not an envelope").await;
     transport
         .publish(&Envelope::wrap(&ThingNamed::new("after"), "producer", None).expect("wraps"))
         .await
@@ -201,6 +206,44 @@ async fn an_unparsable_message_is_dropped_without_blocking_the_events_behind_it(
 
     assert_eq!(world.handler.applied(), ["after"]);
     transport.close().await;
+    world.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_acknowledged_whole_so_nothing_applied_goes_back_to_the_queue_when_the_consumer_leaves() {
+    let _broker = test_broker::shared().await;
+    let world = World::new().await;
+    let producer_process = world.transport().await;
+    let consumer_process = world.transport().await;
+    consumer_process.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let link = producer_process.current().expect("connected");
+    // More than the prefetch, published at once so that they arrive in batches, with unparsable messages
+    // (rejected one by one) among them.
+    let ids: Vec<String> = (0..usize::from(PREFETCH) * 3).map(|i| format!("e{i:04}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if i % 50 == 7 {
+            publish_raw(&link, &world.exchange, b"not an envelope").await;
+        }
+        let envelope = Envelope::wrap(&ThingNamed::new(id), "producer", None).expect("wraps");
+        publish_raw(&link, &world.exchange, &serde_json::to_vec(&envelope).expect("json")).await;
+    }
+    wait_until(Duration::from_secs(20), "events applied", || world.handler.applied().len() >= ids.len()).await;
+    assert_eq!(world.handler.applied(), ids);
+
+    // Unacknowledged messages would go back to the queue once the consumer's connection is gone.
+    consumer_process.close().await;
+    let queue = format!("{}.{}", world.exchange, world.consumer);
+    let declared = link
+        .publisher
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the queue is there");
+    assert_eq!(declared.message_count(), 0, "every message was settled");
+    producer_process.close().await;
     world.clean_up().await;
 }
 
