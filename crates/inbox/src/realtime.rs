@@ -281,6 +281,50 @@ mod tests {
         Store::new(namespace)
     }
 
+    /// Feed rows written before feed rows named their inbox get their conversation's inbox from the
+    /// migration that added the column; the rows of the whole account (a contact's) get none.
+    #[tokio::test]
+    async fn the_migration_that_names_each_feed_rows_inbox_attributes_the_rows_written_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("inbox.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("opens");
+        let before = sqlx::migrate::Migrator::with_migrations(
+            crate::MIGRATIONS.iter().filter(|m| m.version < 20261201000001).cloned().collect(),
+        );
+        before.run(&pool).await.expect("migrates to the version before");
+        for sql in [
+            "insert into inboxes (id, account_id, name, channel, created_at, updated_at) \
+             values ('inbox-a', 'acct', 'Support', 'api', 0, 0), ('inbox-b', 'acct', 'Sales', 'api', 0, 0)",
+            "insert into contacts (id, account_id, created_at, updated_at) values ('contact', 'acct', 0, 0)",
+            "insert into conversations (id, account_id, inbox_id, contact_id, display_id, status, last_message_at, \
+             created_at, updated_at) values ('conv-a', 'acct', 'inbox-a', 'contact', 1, 'open', 0, 0, 0), \
+             ('conv-b', 'acct', 'inbox-b', 'contact', 2, 'open', 0, 0, 0)",
+            r#"insert into realtime_feed (account_id, kind, payload, created_at) values
+             ('acct', 'message.created',
+              '{"message":{"id":"m1","conversation_id":"conv-a"},"conversation":{"id":"conv-a"}}', 0),
+             ('acct', 'message.created', '{"message":{"id":"m2","conversation_id":"conv-b"}}', 0),
+             ('acct', 'conversation.updated', '{"conversation":{"id":"conv-b","status":"resolved"}}', 0),
+             ('acct', 'contact.updated', '{"contact":{"id":"contact","name":"Hanako"}}', 0),
+             ('acct', 'conversation.updated', '{"conversation":{"id":"gone"}}', 0)"#,
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect("writes the old rows");
+        }
+
+        crate::MIGRATIONS.run(&pool).await.expect("migrates to the latest version");
+
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as("select seq, inbox_id from realtime_feed order by seq")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        let inbox = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            rows,
+            [(1, inbox("inbox-a")), (2, inbox("inbox-b")), (3, inbox("inbox-b")), (4, None), (5, None)],
+            "by the conversation, else by the message's conversation; a contact's row, and one whose \
+             conversation is gone, name no inbox"
+        );
+    }
+
     async fn write_feed(store: &Store, account: AccountId, rows: usize, at: i64) {
         let mut tx = store.namespace().begin().await.expect("begin");
         let entries: Vec<_> = (0..rows).map(|_| ("conversation.updated", None, "{}".to_owned())).collect();
