@@ -314,11 +314,22 @@ impl Recorder {
             .into_iter()
             .map(|row| Ok((inbox_of(&row.inbox_id)?, row.source_id.clone(), row)))
             .collect::<Result<_, InputError>>()?;
-        let details = contact_changes(posts(), &before, now);
-        if !details.is_empty() {
+        let Folded { contacts, starting, changing } = contacts_as_stored(posts(), &before);
+        if !changing.is_empty() {
+            let details: Vec<ContactDetails<'_>> = changing
+                .iter()
+                .map(|Submission { inbox, post, .. }| ContactDetails {
+                    inbox: *inbox,
+                    source_id: &post.contact.source_id,
+                    origin: post.origin.as_str(),
+                    name: post.contact.name.as_deref(),
+                    email: post.contact.email.as_deref(),
+                    phone: post.contact.phone.as_deref(),
+                    now_ms: now,
+                })
+                .collect();
             Store::upsert_contacts(&mut tx, &details).await?;
         }
-        let (contacts, starting) = contacts_as_stored(posts(), &before);
         let identities: Vec<(InboxId, &str)> =
             starting.iter().map(|s| (s.inbox, s.post.contact.source_id.as_str())).collect();
         if !identities.is_empty() {
@@ -444,69 +455,43 @@ fn inbox_of(id: &str) -> Result<InboxId, InputError> {
     id.parse().map_err(|_| InputError::Corrupt(format!("inbox id `{id}`")))
 }
 
-/// What `posts` change in their contacts, in order: a contact's first post, and each post that sends a
-/// name, e-mail or phone other than what the contact holds by then. A post that changes nothing writes
-/// nothing (the upsert would rewrite the row as it was).
-fn contact_changes<'b>(
-    posts: impl Iterator<Item = &'b Submission>,
-    before: &'b ByInbox<IdentifiedContactRow>,
-    now_ms: i64,
-) -> Vec<ContactDetails<'b>> {
-    type Details<'b> = [Option<&'b str>; 3];
-    let mut held: HashMap<(InboxId, &str), Details<'b>> = HashMap::new();
-    posts
-        .filter(|Submission { inbox, post, .. }| {
-            let source_id = post.contact.source_id.as_str();
-            let sent = [post.contact.name.as_deref(), post.contact.email.as_deref(), post.contact.phone.as_deref()];
-            let known = held.get(&(*inbox, source_id)).copied().or_else(|| {
-                before
-                    .get(*inbox, source_id)
-                    .map(|row| [row.name.as_deref(), row.email.as_deref(), row.phone.as_deref()])
-            });
-            let Some(known) = known else {
-                held.insert((*inbox, source_id), sent);
-                return true;
-            };
-            let changes = sent.iter().zip(&known).any(|(sent, known)| sent.is_some() && sent != known);
-            held.insert((*inbox, source_id), std::array::from_fn(|i| sent[i].or(known[i])));
-            changes
-        })
-        .map(|Submission { inbox, post, .. }| ContactDetails {
-            inbox: *inbox,
-            source_id: &post.contact.source_id,
-            origin: post.origin.as_str(),
-            name: post.contact.name.as_deref(),
-            email: post.contact.email.as_deref(),
-            phone: post.contact.phone.as_deref(),
-            now_ms,
-        })
-        .collect()
-}
-
 /// The channel identities (inbox, source id) of `posts`, each once, in order of first appearance.
 fn distinct_contacts<'b>(posts: impl Iterator<Item = &'b Submission>) -> Vec<(InboxId, &'b str)> {
     let mut seen = HashSet::new();
     posts.map(|s| (s.inbox, s.post.contact.source_id.as_str())).filter(|identity| seen.insert(*identity)).collect()
 }
 
+/// A batch's posts folded over their contacts ([`contacts_as_stored`]).
+struct Folded<'b> {
+    /// Each post's contact as stored right after its own upsert.
+    contacts: Vec<ChannelContact>,
+    /// The posts that start their contact's conversation (the first of a contact without a first message).
+    starting: Vec<&'b Submission>,
+    /// The posts that change their contact: a contact's first post, and each that sends a name, e-mail or
+    /// phone other than what the contact holds by then. Only these are upserted (the upsert of a post that
+    /// changes nothing would rewrite the row as it was).
+    changing: Vec<&'b Submission>,
+}
+
 /// Each post's contact as stored right after its own upsert — what it sent, and for what it left out what
-/// was there — folded in the posts' order from the rows as they were before the batch; and the posts that
-/// start their contact's conversation (the first of a contact without a first message).
+/// was there — folded in the posts' order from the rows as they were before the batch; with the posts that
+/// start a conversation and those that change their contact.
 fn contacts_as_stored<'b>(
     posts: impl Iterator<Item = &'b Submission>,
     before: &ByInbox<IdentifiedContactRow>,
-) -> (Vec<ChannelContact>, Vec<&'b Submission>) {
+) -> Folded<'b> {
     let mut stored: HashMap<(InboxId, &str), ChannelContact> = HashMap::new();
-    let mut starting = Vec::new();
-    let mut contacts = Vec::new();
+    let mut folded = Folded { contacts: Vec::new(), starting: Vec::new(), changing: Vec::new() };
     for submission in posts {
         let Submission { inbox, post, .. } = submission;
         let source_id = post.contact.source_id.as_str();
+        let mut changes = false;
         let contact = stored.entry((*inbox, source_id)).or_insert_with(|| {
             let row = before.get(*inbox, source_id);
             if row.is_none_or(|row| row.first_message_at.is_none()) {
-                starting.push(submission);
+                folded.starting.push(submission);
             }
+            changes = row.is_none();
             ChannelContact {
                 source_id: source_id.to_owned(),
                 name: row.and_then(|row| row.name.clone()),
@@ -519,13 +504,17 @@ fn contacts_as_stored<'b>(
             (&mut contact.email, &post.contact.email),
             (&mut contact.phone, &post.contact.phone),
         ] {
-            if sent.is_some() {
+            if sent.is_some() && sent != field {
+                changes = true;
                 field.clone_from(sent);
             }
         }
-        contacts.push(contact.clone());
+        if changes {
+            folded.changing.push(submission);
+        }
+        folded.contacts.push(contact.clone());
     }
-    (contacts, starting)
+    folded
 }
 
 #[cfg(test)]
@@ -583,8 +572,13 @@ mod tests {
             submission(InboxId::new(), "user-1", Some("Hanako"), None),
         ];
 
-        let written: Vec<(&str, Option<&str>, Option<&str>)> =
-            contact_changes(batch.iter(), &before, 0).iter().map(|c| (c.source_id, c.name, c.email)).collect();
+        let written: Vec<(&str, Option<&str>, Option<&str>)> = contacts_as_stored(batch.iter(), &before)
+            .changing
+            .iter()
+            .map(|s| {
+                (s.post.contact.source_id.as_str(), s.post.contact.name.as_deref(), s.post.contact.email.as_deref())
+            })
+            .collect();
         assert_eq!(
             written,
             [
