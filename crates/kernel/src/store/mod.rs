@@ -59,9 +59,6 @@ impl StoreError {
     }
 }
 
-/// How much of a SQLite database file is memory-mapped (address space, not memory).
-const MMAP_SIZE: u64 = 1 << 30;
-
 /// WAL pages after which the committing writer checkpoints itself (64 MiB of 4 KiB pages).
 const WAL_AUTOCHECKPOINT: u32 = 16_384;
 
@@ -225,10 +222,14 @@ impl Namespace {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5))
-                    // Pages are read through a memory map instead of a read() into each connection's cache,
-                    // which SQLite drops whenever another connection has written: under write load the
-                    // readers otherwise spend their time copying pages out of the kernel.
-                    .pragma("mmap_size", MMAP_SIZE.to_string())
+                    // No memory map. In WAL mode SQLite unmaps a connection's whole map at the start of
+                    // every read transaction after another connection has written
+                    // (`pagerBeginReadTransaction`) and maps it again at the next page: under steady
+                    // writes, an munmap (with its TLB shootdown across the cores, under the process-wide
+                    // mmap lock) on nearly every transaction, while recently written pages are read from
+                    // the WAL with pread() either way. Without it the help desk's ingest takes less CPU
+                    // per message (docs/benchmarks.md, session 7).
+                    .pragma("mmap_size", "0")
                     // Statement journals (multi-row statements inside a transaction) and temporary b-trees
                     // in memory rather than in temporary files.
                     .pragma("temp_store", "memory")
