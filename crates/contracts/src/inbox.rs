@@ -32,7 +32,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             MessageKind::Incoming => "incoming",
             MessageKind::Outgoing => "outgoing",
@@ -108,6 +108,11 @@ impl Event for MessageCreated {
     }
     fn account(&self) -> Option<AccountId> {
         Some(self.account)
+    }
+    /// The message's kind (`message.created.outgoing`): channels want replies only, and most messages are
+    /// incoming.
+    fn topic(&self) -> Option<&'static str> {
+        Some(self.kind.as_str())
     }
 }
 

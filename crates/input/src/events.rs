@@ -32,6 +32,12 @@ impl Handler<MessageCreated> for RecordReplies {
         event.kind == MessageKind::Outgoing
     }
 
+    /// So that, between processes, the broker does not send us the others at all.
+    fn topics(&self) -> Option<&'static [&'static str]> {
+        const REPLIES: &[&str] = &[MessageKind::Outgoing.as_str()];
+        Some(REPLIES)
+    }
+
     async fn handle(&self, event: MessageCreated, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
         let Some(channel) = Store::channel_of_inbox_in(tx, event.inbox).await? else { return Ok(()) };
         // LINE and e-mail replies will be delivered by their own channels; removed endpoints by nobody.

@@ -12,11 +12,18 @@ static FIXTURE: sqlx::migrate::Migrator = sqlx::migrate!("src/store/test_migrati
 pub(crate) struct ThingNamed {
     pub id: String,
     pub name: String,
+    /// Its topic ([`Event::topic`]), which travels in the envelope rather than in the payload.
+    #[serde(skip)]
+    pub topic: Option<&'static str>,
 }
 
 impl ThingNamed {
     pub fn new(id: &str) -> Self {
-        Self { id: id.to_owned(), name: format!("thing {id}") }
+        Self { id: id.to_owned(), name: format!("thing {id}"), topic: None }
+    }
+
+    pub fn with_topic(id: &str, topic: &'static str) -> Self {
+        Self { topic: Some(topic), ..Self::new(id) }
     }
 }
 
@@ -25,6 +32,9 @@ impl Event for ThingNamed {
     const VERSION: u32 = 1;
     fn key(&self) -> String {
         self.id.clone()
+    }
+    fn topic(&self) -> Option<&'static str> {
+        self.topic
     }
 }
 

@@ -47,9 +47,12 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub struct Envelope {
     /// Unique per event; consumers deduplicate by it.
     pub id: Uuid,
-    /// The event type, e.g. `account.created`; also the routing key.
+    /// The event type, e.g. `account.created`; the routing key, followed by the topic if there is one.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A refinement of the type that a broker can route by ([`Event::topic`]), e.g. a message's direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// The payload's schema version.
     pub version: u32,
     /// When the state change committed, in Unix milliseconds.
@@ -80,6 +83,12 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn account(&self) -> Option<AccountId> {
         None
     }
+    /// A refinement of the type for routing (one word, e.g. a message's direction): a broker sends an
+    /// event with a topic only to the consumers that want its type with that topic, or all its topics
+    /// ([`Handler::topics`]). None by default.
+    fn topic(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl Envelope {
@@ -88,6 +97,7 @@ impl Envelope {
         Ok(Self {
             id: Uuid::now_v7(),
             kind: E::KIND.to_owned(),
+            topic: event.topic().map(str::to_owned),
             version: E::VERSION,
             occurred_at: now_ms(),
             producer: producer.to_owned(),
@@ -97,23 +107,22 @@ impl Envelope {
             trace,
         })
     }
+
+    /// The key a broker routes it by: its type, then its topic if it has one (`message.created.outgoing`).
+    pub fn routing_key(&self) -> String {
+        match &self.topic {
+            Some(topic) => format!("{}.{topic}", self.kind),
+            None => self.kind.clone(),
+        }
+    }
 }
 
 /// Envelopes are equal when their fields are, the payload compared as the text it travels as.
 impl PartialEq for Envelope {
     fn eq(&self, other: &Self) -> bool {
-        (self.id, &self.kind, self.version, self.occurred_at, &self.producer, self.account, &self.key, &self.trace)
-            == (
-                other.id,
-                &other.kind,
-                other.version,
-                other.occurred_at,
-                &other.producer,
-                other.account,
-                &other.key,
-                &other.trace,
-            )
-            && self.payload.get() == other.payload.get()
+        (self.id, &self.kind, &self.topic, self.version, self.occurred_at, &self.producer, self.account)
+            == (other.id, &other.kind, &other.topic, other.version, other.occurred_at, &other.producer, other.account)
+            && (&self.key, &self.trace, self.payload.get()) == (&other.key, &other.trace, other.payload.get())
     }
 }
 
@@ -166,6 +175,13 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
         true
     }
 
+    /// The topics of `E` ([`Event::topic`]) this consumer wants, if only some: a broker then does not
+    /// send it the others (it still sends events published without a topic). An optimisation of
+    /// [`Handler::wants`], which must refuse every event of the other topics. None (the default): all.
+    fn topics(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     async fn handle(&self, event: E, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
 
     /// Applies a run of consecutive events of this type, in order, in one transaction (a consumer batch).
@@ -189,6 +205,7 @@ trait ErasedHandler: Send + Sync {
     fn decode(&self, envelope: &Envelope) -> anyhow::Result<Option<Decoded>>;
     async fn handle(&self, event: Decoded, envelope: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()>;
     async fn handle_all(&self, events: Vec<(Decoded, &Envelope)>, tx: &mut Tx<'_>) -> anyhow::Result<()>;
+    fn topics(&self) -> Option<&'static [&'static str]>;
 }
 
 struct Typed<E, H> {
@@ -222,12 +239,23 @@ impl<E: Event, H: Handler<E>> ErasedHandler for Typed<E, H> {
             .collect::<anyhow::Result<_>>()?;
         self.handler.handle_all(events, tx).await
     }
+
+    fn topics(&self) -> Option<&'static [&'static str]> {
+        self.handler.topics()
+    }
 }
 
 impl<E: Event, H> Typed<E, H> {
     fn typed(event: Decoded) -> anyhow::Result<E> {
         event.downcast::<E>().map(|event| *event).map_err(|_| anyhow::anyhow!("{} decoded as another type", E::KIND))
     }
+}
+
+/// A consumer's bindings to a topic exchange ([`Delivery::routes`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub bind: Vec<String>,
+    pub unbind: Vec<String>,
 }
 
 /// What happened to one delivered event at one consumer.
@@ -296,6 +324,28 @@ impl Delivery {
         let mut kinds: Vec<&'static str> = self.handlers.keys().copied().collect();
         kinds.sort_unstable();
         kinds
+    }
+
+    /// The routing keys a broker's topic exchange should send it events by, and those that must not stay
+    /// bound. For each type it handles: the type itself (events published without a topic) and either
+    /// every topic of it (`type.#`) or, when its handler wants only some, each of those (`type.<topic>`),
+    /// with `type.#` to unbind (a binding left from when it wanted all would defeat the choice).
+    pub fn routes(&self) -> Routes {
+        let mut routes = Routes::default();
+        let mut handlers: Vec<_> = self.handlers.iter().collect();
+        handlers.sort_unstable_by_key(|(kind, _)| **kind);
+        for (kind, handler) in handlers {
+            let all = format!("{kind}.#");
+            match handler.topics() {
+                None => routes.bind.push(all),
+                Some(topics) => {
+                    routes.bind.push((*kind).to_owned());
+                    routes.bind.extend(topics.iter().map(|topic| format!("{kind}.{topic}")));
+                    routes.unbind.push(all);
+                }
+            }
+        }
+        routes
     }
 
     /// Whether it handles events of type `kind`.
@@ -602,6 +652,7 @@ struct OutboxRow {
     seq: i64,
     id: String,
     kind: String,
+    topic: Option<String>,
     version: i64,
     occurred_at: i64,
     producer: String,
@@ -615,7 +666,7 @@ struct OutboxRow {
 async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow::Result<usize> {
     let rows: Vec<OutboxRow> = namespace
         .kernel_fetch_all(
-            "select seq, id, kind, version, occurred_at, producer, account_id, event_key, payload, trace \
+            "select seq, id, kind, topic, version, occurred_at, producer, account_id, event_key, payload, trace \
              from _outbox where published_at is null order by seq limit 100",
             args![],
         )
@@ -630,6 +681,7 @@ async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow
         envelopes.push(Envelope {
             id: row.id.parse()?,
             kind: row.kind,
+            topic: row.topic,
             version: u32::try_from(row.version)?,
             occurred_at: row.occurred_at,
             producer: row.producer,

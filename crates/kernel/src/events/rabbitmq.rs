@@ -1,7 +1,9 @@
 //! The RabbitMQ transport, for services in separate processes (DESIGN §4).
 //!
-//! Topology: one durable topic exchange (`omnidesk.events`), the event type as routing key, and one durable
-//! queue per consuming service (`omnidesk.events.<consumer>`) bound to the types it handles. Replicas of a service
+//! Topology: one durable topic exchange (`omnidesk.events`), the event type (followed by its topic, if it
+//! has one: `message.created.outgoing`) as routing key, and one durable queue per consuming service
+//! (`omnidesk.events.<consumer>`) bound to the types it handles, with all their topics or only those its
+//! handler wants ([`Delivery::routes`]). Replicas of a service
 //! share its queue, so each event is applied once per consuming service, whichever replica takes it.
 //!
 //! - Publishing waits for the broker's confirm of a persistent message, so the relay stamps an outbox row
@@ -154,7 +156,7 @@ impl RabbitMq {
     async fn send(&self, link: &Link, envelope: &Envelope) -> Result<lapin::PublisherConfirm, TransportError> {
         let body = serde_json::to_vec(envelope)
             .map_err(|e| TransportError::Unavailable(format!("encoding event {}: {e}", envelope.id)))?;
-        let routing_key = ShortString::try_new(envelope.kind.as_str())
+        let routing_key = ShortString::try_new(envelope.routing_key())
             .map_err(|e| TransportError::Unavailable(format!("event type of {}: {e}", envelope.id)))?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
@@ -310,16 +312,22 @@ impl RabbitMq {
                 FieldTable::default(),
             )
             .await?;
-        for kind in delivery.kinds() {
+        let routes = delivery.routes();
+        for key in routes.bind {
+            let key = ShortString::try_new(key)?;
             channel
                 .queue_bind(
                     queue.clone(),
                     self.exchange.clone(),
-                    ShortString::try_new(kind)?,
+                    key,
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
                 .await?;
+        }
+        for key in routes.unbind {
+            let key = ShortString::try_new(key)?;
+            channel.queue_unbind(queue.clone(), self.exchange.clone(), key, FieldTable::default()).await?;
         }
         let tag = ShortString::try_new(format!("{}/{}", self.process, delivery.consumer()))?;
         let consumer =

@@ -73,7 +73,7 @@ async fn an_event_committed_with_its_change_is_applied_once_even_when_published_
     let (id,): (String,) = producer.kernel_fetch_one("select id from _outbox", args![]).await.expect("row");
     let envelope = Envelope {
         id: id.parse().expect("uuid"),
-        ..Envelope::wrap(&ThingNamed { id: "a".into(), name: "thing a".into() }, "producer", None).expect("wrap")
+        ..Envelope::wrap(&ThingNamed::new("a"), "producer", None).expect("wrap")
     };
     transport.publish(&envelope).await.expect("republish");
 
@@ -87,7 +87,7 @@ async fn a_rolled_back_change_publishes_nothing() {
     let producer = namespace(dir.path(), "producer").await;
     {
         let mut tx = producer.begin().await.expect("begin");
-        tx.publish(&ThingNamed { id: "x".into(), name: "x".into() }).await.expect("publish");
+        tx.publish(&ThingNamed { id: "x".into(), name: "x".into(), topic: None }).await.expect("publish");
     }
     assert_eq!(outbox_backlog(&producer).await.expect("backlog"), 0);
 }
@@ -304,4 +304,57 @@ async fn trimming_deletes_old_published_events_and_processed_ids_but_never_an_un
         ..Envelope::wrap(&ThingNamed::new("recent"), "producer", None).expect("wrap")
     };
     assert_eq!(delivery.deliver(&recent).await.expect("delivered"), Outcome::Duplicate);
+}
+
+/// Wants two topics of `thing.named`, and records the routing key of each event it is given.
+#[derive(Default)]
+struct TwoTopics {
+    routed: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Handler<ThingNamed> for TwoTopics {
+    fn topics(&self) -> Option<&'static [&'static str]> {
+        Some(&["a", "b"])
+    }
+
+    async fn handle(&self, _: ThingNamed, envelope: &Envelope, _: &mut Tx<'_>) -> anyhow::Result<()> {
+        self.routed.lock().expect("lock").push(envelope.routing_key());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_is_routed_every_topic_of_its_types_or_only_those_its_handler_wants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let every = consumer(dir.path(), StoreThing::failing(0)).await;
+    let mut some = Delivery::new("some", namespace(dir.path(), "some").await);
+    some.add::<ThingNamed, _>(Arc::new(TwoTopics::default()));
+
+    assert_eq!(every.routes(), Routes { bind: vec!["thing.named.#".to_owned()], unbind: vec![] });
+    assert_eq!(
+        some.routes(),
+        Routes {
+            bind: vec!["thing.named".to_owned(), "thing.named.a".to_owned(), "thing.named.b".to_owned()],
+            unbind: vec!["thing.named.#".to_owned()],
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_events_topic_goes_through_the_outbox_into_its_routing_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = namespace(dir.path(), "producer").await;
+    let handler = Arc::new(TwoTopics::default());
+    let mut delivery = Delivery::new("consumer", namespace(dir.path(), "consumer").await);
+    delivery.add::<ThingNamed, _>(handler.clone());
+    let transport = InProcess::new();
+    transport.subscribe(Arc::new(delivery)).await.expect("subscribe");
+    let mut tx = producer.begin().await.expect("begin");
+    tx.publish_all(&[ThingNamed::with_topic("x", "a"), ThingNamed::new("y")]).await.expect("publish");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(flush(&producer, &transport).await.expect("flush"), 2);
+
+    assert_eq!(*handler.routed.lock().expect("lock"), ["thing.named.a", "thing.named"]);
 }

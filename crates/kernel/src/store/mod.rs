@@ -495,6 +495,7 @@ impl Tx<'_> {
                 Ok((
                     envelope.id,
                     envelope.kind,
+                    envelope.topic,
                     envelope.version,
                     envelope.occurred_at,
                     envelope.producer,
@@ -511,9 +512,9 @@ impl Tx<'_> {
         let rows = json_rows(&rows)?;
         // `order by key` keeps the array's order in the outbox's sequence, which is the publishing order.
         self.kernel_execute(
-            "insert into _outbox (id, kind, version, occurred_at, producer, account_id, event_key, payload, trace) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-             value ->> 7, value ->> 8 from jsonb_each(?) order by key",
+            "insert into _outbox (id, kind, topic, version, occurred_at, producer, account_id, event_key, payload, \
+             trace) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+             value ->> 6, value ->> 7, value ->> 8, value ->> 9 from jsonb_each(?) order by key",
             crate::args![rows],
         )
         .await?;

@@ -16,6 +16,8 @@ use crate::store::{Namespace, Tx};
 #[derive(Default)]
 struct RecordThing {
     applied: Mutex<Vec<String>>,
+    /// The topics it asks the broker for ([`Handler::topics`]); it applies whatever it is sent.
+    topics: Option<&'static [&'static str]>,
 }
 
 impl RecordThing {
@@ -26,6 +28,10 @@ impl RecordThing {
 
 #[async_trait]
 impl Handler<ThingNamed> for RecordThing {
+    fn topics(&self) -> Option<&'static [&'static str]> {
+        self.topics
+    }
+
     async fn handle(&self, event: ThingNamed, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
         tx.execute("insert into things (id, name) values (?, ?)", args![event.id.clone(), event.name]).await?;
         self.applied.lock().expect("lock").push(event.id);
@@ -45,12 +51,16 @@ struct World {
 
 impl World {
     async fn new() -> Self {
+        Self::with_handler(RecordThing::default()).await
+    }
+
+    async fn with_handler(handler: RecordThing) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let unique = Uuid::now_v7().simple().to_string();
         // Queue names come from consumer names, which the kernel takes as `&'static str`.
         let consumer: &'static str = Box::leak(format!("test-consumer-{unique}").into_boxed_str());
         let producer = namespace(dir.path(), "producer").await;
-        let handler = Arc::new(RecordThing::default());
+        let handler = Arc::new(handler);
         let delivery = delivery(&dir, consumer, handler.clone()).await;
         Self { exchange: format!("test.events.{unique}"), consumer, producer, handler, delivery, _dir: dir }
     }
@@ -185,6 +195,35 @@ async fn the_relay_publishes_the_outbox_through_rabbitmq_and_the_consumer_applie
 
     assert_eq!(world.handler.applied(), ids);
     assert_eq!(outbox_backlog(&world.producer).await.expect("backlog"), 0);
+    transport.close().await;
+    world.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_wants_some_topics_of_a_type_is_sent_only_those_and_events_without_a_topic() {
+    let _broker = test_broker::shared().await;
+    let world = World::with_handler(RecordThing { topics: Some(&["wanted"]), ..RecordThing::default() }).await;
+    // The queue as an earlier version of the consumer left it, wanting every topic: that binding goes.
+    let earlier = world.transport().await;
+    let mut wanting_all = Delivery::new(world.consumer, world.delivery.namespace.clone());
+    wanting_all.add::<ThingNamed, _>(Arc::new(RecordThing::default()));
+    earlier.subscribe(Arc::new(wanting_all)).await.expect("subscribes");
+    earlier.close().await;
+    let transport = world.transport().await;
+    transport.subscribe(world.delivery.clone()).await.expect("subscribes");
+    let mut tx = world.producer.begin().await.expect("begin");
+    tx.publish(&ThingNamed::with_topic("1-wanted", "wanted")).await.expect("publish");
+    tx.publish(&ThingNamed::with_topic("2-other", "other")).await.expect("publish");
+    tx.publish(&ThingNamed::new("3-no-topic")).await.expect("publish");
+    tx.publish(&ThingNamed::with_topic("4-wanted", "wanted")).await.expect("publish");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(flush(&world.producer, transport.as_ref()).await.expect("flushes"), 4);
+    wait_until(Duration::from_secs(10), "events applied", || world.handler.applied().len() >= 3).await;
+
+    // The queue keeps the order events were published in: had the other topic been sent, it would have
+    // been applied before the third.
+    assert_eq!(world.handler.applied(), ["1-wanted", "3-no-topic", "4-wanted"]);
     transport.close().await;
     world.clean_up().await;
 }
