@@ -316,7 +316,7 @@ impl From<TabCounts> for Counts {
 
 /// `GET /api/conversations`: two queries whatever the page size — the page (with contacts and labels
 /// joined in) and the tab counts — and none while the account has not changed since the same caller asked
-/// the same question (see `lists.rs`).
+/// the same question, or while that answer is being rendered (see `lists.rs`).
 async fn list_conversations(
     State(desk): State<AppState>,
     caller: Caller,
@@ -324,14 +324,11 @@ async fn list_conversations(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, InboxError> {
     let key = format!("{}:{}:{}", caller.user, caller.role.as_str(), raw.unwrap_or_default());
-    if let Some(body) = desk.feed.lists.get(caller.account, &key) {
-        return Ok(json_bytes(body));
-    }
-    let generation = desk.feed.lists.generation(caller.account);
-    let page = render_conversations(&desk, &caller, query).await?;
-    let body = Bytes::from(serde_json::to_vec(&page).map_err(|e| InboxError::Internal(e.into()))?);
-    desk.feed.lists.put(caller.account, generation, key, body.clone());
-    Ok(json_bytes(body))
+    let render = async {
+        let page = render_conversations(&desk, &caller, query).await?;
+        Ok::<_, InboxError>(Bytes::from(serde_json::to_vec(&page).map_err(|e| InboxError::Internal(e.into()))?))
+    };
+    Ok(json_bytes(desk.feed.lists.get_or_render(caller.account, key, render).await?))
 }
 
 fn json_bytes(body: Bytes) -> Response {
