@@ -13,7 +13,9 @@
 //!   posters as 50 ms of posts need: the path's latency at a given offered rate.
 //! - **conversation list**: `wrk` (Debian package `wrk`) requests `GET /api/conversations?status=all&limit=50`
 //!   with 2 threads and 32 connections for 10 s against the 1,000 conversations the ingest created. Nothing
-//!   changes in the account meanwhile, so after the first request the list is served from its cache.
+//!   changes in the account meanwhile, so after the first request the list is served from its cache. Then
+//!   the same again while messages arrive at 1,000 a second (paced, as above), so that the list is
+//!   rendered again after every commit that changes the account: what agents see on a busy desk.
 //!
 //! The load generators share the machine's cores with the server.
 
@@ -34,6 +36,9 @@ use common::{Server, percentile};
 
 const CUSTOMERS: usize = 1_000;
 
+/// The rate messages arrive at while the list is measured under changes (messages per second).
+const BUSY_RATE: f64 = 1_000.0;
+
 fn sign(body: &[u8], secret: &str) -> String {
     let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -43,6 +48,7 @@ fn sign(body: &[u8], secret: &str) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
+#[derive(Clone)]
 struct Desk {
     token: String,
     identifier: String,
@@ -184,7 +190,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn list_with_wrk(base: &str, token: &str) {
+fn list_with_wrk(base: &str, token: &str, while_: &str) {
     let url = format!("{base}/api/conversations?status=all&limit=50");
     let output = std::process::Command::new("wrk")
         .args(["-t2", "-c32", "-d10s", "--latency", "-H", &format!("Authorization: Bearer {token}"), &url])
@@ -196,7 +202,7 @@ fn list_with_wrk(base: &str, token: &str) {
             let p50 = text.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("").trim();
             let p99 = text.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim();
             let errors = text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("no errors").trim();
-            println!("  conversation list (50 rows): {rate}; latency {p50}, {p99}; {errors}");
+            println!("  conversation list (50 rows){while_}: {rate}; latency {p50}, {p99}; {errors}");
         }
         Err(error) => println!("  conversation list: wrk not available ({error}); `apt-get install wrk`"),
     }
@@ -255,6 +261,22 @@ fn main() {
             ms(percentile(&mut paced.end_to_end, 0.99)),
             ms(percentile(&mut paced.accepted, 0.99)),
         );
-        list_with_wrk(&server.base_url, &desk.token);
+        list_with_wrk(&server.base_url, &desk.token, "");
+        // The same list while messages arrive: each commit that changes the account drops its rendered
+        // lists, so the first request after one renders the page again.
+        let busy = runtime.spawn({
+            let (base, http, desk) = (server.base_url.clone(), http.clone(), desk.clone());
+            let posters = posters.max((BUSY_RATE * 0.05).ceil() as usize);
+            let messages = (BUSY_RATE * 11.0) as usize; // wrk's ten seconds, and a second to spare
+            async move { ingest(&base, &http, &desk, messages, posters, "busy", Some(BUSY_RATE)).await }
+        });
+        list_with_wrk(&server.base_url, &desk.token, &format!(" while {BUSY_RATE} messages/s arrive"));
+        let mut busy = runtime.block_on(busy).expect("ingest while listing");
+        println!(
+            "  ingest meanwhile: {:.0} messages/s pushed; end to end p50 {:.1} ms p99 {:.1} ms",
+            busy.pushed_per_second,
+            ms(percentile(&mut busy.end_to_end, 0.50)),
+            ms(percentile(&mut busy.end_to_end, 0.99)),
+        );
     }
 }
