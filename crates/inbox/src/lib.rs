@@ -84,7 +84,18 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     tokio::spawn(wake_snoozed(desk.clone()));
     let retention = feed_retention(&context.config().service(contracts::services::INBOX).settings)?;
     if let Some(keep) = retention {
-        tokio::spawn(trim_feed(desk.store.clone(), keep));
+        // Feed rows older than `keep` are deleted hourly; a cursor older than what is kept gets a resync.
+        let store = desk.store.clone();
+        tokio::spawn(kernel::store::trim_periodically(
+            contracts::services::INBOX,
+            "realtime feed",
+            keep,
+            FEED_TRIM_EVERY,
+            move |before| {
+                let store = store.clone();
+                async move { store.trim_feed(before).await }
+            },
+        ));
     }
     Ok(http::routes().into_router(desk))
 }
@@ -99,22 +110,6 @@ fn feed_retention(settings: &std::collections::BTreeMap<String, String>) -> anyh
         })?,
     };
     Ok((days > 0).then(|| Duration::from_secs(days.saturating_mul(24 * 3600))))
-}
-
-/// Deletes realtime feed rows older than `keep`, hourly, the first time a minute after start.
-async fn trim_feed(store: store::Store, keep: Duration) {
-    let mut wait = Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = FEED_TRIM_EVERY;
-        let before = desk::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-        match store.trim_feed(before).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "old realtime feed rows deleted"),
-            Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
-            Err(error) => tracing::warn!(error = %error, "trimming the realtime feed failed"),
-        }
-    }
 }
 
 /// Reopens snoozed conversations when their time comes.

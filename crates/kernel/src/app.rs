@@ -238,21 +238,12 @@ async fn replay_dead_letters(delivery: Arc<events::Delivery>, mut stop: tokio::s
 /// Deletes what the event bus of `namespace` no longer needs (see [`events::trim`]) every [`TRIM_EVERY`],
 /// the first time a minute after start.
 async fn trim_events(namespace: Namespace, keep: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut wait = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
-        }
-        wait = TRIM_EVERY;
-        let before = events::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-        match events::trim(&namespace, before).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(service = namespace.service(), deleted, "old event-bus rows deleted"),
-            Err(error) => {
-                tracing::warn!(service = namespace.service(), error = %error, "trimming the event bus failed")
-            }
-        }
+    let trimming = crate::store::trim_periodically(namespace.service(), "event bus", keep, TRIM_EVERY, |before| {
+        events::trim(&namespace, before)
+    });
+    tokio::select! {
+        () = trimming => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
     }
 }
 

@@ -174,6 +174,31 @@ impl std::fmt::Display for Location {
 /// How many rows one statement of [`Namespace::delete_in_slices`] deletes.
 pub const DELETE_SLICE: i64 = 1_000;
 
+/// How long after start a namespace is first trimmed: start-up has other work to do.
+const FIRST_TRIM_AFTER: Duration = Duration::from_secs(60);
+
+/// Keeps rows for `keep`: a minute after start, then every `every`, calls `trim` with the cutoff (Unix
+/// milliseconds; what is older goes) and logs what it deleted, as `what` of `service`. Returns when the
+/// namespace's pools have closed.
+pub async fn trim_periodically<F, Fut>(service: &str, what: &str, keep: Duration, every: Duration, mut trim: F)
+where
+    F: FnMut(i64) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut wait = FIRST_TRIM_AFTER;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = every;
+        let before = crate::events::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match trim(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(service, what, deleted, "old rows deleted"),
+            Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+            Err(error) => tracing::warn!(service, what, error = %error, "trimming old rows failed"),
+        }
+    }
+}
+
 /// A service's own database namespace.
 #[derive(Clone)]
 pub struct Namespace {
