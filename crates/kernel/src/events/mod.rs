@@ -332,14 +332,12 @@ impl Delivery {
     /// with `type.#` to unbind (a binding left from when it wanted all would defeat the choice).
     pub fn routes(&self) -> Routes {
         let mut routes = Routes::default();
-        let mut handlers: Vec<_> = self.handlers.iter().collect();
-        handlers.sort_unstable_by_key(|(kind, _)| **kind);
-        for (kind, handler) in handlers {
+        for kind in self.kinds() {
             let all = format!("{kind}.#");
-            match handler.topics() {
+            match self.handlers[kind].topics() {
                 None => routes.bind.push(all),
                 Some(topics) => {
-                    routes.bind.push((*kind).to_owned());
+                    routes.bind.push(kind.to_owned());
                     routes.bind.extend(topics.iter().map(|topic| format!("{kind}.{topic}")));
                     routes.unbind.push(all);
                 }
