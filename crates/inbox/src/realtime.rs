@@ -18,10 +18,12 @@
 //!
 //! `resync` in `ready` is true when the client's cursor is older than what the feed keeps (see the
 //! service's `feed_retention_days`): it should reload what it shows, and is sent changes from `cursor` on.
+//! A cursor past the feed's end (one the server never gave) is refused before the upgrade: 400
+//! `invalid_cursor`.
 //!
 //! A socket lives no longer than its token: at `expires_at` (Unix seconds) the server closes it with code
-//! 4401, so an agent removed from the account stops receiving its changes when their token runs out, as
-//! everywhere else in the API. A client keeps its socket by sending `{"type":"auth","token":"…"}` with a
+//! 4401, and as soon as the token is revoked (the member removed from the account, their sessions signed
+//! out: within a second, as everywhere else in the API) with 4401 too. A client keeps its socket by sending `{"type":"auth","token":"…"}` with a
 //! fresh token of the same user and account before then (answered `{"type":"auth","expires_at":T}`), or
 //! reconnects with its cursor and misses nothing. A token of another user or account closes it (4403).
 
@@ -100,8 +102,25 @@ pub async fn connect_realtime(
     if query.cursor.is_some_and(|c| c < 0) {
         return Err(Problem::bad_request("invalid_cursor", "`cursor` is a feed seq: a non-negative integer."));
     }
+    // A cursor past the feed's end was never given to anyone; resyncing silently would hide a client bug.
+    if let Some(cursor) = query.cursor {
+        let end = desk.store.feed_end().await.map_err(|e| Problem::internal(&e))?.unwrap_or(0);
+        if cursor > end {
+            return Err(Problem::bad_request(
+                "invalid_cursor",
+                format!(
+                    "`cursor` {cursor} is past the end of the feed ({end}); reconnect without it to start at the head."
+                ),
+            ));
+        }
+    }
     // A token in the header is checked before upgrading, so a bad one is a plain 401.
-    let caller = bearer_token(&headers).map(|token| verifier.verify_until(token?)).transpose()?;
+    let caller = bearer_token(&headers)
+        .map(|token| {
+            let token = token?;
+            verifier.verify_until(token).map(|(caller, exp)| Authenticated { caller, exp, token: token.to_owned() })
+        })
+        .transpose()?;
     let store = desk.store.clone();
     let feed = desk.feed.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -109,21 +128,30 @@ pub async fn connect_realtime(
     }))
 }
 
+/// Who a socket serves, with the token that says so and when it expires (Unix seconds).
+struct Authenticated {
+    caller: Caller,
+    exp: u64,
+    token: String,
+}
+
 async fn serve(
     mut socket: WebSocket,
-    caller: Option<(Caller, u64)>,
+    caller: Option<Authenticated>,
     verifier: Arc<TokenVerifier>,
     store: Store,
     feed: Feed,
     cursor: Option<i64>,
 ) {
-    let (mut caller, mut expires_at) = match caller {
-        Some(caller) => caller,
+    let authenticated = match caller {
+        Some(authenticated) => authenticated,
         None => match authenticate(&mut socket, &verifier).await {
-            Some(caller) => caller,
+            Some(authenticated) => authenticated,
             None => return close(socket, 4401, "authentication required").await,
         },
     };
+    let Authenticated { mut caller, exp: mut expires_at, mut token } = authenticated;
+    let mut revocations = verifier.revocation_changes();
     // Subscribe before reading the head, so that nothing committed in between is missed.
     let mut wake = feed.subscribe();
     let account = caller.account;
@@ -157,7 +185,7 @@ async fn serve(
                     Ok(auth) if auth.kind == "auth" => match verifier.verify_until(&auth.token) {
                         Ok((renewed, until)) if (renewed.user, renewed.account) == (caller.user, account) => {
                             // The fresh token's role counts from now on (an agent made admin, say).
-                            (caller, expires_at) = (renewed, until);
+                            (caller, expires_at, token) = (renewed, until, auth.token);
                             let frame = serde_json::json!({ "type": "auth", "expires_at": until }).to_string();
                             if socket.send(Message::Text(frame.into())).await.is_err() {
                                 return;
@@ -172,6 +200,9 @@ async fn serve(
             },
             () = tokio::time::sleep(POLL) => {}
             () = tokio::time::sleep(until_unix(expires_at)) => return close(socket, 4401, "token expired").await,
+            learnt = revocations.changed() => if learnt.is_err() || verifier.verify(&token).is_err() {
+                return close(socket, 4401, "token revoked").await;
+            },
         }
     }
 }
@@ -210,16 +241,16 @@ fn until_unix(at: u64) -> Duration {
     Duration::from_secs(at).saturating_sub(now)
 }
 
-/// Waits for the first frame to be `{"type":"auth","token":"…"}` with a valid token; the caller and when
-/// the token expires.
-async fn authenticate(socket: &mut WebSocket, verifier: &TokenVerifier) -> Option<(Caller, u64)> {
+/// Waits for the first frame to be `{"type":"auth","token":"…"}` with a valid token.
+async fn authenticate(socket: &mut WebSocket, verifier: &TokenVerifier) -> Option<Authenticated> {
     let frame = tokio::time::timeout(AUTH_WINDOW, socket.recv()).await.ok()??.ok()?;
     let Message::Text(text) = frame else { return None };
     let auth: AuthFrame = serde_json::from_str(text.as_str()).ok()?;
     if auth.kind != "auth" {
         return None;
     }
-    verifier.verify_until(&auth.token).ok()
+    let (caller, exp) = verifier.verify_until(&auth.token).ok()?;
+    Some(Authenticated { caller, exp, token: auth.token })
 }
 
 /// Waits until a transaction of `account` commits; false when the feed is gone (shutdown).

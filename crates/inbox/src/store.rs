@@ -1086,6 +1086,12 @@ impl Store {
         Ok(start.and_then(|(seq,)| seq))
     }
 
+    /// The last seq the feed has given (of any account), if any: no client can have seen a later one.
+    pub async fn feed_end(&self) -> Result<Option<i64>, StoreError> {
+        let end: Option<(Option<i64>,)> = self.db.fetch_optional("select max(seq) from realtime_feed", args![]).await?;
+        Ok(end.and_then(|(seq,)| seq))
+    }
+
     /// Deletes feed rows written before `before` (Unix milliseconds), in slices of short transactions; the
     /// newest row always stays, so that [`Store::feed_start`] tells how far the feed was trimmed. Returns
     /// how many rows went.

@@ -8,36 +8,60 @@
 //! names an address or `localhost`; and on every attempt, after DNS resolution, so that a public name
 //! pointed at an internal address later (DNS rebinding) is refused too.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use ip_network::{Ipv4Network, Ipv6Network};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Whether `ip` is an address on the public internet: not loopback, private, link-local, shared (CGNAT),
-/// unspecified, broadcast, multicast or documentation, in IPv4 or IPv6 (IPv4-mapped included).
+/// Whether `ip` is globally reachable, so that a callback may be posted to it.
+///
+/// The special-purpose blocks of the IANA IPv4 and IPv6 registries (loopback, private, shared, link-local,
+/// site-local, unique-local, documentation, benchmarking, reserved, multicast but global, …) are the
+/// `ip_network` crate's classification, not a list kept here. On top of it, an IPv6 address that carries an
+/// IPv4 address is judged by the IPv4 address it carries, since that is where its packets end up:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated), NAT64 (`64:ff9b::/96` and the
+/// local-use `64:ff9b:1::/48`) and 6to4 (`2002::/16`). Teredo (`2001::/32`), whose embedded addresses are
+/// a relay's and an obfuscated client's, is refused outright.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public(IpAddr::V4(v4)),
-            None => {
-                !(v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || v6.is_unique_local()
-                    || v6.is_unicast_link_local())
-            }
+        IpAddr::V4(v4) => is_global_v4(v4),
+        IpAddr::V6(v6) => match embedded_ipv4(v6) {
+            Embedded::Ipv4(v4) => is_global_v4(v4),
+            Embedded::Opaque => false,
+            Embedded::None => Ipv6Network::new(v6, 128).is_ok_and(|network| network.is_global()),
         },
+    }
+}
+
+fn is_global_v4(ip: Ipv4Addr) -> bool {
+    // A /32 is always a valid network; a multicast group is never a callback's receiver.
+    !ip.is_multicast() && Ipv4Network::new(ip, 32).is_ok_and(|network| network.is_global())
+}
+
+/// What an IPv6 address says about an IPv4 address inside it.
+enum Embedded {
+    None,
+    Ipv4(Ipv4Addr),
+    /// It carries IPv4 addresses in a form that cannot be judged (Teredo).
+    Opaque,
+}
+
+fn embedded_ipv4(ip: Ipv6Addr) -> Embedded {
+    let segments = ip.segments();
+    // The low 32 bits, where the IPv4-carrying forms below put it.
+    let last_32 = Ipv4Addr::from(ip.to_bits() as u32);
+    match segments {
+        // IPv4-mapped ::ffff:0:0/96 and IPv4-compatible ::/96 (except :: and ::1, which the registry covers).
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Embedded::Ipv4(last_32),
+        [0, 0, 0, 0, 0, 0, _, _] if u32::from(last_32) > 1 => Embedded::Ipv4(last_32),
+        // NAT64: the well-known prefix and the local-use one (RFC 6052, RFC 8215).
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Embedded::Ipv4(last_32),
+        [0x64, 0xff9b, 1, ..] => Embedded::Ipv4(last_32),
+        // 6to4: the IPv4 address follows the prefix (RFC 3056).
+        [0x2002, high, low, ..] => Embedded::Ipv4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))),
+        // Teredo (RFC 4380).
+        [0x2001, 0, ..] => Embedded::Opaque,
+        _ => Embedded::None,
     }
 }
 
@@ -97,10 +121,34 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // The probe's finds: IPv4-compatible, NAT64, 6to4, site-local, benchmarking.
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            // Reserved, IETF protocol assignments, documentation in both families, Teredo.
+            "240.0.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "2001:db8::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(!is_public(ip.parse().expect("an address")), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(ip.parse().expect("an address")), "{ip}");
         }
     }
@@ -113,6 +161,11 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://localhost/cb",
             "http://api.LOCALHOST./cb",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[fec0::1]/",
+            "http://198.18.0.1/",
         ] {
             assert!(names_a_private_address(&url.parse().expect("a URL")), "{url}");
         }

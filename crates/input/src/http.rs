@@ -90,6 +90,7 @@ async fn post_contact_message(
         },
         origin: Origin::Widget,
         content: body.content,
+        signed_at: None,
     };
     Ok(accepted(input.accept(&channel, post).await?))
 }
@@ -149,7 +150,7 @@ async fn post_signed_message(
 ) -> Result<Response, Problem> {
     let channel = input.open_channel(&identifier).await?;
     let header = headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
-    signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)
+    let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)
         .map_err(InputError::from)?;
     let idempotency_key = inbound::idempotency_key(&headers, true)?;
     let parsed: SignedPost = serde_json::from_slice(&body).map_err(|e| inbound::json_problem(&e))?;
@@ -173,6 +174,7 @@ async fn post_signed_message(
         },
         origin: Origin::Server,
         content: parsed.content,
+        signed_at: Some(signed_at),
     };
     Ok(accepted(input.accept(&channel, post).await?))
 }

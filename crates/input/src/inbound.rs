@@ -11,7 +11,7 @@
 
 use axum::http::HeaderMap;
 use contracts::channel::{ChannelContact, ContactIdentified, MessageReceived};
-use contracts::inbox::MessageId;
+use contracts::inbox::{InboxId, MessageId};
 use contracts::plan::Limited;
 use kernel::http::FieldError;
 use kernel::store::StoreError;
@@ -83,6 +83,16 @@ pub struct Post {
     pub contact: ChannelContact,
     pub origin: Origin,
     pub content: String,
+    /// The signature's timestamp (signed route; `None` for widget posts): with the body hash it
+    /// identifies the signature, which is accepted once per inbox.
+    pub signed_at: Option<i64>,
+}
+
+impl Post {
+    /// The signature this post came with, as it is remembered: (inbox, body hash, timestamp).
+    pub fn signature(&self, inbox: InboxId) -> Option<(InboxId, &str, i64)> {
+        self.signed_at.map(|signed_at| (inbox, self.body_sha256.as_str(), signed_at))
+    }
 }
 
 /// What became of a post.
@@ -293,6 +303,11 @@ impl Input {
         {
             return replay(&earlier.body_sha256, &earlier.message_id, &post.body_sha256);
         }
+        if let Some(signature) = post.signature(channel.inbox)
+            && !self.store.signatures_used(&[signature]).await?.is_empty()
+        {
+            return Err(InputError::SignatureReplayed);
+        }
         let source_id = post.contact.source_id.as_str();
         let known = self.store.contact(channel.inbox, source_id).await?;
         // A contact's first message starts their conversation (inbox keeps one per contact and reopens it),
@@ -317,6 +332,7 @@ impl Input {
                 payload: &post.payload,
                 source_id,
                 message_id: &message_id,
+                signed_at: post.signed_at,
                 now_ms: now,
             },
         )
@@ -324,14 +340,16 @@ impl Input {
         match recorded {
             Ok(()) => {}
             // The same key was recorded between our look-up and this insert (two copies of one retry racing):
-            // answer as a replay of whichever won.
+            // answer as a replay of whichever won. Otherwise it was the signature (two copies of a captured
+            // request racing under different keys).
             Err(StoreError::UniqueViolation { .. }) => {
                 drop(tx);
                 let key = post.idempotency_key.as_deref().unwrap_or_default();
-                let earlier = self.store.inbound_by_key(channel.inbox, key).await?.ok_or_else(|| {
-                    InputError::Corrupt("an idempotency key collided but its event is missing".to_owned())
-                })?;
-                return replay(&earlier.body_sha256, &earlier.message_id, &post.body_sha256);
+                return match self.store.inbound_by_key(channel.inbox, key).await? {
+                    Some(earlier) => replay(&earlier.body_sha256, &earlier.message_id, &post.body_sha256),
+                    None if post.signed_at.is_some() => Err(InputError::SignatureReplayed),
+                    None => Err(InputError::Corrupt("an idempotency key collided but its event is missing".to_owned())),
+                };
             }
             Err(other) => return Err(other.into()),
         }

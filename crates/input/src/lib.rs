@@ -209,6 +209,8 @@ pub enum InputError {
     IdempotencyKeyInvalid(&'static str),
     #[error("the Idempotency-Key was used before with another body")]
     IdempotencyKeyReused,
+    #[error("this signature was accepted before")]
+    SignatureReplayed,
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("invalid fields")]
@@ -250,6 +252,11 @@ impl From<InputError> for Problem {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used for a different body; use a new key for a new message.",
+            ),
+            InputError::SignatureReplayed => Problem::conflict(
+                "signature_replayed",
+                "This signature was accepted before under another Idempotency-Key. Each signature is accepted once: \
+                 sign every new post anew (a retry keeps its key and is answered as a replay).",
             ),
             InputError::MalformedJson(reason) => {
                 Problem::bad_request("malformed_json", format!("The body is not valid JSON: {reason}"))

@@ -173,6 +173,17 @@ impl Recorder {
     /// recording them one by one would do.
     async fn decide(&self, batch: &[Submission]) -> Result<Vec<Decision>, InputError> {
         let earlier = self.earlier_posts(batch).await?;
+        let signed: Vec<(InboxId, &str, i64)> = batch.iter().filter_map(|s| s.post.signature(s.inbox)).collect();
+        // Signatures accepted before (a captured request replayed under another key), then those of this
+        // batch as it goes: each is accepted once.
+        let mut signatures: HashSet<(InboxId, String, i64)> = if signed.is_empty() {
+            HashSet::new()
+        } else {
+            let used = self.store.signatures_used(&signed).await?;
+            used.into_iter()
+                .map(|row| Ok((inbox_of(&row.inbox_id)?, row.body_sha256, row.signed_at)))
+                .collect::<Result<_, InputError>>()?
+        };
         let started = self.contacts_with_conversations(batch).await?;
         let mut decisions = Vec::with_capacity(batch.len());
         // The keys of the posts this batch records (with their index), and of those it leaves to their callers.
@@ -200,6 +211,12 @@ impl Recorder {
                     decisions.push(Decision::Alone);
                     continue;
                 }
+            }
+            if let Some((inbox, sha256, signed_at)) = post.signature(*inbox)
+                && !signatures.insert((inbox, sha256.to_owned(), signed_at))
+            {
+                decisions.push(Decision::Answered(Err(InputError::SignatureReplayed)));
+                continue;
             }
             let contact = (*inbox, post.contact.source_id.as_str());
             // A contact's first message starts their conversation, which the plan counts: ask before recording.
@@ -289,6 +306,7 @@ impl Recorder {
                     payload: &post.payload,
                     source_id: &post.contact.source_id,
                     message_id,
+                    signed_at: post.signed_at,
                     now_ms: now,
                 }
             })
@@ -379,7 +397,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Answers posts whose key was recorded meanwhile as replays of the post recorded under it.
+    /// Answers posts whose key was recorded meanwhile as replays of the post recorded under it, and those
+    /// whose signature was (a captured request racing under another key on another replica) as replayed
+    /// signatures.
     async fn answer_raced(
         tx: &mut Tx<'_>,
         batch: &[Submission],
@@ -398,6 +418,7 @@ impl Recorder {
             let (inbox, key) = keyed(index);
             answers[*index] = Some(match earlier.get(inbox, key) {
                 Some(row) => replay(&row.body_sha256, &row.message_id, &batch[*index].post.body_sha256),
+                None if batch[*index].post.signed_at.is_some() => Err(InputError::SignatureReplayed),
                 None => Err(InputError::Corrupt("an idempotency key collided but its event is missing".to_owned())),
             });
         }
@@ -537,6 +558,7 @@ mod tests {
                     phone: None,
                 },
                 origin: Origin::Server,
+                signed_at: None,
                 content: String::new(),
             },
             trace: None,

@@ -31,18 +31,25 @@ pub enum SignatureError {
 }
 
 /// Verifies that `body` was signed with `secret` within `tolerance_secs` of `now_unix` (the kernel's
-/// timestamped HMAC scheme). Every candidate is compared in constant time, and signatures are checked
-/// before the timestamp, so `Stale` is only reported to a caller who holds the secret.
+/// timestamped HMAC scheme), and returns the signature's timestamp. Every candidate is compared in
+/// constant time, and signatures are checked before the timestamp, so `Stale` is only reported to a
+/// caller who holds the secret.
+///
+/// A valid signature proves who sent the body, not that it was sent only once: the input service accepts
+/// each signature (its timestamp and body) once per inbox, so a captured request cannot be replayed under
+/// another Idempotency-Key within the tolerance.
 pub fn verify(
     header: Option<&str>,
     body: &[u8],
     secret: &str,
     now_unix: i64,
     tolerance_secs: i64,
-) -> Result<(), SignatureError> {
+) -> Result<i64, SignatureError> {
     use kernel::signature::SignatureError as Scheme;
     let header = header.ok_or(SignatureError::Missing)?;
-    kernel::signature::verify(header, body, secret, now_unix, tolerance_secs).map_err(|error| match error {
+    let verified = kernel::signature::verify(header, body, secret, now_unix, tolerance_secs)
+        .and_then(|()| kernel::signature::signed_at(header));
+    verified.map_err(|error| match error {
         Scheme::Malformed(why) => SignatureError::Malformed(why),
         Scheme::StaleTimestamp => SignatureError::Stale,
         // An empty key is one anyone can sign with; channels always have a random secret, so this only
@@ -69,7 +76,7 @@ mod tests {
     fn a_freshly_signed_body_verifies() {
         let header = sign(BODY, SECRET, NOW);
 
-        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(()));
+        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(NOW));
     }
 
     #[test]
@@ -104,7 +111,7 @@ mod tests {
     fn a_signature_just_inside_the_tolerance_is_accepted_on_both_sides() {
         for t in [NOW - TOLERANCE_SECS, NOW + TOLERANCE_SECS] {
             let header = sign(BODY, SECRET, t);
-            assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(()), "t = {t}");
+            assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(t), "t = {t}");
         }
     }
 
@@ -132,7 +139,7 @@ mod tests {
             format!("t={NOW},v1={},v1={wrong}", v1_of(&good)),
             format!("v1={wrong}, t={NOW}, v1={}, v2=future", v1_of(&good)),
         ] {
-            assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(()), "{header}");
+            assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Ok(NOW), "{header}");
         }
     }
 

@@ -44,6 +44,14 @@ pub struct KeyedInboundRow {
     pub message_id: String,
 }
 
+/// A signature (inbox, body hash, timestamp) accepted before, for a batch ([`Store::signatures_used`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
+pub struct UsedSignatureRow {
+    pub inbox_id: String,
+    pub body_sha256: String,
+    pub signed_at: i64,
+}
+
 /// A contact found by channel identity (inbox, source id), for a batch ([`Store::contacts_by_identity`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IdentifiedContactRow {
@@ -107,6 +115,9 @@ pub struct NewInbound<'a> {
     pub payload: &'a str,
     pub source_id: &'a str,
     pub message_id: &'a str,
+    /// The signature's timestamp (signed route); with the body it identifies the signature, which is
+    /// accepted once per inbox.
+    pub signed_at: Option<i64>,
     pub now_ms: i64,
 }
 
@@ -137,6 +148,12 @@ pub struct NewDelivery<'a> {
 const INBOUND_BY_KEYS: &str = "select e.inbox_id, e.idempotency_key, e.body_sha256, e.message_id \
      from jsonb_each(?) as k \
      join inbound_events e on e.inbox_id = k.value ->> 0 and e.idempotency_key = k.value ->> 1";
+
+/// The signatures of a batch that were accepted before: what identifies a signature is the inbox, the
+/// body and the signature's timestamp.
+const SIGNATURES_USED: &str = "select e.inbox_id, e.body_sha256, e.signed_at from jsonb_each(?) as s \
+     join inbound_events e on e.inbox_id = s.value ->> 0 and e.body_sha256 = s.value ->> 1 \
+     and e.signed_at = s.value ->> 2";
 
 /// The contacts with (inbox, source id) identities: read before a batch (for the plan) and inside its
 /// transaction (the state the upsert starts from).
@@ -327,11 +344,12 @@ impl Store {
             .await
     }
 
-    /// Records an accepted post; a `UniqueViolation` means its idempotency key was used meanwhile.
+    /// Records an accepted post; a `UniqueViolation` means its idempotency key, or its signature, was used
+    /// meanwhile.
     pub async fn insert_inbound(tx: &mut Tx<'_>, inbound: NewInbound<'_>) -> Result<(), StoreError> {
         tx.execute(
             "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
-             message_id, received_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+             message_id, received_at, signed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             args![
                 uuid::Uuid::now_v7().to_string(),
                 inbound.inbox.to_string(),
@@ -340,7 +358,8 @@ impl Store {
                 inbound.payload,
                 inbound.source_id,
                 inbound.message_id,
-                inbound.now_ms
+                inbound.now_ms,
+                inbound.signed_at
             ],
         )
         .await
@@ -384,6 +403,14 @@ impl Store {
         tx.fetch_all(INBOUND_BY_KEYS, args![json_rows(keys)?]).await
     }
 
+    /// Which of these signatures (inbox, body hash, timestamp) were accepted before.
+    pub async fn signatures_used(
+        &self,
+        signatures: &[(InboxId, &str, i64)],
+    ) -> Result<Vec<UsedSignatureRow>, StoreError> {
+        self.db.fetch_all(SIGNATURES_USED, args![json_rows(signatures)?]).await
+    }
+
     /// The contacts with these channel identities (inbox, source id) that exist.
     pub async fn contacts_by_identity(
         &self,
@@ -401,7 +428,7 @@ impl Store {
     }
 
     /// [`Store::insert_inbound`] for several posts; returns the message ids of those recorded. A post
-    /// missing from the answer was not recorded: its idempotency key was used meanwhile.
+    /// missing from the answer was not recorded: its idempotency key, or its signature, was used meanwhile.
     pub async fn insert_inbounds(tx: &mut Tx<'_>, inbounds: &[NewInbound<'_>]) -> Result<Vec<String>, StoreError> {
         let rows: Vec<_> = inbounds
             .iter()
@@ -415,15 +442,16 @@ impl Store {
                     inbound.source_id,
                     inbound.message_id,
                     inbound.now_ms,
+                    inbound.signed_at,
                 )
             })
             .collect();
         let recorded: Vec<(String,)> = tx
             .fetch_all(
                 "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
-                 message_id, received_at) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                 value ->> 5, value ->> 6, value ->> 7 from jsonb_each(?) where true order by key \
-                 on conflict do nothing returning message_id",
+                 message_id, received_at, signed_at) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+                 value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 from jsonb_each(?) where true \
+                 order by key on conflict do nothing returning message_id",
                 args![json_rows(&rows)?],
             )
             .await?;

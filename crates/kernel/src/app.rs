@@ -1,7 +1,6 @@
 //! One OmniDesk process: some services (all of them in the monolith), their namespaces, and one listener.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +13,12 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::auth::{RevocationLog, revocation};
 use crate::config::Config;
 use crate::events::{self, Transport};
-use crate::http::{self, EdgeSettings, Problem};
+use crate::http::{self, EdgeSettings, ListenerSettings, Problem};
 use crate::metrics::Metrics;
-use crate::ports::{Port, credential_matches};
+use crate::ports::{Port, RemoteClient, credential_matches, decode_args, respond};
 use crate::routes::RouteTable;
 use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec, Wiring};
 use crate::store::{Location, Namespace};
@@ -32,6 +32,7 @@ pub struct Process {
     wiring: Wiring,
     namespaces: Vec<Namespace>,
     grace: Duration,
+    listener: ListenerSettings,
     transport: Arc<dyn Transport>,
     /// Stops the outbox relays and dead-letter pollers.
     stop_background: tokio::sync::watch::Sender<bool>,
@@ -65,6 +66,8 @@ impl Process {
             hosted: hosted_names.clone(),
             registry: Arc::new(Mutex::new(PortRegistry::default())),
             deliveries: Arc::default(),
+            verifier: verifier.clone(),
+            revocation_log: Arc::default(),
             remote: Remote {
                 http: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?,
                 secret: config.internal.secret.clone(),
@@ -114,16 +117,24 @@ impl Process {
             ));
         }
 
-        let internal =
+        let mut internal =
             std::mem::take(&mut wiring.registry.lock().map_err(|_| anyhow::anyhow!("registry poisoned"))?.internal);
-        let settings = EdgeSettings {
-            body_limit_bytes: config.http.body_limit_bytes,
-            request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-            trusted_proxies: config.http.trusted_proxies.clone().into(),
+        let revocations = match revocation_log(catalogue, &wiring)? {
+            Some((log, served)) => {
+                if let Some(served) = served {
+                    internal = internal.merge(served);
+                }
+                let status = Arc::new(revocation::FollowStatus::default());
+                let window = Duration::from_secs(config.auth.access_token_ttl_secs) + REVOCATION_MARGIN;
+                tokio::spawn(revocation::follow(verifier.clone(), log, window, status.clone(), stop.clone()));
+                Some(status)
+            }
+            None => None,
         };
+        let settings = EdgeSettings::from(&config.http);
         let public = public
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone(), transport.clone())))
+            .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone(), transport.clone(), revocations)))
             .route("/metrics", get(http::render_metrics).with_state(metrics.clone()))
             .fallback(http::not_found)
             .layer(axum::Extension(verifier));
@@ -144,6 +155,7 @@ impl Process {
             wiring,
             namespaces,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
+            listener: ListenerSettings::from(&config.http),
             transport,
             stop_background,
         })
@@ -163,12 +175,10 @@ impl Process {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server =
-            axum::serve(http::without_nagle(listener), self.router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    let _ = stopping_tx.send(());
-                });
+        let server = http::serve(listener, self.router, self.listener, async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
         let grace = self.grace;
         let deadline = async move {
             if stopping_rx.await.is_ok() {
@@ -178,7 +188,7 @@ impl Process {
             }
         };
         tokio::select! {
-            result = server => result.context("serving")?,
+            () = server => {}
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests cut off after the grace period"),
         }
         // Publish what the last requests committed before the namespaces close (DESIGN §7: the outbox is
@@ -203,6 +213,51 @@ impl Process {
 
 /// How often each relay looks at its outbox when nothing woke it (rows left by a crash or a failed publish).
 const OUTBOX_POLL: Duration = Duration::from_secs(1);
+
+/// How much longer than the access-token lifetime a revocation is kept: the verifier's clock leeway and
+/// room for clocks that disagree a little.
+const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
+
+/// The log a process follows, and the internal endpoint serving it when the issuer is hosted here.
+type Followed = (Arc<dyn RevocationLog>, Option<Router>);
+
+/// Where this process reads revoked tokens from: the issuer's log when the issuer is hosted here (with the
+/// internal endpoint that serves it to other processes), an HTTP client of that endpoint otherwise; `None`
+/// when no service of the catalogue issues tokens, or the hosted issuer keeps no log.
+fn revocation_log(catalogue: Catalogue, wiring: &Wiring) -> anyhow::Result<Option<Followed>> {
+    let Some(issuer) = catalogue.iter().find(|spec| spec.issues_tokens) else { return Ok(None) };
+    if wiring.hosted.contains(&issuer.name) {
+        let kept = wiring.revocation_log.lock().map_err(|_| anyhow::anyhow!("revocation log poisoned"))?.clone();
+        let Some(log) = kept else { return Ok(None) };
+        let served = log.clone();
+        let path = format!("/internal/{}/{}", issuer.name, revocation::METHOD);
+        let endpoint = Router::new().route(
+            &path,
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let log = served.clone();
+                async move {
+                    match decode_args::<(i64,)>(&body) {
+                        Ok((since_ms,)) => respond(log.revocations_since(since_ms).await),
+                        Err(refused) => refused,
+                    }
+                }
+            }),
+        );
+        return Ok(Some((log, Some(endpoint))));
+    }
+    let url = wiring.config.service(issuer.name).url.with_context(|| {
+        format!(
+            "every process learns revoked access tokens from `{0}`, which is not in this process: set services.{0}.url",
+            issuer.name
+        )
+    })?;
+    let secret = wiring.remote.secret.as_deref().with_context(|| {
+        format!("reading revoked tokens from `{}` in another process needs internal.secret", issuer.name)
+    })?;
+    let client = RemoteClient::new(wiring.remote.http.clone(), issuer.name, &url, secret, wiring.remote.timeout)
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some((Arc::new(revocation::RemoteLog(client)), None)))
+}
 
 /// How often consumers look for dead letters an operator asked to replay.
 const REPLAY_POLL: Duration = Duration::from_secs(2);
@@ -315,23 +370,32 @@ async fn healthz() -> impl IntoResponse {
 }
 
 #[derive(Clone)]
-struct Readiness(Vec<Namespace>, Arc<dyn Transport>);
+struct Readiness(Vec<Namespace>, Arc<dyn Transport>, Option<Arc<revocation::FollowStatus>>);
 
-async fn readyz(State(Readiness(namespaces, transport)): State<Readiness>) -> Response {
+/// `/readyz`: 200 while this process can serve requests, 503 (naming why) when it cannot. Databases are
+/// needed to serve; the broker is not (the outbox keeps events until it is back), so a lost broker makes
+/// the answer `degraded`, still 200, with what is degraded named: an orchestrator keeps sending traffic to
+/// a process that can take it, and an operator sees what is wrong.
+async fn readyz(State(Readiness(namespaces, transport, revocations)): State<Readiness>) -> Response {
     let mut failures = Vec::new();
-    if !transport.is_connected() {
-        failures.push(format!("events: the {} transport is disconnected", transport.name()));
-    }
     for namespace in &namespaces {
         if let Err(reason) = namespace.readiness().await {
             failures.push(format!("{}: {reason}", namespace.service()));
         }
     }
-    if failures.is_empty() {
-        let services: Vec<&str> = namespaces.iter().map(Namespace::service).collect();
+    if !failures.is_empty() {
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response();
+    }
+    let services: Vec<&str> = namespaces.iter().map(Namespace::service).collect();
+    let mut degraded = Vec::new();
+    if !transport.is_connected() {
+        degraded.push(format!("events: the {} transport is disconnected; events wait in the outbox", transport.name()));
+    }
+    degraded.extend(revocations.and_then(|status| status.degraded()));
+    if degraded.is_empty() {
         axum::Json(json!({ "status": "ready", "services": services })).into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response()
+        axum::Json(json!({ "status": "degraded", "services": services, "degraded": degraded })).into_response()
     }
 }
 

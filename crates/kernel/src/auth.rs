@@ -15,6 +15,10 @@ use uuid::Uuid;
 
 use crate::http::Problem;
 
+pub mod revocation;
+
+pub use revocation::{Revocation, RevocationLog, Revoker};
+
 const ISSUER: &str = "omnidesk";
 
 /// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>` (for rows), serde as a plain string,
@@ -113,8 +117,19 @@ struct AccessClaims {
     role: Role,
     iss: String,
     iat: u64,
+    /// When it was issued, in Unix milliseconds: a revocation refuses the tokens issued before it, and
+    /// seconds cannot tell a token issued just before it from one issued just after. Tokens from before
+    /// this claim existed count from the start of their `iat` second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
     exp: u64,
     jti: Uuid,
+}
+
+impl AccessClaims {
+    fn issued_ms(&self) -> i64 {
+        self.iat_ms.unwrap_or_else(|| i64::try_from(self.iat.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
 }
 
 /// Who is calling: the verified content of the request's bearer token. Extracting it is authentication;
@@ -131,6 +146,7 @@ pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
     verified: Verified,
+    revoked: revocation::Revoked,
 }
 
 /// How many verified tokens a [`TokenVerifier`] remembers.
@@ -144,24 +160,32 @@ const VERIFIED_CAPACITY: usize = 10_000;
 /// is checked in full every time; the map is keyed by the whole token, so a token differing from a
 /// remembered one in any byte is not it.
 #[derive(Default)]
-struct Verified(std::sync::Mutex<std::collections::HashMap<String, (Caller, u64)>>);
+struct Verified(std::sync::Mutex<std::collections::HashMap<String, Checked>>);
+
+/// What a token that verified says: who, until when (Unix seconds), issued when (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    caller: Caller,
+    exp: u64,
+    issued_ms: i64,
+}
 
 impl Verified {
-    fn get(&self, token: &str, now: u64) -> Option<(Caller, u64)> {
+    fn get(&self, token: &str, now: u64) -> Option<Checked> {
         let entries = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(token).copied().filter(|&(_, exp)| now < exp)
+        entries.get(token).copied().filter(|checked| now < checked.exp)
     }
 
     /// Remembers a verified token; when full, forgets the expired ones, or all if none has expired.
-    fn remember(&self, token: &str, caller: Caller, exp: u64, now: u64) {
+    fn remember(&self, token: &str, checked: Checked, now: u64) {
         let mut entries = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= VERIFIED_CAPACITY {
-            entries.retain(|_, &mut (_, exp)| now < exp);
+            entries.retain(|_, remembered| now < remembered.exp);
             if entries.len() >= VERIFIED_CAPACITY {
                 entries.clear();
             }
         }
-        entries.insert(token.to_owned(), (caller, exp));
+        entries.insert(token.to_owned(), checked);
     }
 }
 
@@ -176,7 +200,7 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
-        Ok(Self { key, validation, verified: Verified::default() })
+        Ok(Self { key, validation, verified: Verified::default(), revoked: revocation::Revoked::new() })
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
@@ -185,18 +209,28 @@ impl TokenVerifier {
 
     /// [`TokenVerifier::verify`], with when the token expires (Unix seconds): for a connection that
     /// outlives a request, such as the realtime WebSocket, and must end when its token does.
+    /// A revoked token is refused (`token_revoked`) whether or not its signature was checked before.
     pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), Problem> {
         let now = unix_now();
-        if let Some(verified) = self.verified.get(token, now) {
-            return Ok(verified);
+        let checked = match self.verified.get(token, now) {
+            Some(checked) => checked,
+            None => {
+                let checked = self.check(token)?;
+                self.verified.remember(token, checked, now);
+                checked
+            }
+        };
+        if self.revoked.refuses(&checked.caller, checked.issued_ms) {
+            return Err(Problem::unauthorized(
+                "token_revoked",
+                "This access token was revoked (the membership changed or the sessions were signed out); sign in again.",
+            ));
         }
-        let (caller, exp) = self.check(token)?;
-        self.verified.remember(token, caller, exp, now);
-        Ok((caller, exp))
+        Ok((checked.caller, checked.exp))
     }
 
     /// Checks the token's signature and claims.
-    fn check(&self, token: &str) -> Result<(Caller, u64), Problem> {
+    fn check(&self, token: &str) -> Result<Checked, Problem> {
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -205,7 +239,11 @@ impl TokenVerifier {
                 _ => Problem::unauthorized("invalid_token", "The access token is not valid."),
             })?;
         let claims = data.claims;
-        Ok((Caller { user: claims.sub, account: claims.acc, role: claims.role }, claims.exp))
+        Ok(Checked {
+            caller: Caller { user: claims.sub, account: claims.acc, role: claims.role },
+            exp: claims.exp,
+            issued_ms: claims.issued_ms(),
+        })
     }
 }
 
@@ -229,13 +267,15 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, caller: Caller) -> Result<SignedToken, jsonwebtoken::errors::Error> {
-        let now = unix_now();
+        let now_ms = revocation::unix_ms();
+        let now = u64::try_from(now_ms / 1000).unwrap_or_default();
         let claims = AccessClaims {
             sub: caller.user,
             acc: caller.account,
             role: caller.role,
             iss: ISSUER.to_owned(),
             iat: now,
+            iat_ms: Some(now_ms),
             exp: now + self.ttl.as_secs(),
             jti: Uuid::new_v4(),
         };
@@ -401,6 +441,7 @@ mod tests {
             role: Role::Agent,
             iss: ISSUER.to_owned(),
             iat: 1_000,
+            iat_ms: None,
             exp: 1_060,
             jti: Uuid::new_v4(),
         };
@@ -426,27 +467,74 @@ mod tests {
         assert_eq!(verifier.verify(&altered).expect_err("altered").code, "invalid_token");
 
         let remembered = Verified::default();
-        remembered.remember(&token, caller, 100, 50);
-        assert_eq!(remembered.get(&token, 99), Some((caller, 100)));
+        let checked = Checked { caller, exp: 100, issued_ms: 40_000 };
+        remembered.remember(&token, checked, 50);
+        assert_eq!(remembered.get(&token, 99), Some(checked));
         assert_eq!(remembered.get(&token, 100), None, "checked in full again from its exp on");
     }
 
     #[test]
     fn verified_tokens_are_bounded_forgetting_expired_ones_first() {
         let remembered = Verified::default();
+        let until = |exp| Checked { caller: caller(), exp, issued_ms: 0 };
         for i in 0..VERIFIED_CAPACITY {
-            remembered.remember(&format!("old-{i}"), caller(), 10, 0);
+            remembered.remember(&format!("old-{i}"), until(10), 0);
         }
-        remembered.remember("new", caller(), 100, 20);
+        remembered.remember("new", until(100), 20);
         assert_eq!(remembered.0.lock().expect("lock").len(), 1, "the expired ones went");
 
         for i in 1..VERIFIED_CAPACITY {
-            remembered.remember(&format!("live-{i}"), caller(), 100, 20);
+            remembered.remember(&format!("live-{i}"), until(100), 20);
         }
         assert_eq!(remembered.0.lock().expect("lock").len(), VERIFIED_CAPACITY);
-        remembered.remember("last", caller(), 100, 20);
+        remembered.remember("last", until(100), 20);
         assert_eq!(remembered.0.lock().expect("lock").len(), 1, "none had expired: all went");
         assert!(remembered.get("last", 20).is_some());
+    }
+
+    #[test]
+    fn a_revoked_token_is_refused_even_from_memory_and_a_later_one_is_taken() {
+        let (_dir, files) = keys();
+        let verifier = files.verifier().expect("verifier");
+        let signer = files.signer(Duration::from_secs(60)).expect("signer");
+        let caller = caller();
+        let before = signer.sign(caller).expect("signs").token;
+        let elsewhere = signer.sign(Caller { account: AccountId::new(), ..caller }).expect("signs").token;
+        assert_eq!(verifier.verify(&before), Ok(caller), "remembered from here on");
+        let mut changes = verifier.revocation_changes();
+        std::thread::sleep(Duration::from_millis(2));
+
+        verifier.revoke(&[Revocation {
+            user: caller.user,
+            account: Some(caller.account),
+            before_ms: revocation::unix_ms(),
+        }]);
+
+        assert!(changes.has_changed().expect("open"), "watchers are woken");
+        assert_eq!(verifier.verify(&before).expect_err("revoked").code, "token_revoked");
+        assert!(verifier.verify(&elsewhere).is_ok(), "the same user's token in another account is not concerned");
+        std::thread::sleep(Duration::from_millis(2));
+        let after = signer.sign(caller).expect("signs").token;
+        assert_eq!(verifier.verify(&after), Ok(caller), "a token issued after the revocation is taken");
+        changes.mark_unchanged();
+        verifier.revoke(&[Revocation { user: caller.user, account: Some(caller.account), before_ms: 0 }]);
+        assert!(!changes.has_changed().expect("open"), "an older revocation changes nothing");
+    }
+
+    #[test]
+    fn a_revocation_in_every_account_refuses_the_users_tokens_in_all_of_them() {
+        let (_dir, files) = keys();
+        let verifier = files.verifier().expect("verifier");
+        let signer = files.signer(Duration::from_secs(60)).expect("signer");
+        let caller = caller();
+        let other_account = signer.sign(Caller { account: AccountId::new(), ..caller }).expect("signs").token;
+        let someone_else = signer.sign(Caller { user: UserId::new(), ..caller }).expect("signs").token;
+        std::thread::sleep(Duration::from_millis(2));
+
+        verifier.revoke(&[Revocation { user: caller.user, account: None, before_ms: revocation::unix_ms() }]);
+
+        assert_eq!(verifier.verify(&other_account).expect_err("revoked").code, "token_revoked");
+        assert!(verifier.verify(&someone_else).is_ok());
     }
 
     #[test]

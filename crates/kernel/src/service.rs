@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use futures_util::future::BoxFuture;
 
-use crate::auth::TokenSigner;
+use crate::auth::{RevocationLog, Revoker, TokenSigner, TokenVerifier};
 use crate::config::Config;
 use crate::events::{Delivery, Event, Handler};
 use crate::metrics::Metrics;
@@ -96,6 +96,10 @@ pub(crate) struct Wiring {
     pub remote: Remote,
     /// Each consuming service's event handlers, collected while services start.
     pub deliveries: Arc<Mutex<HashMap<&'static str, Delivery>>>,
+    /// This process's token verifier (revocations are applied to it).
+    pub verifier: Arc<TokenVerifier>,
+    /// The token issuer's revocation log, when the issuer is hosted here and keeps one.
+    pub revocation_log: Arc<Mutex<Option<Arc<dyn RevocationLog>>>>,
 }
 
 impl Wiring {
@@ -184,6 +188,17 @@ impl ServiceContext {
             bail!("service `{}` uses {} but does not list `{}` in depends_on", self.spec.name, P::NAME, P::SERVICE);
         }
         self.wiring.port::<P>(self.spec.name)
+    }
+
+    /// Makes `log` the record every process reads revoked access tokens from (see
+    /// [`crate::auth::revocation`]), and returns what makes this process refuse what the service has just
+    /// revoked. Only the service that issues tokens keeps one.
+    pub fn keep_revocations(&self, log: Arc<dyn RevocationLog>) -> anyhow::Result<Revoker> {
+        if !self.spec.issues_tokens {
+            bail!("service `{}` does not issue tokens and cannot revoke them", self.spec.name);
+        }
+        *self.wiring.revocation_log.lock().map_err(|_| anyhow::anyhow!("revocation log poisoned"))? = Some(log);
+        Ok(Revoker(self.wiring.verifier.clone()))
     }
 
     /// The access-token signer; only the service that issues tokens asks for it.

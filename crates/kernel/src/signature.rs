@@ -69,6 +69,12 @@ pub fn verify(
     Ok(())
 }
 
+/// The timestamp (unix seconds) a header says its signatures were made at. With the body, it is what a
+/// signature covers: a receiver that accepts each signature once remembers the two.
+pub fn signed_at(header: &str) -> Result<i64, SignatureError> {
+    ParsedHeader::parse(header).map(|parsed| parsed.timestamp)
+}
+
 /// The header value for `body` signed with `secret` at `timestamp` (unix seconds).
 pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     format!("t={timestamp},{SCHEME}={}", hex(&mac(body, secret, timestamp)))

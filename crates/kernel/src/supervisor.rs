@@ -202,20 +202,12 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     // child has started: a failure to start one returns without leaving a gateway running behind it.
     let upstreams: HashMap<&'static str, String> =
         groups.iter().flat_map(|group| group.services.iter().map(|service| (*service, group.url()))).collect();
-    let settings = EdgeSettings {
-        body_limit_bytes: config.http.body_limit_bytes,
-        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-        trusted_proxies: config.http.trusted_proxies.clone().into(),
-    };
+    let settings = EdgeSettings::from(&config.http);
     let router = gateway::router(table, Upstreams::new(upstreams), Metrics::new(), &settings);
     let (gateway_stop, gateway_stopping) = oneshot::channel::<()>();
-    let gateway_task = tokio::spawn(
-        axum::serve(crate::http::without_nagle(listener), router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = gateway_stopping.await;
-            })
-            .into_future(),
-    );
+    let gateway_task = tokio::spawn(crate::http::serve(listener, router, (&config.http).into(), async move {
+        let _ = gateway_stopping.await;
+    }));
     tracing::info!(gateway.addr = %gateway_addr, processes = groups.len(), "gateway listening");
 
     let state = Arc::new(StateFile {
@@ -277,8 +269,7 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     }
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     match tokio::time::timeout(grace, gateway_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::error!(error = %error, "the gateway failed"),
+        Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(error = %error, "the gateway task failed"),
         Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "gateway connections cut off after the grace period"),
     }

@@ -6,8 +6,6 @@
 #[path = "../src/events/rabbitmq/test_broker.rs"]
 mod test_broker;
 
-use std::time::{Duration, Instant};
-
 use kernel::events::rabbitmq::RabbitMq;
 use kernel::events::{Envelope, Event, Transport, TransportError};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions};
@@ -127,14 +125,17 @@ async fn the_seeds_url_format_with_a_trailing_slash_reaches_the_default_vhost() 
 }
 
 #[tokio::test]
-async fn connecting_to_a_broker_that_never_answers_fails_after_about_ten_seconds() {
-    let started = Instant::now();
+async fn a_transport_to_a_broker_that_never_answers_starts_disconnected_and_refuses_to_publish() {
+    let transport = RabbitMq::connect("amqp://guest:secret-password@127.0.0.1:1/%2f", "test")
+        .await
+        .expect("a process starts without its broker");
 
-    let result = RabbitMq::connect("amqp://guest:secret-password@127.0.0.1:1/%2f", "test").await;
+    let refused =
+        transport.publish(&Envelope::wrap(&ThingNamed { id: "c".into() }, "producer", None).expect("wraps")).await;
 
-    let waited = started.elapsed();
-    let error = result.expect_err("nothing listens on port 1");
+    assert!(!transport.is_connected());
+    let error = refused.expect_err("nothing listens on port 1");
     assert!(matches!(error, TransportError::Unavailable(_)), "{error}");
     assert!(!error.to_string().contains("secret-password"), "{error}");
-    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(15), "gave up after {waited:?}");
+    transport.close().await;
 }

@@ -239,18 +239,12 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
             );
         }
     }
-    let settings = kernel::http::EdgeSettings {
-        body_limit_bytes: config.http.body_limit_bytes,
-        request_timeout: std::time::Duration::from_secs(config.http.request_timeout_secs),
-        trusted_proxies: config.http.trusted_proxies.clone().into(),
-    };
+    let settings = kernel::http::EdgeSettings::from(&config.http);
     let router = gateway::router(table, gateway::Upstreams::new(upstreams), kernel::metrics::Metrics::new(), &settings);
     let listener =
         TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
     println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    kernel::http::serve(listener, router, (&config.http).into(), shutdown_signal()).await;
     Ok(())
 }
 

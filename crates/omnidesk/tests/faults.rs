@@ -16,12 +16,17 @@ use desk::Feed;
 use helpers::{TestApp, Topology};
 
 /// Stops the machine's RabbitMQ for the life of the value; starts it again when dropped, even on failure.
-struct BrokerOutage;
+/// Outages of the tests in this binary never overlap: one test's broker coming back in the middle of
+/// another's outage would make both meaningless.
+struct BrokerOutage(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+static ONE_OUTAGE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl BrokerOutage {
     fn begin() -> Self {
+        let guard = ONE_OUTAGE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         rabbitmqctl("stop_app");
-        BrokerOutage
+        BrokerOutage(guard)
     }
 }
 
@@ -110,4 +115,67 @@ async fn an_agents_feed_catches_up_after_the_inbox_process_and_the_broker_restar
         let content = format!("during {i}");
         feed.expect("message.created", |d| d["message"]["content"] == content.as_str()).await;
     }
+}
+
+#[tokio::test]
+async fn a_service_killed_during_a_broker_outage_comes_back_serving_and_its_events_arrive_when_the_broker_does() {
+    // Arrange: an API inbox, then the broker goes down.
+    let topology = Topology::spawn("microservices", &[]);
+    let app = TestApp::new(topology.base_url.clone(), topology.data_dir.clone(), None);
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let outage = BrokerOutage::begin();
+
+    // Act: input dies during the outage; its supervisor restarts it while the broker is still down.
+    let killed = topology.pid_of("input");
+    kill(killed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = app.post_signed(&inbox, "outage-0", "cust-o", "O", "during the outage 0").await;
+        if reply.status == reqwest::StatusCode::ACCEPTED {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the restarted input never served: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(topology.pid_of("input"), killed, "served by the restarted process");
+    for i in 1..3 {
+        let reply =
+            app.post_signed(&inbox, &format!("outage-{i}"), "cust-o", "O", &format!("during the outage {i}")).await;
+        assert_eq!(reply.status, reqwest::StatusCode::ACCEPTED, "{reply:?}");
+    }
+    let state = topology.state();
+    let input_url = state["groups"]
+        .as_array()
+        .and_then(|groups| groups.iter().find(|group| group["services"][0] == "input"))
+        .and_then(|group| group["url"].as_str())
+        .expect("input's process in up.json");
+    let readiness = reqwest::get(format!("{input_url}/readyz")).await.expect("readyz answers");
+    assert_eq!(readiness.status(), reqwest::StatusCode::OK, "serving, degraded");
+    let readiness: serde_json::Value = readiness.json().await.expect("json");
+    assert_eq!(readiness["status"], "degraded", "{readiness}");
+    drop(outage);
+
+    // Assert: once the broker is back, every message reaches the inbox, each once.
+    // The broker may take a few seconds to be reconnected to, and the relay's backoff a few more.
+    let listed = app
+        .eventually_for("/api/conversations?status=all&limit=100", token, Duration::from_secs(60), |body| {
+            body["data"][0]["last_message"]["preview"] == "during the outage 2"
+        })
+        .await;
+    let rows = listed.body["data"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let conversation = rows[0]["id"].as_str().expect("id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let messages = loop {
+        let messages = app.messages_of(token, conversation).await;
+        if messages.len() >= 3 || std::time::Instant::now() > deadline {
+            break messages;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let incoming: Vec<&str> =
+        messages.iter().filter(|m| m["kind"] == "incoming").filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(incoming, ["during the outage 0", "during the outage 1", "during the outage 2"], "{messages:?}");
 }

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contracts::plan::{PlanPort, PlanSummary};
 use contracts::{AccountId, Role, UserId};
-use kernel::auth::{Caller, TokenSigner};
+use kernel::auth::{Caller, Revoker, TokenSigner};
 use kernel::http::{ClientIp, FieldError, Json, Path, Problem};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,9 @@ use crate::store::{MembershipRow, NewRefreshToken, Store, UserChanges, UserRow};
 /// What every handler shares.
 pub struct Users {
     pub store: Store,
+    /// Makes this process refuse the access tokens a change revokes as soon as it commits (other
+    /// processes learn it from the revocation log within a second).
+    pub revoker: Revoker,
     pub plans: Arc<dyn PlanPort>,
     pub signer: TokenSigner,
     pub limits: Arc<LoginLimits>,
@@ -41,6 +44,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/api/users/login", login_user)
         .post("/api/users/refresh", refresh_session)
         .post("/api/users/logout", logout_user)
+        .post("/api/users/logout-all", logout_everywhere)
         .put("/api/users/update-language", update_language)
         .get("/api/users", members::list_members)
         // Static segments win over `{id}` in the router, so these never reach the per-user routes below.
@@ -203,10 +207,12 @@ async fn login_user(
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     if !verify_password(body.password, hash).await? {
+        users.limits.failed(&limit_key, ip);
         return Err(UserError::InvalidCredentials);
     }
     let user = user.ok_or(UserError::InvalidCredentials)?;
     let membership = users.store.home_membership(user.id).await?.ok_or(UserError::InvalidCredentials)?;
+    users.limits.succeeded(&limit_key, ip);
     let family = uuid::Uuid::now_v7().to_string();
     tracing::info!(user.id = %user.id, account.id = %membership.account_id, "user logged in");
     Ok(axum::Json(start_session(&users, user, membership, &family).await?))
@@ -243,6 +249,15 @@ async fn logout_user(State(users): State<AppState>, Json(body): Json<RefreshRequ
     if let Some(token) = users.store.refresh_token_by_hash(&refresh_token_hash(&body.refresh_token)).await? {
         users.store.revoke_refresh_family(&token.family_id, now_ms()).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/users/logout-all`: ends every session of the caller, in every account: refresh tokens are
+/// revoked, and access tokens (this one included) are refused everywhere within a second.
+async fn logout_everywhere(State(users): State<AppState>, caller: Caller) -> Result<StatusCode, UserError> {
+    let revocation = users.store.end_sessions_of_user(caller.user, now_ms()).await?;
+    users.revoker.revoked(&[revocation]);
+    tracing::info!(user.id = %caller.user, "every session signed out");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,8 +336,10 @@ async fn update_user(
     let now = now_ms();
     users.store.update_user(id, changes, now).await.map_err(email_taken)?;
     if changed_password {
-        // A new password ends every other session.
-        users.store.revoke_refresh_tokens_of_user(id, now).await?;
+        // A new password ends every session, this one included: whoever else knew the old password may
+        // hold a token.
+        let revocation = users.store.end_sessions_of_user(id, now).await?;
+        users.revoker.revoked(&[revocation]);
     }
     let updated = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
     let plan = users.plans.plan_of(membership.account_id).await?;

@@ -14,6 +14,7 @@ mod domain;
 mod http;
 mod limits;
 mod members;
+mod revocations;
 mod store;
 
 use std::sync::Arc;
@@ -46,14 +47,30 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let auth = &context.config().auth;
     let store = store::Store::new(context.namespace());
     context.provide::<dyn UserPort>(Arc::new(members::Directory { store: store.clone() }))?;
+    let revoker = context.keep_revocations(Arc::new(revocations::Log { store: store.clone() }))?;
+    // A revocation is needed while tokens issued before it can be valid, plus the verifiers' leeway.
+    let keep = Duration::from_secs(auth.access_token_ttl_secs) + Duration::from_secs(60);
+    let trimmed = store.clone();
+    tokio::spawn(kernel::store::trim_periodically(
+        contracts::services::USER,
+        "access-token revocations",
+        keep,
+        revocations::TRIM_EVERY,
+        move |before| {
+            let store = trimmed.clone();
+            async move { store.trim_revocations(before).await }
+        },
+    ));
     let users = http::Users {
         store,
+        revoker,
         plans: context.port::<dyn PlanPort>()?,
         signer: context.token_signer()?,
-        limits: limits::LoginLimits::new(
-            auth.login_attempts_per_email_per_minute,
-            auth.login_attempts_per_ip_per_minute,
-        ),
+        limits: limits::LoginLimits::new(limits::LoginLimitSettings {
+            per_client: auth.login_attempts_per_ip_per_minute,
+            per_address_and_client: auth.login_attempts_per_email_per_client_per_minute,
+            failures_per_address: auth.login_failures_per_email_per_minute,
+        }),
         refresh_ttl: Duration::from_secs(auth.refresh_token_ttl_secs),
     };
     Ok(http::routes().into_router(Arc::new(users)))

@@ -61,7 +61,7 @@ fn member(row: MemberRow) -> Member {
     Member { user: row.user.id, name: row.user.name, email: row.user.email, role: row.membership.role }
 }
 
-fn unavailable(error: StoreError) -> PortError {
+pub(crate) fn unavailable(error: StoreError) -> PortError {
     tracing::error!(error = %error, "user store failed");
     PortError::Failed { callee: "user".to_owned(), status: 500, reason: "the user store failed".to_owned() }
 }

@@ -3,6 +3,7 @@
 use contracts::account::{AccountCreated, UserRegistered};
 use contracts::{AccountId, Role, UserId};
 use kernel::args;
+use kernel::auth::Revocation;
 use kernel::store::{Namespace, StoreError, Tx};
 
 use crate::domain::{InvitationId, Language};
@@ -54,6 +55,15 @@ pub struct RefreshTokenRow {
     pub revoked_at: Option<i64>,
 }
 
+/// A stored access-token revocation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RevocationRow {
+    #[sqlx(try_from = "String")]
+    user_id: UserId,
+    account_id: Option<String>,
+    revoked_before: i64,
+}
+
 /// A new refresh token to store.
 pub struct NewRefreshToken<'a> {
     pub family_id: &'a str,
@@ -96,10 +106,21 @@ pub struct NewInvitation<'a> {
 /// How removing a member ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
-    Removed,
+    /// Removed; their tokens in the account are refused from the revocation's instant on.
+    Removed(Revocation),
     NotAMember,
     /// The member is the account's only owner; an account always keeps one.
     LastOwner,
+}
+
+/// Records `revocation` inside `tx`, with the change it follows from.
+async fn record_revocation(tx: &mut Tx<'_>, revocation: Revocation) -> Result<(), StoreError> {
+    tx.execute(
+        "insert into access_revocations (user_id, account_id, revoked_before) values (?, ?, ?)",
+        args![revocation.user.to_string(), revocation.account.map(|a| a.to_string()), revocation.before_ms],
+    )
+    .await
+    .map(drop)
 }
 
 /// Changes to a user; `None` leaves a column as it is.
@@ -292,14 +313,43 @@ impl Store {
             .map(drop)
     }
 
-    pub async fn revoke_refresh_tokens_of_user(&self, user: UserId, now_ms: i64) -> Result<(), StoreError> {
-        self.db
-            .execute(
-                "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",
-                args![now_ms, user.to_string()],
+    /// Ends every session of `user`, in every account: their refresh tokens are revoked and their access
+    /// tokens issued before `now_ms` refused, in one transaction. Returns the revocation to apply.
+    pub async fn end_sessions_of_user(&self, user: UserId, now_ms: i64) -> Result<Revocation, StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",
+            args![now_ms, user.to_string()],
+        )
+        .await?;
+        let revocation = Revocation { user, account: None, before_ms: now_ms };
+        record_revocation(&mut tx, revocation).await?;
+        tx.commit().await?;
+        Ok(revocation)
+    }
+
+    /// The access-token revocations made at or after `since_ms`, oldest first.
+    pub async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let rows: Vec<RevocationRow> = self
+            .db
+            .fetch_all(
+                "select user_id, account_id, revoked_before from access_revocations where revoked_before >= ? \
+                 order by revoked_before",
+                args![since_ms],
             )
-            .await
-            .map(drop)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let account = row.account_id.map(|id| id.parse::<AccountId>()).transpose();
+                let account = account.map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+                Ok(Revocation { user: row.user_id, account, before_ms: row.revoked_before })
+            })
+            .collect()
+    }
+
+    /// Deletes the revocations made before `before_ms`, whose tokens have all expired; returns how many.
+    pub async fn trim_revocations(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.db.execute("delete from access_revocations where revoked_before < ?", args![before_ms]).await
     }
 
     /// Every member of `account`, in the order they joined.
@@ -432,8 +482,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes `user` from `account` and revokes their refresh tokens for it, in one transaction. The
-    /// account's last owner cannot be removed.
+    /// Removes `user` from `account`, revokes their refresh tokens for it and refuses their access tokens
+    /// in it from `now_ms` on, in one transaction. The account's last owner cannot be removed.
     pub async fn remove_member(&self, account: AccountId, user: UserId, now_ms: i64) -> Result<Removal, StoreError> {
         let mut tx = self.db.begin().await?;
         let role: Option<(String,)> = tx
@@ -466,8 +516,10 @@ impl Store {
             args![now_ms, user.to_string(), account.to_string()],
         )
         .await?;
+        let revocation = Revocation { user, account: Some(account), before_ms: now_ms };
+        record_revocation(&mut tx, revocation).await?;
         tx.commit().await?;
-        Ok(Removal::Removed)
+        Ok(Removal::Removed(revocation))
     }
 }
 

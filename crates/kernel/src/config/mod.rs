@@ -55,8 +55,17 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
-    /// Peers whose `X-Forwarded-For` is believed (the gateway's address). Empty: believe no one.
+    /// Peers whose `X-Forwarded-For` is believed (the gateway's address). Empty: believe no one. They are
+    /// not capped by `max_connections_per_ip`, since they speak for many clients.
     pub trusted_proxies: Vec<IpAddr>,
+    /// A connection must deliver a complete request head within this long of opening or of its previous
+    /// response, or it is closed: a stalled client, and an idle keep-alive connection.
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; more are answered 503 and closed. Lowered at start to what the
+    /// open-file limit allows.
+    pub max_connections: usize,
+    /// Connections served at once for one client address (0: no such cap).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -67,6 +76,9 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -189,10 +201,13 @@ pub struct AuthConfig {
     pub private_key_file: Option<PathBuf>,
     /// Ed25519 public key (PEM) for verifying; needed everywhere.
     pub public_key_file: Option<PathBuf>,
-    /// Failed and successful login attempts allowed per e-mail address per minute.
-    pub login_attempts_per_email_per_minute: u32,
-    /// Login attempts allowed per client IP per minute.
+    /// Login attempts allowed at one e-mail address from one client IP per minute.
+    pub login_attempts_per_email_per_client_per_minute: u32,
+    /// Login attempts allowed per client IP per minute, whatever the address.
     pub login_attempts_per_ip_per_minute: u32,
+    /// Failed logins allowed per e-mail address per minute from all the clients it has not signed in
+    /// from; past it those clients wait, clients the user signed in from before do not.
+    pub login_failures_per_email_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -202,8 +217,9 @@ impl Default for AuthConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             private_key_file: None,
             public_key_file: None,
-            login_attempts_per_email_per_minute: 5,
+            login_attempts_per_email_per_client_per_minute: 5,
             login_attempts_per_ip_per_minute: 60,
+            login_failures_per_email_per_minute: 20,
         }
     }
 }
@@ -391,11 +407,20 @@ impl Config {
                 return Err(ConfigError::key("topology.groups", format!("`{missing}` is in no group")));
             }
         }
+        if self.http.header_read_timeout_secs == 0 {
+            return Err(ConfigError::key("http.header_read_timeout_secs", "must be greater than zero"));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::key("http.max_connections", "must be greater than zero"));
+        }
         if self.http.body_limit_bytes == 0 {
             return Err(ConfigError::key("http.body_limit_bytes", "must be greater than zero"));
         }
-        if self.auth.login_attempts_per_email_per_minute == 0 || self.auth.login_attempts_per_ip_per_minute == 0 {
-            return Err(ConfigError::key("auth.login_attempts_per_*", "must be greater than zero"));
+        if self.auth.login_attempts_per_email_per_client_per_minute == 0
+            || self.auth.login_attempts_per_ip_per_minute == 0
+            || self.auth.login_failures_per_email_per_minute == 0
+        {
+            return Err(ConfigError::key("auth.login_*_per_minute", "must be greater than zero"));
         }
         Ok(())
     }

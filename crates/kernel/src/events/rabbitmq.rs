@@ -19,6 +19,9 @@
 //!   overtaken by those already prefetched behind it.
 //! - A supervisor task notices a lost connection (a consumer stopped, a publish failed, or its periodic
 //!   check), reconnects with backoff, declares the topology again and resubscribes every [`Delivery`].
+//! - A process starts whether or not the broker is there: it serves, its outbox keeps what it publishes,
+//!   and the supervisor makes the first connection when the broker comes (`/readyz` says `degraded`
+//!   meanwhile).
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -45,9 +48,10 @@ pub const EXCHANGE: &str = "omnidesk.events";
 /// up in front of (about 1,600 messages/s in the desk benchmark); at 128, 2,100–2,200.
 const PREFETCH: u16 = 128;
 
-/// How long [`RabbitMq::connect`] keeps trying: a broker started together with the services (compose,
-/// a pod restart) is often a few seconds late.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long [`RabbitMq::connect`] waits for the broker before returning a transport that connects in the
+/// background: long enough for a broker on the same host to answer, short enough that a process started
+/// during an outage serves at once (its clients would otherwise queue in the listen backlog meanwhile).
+const FIRST_CONNECT: Duration = Duration::from_secs(3);
 
 /// The first pause between connection attempts; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -190,9 +194,11 @@ impl RabbitMq {
         }
     }
 
-    /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`), retrying for up to ~10 s,
-    /// declares the [`EXCHANGE`] and starts the supervisor that reconnects after the connection drops.
-    /// `process` names the services this process hosts.
+    /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`) and declares the
+    /// [`EXCHANGE`]; `process` names the services this process hosts. A broker that does not answer within
+    /// [`FIRST_CONNECT`] does not stop the process from starting (the outbox keeps what it publishes
+    /// meanwhile): the transport is returned disconnected, and its supervisor keeps trying, then attaches
+    /// every subscribed consumer once the broker is there. Only a URL that cannot be parsed is an error.
     pub async fn connect(url: &str, process: &str) -> Result<Arc<Self>, TransportError> {
         Self::connect_with(url, process, EXCHANGE).await
     }
@@ -216,26 +222,30 @@ impl RabbitMq {
             stop,
         });
 
-        let deadline = Instant::now() + CONNECT_DEADLINE;
+        let deadline = Instant::now() + FIRST_CONNECT;
         let mut backoff = BACKOFF_START;
         let link = loop {
-            match transport.establish(&[]).await {
-                Ok(link) => break link,
-                Err(error) if Instant::now() < deadline => {
-                    tracing::debug!(amqp.url = %transport.endpoint, error = %error, "RabbitMQ not reachable yet; retrying");
-                    tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(error) => {
-                    return Err(TransportError::Unavailable(format!(
-                        "cannot connect to RabbitMQ at {}: {error}",
-                        transport.endpoint
-                    )));
-                }
+            let error = match tokio::time::timeout_at(deadline.into(), transport.establish(&[])).await {
+                Ok(Ok(link)) => break Some(link),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("no answer within {} s", FIRST_CONNECT.as_secs()),
+            };
+            if Instant::now() + backoff >= deadline {
+                tracing::warn!(
+                    amqp.url = %transport.endpoint,
+                    error,
+                    "RabbitMQ is unreachable; serving without it (events wait in the outbox) and connecting in the background"
+                );
+                break None;
             }
+            tracing::debug!(amqp.url = %transport.endpoint, error, "RabbitMQ not reachable yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         };
-        *lock(&transport.link) = Some(link.clone());
-        tracing::info!(amqp.url = %transport.endpoint, process, amqp.exchange = %transport.exchange, "connected to RabbitMQ");
+        if let Some(link) = &link {
+            *lock(&transport.link) = Some(link.clone());
+            tracing::info!(amqp.url = %transport.endpoint, process, amqp.exchange = %transport.exchange, "connected to RabbitMQ");
+        }
         tokio::spawn(supervise(Arc::downgrade(&transport), link, stopped));
         Ok(transport)
     }
@@ -525,30 +535,33 @@ fn settle(delivery: &Delivery, what: &str, result: Result<bool, lapin::Error>) {
     }
 }
 
-/// Watches the connection and replaces it when it breaks, until `stop` fires or the transport is dropped.
-async fn supervise(transport: Weak<RabbitMq>, mut link: Arc<Link>, mut stop: watch::Receiver<bool>) {
+/// Watches the connection and replaces it when it breaks (or makes the first one, when the broker was not
+/// there at start), until `stop` fires or the transport is dropped.
+async fn supervise(transport: Weak<RabbitMq>, mut link: Option<Arc<Link>>, mut stop: watch::Receiver<bool>) {
+    let mut lost_at = Instant::now();
     loop {
-        loop {
+        if let Some(current) = link.take() {
+            loop {
+                let Some(this) = transport.upgrade() else { return };
+                // A subscription in progress holds the registry; its consumer count is checked next time.
+                let expected = this.deliveries.try_lock().ok().map(|deliveries| deliveries.len());
+                if !current.is_healthy(expected) {
+                    break;
+                }
+                let trouble = this.trouble.clone();
+                drop(this);
+                tokio::select! {
+                    () = trouble.notified() => {}
+                    () = tokio::time::sleep(HEALTH_POLL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             let Some(this) = transport.upgrade() else { return };
-            // A subscription in progress holds the registry; its consumer count is checked next time.
-            let expected = this.deliveries.try_lock().ok().map(|deliveries| deliveries.len());
-            if !link.is_healthy(expected) {
-                break;
-            }
-            let trouble = this.trouble.clone();
-            drop(this);
-            tokio::select! {
-                () = trouble.notified() => {}
-                () = tokio::time::sleep(HEALTH_POLL) => {}
-                _ = stop.changed() => return,
-            }
+            lost_at = Instant::now();
+            *lock(&this.link) = None;
+            tracing::warn!(amqp.url = %this.endpoint, "connection to RabbitMQ lost; reconnecting");
+            current.close().await;
         }
-        let Some(this) = transport.upgrade() else { return };
-        let lost_at = Instant::now();
-        *lock(&this.link) = None;
-        tracing::warn!(amqp.url = %this.endpoint, "connection to RabbitMQ lost; reconnecting");
-        link.close().await;
-        drop(this);
 
         let mut backoff = BACKOFF_START;
         let mut attempts = 0u32;
@@ -567,18 +580,18 @@ async fn supervise(transport: Weak<RabbitMq>, mut link: Arc<Link>, mut stop: wat
                         consumers = deliveries.len(),
                         attempts,
                         downtime_ms = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        "reconnected to RabbitMQ"
+                        "connected to RabbitMQ"
                     );
-                    break fresh;
+                    break Some(fresh);
                 }
                 // An outage fails every attempt the same way: say so at first and then about once a minute,
                 // so a failure that will not pass by itself (a queue declared with other arguments, revoked
                 // credentials) stays visible without flooding the log.
                 Err(error) if attempts == 1 || attempts.is_multiple_of(12) => {
-                    tracing::warn!(amqp.url = %this.endpoint, attempts, error = %error, "reconnecting to RabbitMQ failed");
+                    tracing::warn!(amqp.url = %this.endpoint, attempts, error = %error, "connecting to RabbitMQ failed");
                 }
                 Err(error) => {
-                    tracing::debug!(amqp.url = %this.endpoint, attempts, error = %error, "reconnecting to RabbitMQ failed");
+                    tracing::debug!(amqp.url = %this.endpoint, attempts, error = %error, "connecting to RabbitMQ failed");
                 }
             }
             drop(deliveries);

@@ -265,6 +265,29 @@ async fn a_retried_post_gets_the_same_id_and_makes_one_message(app: TestApp) {
     assert_eq!(said(&messages), [("incoming".to_owned(), "where is my order?".to_owned())]);
 }
 
+async fn a_captured_signed_post_replayed_under_another_key_is_refused_and_stored_once(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = session.access_token.as_str();
+    let inbox = create_api_inbox(&app, token, None).await;
+    let bytes = serde_json::to_vec(&message_body("user-8", "please refund me")).expect("json");
+    let signature = input::signature::sign(&bytes, &inbox.secret, now());
+    let path = messages_path(&inbox.identifier);
+    let headers = |key: &str| [("x-omnidesk-signature", signature.clone()), ("idempotency-key", key.to_owned())];
+
+    let original = post_raw(&app, &path, &headers("order-8"), bytes.clone()).await;
+    let replayed = post_raw(&app, &path, &headers("attacker-1"), bytes.clone()).await;
+    let retried = post_raw(&app, &path, &headers("order-8"), bytes.clone()).await;
+
+    assert_eq!(original.status, StatusCode::ACCEPTED, "{original:?}");
+    replayed.assert_problem(StatusCode::CONFLICT, "signature_replayed");
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "a retry keeps its key: {retried:?}");
+    assert_eq!(retried.body["id"], original.body["id"]);
+    let conversation = first_conversation(&app, token).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = messages_of(&app, token, conversation["id"].as_str().expect("id")).await;
+    assert_eq!(said(&messages), [("incoming".to_owned(), "please refund me".to_owned())]);
+}
+
 /// Creates a widget contact on `inbox`; returns its source id.
 async fn create_widget_contact(app: &TestApp, inbox: &ApiInbox) -> String {
     let path = format!("/public/api/v1/inboxes/{}/contacts", inbox.identifier);
@@ -493,8 +516,33 @@ in_every_topology!(
     bad_signatures_stale_timestamps_and_malformed_posts_are_refused_and_store_nothing,
     an_oversize_post_is_refused_before_it_is_read,
     a_retried_post_gets_the_same_id_and_makes_one_message,
+    a_captured_signed_post_replayed_under_another_key_is_refused_and_stored_once,
     a_widget_contact_posts_and_reads_its_transcript,
     bad_widget_posts_are_refused_and_leave_the_transcript_alone,
     an_agents_reply_reaches_the_transcript_and_a_private_note_does_not,
     a_reply_is_delivered_signed_to_the_callback_url_after_two_failures,
 );
+
+#[tokio::test]
+async fn callback_urls_naming_addresses_that_are_not_globally_reachable_are_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::helpers::monolith_config(data.path());
+    config.services.entry("input".to_owned()).or_default().settings.remove("callback_allow_private");
+    let app = TestApp::monolith_with(config, data).await;
+    let (_, session) = app.signed_in().await;
+
+    for url in [
+        "http://127.0.0.1/cb",
+        "http://[::127.0.0.1]/cb",
+        "http://[64:ff9b::7f00:1]/cb",
+        "http://[2002:7f00:1::]/cb",
+        "http://[fec0::1]/cb",
+        "http://198.18.0.1/cb",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let body = json!({ "name": "Website API", "channel": "api", "callback_url": url });
+        let reply = app.request(Method::POST, "/api/inboxes", Some(&session.access_token), Some(body)).await;
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(reply.body["errors"][0]["field"], "callback_url", "{url}: {reply:?}");
+    }
+}

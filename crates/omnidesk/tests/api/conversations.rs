@@ -234,6 +234,20 @@ async fn an_agent_works_a_conversation_and_the_websocket_sees_every_change(app: 
     assert_eq!(rows[0]["id"], conversation.as_str());
 }
 
+async fn a_realtime_cursor_past_the_end_of_the_feed_is_a_400(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let feed = Feed::connect(&app, token, None).await;
+    let head = feed.cursor;
+    drop(feed);
+
+    for cursor in [i64::MAX, head + 1_000_000_000] {
+        let refused = Feed::try_connect(&app, token, Some(cursor)).await.err().expect("refused");
+        assert!(refused.contains("400"), "cursor {cursor}: {refused}");
+    }
+    assert!(Feed::try_connect(&app, token, Some(head)).await.is_ok(), "the head itself is a fine cursor");
+}
+
 async fn a_client_that_reconnects_with_its_cursor_misses_nothing(app: TestApp) {
     // Arrange: a client sees the first message, then goes away.
     let (_, session) = app.signed_in().await;
@@ -625,6 +639,7 @@ in_every_topology!(
     redelivering_every_post_changes_nothing,
     an_agent_works_a_conversation_and_the_websocket_sees_every_change,
     a_client_that_reconnects_with_its_cursor_misses_nothing,
+    a_realtime_cursor_past_the_end_of_the_feed_is_a_400,
     search_finds_japanese_by_two_characters_and_english_by_prefix,
     every_inbox_route_answers_404_for_another_accounts_ids,
     the_free_plan_allows_one_inbox_and_says_which_limit_refused,

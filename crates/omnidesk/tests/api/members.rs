@@ -22,6 +22,8 @@ in_every_topology!(
     an_owner_reads_and_renames_a_member_but_not_their_email,
     an_agent_reads_other_members_but_cannot_change_them,
     an_owner_removes_an_agent_whose_sessions_end,
+    a_removed_agents_access_token_and_open_socket_stop_working_everywhere_within_a_second,
+    signing_out_everywhere_refuses_every_access_token_of_the_user,
     nobody_removes_themselves_and_an_admin_cannot_remove_an_owner,
     another_accounts_member_cannot_be_removed,
 );
@@ -302,6 +304,60 @@ async fn an_owner_removes_an_agent_whose_sessions_end(app: TestApp) {
     app.get(&format!("/api/users/{}", agent.id), &session.access_token)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "user_not_found");
+}
+
+/// Polls `GET path` with `token` until it is refused as revoked. Revocations reach other processes within
+/// about a second; the deadline is generous so that a busy machine does not fail the test.
+async fn refused_as_revoked(app: &TestApp, path: &str, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let reply = app.get(path, token).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            reply.assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "GET {path} still served a revoked token: {reply:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_removed_agents_access_token_and_open_socket_stop_working_everywhere_within_a_second(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let (agent, agent_session) = join(&app, &session.access_token, "agent").await;
+    let token = &agent_session.access_token;
+    assert_eq!(app.get("/api/conversations", token).await.status, StatusCode::OK);
+    let mut feed = crate::desk::Feed::connect(&app, token, None).await;
+
+    let removed = delete(&app, &format!("/api/users/{}", agent.id), &session.access_token).await;
+
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{removed:?}");
+    refused_as_revoked(&app, "/api/conversations", token).await;
+    refused_as_revoked(&app, "/api/plan", token).await;
+    assert_eq!(feed.close_code().await, 4401, "the open socket is closed");
+    let reconnect = crate::desk::Feed::try_connect(&app, token, None).await;
+    assert!(reconnect.is_err(), "a revoked token opens no socket");
+}
+
+async fn signing_out_everywhere_refuses_every_access_token_of_the_user(app: TestApp) {
+    let (user, first) = app.signed_in().await;
+    let second = app.login(&user).await;
+
+    let signed_out = app.request(Method::POST, "/api/users/logout-all", Some(&first.access_token), None).await;
+
+    assert_eq!(signed_out.status, StatusCode::NO_CONTENT, "{signed_out:?}");
+    for session in [&first, &second] {
+        refused_as_revoked(&app, &format!("/api/users/{}", user.id), &session.access_token).await;
+        refused_as_revoked(&app, "/api/conversations", &session.access_token).await;
+        app.post("/api/users/refresh", json!({ "refresh_token": session.refresh_token }))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    }
+    let fresh = app.login(&user).await;
+    assert_eq!(
+        app.get("/api/conversations", &fresh.access_token).await.status,
+        StatusCode::OK,
+        "signing in again works"
+    );
 }
 
 async fn nobody_removes_themselves_and_an_admin_cannot_remove_an_owner(app: TestApp) {

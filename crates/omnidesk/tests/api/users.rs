@@ -20,6 +20,7 @@ in_every_topology!(
     a_refresh_token_rotates_and_cannot_be_replayed,
     logging_out_revokes_the_refresh_token,
     repeated_logins_for_one_address_are_rate_limited,
+    a_strangers_failed_logins_do_not_lock_the_owner_out,
 );
 
 async fn registering_creates_the_user_and_an_account_they_own(app: TestApp) {
@@ -213,6 +214,33 @@ async fn repeated_logins_for_one_address_are_rate_limited(app: TestApp) {
 
     limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "login_rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
+}
+
+/// The app as seen from another client address: a client bound to `ip` (any of 127.0.0.0/8 reaches the
+/// loopback listener), so the server tells the two clients apart.
+fn from_address(app: &TestApp, ip: [u8; 4]) -> TestApp {
+    let mut other = TestApp::new(app.base_url.clone(), app.data_dir.clone(), None);
+    other.http = reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().expect("client");
+    other
+}
+
+async fn a_strangers_failed_logins_do_not_lock_the_owner_out(app: TestApp) {
+    let owner = app.register().await;
+    let stranger = from_address(&app, [127, 0, 0, 66]);
+    for _ in 0..5 {
+        stranger
+            .try_login(&owner.email, "not the password")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    stranger
+        .try_login(&owner.email, "not the password")
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "login_rate_limited");
+
+    let signed_in = from_address(&app, [127, 0, 0, 77]).try_login(&owner.email, &owner.password).await;
+
+    assert_eq!(signed_in.status, StatusCode::OK, "the owner, from their own client, signs in: {signed_in:?}");
 }
 
 #[tokio::test]

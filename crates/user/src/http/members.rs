@@ -216,8 +216,9 @@ pub(super) async fn accept_invitation(
 }
 
 /// `DELETE /api/users/{id}`: an owner or admin removes a member from the account and ends their sessions
-/// in it. Only an owner removes an owner, nobody removes themselves, and the last owner stays. Access
-/// tokens already issued stay valid until they expire (minutes); refresh tokens are revoked at once.
+/// in it: refresh tokens are revoked, and access tokens already issued are refused in every process within
+/// a second (their open realtime sockets close). Only an owner removes an owner, nobody removes
+/// themselves, and the last owner stays.
 pub(super) async fn remove_member(
     State(users): State<AppState>,
     caller: Caller,
@@ -232,7 +233,8 @@ pub(super) async fn remove_member(
         return Err(UserError::Forbidden("Only an owner may remove an owner."));
     }
     match users.store.remove_member(caller.account, id, now_ms()).await? {
-        Removal::Removed => {
+        Removal::Removed(revocation) => {
+            users.revoker.revoked(&[revocation]);
             tracing::info!(user.id = %id, account.id = %caller.account, "member removed");
             Ok(StatusCode::NO_CONTENT)
         }

@@ -147,7 +147,11 @@ async fn removing_a_member_revokes_their_sessions_and_the_last_owner_stays() {
         .expect("token");
 
     assert_eq!(f.store.remove_member(f.account, f.owner.id, NOW).await.expect("store"), Removal::LastOwner);
-    assert_eq!(f.store.remove_member(f.account, kenji.id, NOW).await.expect("store"), Removal::Removed);
+    let revocation = Revocation { user: kenji.id, account: Some(f.account), before_ms: NOW };
+    assert_eq!(f.store.remove_member(f.account, kenji.id, NOW).await.expect("store"), Removal::Removed(revocation));
+    assert_eq!(f.store.revocations_since(NOW).await.expect("store"), [revocation], "recorded with the removal");
+    assert_eq!(f.store.trim_revocations(NOW + 1).await.expect("store"), 1);
+    assert!(f.store.revocations_since(0).await.expect("store").is_empty());
     assert_eq!(f.store.remove_member(f.account, kenji.id, NOW).await.expect("store"), Removal::NotAMember);
     let token = f.store.refresh_token_by_hash("rt-kenji").await.expect("reads").expect("kept");
     assert_eq!(token.revoked_at, Some(NOW));

@@ -364,3 +364,34 @@ async fn rabbitmq_stopped_while_events_are_produced_then_started_applies_every_e
     transport.close().await;
     world.clean_up().await;
 }
+
+/// A process started during a broker outage: it must get a transport (so it can serve), keep what it
+/// produces in the outbox, and once the broker is back, connect, attach its consumer and deliver it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_started_while_rabbitmq_is_down_connects_when_it_returns_and_delivers_the_outbox() {
+    let _broker = test_broker::exclusive().await;
+    let world = World::new().await;
+    let mut broker = StoppedBroker::stop().await;
+
+    let transport = world.transport().await;
+    assert!(!transport.is_connected(), "nothing to connect to yet");
+    transport.subscribe(world.delivery.clone()).await.expect("a subscription waits for the broker");
+    let (stop_relay, stop) = watch::channel(false);
+    let relay_task = tokio::spawn(relay(world.producer.clone(), transport.clone(), Duration::from_millis(50), stop));
+    for id in ["one", "two", "three"] {
+        produce(&world.producer, id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox_backlog(&world.producer).await.expect("backlog"), 3, "held in the outbox meanwhile");
+    broker.start().await;
+
+    wait_until(Duration::from_secs(60), "connected", || transport.is_connected()).await;
+    wait_until(Duration::from_secs(60), "all applied", || world.handler.applied().len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(world.handler.applied(), ["one", "two", "three"], "each once, in order");
+    stop_relay.send(true).expect("stops the relay");
+    relay_task.await.expect("the relay stops");
+    transport.close().await;
+    world.clean_up().await;
+}
