@@ -15,6 +15,7 @@ use contracts::plan::{Limited, PlanPort};
 use contracts::user::UserPort;
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::Caller;
+use kernel::http::{FieldError, Problem};
 use kernel::store::{StoreError, Tx};
 use serde_json::json;
 
@@ -234,7 +235,9 @@ impl Desk {
         Ok(())
     }
 
-    /// Sets who answers an inbox; every user must be a member of the account.
+    /// Sets who answers an inbox; every user must be a member of the account. The list is taken without
+    /// its repetitions and bounded ([`MAX_LISTED`]), and checked against the account's members with one
+    /// call, however long it is.
     pub async fn set_inbox_members(
         &self,
         caller: &Caller,
@@ -243,15 +246,15 @@ impl Desk {
     ) -> Result<Vec<String>, InboxError> {
         require_manager(caller)?;
         self.store.inbox(caller.account, inbox).await?.ok_or(InboxError::NotFound("inbox"))?;
-        let mut ids = Vec::with_capacity(users.len());
-        for user in users {
-            if self.users.member(caller.account, user).await?.is_none() {
-                return Err(InboxError::UnknownUser(user));
-            }
-            if !ids.contains(&user.to_string()) {
-                ids.push(user.to_string());
+        let users = distinct_bounded(users, "user_ids")?;
+        if !users.is_empty() {
+            let members: HashSet<UserId> =
+                self.users.members(caller.account).await?.into_iter().map(|member| member.user).collect();
+            if let Some(unknown) = users.iter().find(|user| !members.contains(user)) {
+                return Err(InboxError::UnknownUser(*unknown));
             }
         }
+        let ids: Vec<String> = users.iter().map(UserId::to_string).collect();
         let mut tx = self.store.namespace().begin().await?;
         Store::replace_inbox_members(&mut tx, caller.account, inbox, &ids, now_ms()).await?;
         tx.commit().await?;
@@ -420,6 +423,7 @@ impl Desk {
         conversation: &str,
         names: Vec<String>,
     ) -> Result<ConversationView, InboxError> {
+        let names = distinct_bounded(names, "labels")?;
         let current = self.visible_conversation(caller, conversation).await?;
         let account = caller.account.to_string();
         let now = now_ms();
@@ -489,6 +493,29 @@ impl Desk {
         }
         Ok(woken)
     }
+}
+
+/// The most items a list in a request body may hold (inbox members, a conversation's labels), after
+/// repetitions are dropped.
+pub const MAX_LISTED: usize = 500;
+
+/// `items` without repetitions, in their first order; more than [`MAX_LISTED`] is a 422 naming `field`.
+fn distinct_bounded<T: Eq + std::hash::Hash + Clone>(items: Vec<T>, field: &str) -> Result<Vec<T>, InboxError> {
+    let mut seen = HashSet::with_capacity(items.len().min(MAX_LISTED + 1));
+    let mut distinct = Vec::new();
+    for item in items {
+        if seen.insert(item.clone()) {
+            if distinct.len() == MAX_LISTED {
+                return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                    field,
+                    "too_many",
+                    format!("`{field}` may hold at most {MAX_LISTED} different items."),
+                )])));
+            }
+            distinct.push(item);
+        }
+    }
+    Ok(distinct)
 }
 
 fn registration_error(error: RegistrationError) -> InboxError {

@@ -18,8 +18,8 @@
 //!
 //! `resync` in `ready` is true when the client's cursor is older than what the feed keeps (see the
 //! service's `feed_retention_days`): it should reload what it shows, and is sent changes from `cursor` on.
-//! A cursor past the feed's end (one the server never gave) is refused before the upgrade: 400
-//! `invalid_cursor`.
+//! A cursor past the feed's end (one the server never gave) is refused: before the upgrade with 400
+//! `invalid_cursor` when the token is in the header, with close code 4400 after a first-frame `auth`.
 //!
 //! A socket lives no longer than its token: at `expires_at` (Unix seconds) the server closes it with code
 //! 4401, and as soon as the token is revoked (the member removed from the account, their sessions signed
@@ -102,18 +102,6 @@ pub async fn connect_realtime(
     if query.cursor.is_some_and(|c| c < 0) {
         return Err(Problem::bad_request("invalid_cursor", "`cursor` is a feed seq: a non-negative integer."));
     }
-    // A cursor past the feed's end was never given to anyone; resyncing silently would hide a client bug.
-    if let Some(cursor) = query.cursor {
-        let end = desk.store.feed_end().await.map_err(|e| Problem::internal(&e))?.unwrap_or(0);
-        if cursor > end {
-            return Err(Problem::bad_request(
-                "invalid_cursor",
-                format!(
-                    "`cursor` {cursor} is past the end of the feed ({end}); reconnect without it to start at the head."
-                ),
-            ));
-        }
-    }
     // A token in the header is checked before upgrading, so a bad one is a plain 401.
     let caller = bearer_token(&headers)
         .map(|token| {
@@ -121,6 +109,16 @@ pub async fn connect_realtime(
             verifier.verify_until(token).map(|(caller, exp)| Authenticated { caller, exp, token: token.to_owned() })
         })
         .transpose()?;
+    // A cursor past the feed's end was never given to anyone; resyncing silently would hide a client bug.
+    // Checked for an authenticated caller only: the end of the feed is nobody else's business.
+    if caller.is_some()
+        && let Some(end) = cursor_past_the_end(&desk.store, query.cursor).await?
+    {
+        return Err(Problem::bad_request(
+            "invalid_cursor",
+            format!("`cursor` is past the end of the feed ({end}); reconnect without it to start at the head."),
+        ));
+    }
     let store = desk.store.clone();
     let feed = desk.feed.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -152,6 +150,16 @@ async fn serve(
     };
     let Authenticated { mut caller, exp: mut expires_at, mut token } = authenticated;
     let mut revocations = verifier.revocation_changes();
+    // A revocation learnt between the token's check and the subscription above would not wake us.
+    if verifier.verify(&token).is_err() {
+        return close(socket, 4401, "token revoked").await;
+    }
+    // A caller that authenticated with its first frame has its cursor checked now (see connect_realtime).
+    match cursor_past_the_end(&store, cursor).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return close(socket, 4400, "cursor past the end of the feed").await,
+        Err(_) => return close(socket, 1011, "retry").await,
+    }
     // Subscribe before reading the head, so that nothing committed in between is missed.
     let mut wake = feed.subscribe();
     let account = caller.account;
@@ -205,6 +213,13 @@ async fn serve(
             },
         }
     }
+}
+
+/// The feed's last seq when `cursor` is past it (a cursor the server never gave), else `None`.
+async fn cursor_past_the_end(store: &Store, cursor: Option<i64>) -> Result<Option<i64>, Problem> {
+    let Some(cursor) = cursor else { return Ok(None) };
+    let end = store.feed_end().await.map_err(|e| Problem::internal(&e))?.unwrap_or(0);
+    Ok((cursor > end).then_some(end))
 }
 
 /// Where a socket starts: after the client's cursor, or at the account's head when it has none, or when

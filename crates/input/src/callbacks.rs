@@ -15,20 +15,25 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Whether `ip` is globally reachable, so that a callback may be posted to it.
 ///
-/// The special-purpose blocks of the IANA IPv4 and IPv6 registries (loopback, private, shared, link-local,
-/// site-local, unique-local, documentation, benchmarking, reserved, multicast but global, …) are the
-/// `ip_network` crate's classification, not a list kept here. On top of it, an IPv6 address that carries an
-/// IPv4 address is judged by the IPv4 address it carries, since that is where its packets end up:
-/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated), NAT64 (`64:ff9b::/96` and the
-/// local-use `64:ff9b:1::/48`) and 6to4 (`2002::/16`). Teredo (`2001::/32`), whose embedded addresses are
-/// a relay's and an obfuscated client's, is refused outright.
+/// IPv4: the `ip_network` crate's classification of the IANA IPv4 special-purpose registry (private,
+/// shared, loopback, link-local, IETF assignments, documentation, benchmarking, reserved, broadcast), not
+/// a list kept here; multicast is refused too.
+///
+/// IPv6: an address that carries an IPv4 address is judged by the IPv4 address it carries, since that is
+/// where its packets end up: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated),
+/// NAT64's well-known prefix (`64:ff9b::/96`) and 6to4 (`2002::/16`). Forms whose embedded address cannot
+/// be judged are refused: the local-use NAT64 prefix (`64:ff9b:1::/48`, not globally reachable, and its
+/// IPv4 address sits where a prefix length puts it), Teredo and the rest of the IETF protocol block
+/// (`2001::/23`). Anything else must be global unicast (`2000::/3`, RFC 4291) and not one of the blocks
+/// `ip_network` classifies as local or documentation (nor the newer documentation block `3fff::/20`):
+/// `ip_network` alone reads everything outside its few local blocks as global.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_global_v4(v4),
         IpAddr::V6(v6) => match embedded_ipv4(v6) {
             Embedded::Ipv4(v4) => is_global_v4(v4),
             Embedded::Opaque => false,
-            Embedded::None => Ipv6Network::new(v6, 128).is_ok_and(|network| network.is_global()),
+            Embedded::None => is_global_unicast_v6(v6),
         },
     }
 }
@@ -36,6 +41,18 @@ pub fn is_public(ip: IpAddr) -> bool {
 fn is_global_v4(ip: Ipv4Addr) -> bool {
     // A /32 is always a valid network; a multicast group is never a callback's receiver.
     !ip.is_multicast() && Ipv4Network::new(ip, 32).is_ok_and(|network| network.is_global())
+}
+
+fn is_global_unicast_v6(ip: Ipv6Addr) -> bool {
+    let [first, second, ..] = ip.segments();
+    let global_unicast = first & 0xe000 == 0x2000;
+    let protocol_block = first == 0x2001 && second < 0x0200;
+    let documentation = first & 0xfff0 == 0x3ff0;
+    global_unicast
+        && !protocol_block
+        && !documentation
+        && !ip.is_multicast()
+        && Ipv6Network::new(ip, 128).is_ok_and(|network| network.is_global())
 }
 
 /// What an IPv6 address says about an IPv4 address inside it.
@@ -56,7 +73,7 @@ fn embedded_ipv4(ip: Ipv6Addr) -> Embedded {
         [0, 0, 0, 0, 0, 0, _, _] if u32::from(last_32) > 1 => Embedded::Ipv4(last_32),
         // NAT64: the well-known prefix and the local-use one (RFC 6052, RFC 8215).
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Embedded::Ipv4(last_32),
-        [0x64, 0xff9b, 1, ..] => Embedded::Ipv4(last_32),
+        [0x64, 0xff9b, 1, ..] => Embedded::Opaque,
         // 6to4: the IPv4 address follows the prefix (RFC 3056).
         [0x2002, high, low, ..] => Embedded::Ipv4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))),
         // Teredo (RFC 4380).
@@ -137,6 +154,13 @@ mod tests {
             "192.0.2.1",
             "2001:db8::1",
             "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            // Outside global unicast, or special blocks ip_network reads as global.
+            "100::1",
+            "2001:2::1",
+            "3fff::1",
+            "5f00::1",
+            "ff0e::1",
+            "::ffff:0:a00:1",
         ] {
             assert!(!is_public(ip.parse().expect("an address")), "{ip}");
         }

@@ -153,7 +153,7 @@ async fn post_signed_message(
     let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)
         .map_err(InputError::from)?;
     let idempotency_key = inbound::idempotency_key(&headers, true)?;
-    let parsed: SignedPost = serde_json::from_slice(&body).map_err(|e| inbound::json_problem(&e))?;
+    let parsed: SignedPost = kernel::http::from_json_text(&body).map_err(|e| inbound::json_problem(&e))?;
     let mut errors = Vec::new();
     inbound::check_source_id(&parsed.contact.source_id, "contact.source_id", &mut errors);
     let details = inbound::check_contact(parsed.contact.fields, "contact.", &mut errors);
@@ -164,8 +164,8 @@ async fn post_signed_message(
     let post = Post {
         idempotency_key,
         body_sha256: inbound::sha256_hex(&body),
-        // The body was valid JSON, hence UTF-8.
-        payload: String::from_utf8_lossy(&body).into_owned(),
+        // Exactly the bytes whose signature was verified: JSON text is UTF-8, so nothing is replaced.
+        payload: String::from_utf8(body.to_vec()).map_err(|_| InputError::MalformedJson("not UTF-8".to_owned()))?,
         contact: ChannelContact {
             source_id: parsed.contact.source_id,
             name: details.name,

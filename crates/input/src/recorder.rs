@@ -212,9 +212,10 @@ impl Recorder {
                     continue;
                 }
             }
-            if let Some((inbox, sha256, signed_at)) = post.signature(*inbox)
-                && !signatures.insert((inbox, sha256.to_owned(), signed_at))
-            {
+            // Marked as used only once the post is recorded (below), as recording it alone would do.
+            let signature =
+                post.signature(*inbox).map(|(inbox, sha256, signed_at)| (inbox, sha256.to_owned(), signed_at));
+            if signature.as_ref().is_some_and(|signature| signatures.contains(signature)) {
                 decisions.push(Decision::Answered(Err(InputError::SignatureReplayed)));
                 continue;
             }
@@ -243,6 +244,7 @@ impl Recorder {
             if let Some(key) = key {
                 keys.insert(key, index);
             }
+            signatures.extend(signature);
             decisions.push(Decision::Record(MessageId::new()));
         }
         Ok(decisions)

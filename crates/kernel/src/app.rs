@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::auth::{RevocationLog, revocation};
 use crate::config::Config;
 use crate::events::{self, Transport};
-use crate::http::{self, EdgeSettings, ListenerSettings, Problem};
+use crate::http::{self, EdgeSettings, ListenerSettings, Problem, ScrapeAccess};
 use crate::metrics::Metrics;
 use crate::ports::{Port, RemoteClient, credential_matches, decode_args, respond};
 use crate::routes::RouteTable;
@@ -33,6 +33,9 @@ pub struct Process {
     namespaces: Vec<Namespace>,
     grace: Duration,
     listener: ListenerSettings,
+    metrics: Metrics,
+    /// Where `/metrics` is served without a credential, if anywhere (`http.metrics_listen`).
+    metrics_listen: Option<std::net::SocketAddr>,
     transport: Arc<dyn Transport>,
     /// Stops the outbox relays and dead-letter pollers.
     stop_background: tokio::sync::watch::Sender<bool>,
@@ -135,7 +138,10 @@ impl Process {
         let public = public
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone(), transport.clone(), revocations)))
-            .route("/metrics", get(http::render_metrics).with_state(metrics.clone()))
+            .route(
+                "/metrics",
+                get(http::render_metrics_for_scraper).with_state(ScrapeAccess::new(metrics.clone(), &settings)),
+            )
             .fallback(http::not_found)
             .layer(axum::Extension(verifier));
         let public = http::edge(public, &settings);
@@ -156,6 +162,8 @@ impl Process {
             namespaces,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             listener: ListenerSettings::from(&config.http),
+            metrics: metrics.clone(),
+            metrics_listen: config.http.metrics_listen,
             transport,
             stop_background,
         })
@@ -174,6 +182,17 @@ impl Process {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        if let Some(listen) = self.metrics_listen {
+            let mut stopped = self.stop_background.subscribe();
+            let scrape = http::serve_metrics(listen, self.metrics.clone(), self.listener.clone(), async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            });
+            tokio::spawn(async move {
+                if let Err(error) = scrape.await {
+                    tracing::error!(metrics.addr = %listen, error = %error, "cannot serve /metrics (http.metrics_listen)");
+                }
+            });
+        }
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = http::serve(listener, self.router, self.listener, async move {
             shutdown.await;
@@ -323,6 +342,19 @@ pub async fn namespace_of(config: &Config, catalogue: Catalogue, service: &str) 
     let namespace = open_namespace(config, spec).await?;
     namespace.migrate().await?;
     Ok(namespace)
+}
+
+/// [`namespace_of`] for commands that only look at what is there (`omnidesk events failed`, `replay`):
+/// `None` when the namespace has no database yet, which is then not created.
+pub async fn existing_namespace_of(
+    config: &Config,
+    catalogue: Catalogue,
+    service: &str,
+) -> anyhow::Result<Option<Namespace>> {
+    if !location_of(config, service)?.exists() {
+        return Ok(None);
+    }
+    namespace_of(config, catalogue, service).await.map(Some)
 }
 
 /// Where a service's namespace lives under this configuration.

@@ -267,7 +267,14 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, caller: Caller) -> Result<SignedToken, jsonwebtoken::errors::Error> {
-        let now_ms = revocation::unix_ms();
+        self.sign_issued_at(caller, revocation::unix_ms())
+    }
+
+    /// [`TokenSigner::sign`] for a token that counts as issued at `issued_ms` (Unix milliseconds, not
+    /// after now): the start of the request it is issued by, so that a revocation committed while that
+    /// request ran refuses it. It expires a lifetime after that.
+    pub fn sign_issued_at(&self, caller: Caller, issued_ms: i64) -> Result<SignedToken, jsonwebtoken::errors::Error> {
+        let now_ms = issued_ms.min(revocation::unix_ms());
         let now = u64::try_from(now_ms / 1000).unwrap_or_default();
         let claims = AccessClaims {
             sub: caller.user,

@@ -168,7 +168,7 @@ pub fn router(table: RouteTable, upstreams: Upstreams, metrics: Metrics, setting
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(gateway.clone()))
-        .route("/metrics", get(http::render_metrics).with_state(metrics))
+        .route("/metrics", get(http::render_metrics_for_scraper).with_state(http::ScrapeAccess::new(metrics, settings)))
         .fallback(forward)
         .with_state(gateway);
     http::edge(router, settings)

@@ -153,6 +153,12 @@ async fn main() -> anyhow::Result<()> {
             place.apply(&mut config);
             let mode = topology.unwrap_or(config.topology.mode);
             let groups = supervisor::groups_for(mode, &config.topology.groups, CATALOGUE)?;
+            if groups.len() > 1 && config.http.metrics_listen.is_some() {
+                bail!(
+                    "http.metrics_listen names one address, which the processes of `omnidesk up` cannot all listen \
+                     on; give scrapers http.metrics_token instead"
+                );
+            }
             if groups.len() > 1 && config.rabbitmq.host.is_none() {
                 bail!(
                     "services in separate processes exchange events through RabbitMQ: set RABBIT_MQ_HOST \
@@ -240,18 +246,33 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
         }
     }
     let settings = kernel::http::EdgeSettings::from(&config.http);
-    let router = gateway::router(table, gateway::Upstreams::new(upstreams), kernel::metrics::Metrics::new(), &settings);
+    let metrics = kernel::metrics::Metrics::new();
+    let router = gateway::router(table, gateway::Upstreams::new(upstreams), metrics.clone(), &settings);
     let listener =
         TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
     println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);
+    if let Some(listen) = config.http.metrics_listen {
+        let scrape = kernel::http::serve_metrics(listen, metrics.clone(), (&config.http).into(), shutdown_signal());
+        tokio::spawn(async move {
+            if let Err(error) = scrape.await {
+                tracing::error!(metrics.addr = %listen, error = %error, "cannot serve /metrics (http.metrics_listen)");
+            }
+        });
+    }
     kernel::http::serve(listener, router, (&config.http).into(), shutdown_signal()).await;
     Ok(())
 }
 
+/// `omnidesk events failed|replay`: both only concern events already stored, so a namespace without a
+/// database is skipped, not created.
 async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
     let mut total = 0;
+    let mut found = 0;
     for service in CATALOGUE {
-        let namespace = kernel::app::namespace_of(config, CATALOGUE, service.name).await?;
+        let Some(namespace) = kernel::app::existing_namespace_of(config, CATALOGUE, service.name).await? else {
+            continue;
+        };
+        found += 1;
         match &command {
             EventsCommand::Failed => {
                 for letter in kernel::events::dead_letters(&namespace).await? {
@@ -264,6 +285,10 @@ async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Resu
             }
         }
         namespace.close().await;
+    }
+    if found == 0 {
+        eprintln!("no OmniDesk data under {}: nothing to look at", config.data.dir.display());
+        return Ok(());
     }
     match command {
         EventsCommand::Failed => eprintln!("{total} dead-lettered event(s)"),

@@ -29,6 +29,20 @@ fn migrate_creates_every_namespace_and_is_repeatable() {
 }
 
 #[test]
+fn reading_commands_where_there_is_no_data_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let failed = omnidesk(&["events", "failed"], &[], dir.path());
+    let replay = omnidesk(&["events", "replay"], &[], dir.path());
+
+    for output in [&failed, &replay] {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("no OmniDesk data under data"), "{}", text(&output.stderr));
+    }
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
 fn migrate_refuses_an_unknown_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = omnidesk(&["migrate", "--service", "billing"], &[], dir.path());
@@ -84,6 +98,7 @@ fn a_service_whose_callee_has_no_address_refuses_to_start() {
 #[test]
 fn events_failed_and_replay_report_on_every_namespace() {
     let dir = tempfile::tempdir().expect("tempdir");
+    assert!(omnidesk(&["migrate", "--data-dir", "state"], &[], dir.path()).status.success());
 
     let failed = omnidesk(&["events", "failed", "--data-dir", "state"], &[], dir.path());
     let replay = omnidesk(&["events", "replay", "--data-dir", "state"], &[], dir.path());

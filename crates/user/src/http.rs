@@ -196,6 +196,7 @@ async fn login_user(
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginRequest>,
 ) -> Result<axum::Json<Session>, UserError> {
+    let started = now_ms();
     // Limit by what the client typed (normalised when possible), before any expensive work.
     let email = Email::parse(&body.email);
     let limit_key = email.as_ref().map_or_else(|_| body.email.trim().to_lowercase(), |e| e.as_str().to_owned());
@@ -215,7 +216,7 @@ async fn login_user(
     users.limits.succeeded(&limit_key, ip);
     let family = uuid::Uuid::now_v7().to_string();
     tracing::info!(user.id = %user.id, account.id = %membership.account_id, "user logged in");
-    Ok(axum::Json(start_session(&users, user, membership, &family).await?))
+    Ok(axum::Json(start_session(&users, user, membership, &family, started).await?))
 }
 
 /// `POST /api/users/refresh`: rotates a refresh token into a new session. Presenting a token that was
@@ -240,7 +241,7 @@ async fn refresh_session(
     }
     let user = users.store.user_by_id(token.user_id).await?.ok_or(UserError::InvalidRefreshToken)?;
     let membership = users.store.membership(user.id, token.account_id).await?.ok_or(UserError::InvalidRefreshToken)?;
-    Ok(axum::Json(start_session(&users, user, membership, &token.family_id).await?))
+    Ok(axum::Json(start_session(&users, user, membership, &token.family_id, now).await?))
 }
 
 /// `POST /api/users/logout`: revokes the session the refresh token belongs to. Always 204, so the
@@ -334,12 +335,13 @@ async fn update_user(
     };
 
     let now = now_ms();
-    users.store.update_user(id, changes, now).await.map_err(email_taken)?;
     if changed_password {
         // A new password ends every session, this one included: whoever else knew the old password may
         // hold a token.
-        let revocation = users.store.end_sessions_of_user(id, now).await?;
+        let revocation = users.store.update_user_ending_sessions(id, changes, now).await.map_err(email_taken)?;
         users.revoker.revoked(&[revocation]);
+    } else {
+        users.store.update_user(id, changes, now).await.map_err(email_taken)?;
     }
     let updated = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
     let plan = users.plans.plan_of(membership.account_id).await?;
@@ -370,30 +372,38 @@ async fn visible_member(users: &Users, caller: &Caller, id: UserId) -> Result<(U
     Ok((member.user, member.membership))
 }
 
+/// Opens a session for `user` in `membership`'s account: a refresh token in `family` and an access token.
+/// `started_ms` is when the request opening it began; both tokens count from then, so that a revocation
+/// committed while the request ran (its password or membership checked before it) refuses them too.
 async fn start_session(
     users: &Users,
     user: UserRow,
     membership: MembershipRow,
     family: &str,
+    started_ms: i64,
 ) -> Result<Session, UserError> {
-    let access = users
-        .signer
-        .sign(Caller { user: user.id, account: membership.account_id, role: membership.role })
-        .map_err(|e| UserError::Internal(e.into()))?;
+    let caller = Caller { user: user.id, account: membership.account_id, role: membership.role };
+    let access = users.signer.sign_issued_at(caller, started_ms).map_err(|e| UserError::Internal(e.into()))?;
     let refresh_token = new_refresh_token();
     let now = now_ms();
     let ttl_ms = i64::try_from(users.refresh_ttl.as_millis()).unwrap_or(i64::MAX);
-    users
+    let stored = users
         .store
-        .insert_refresh_token(NewRefreshToken {
-            family_id: family,
-            user_id: user.id,
-            account_id: membership.account_id,
-            token_hash: &refresh_token_hash(&refresh_token),
-            now_ms: now,
-            expires_at_ms: now.saturating_add(ttl_ms),
-        })
+        .insert_refresh_token(
+            NewRefreshToken {
+                family_id: family,
+                user_id: user.id,
+                account_id: membership.account_id,
+                token_hash: &refresh_token_hash(&refresh_token),
+                now_ms: now,
+                expires_at_ms: now.saturating_add(ttl_ms),
+            },
+            started_ms,
+        )
         .await?;
+    if !stored {
+        return Err(UserError::SessionEnded);
+    }
     Ok(Session {
         access_token: access.token,
         token_type: "Bearer",

@@ -87,6 +87,8 @@ enum UserError {
     InvalidCredentials,
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    #[error("the sessions were ended while this one was being opened")]
+    SessionEnded,
     #[error("too many login attempts")]
     RateLimited(u64),
     #[error("user not found")]
@@ -156,6 +158,16 @@ impl From<UserError> for Problem {
             }
             UserError::Dependency(error) => error.into(),
             UserError::Store(error) => Problem::internal(&error),
+            UserError::SessionEnded => Problem::unauthorized(
+                "session_ended",
+                "The user's sessions were ended while this one was being opened; sign in again.",
+            ),
+            UserError::Internal(error) if error.is::<credentials::Busy>() => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "password_hashing_busy",
+                "Too many sign-ins are being checked at once; retry in a second.",
+            )
+            .with_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1")),
             UserError::Internal(error) => Problem::internal(&error),
         }
     }

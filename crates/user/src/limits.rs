@@ -10,7 +10,11 @@
 //!   20): failed attempts only, against an address from clients it has never signed in from — guessing
 //!   from many places at once (a botnet). While this bound is spent, such clients are refused, but a client
 //!   the user has signed in from before (remembered per process, up to [`KNOWN_CLIENTS_PER_ADDRESS`]) is
-//!   not: the attack slows to the bound's pace without denying the user.
+//!   not: the attack slows to the bound's pace without denying the user. A user on a client they have
+//!   not signed in from (a new device, a new network, or any after this process restarted) does wait
+//!   during such an attack: the bound limits the damage, it cannot tell them from the attacker.
+//!
+//! A client is its IPv4 address, or the /64 of its IPv6 address (a host may use any address in it).
 //!
 //! The state is in the process hosting the user service (see `kernel::limits`).
 
@@ -65,6 +69,7 @@ impl LoginLimits {
     /// Spends one attempt at `email` from `ip`, before the password is checked; `Err(seconds)` says how
     /// long to wait.
     pub fn check(&self, email: &str, ip: IpAddr) -> Result<(), u64> {
+        let ip = kernel::http::client_network(ip);
         self.per_client.check(&ip)?;
         self.per_address_and_client.check(&(email.to_owned(), ip))?;
         let mut memory = self.memory();
@@ -84,6 +89,7 @@ impl LoginLimits {
     /// Counts a wrong password for `email` from `ip` against the address's bound, unless the client is one
     /// the address has signed in from.
     pub fn failed(&self, email: &str, ip: IpAddr) {
+        let ip = kernel::http::client_network(ip);
         let mut memory = self.memory();
         if memory.is_known(email, ip) {
             return;
@@ -96,6 +102,7 @@ impl LoginLimits {
 
     /// Remembers that `email` signed in from `ip`.
     pub fn succeeded(&self, email: &str, ip: IpAddr) {
+        let ip = kernel::http::client_network(ip);
         let mut memory = self.memory();
         memory.forget_if_full();
         let known = memory.known.entry(email.to_owned()).or_default();

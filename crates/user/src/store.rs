@@ -113,6 +113,38 @@ pub enum Removal {
     LastOwner,
 }
 
+/// Applies `changes` to user `id` inside `tx`; whether the user exists.
+async fn update_user_in(tx: &mut Tx<'_>, id: UserId, changes: &UserChanges, now_ms: i64) -> Result<bool, StoreError> {
+    let affected = tx
+        .execute(
+            "update users set name = coalesce(?, name), email = coalesce(?, email), \
+             password_hash = coalesce(?, password_hash), language = coalesce(?, language), updated_at = ? \
+             where id = ?",
+            args![
+                changes.name.as_deref(),
+                changes.email.as_deref(),
+                changes.password_hash.as_deref(),
+                changes.language.map(Language::as_str),
+                now_ms,
+                id.to_string()
+            ],
+        )
+        .await?;
+    Ok(affected == 1)
+}
+
+/// Revokes every refresh token of `user` and refuses their access tokens from `now_ms` on, inside `tx`.
+async fn end_sessions_in(tx: &mut Tx<'_>, user: UserId, now_ms: i64) -> Result<Revocation, StoreError> {
+    tx.execute(
+        "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",
+        args![now_ms, user.to_string()],
+    )
+    .await?;
+    let revocation = Revocation { user, account: None, before_ms: now_ms };
+    record_revocation(tx, revocation).await?;
+    Ok(revocation)
+}
+
 /// Records `revocation` inside `tx`, with the change it follows from.
 async fn record_revocation(tx: &mut Tx<'_>, revocation: Revocation) -> Result<(), StoreError> {
     tx.execute(
@@ -243,30 +275,37 @@ impl Store {
 
     /// Applies `changes`; returns whether the user exists.
     pub async fn update_user(&self, id: UserId, changes: UserChanges, now_ms: i64) -> Result<bool, StoreError> {
-        let affected = self
-            .db
-            .execute(
-                "update users set name = coalesce(?, name), email = coalesce(?, email), \
-                 password_hash = coalesce(?, password_hash), language = coalesce(?, language), updated_at = ? \
-                 where id = ?",
-                args![
-                    changes.name,
-                    changes.email,
-                    changes.password_hash,
-                    changes.language.map(Language::as_str),
-                    now_ms,
-                    id.to_string()
-                ],
-            )
-            .await?;
-        Ok(affected == 1)
+        let mut tx = self.db.begin().await?;
+        let updated = update_user_in(&mut tx, id, &changes, now_ms).await?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
-    pub async fn insert_refresh_token(&self, token: NewRefreshToken<'_>) -> Result<(), StoreError> {
-        self.db
+    /// [`Store::update_user`] and [`Store::end_sessions_of_user`] in one transaction (a new password):
+    /// the change never commits without the end of the sessions the old password opened.
+    pub async fn update_user_ending_sessions(
+        &self,
+        id: UserId,
+        changes: UserChanges,
+        now_ms: i64,
+    ) -> Result<Revocation, StoreError> {
+        let mut tx = self.db.begin().await?;
+        update_user_in(&mut tx, id, &changes, now_ms).await?;
+        let revocation = end_sessions_in(&mut tx, id, now_ms).await?;
+        tx.commit().await?;
+        Ok(revocation)
+    }
+
+    /// Stores a new refresh token, unless the user's sessions in its account were ended after
+    /// `started_ms` (when the sign-in or refresh it belongs to began): a session being opened while a
+    /// revocation commits must not outlive it. Returns whether it was stored.
+    pub async fn insert_refresh_token(&self, token: NewRefreshToken<'_>, started_ms: i64) -> Result<bool, StoreError> {
+        let inserted = self
+            .db
             .execute(
                 "insert into refresh_tokens (id, family_id, user_id, account_id, token_hash, created_at, expires_at) \
-                 values (?, ?, ?, ?, ?, ?, ?)",
+                 select ?, ?, ?, ?, ?, ?, ? where not exists (select 1 from access_revocations \
+                 where user_id = ? and (account_id is null or account_id = ?) and revoked_before > ?)",
                 args![
                     uuid::Uuid::now_v7().to_string(),
                     token.family_id,
@@ -274,11 +313,14 @@ impl Store {
                     token.account_id.to_string(),
                     token.token_hash,
                     token.now_ms,
-                    token.expires_at_ms
+                    token.expires_at_ms,
+                    token.user_id.to_string(),
+                    token.account_id.to_string(),
+                    started_ms
                 ],
             )
-            .await
-            .map(drop)
+            .await?;
+        Ok(inserted == 1)
     }
 
     pub async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
@@ -317,13 +359,7 @@ impl Store {
     /// tokens issued before `now_ms` refused, in one transaction. Returns the revocation to apply.
     pub async fn end_sessions_of_user(&self, user: UserId, now_ms: i64) -> Result<Revocation, StoreError> {
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            "update refresh_tokens set revoked_at = ? where user_id = ? and revoked_at is null",
-            args![now_ms, user.to_string()],
-        )
-        .await?;
-        let revocation = Revocation { user, account: None, before_ms: now_ms };
-        record_revocation(&mut tx, revocation).await?;
+        let revocation = end_sessions_in(&mut tx, user, now_ms).await?;
         tx.commit().await?;
         Ok(revocation)
     }

@@ -66,6 +66,12 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Connections served at once for one client address (0: no such cap).
     pub max_connections_per_ip: usize,
+    /// With it, `/metrics` on this listener answers a scraper that sends it as a bearer token; without
+    /// it, `/metrics` is not served on this listener at all.
+    pub metrics_token: Option<String>,
+    /// A second listener serving only `/metrics`, without a credential, for a scraper on an internal
+    /// network (e.g. `0.0.0.0:9100` in a pod, with only the cluster allowed to reach it).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -79,6 +85,8 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             max_connections: 10_000,
             max_connections_per_ip: 128,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
@@ -434,6 +442,7 @@ impl Config {
             }
         };
         redact(&mut shown.internal.secret);
+        redact(&mut shown.http.metrics_token);
         redact(&mut shown.rabbitmq.password);
         redact(&mut shown.redis.url);
         for service in shown.services.values_mut() {

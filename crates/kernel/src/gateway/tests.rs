@@ -34,8 +34,12 @@ fn settings() -> EdgeSettings {
         body_limit_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(10),
         trusted_proxies: Arc::from(Vec::<IpAddr>::new()),
+        metrics_token: Some(Arc::from(SCRAPE_TOKEN)),
     }
 }
+
+/// The scrape credential of the test gateways.
+const SCRAPE_TOKEN: &str = "scrape-me";
 
 /// Serves `router` on a fresh loopback port and returns its address.
 async fn serve(router: Router) -> SocketAddr {
@@ -57,6 +61,8 @@ async fn dead_addr() -> SocketAddr {
 fn upstream(internal_hits: Arc<AtomicUsize>) -> Router {
     Router::new()
         .route("/readyz", get(|| async { axum::Json(json!({ "status": "ready" })) }))
+        // What a service would expose; the gateway must never hand it out.
+        .route("/metrics", get(|| async { "a service's metrics" }))
         .route(
             "/api/x/hello",
             get(|RawQuery(query): RawQuery| async move { format!("hello {}", query.unwrap_or_default()) }),
@@ -376,12 +382,29 @@ async fn forwarded_requests_are_counted_by_owning_service_and_claimed_prefix() {
     let (gateway, metrics) = gateway(&[("alpha", alpha)]).await;
 
     client().get(format!("http://{gateway}/api/x/hello")).send().await.expect("send");
-    let exposition = client().get(format!("http://{gateway}/metrics")).send().await.expect("send");
+    let exposition =
+        client().get(format!("http://{gateway}/metrics")).bearer_auth(SCRAPE_TOKEN).send().await.expect("send");
+    let anonymous = client().get(format!("http://{gateway}/metrics")).send().await.expect("send");
 
     assert_eq!(exposition.status(), StatusCode::OK);
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "not without the scrape credential");
     let text = exposition.text().await.expect("body");
     assert!(text.contains(r#"route="/api/x""#) && text.contains(r#"service="alpha""#), "{text}");
     assert!(metrics.render().contains(r#"service="alpha""#), "the endpoint renders the gateway's registry");
+}
+
+#[tokio::test]
+async fn without_a_scrape_credential_the_gateway_serves_no_metrics_and_forwards_none() {
+    let alpha = serve(upstream(Arc::new(AtomicUsize::new(0)))).await;
+    let table = RouteTable::build(&SERVICES).expect("the test services do not overlap");
+    let map = HashMap::from([("alpha", format!("http://{alpha}"))]);
+    let settings = EdgeSettings { metrics_token: None, ..settings() };
+    let gateway = serve(router(table, Upstreams::new(map), Metrics::new(), &settings)).await;
+
+    let reply = client().get(format!("http://{gateway}/metrics")).bearer_auth(SCRAPE_TOKEN).send().await.expect("send");
+
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    assert!(!reply.text().await.expect("body").contains("a service's metrics"), "nothing was forwarded");
 }
 
 #[test]

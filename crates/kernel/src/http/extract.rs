@@ -1,19 +1,42 @@
 //! Extractors whose rejections are problems, so malformed input never reaches a handler and never
 //! produces anything but a 4xx `application/problem+json`.
 
-use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::problem::{FieldError, Problem};
 
-/// `axum::Json` with problem+json rejections: 415 without a JSON content type, 400 for malformed JSON,
-/// 422 naming the field for a missing or mistyped one, 413 for an oversize body.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Problem))]
+/// `axum::Json` with problem+json rejections: 415 without a JSON content type, 400 for a body that is not
+/// JSON text — anywhere in it, fields the handler ignores included (see [`from_json_text`]) —, 422 naming
+/// the field for a missing or mistyped one, 413 for an oversize body.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Parsed whole into a JSON tree first: that is what checks every byte of the text.
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|error| Problem::validation(vec![field_error_from_serde(&error.to_string())]))
+    }
+}
+
+/// Parses `body` as `T`, refusing what is not JSON text anywhere in it (RFC 8259): invalid UTF-8, lone
+/// surrogates, numbers out of range, nesting deeper than 128 — in fields `T` ignores too, which a typed
+/// parse skips without reading. A body whose unknown fields are not JSON would be accepted while what is
+/// kept of it (the raw body, for audit) is not JSON; parsing it into a tree first checks every byte. A
+/// syntax error is `Category::Syntax`/`Eof`; one of `T`'s fields missing or mistyped, `Category::Data`.
+pub fn from_json_text<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    serde_json::from_value(value)
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -94,6 +117,29 @@ mod tests {
     fn a_missing_field_is_named() {
         let error = field_error_from_serde("missing field `email` at line 1 column 2");
         assert_eq!((error.field.as_str(), error.reason.as_str()), ("email", "missing"));
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_even_in_ignored_fields() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Post {
+            #[allow(dead_code)]
+            content: String,
+        }
+        let deep = format!(r#"{{"content":"x","extra":{}{}}}"#, "[".repeat(1_000), "]".repeat(1_000));
+        let bodies: [&[u8]; 4] = [
+            b"{\"content\":\"x\",\"extra\":\"\xff\xfe\"}",
+            br#"{"content":"x","extra":"\ud800"}"#,
+            br#"{"content":"x","extra":1e99999}"#,
+            deep.as_bytes(),
+        ];
+        for body in bodies {
+            assert!(serde_json::from_slice::<Post>(body).is_ok(), "a typed parse alone takes it");
+            let refused = from_json_text::<Post>(body).expect_err("not JSON text");
+            assert!(!refused.is_data(), "a syntax error, not a field's: {refused}");
+        }
+        assert!(from_json_text::<Post>(br#"{"content":"x","extra":[1,{"a":null}]}"#).is_ok());
+        assert!(from_json_text::<Post>(br#"{"extra":1}"#).expect_err("missing").is_data());
     }
 
     #[test]

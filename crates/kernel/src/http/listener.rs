@@ -8,15 +8,17 @@
 //!   (A slow body is bounded by the request timeout of the edge stack, which covers the handler reading it.)
 //! - **Connections are capped**: at most `max_connections` at once in the process (never more than the
 //!   open-file limit leaves room for, after what the databases and outgoing calls need), and at most
-//!   `max_connections_per_ip` from one client address. Peers in `trusted_proxies` speak for many clients
+//!   `max_connections_per_ip` from one client address (for IPv6, from one /64). Peers in `trusted_proxies` speak for many clients
 //!   and are not capped per address. A connection over a cap is answered `503` problem+json with
 //!   `Retry-After` and closed, so a flood costs its sender and not the clients already being served.
 //! - **Running out of descriptors is survived**: an accept that fails for lack of resources (EMFILE,
 //!   ENFILE, ENOBUFS, ENOMEM) is retried after a pause that grows to a second, instead of in a tight loop;
 //!   connections already open are served meanwhile and free descriptors as they close.
 //!
-//! WebSocket upgrades leave hyper (and this loop's cap) once upgraded; their lifetime is the realtime
-//! service's business (they close when their token expires).
+//! Not bounded here: an upgraded WebSocket leaves hyper and this loop's caps (its lifetime is the realtime
+//! service's business: it closes when its token expires or is revoked), and a client that stops reading
+//! a response holds its connection until the kernel's TCP timeouts end it, since hyper has no write
+//! timeout; both count against the process's open files, which the caps leave room for.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -113,7 +115,7 @@ pub async fn serve(
                 }
             }
         };
-        let capped_ip = (!settings.trusted_proxies.contains(&peer.ip())).then_some(peer.ip());
+        let capped_ip = (!settings.trusted_proxies.contains(&peer.ip())).then(|| client_network(peer.ip()));
         let Some(slot) = Occupancy::enter(&occupancy, capped_ip) else {
             if let Ok(permit) = refusals.clone().try_acquire_owned() {
                 let refusal = refusal.clone();
@@ -157,6 +159,18 @@ pub async fn serve(
     // Every connection holds a receiver; once all have finished, `closed` resolves.
     stopping.send_replace(true);
     stopping.closed().await;
+}
+
+/// What the per-client cap counts connections by: the IPv4 address, or the /64 an IPv6 address is in
+/// (one host holds a whole /64 and may use any address in it).
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX)))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
 }
 
 /// Accept errors that concern one connection (it was gone before it was accepted), not the listener.

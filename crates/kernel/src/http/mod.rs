@@ -5,6 +5,7 @@ mod extract;
 mod listener;
 mod problem;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use extract::{Json, Path, Query};
-pub use listener::{ListenerSettings, serve};
+pub use extract::{Json, Path, Query, from_json_text};
+pub use listener::{ListenerSettings, client_network, serve};
 pub use problem::{FieldError, PROBLEM_JSON, Problem};
 
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct EdgeSettings {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// The scrape credential `/metrics` wants on this listener; without one it is not served here.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl From<&crate::config::HttpConfig> for EdgeSettings {
@@ -44,6 +47,7 @@ impl From<&crate::config::HttpConfig> for EdgeSettings {
             body_limit_bytes: http.body_limit_bytes,
             request_timeout: Duration::from_secs(http.request_timeout_secs),
             trusted_proxies: http.trusted_proxies.clone().into(),
+            metrics_token: http.metrics_token.as_deref().map(Arc::from),
         }
     }
 }
@@ -242,6 +246,49 @@ pub async fn render_metrics(State(metrics): State<Metrics>) -> Response {
         .into_response()
 }
 
+/// What `/metrics` on a public listener needs: the registry, and the scrape credential.
+#[derive(Clone)]
+pub struct ScrapeAccess {
+    pub metrics: Metrics,
+    pub token: Option<Arc<str>>,
+}
+
+impl ScrapeAccess {
+    pub fn new(metrics: Metrics, settings: &EdgeSettings) -> Self {
+        Self { metrics, token: settings.metrics_token.clone() }
+    }
+}
+
+/// `/metrics` on a public listener: a process's internals (routes, callers, error rates) are not for
+/// anyone on the internet. Without a configured credential it is not there (404, as an unknown path);
+/// with one, it answers only a request bearing it (401 otherwise, compared in constant time).
+pub async fn render_metrics_for_scraper(State(access): State<ScrapeAccess>, headers: header::HeaderMap) -> Response {
+    use subtle::ConstantTimeEq as _;
+    let Some(token) = access.token.as_deref() else { return not_found().await.into_response() };
+    let presented = crate::auth::bearer_token(&headers).and_then(Result::ok).unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return Problem::unauthorized("metrics_credential_required", "Send the scrape credential as a bearer token.")
+            .into_response();
+    }
+    render_metrics(State(access.metrics)).await
+}
+
+/// Serves `/metrics`, and nothing else, without a credential on `listen` (`http.metrics_listen`), until
+/// `stop` resolves: for a scraper on a network the public cannot reach.
+pub async fn serve_metrics(
+    listen: SocketAddr,
+    metrics: Metrics,
+    settings: ListenerSettings,
+    stop: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(metrics.addr = %listen, "serving /metrics");
+    let router =
+        Router::new().route("/metrics", axum::routing::get(render_metrics).with_state(metrics)).fallback(not_found);
+    serve(listener, router, settings, stop).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,6 +305,7 @@ mod tests {
             body_limit_bytes: 1024,
             request_timeout: Duration::from_secs(10),
             trusted_proxies: [].into(),
+            metrics_token: None,
         };
         let router = edge(Router::new().route("/", axum::routing::post(|| async { "read" })), &settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");

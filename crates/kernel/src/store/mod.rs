@@ -150,6 +150,13 @@ impl Location {
         Location::SqliteFile(data_dir.join(format!("{service}.db")))
     }
 
+    /// Whether a database is there already (for commands that only read, which must not create one).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::SqliteFile(path) => path.exists(),
+        }
+    }
+
     /// Parses a database URL. Only `sqlite:` is supported in this build.
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {

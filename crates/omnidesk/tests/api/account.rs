@@ -254,8 +254,8 @@ async fn the_event_flow_is_visible_in_the_metrics() {
     let (_, session) = app.signed_in().await;
     app.eventually("/api/plan", &session.access_token, |body| !body["since"].is_null()).await;
 
-    let text =
-        app.http.get(format!("{}/metrics", app.base_url)).send().await.expect("sent").text().await.expect("text");
+    let scrape = app.http.get(format!("{}/metrics", app.base_url)).bearer_auth(crate::helpers::METRICS_TOKEN);
+    let text = scrape.send().await.expect("sent").text().await.expect("text");
 
     assert!(text.contains(r#"events_published_total{producer="user",transport="in-process"} 2"#), "{text}");
     assert!(text.contains(r#"events_consumed_total{consumer="plan",outcome="applied"} 1"#), "{text}");

@@ -288,6 +288,25 @@ async fn a_captured_signed_post_replayed_under_another_key_is_refused_and_stored
     assert_eq!(said(&messages), [("incoming".to_owned(), "please refund me".to_owned())]);
 }
 
+async fn a_signed_body_that_is_not_json_text_in_an_ignored_field_is_a_400(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let inbox = create_api_inbox(&app, &session.access_token, None).await;
+    let deep =
+        format!(r#"{{"contact":{{"source_id":"u-9"}},"content":"hi","x":{}{}}}"#, "[".repeat(5_000), "]".repeat(5_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"{\"contact\":{\"source_id\":\"u-9\"},\"content\":\"hi\",\"x\":\"\xff\xfe\"}".to_vec(),
+        br#"{"contact":{"source_id":"u-9"},"content":"hi","x":"\ud800"}"#.to_vec(),
+        br#"{"contact":{"source_id":"u-9"},"content":"hi","x":1e99999}"#.to_vec(),
+        deep.into_bytes(),
+    ];
+    for (n, bytes) in bodies.into_iter().enumerate() {
+        let signature = input::signature::sign(&bytes, &inbox.secret, now());
+        let headers = [("x-omnidesk-signature", signature), ("idempotency-key", format!("bad-{n}"))];
+        let reply = post_raw(&app, &messages_path(&inbox.identifier), &headers, bytes).await;
+        reply.assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
+    }
+}
+
 /// Creates a widget contact on `inbox`; returns its source id.
 async fn create_widget_contact(app: &TestApp, inbox: &ApiInbox) -> String {
     let path = format!("/public/api/v1/inboxes/{}/contacts", inbox.identifier);
@@ -517,6 +536,7 @@ in_every_topology!(
     an_oversize_post_is_refused_before_it_is_read,
     a_retried_post_gets_the_same_id_and_makes_one_message,
     a_captured_signed_post_replayed_under_another_key_is_refused_and_stored_once,
+    a_signed_body_that_is_not_json_text_in_an_ignored_field_is_a_400,
     a_widget_contact_posts_and_reads_its_transcript,
     bad_widget_posts_are_refused_and_leave_the_transcript_alone,
     an_agents_reply_reaches_the_transcript_and_a_private_note_does_not,

@@ -562,6 +562,24 @@ async fn an_agents_socket_carries_only_the_inboxes_they_answer(app: TestApp) {
     assert_eq!(next["data"]["message"]["content"], "追加のご相談", "{next}");
 }
 
+async fn a_list_in_a_body_is_taken_without_repetitions_and_bounded(app: TestApp) {
+    let (owner, session) = app.signed_in().await;
+    let token = &session.access_token;
+    let inbox = app.create_api_inbox(token, None).await;
+    let path = format!("/api/inboxes/{}/members", inbox.id);
+
+    // One id 26,000 times (about 1 MB): one member, and one look-up of the account's members.
+    let repeated = vec![owner.id.clone(); 26_000];
+    let once = app.call(Method::PUT, &path, token, Some(json!({ "user_ids": repeated }))).await;
+    let many: Vec<String> = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let too_many = app.call(Method::PUT, &path, token, Some(json!({ "user_ids": many }))).await;
+
+    assert_eq!(once.status, StatusCode::OK, "{once:?}");
+    assert_eq!(once.body["user_ids"], json!([owner.id]));
+    too_many.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(too_many.body["errors"][0]["reason"], "too_many", "{too_many:?}");
+}
+
 /// Makes `agent` the one member of `inbox`.
 async fn make_member(app: &TestApp, owner_token: &str, inbox: &str, agent: &str) -> crate::helpers::Reply {
     let body = json!({ "user_ids": [agent] });
@@ -640,6 +658,7 @@ in_every_topology!(
     an_agent_works_a_conversation_and_the_websocket_sees_every_change,
     a_client_that_reconnects_with_its_cursor_misses_nothing,
     a_realtime_cursor_past_the_end_of_the_feed_is_a_400,
+    a_list_in_a_body_is_taken_without_repetitions_and_bounded,
     search_finds_japanese_by_two_characters_and_english_by_prefix,
     every_inbox_route_answers_404_for_another_accounts_ids,
     the_free_plan_allows_one_inbox_and_says_which_limit_refused,

@@ -78,11 +78,48 @@ async fn health_and_readiness_answer(app: TestApp) {
 
 async fn metrics_are_prometheus_text(app: TestApp) {
     app.register().await;
-    let response = app.http.get(format!("{}/metrics", app.base_url)).send().await.expect("sent");
+    let anonymous = app.request(Method::GET, "/metrics", None, None).await;
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(crate::helpers::METRICS_TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    anonymous.assert_problem(StatusCode::UNAUTHORIZED, "metrics_credential_required");
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("text");
     assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
     assert!(text.contains(r#"service="user""#), "{text}");
+}
+
+#[tokio::test]
+async fn without_a_scrape_credential_metrics_are_only_on_the_internal_listener() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::helpers::monolith_config(data.path());
+    config.http.metrics_token = None;
+    let internal = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let metrics_listen = internal.local_addr().expect("address");
+    drop(internal);
+    config.http.metrics_listen = Some(metrics_listen);
+    let app = TestApp::monolith_with(config, data).await;
+
+    let public = app.request(Method::GET, "/metrics", None, None).await;
+    let scraped = eventually_served(&format!("http://{metrics_listen}/metrics")).await;
+
+    public.assert_problem(StatusCode::NOT_FOUND, "not_found");
+    assert!(scraped.contains("# TYPE events_outbox_backlog gauge"), "{scraped}");
+}
+
+/// The body of `GET url` once something answers there (a listener started in the background).
+async fn eventually_served(url: &str) -> String {
+    for _ in 0..200 {
+        if let Ok(response) = reqwest::get(url).await {
+            return response.text().await.expect("text");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("nothing answers at {url}");
 }
 
 async fn internal_endpoints_are_not_public(app: TestApp) {

@@ -72,11 +72,15 @@ impl Reply {
 /// The payment provider's webhook signing secret every test topology is configured with.
 pub const WEBHOOK_SECRET: &str = "whsec_test_omnidesk_secret";
 
+/// The scrape credential of `/metrics` in every test topology.
+pub const METRICS_TOKEN: &str = "scrape-omnidesk-test";
+
 /// Configuration for an in-process monolith under `data_dir`.
 pub fn monolith_config(data_dir: &Path) -> kernel::Config {
     let mut config = kernel::Config::default();
     config.data.dir = data_dir.to_owned();
     config.http.listen = "127.0.0.1:0".parse().expect("address");
+    config.http.metrics_token = Some(METRICS_TOKEN.to_owned());
     config
         .services
         .entry("payment".to_owned())
@@ -100,6 +104,7 @@ pub const SPLIT_ENV: &[(&str, &str)] = &[
     ("RABBIT_MQ_USER", "guest"),
     ("RABBIT_MQ_PASSWORD", "guest"),
     ("OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("OMNIDESK_HTTP__METRICS_TOKEN", METRICS_TOKEN),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_RETRY_BASE_MS", "50"),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__CALLBACK_ALLOW_PRIVATE", "true"),
     ("OMNIDESK_SERVICES__INPUT__SETTINGS__WIDGET_CONTACTS_PER_IP_PER_MINUTE", "1000000"),

@@ -130,7 +130,7 @@ pub struct Subscription {
 impl WebhookEvent {
     /// Parses a webhook body (the raw bytes whose signature was verified).
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
-        let raw: RawEvent = serde_json::from_slice(body).map_err(EventError::Body)?;
+        let raw: RawEvent = kernel::http::from_json_text(body).map_err(EventError::Body)?;
         Ok(Self { id: raw.id, kind: raw.kind, created: raw.created, object: Value::Object(raw.data.object) })
     }
 

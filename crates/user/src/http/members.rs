@@ -169,6 +169,7 @@ pub(super) async fn accept_invitation(
     State(users): State<AppState>,
     Json(body): Json<AcceptRequest>,
 ) -> Result<Response, UserError> {
+    let started = now_ms();
     let mut fields = Fields::default();
     let name = fields.check(DisplayName::parse("name", &body.name));
     let password = fields.check(Password::parse("password", &body.password));
@@ -211,7 +212,7 @@ pub(super) async fn accept_invitation(
         .await?
         .ok_or_else(|| UserError::Internal(anyhow::anyhow!("the accepted membership is missing")))?;
     let family = uuid::Uuid::now_v7().to_string();
-    let session = start_session(&users, user, membership, &family).await?;
+    let session = start_session(&users, user, membership, &family, started).await?;
     Ok((StatusCode::CREATED, axum::Json(session)).into_response())
 }
 

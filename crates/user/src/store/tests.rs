@@ -134,22 +134,25 @@ async fn removing_a_member_revokes_their_sessions_and_the_last_owner_stays() {
     let invitation = f.invite("kenji@example.jp", "h-kenji", NOW + DAY).await;
     let kenji = user("kenji@example.jp");
     assert!(f.store.accept_invitation(&invitation, &kenji).await.expect("accepts"));
-    f.store
-        .insert_refresh_token(NewRefreshToken {
-            family_id: "family",
-            user_id: kenji.id,
-            account_id: f.account,
-            token_hash: "rt-kenji",
-            now_ms: NOW,
-            expires_at_ms: NOW + DAY,
-        })
-        .await
-        .expect("token");
+    let token = |hash| NewRefreshToken {
+        family_id: "family",
+        user_id: kenji.id,
+        account_id: f.account,
+        token_hash: hash,
+        now_ms: NOW,
+        expires_at_ms: NOW + DAY,
+    };
+    assert!(f.store.insert_refresh_token(token("rt-kenji"), NOW - 1).await.expect("token"));
 
     assert_eq!(f.store.remove_member(f.account, f.owner.id, NOW).await.expect("store"), Removal::LastOwner);
     let revocation = Revocation { user: kenji.id, account: Some(f.account), before_ms: NOW };
     assert_eq!(f.store.remove_member(f.account, kenji.id, NOW).await.expect("store"), Removal::Removed(revocation));
     assert_eq!(f.store.revocations_since(NOW).await.expect("store"), [revocation], "recorded with the removal");
+    assert!(
+        !f.store.insert_refresh_token(token("rt-late"), NOW - 1).await.expect("store"),
+        "a session whose sign-in began before the removal is not opened after it"
+    );
+    assert!(f.store.insert_refresh_token(token("rt-after"), NOW).await.expect("store"), "one begun after it is");
     assert_eq!(f.store.trim_revocations(NOW + 1).await.expect("store"), 1);
     assert!(f.store.revocations_since(0).await.expect("store").is_empty());
     assert_eq!(f.store.remove_member(f.account, kenji.id, NOW).await.expect("store"), Removal::NotAMember);

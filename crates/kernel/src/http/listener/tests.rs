@@ -140,3 +140,14 @@ async fn eventually_served(address: SocketAddr) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn ipv6_clients_are_counted_by_their_64_and_mapped_ones_as_ipv4() {
+    let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+    let same_64: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+    let other_64: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+    assert_eq!(client_network(one), client_network(same_64));
+    assert_ne!(client_network(one), client_network(other_64));
+    assert_eq!(client_network("::ffff:10.0.0.1".parse().expect("ip")), "10.0.0.1".parse::<IpAddr>().expect("ip"));
+    assert_eq!(client_network("10.0.0.1".parse().expect("ip")), "10.0.0.1".parse::<IpAddr>().expect("ip"));
+}
