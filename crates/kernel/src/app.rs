@@ -143,7 +143,8 @@ impl Process {
                 get(http::render_metrics_for_scraper).with_state(ScrapeAccess::new(metrics.clone(), &settings)),
             )
             .fallback(http::not_found)
-            .layer(axum::Extension(verifier));
+            .layer(axum::Extension(verifier))
+            .layer(axum::middleware::from_fn_with_state(config.http.body_limit_bytes, http::read_body_first));
         let public = http::edge(public, &settings);
         // Internal endpoints exist only with a credential to check, and get the lean internal stack (no
         // per-call spans or generated ids: port metrics cover them, and callers send their request id).

@@ -115,6 +115,27 @@ async fn refuse_declared_oversize(State(limit): State<usize>, request: Request, 
     refused
 }
 
+/// Reads a request's whole body (within `limit`) before the handler runs, for the processes that host
+/// services (not the gateway, which streams). A handler that answers without reading the body — a 401
+/// before the JSON, a GET that ignores one — would otherwise leave it unread, and hyper then closes the
+/// connection with data still arriving: the kernel resets it, and the client (the gateway, forwarding)
+/// loses the answer and reports 502. Every body here is JSON or a webhook within the body limit anyway.
+pub async fn read_body_first(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(error) => {
+            let too_large =
+                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response()
+            } else {
+                Problem::bad_request("unreadable_body", "The request body could not be read.").into_response()
+            }
+        }
+    }
+}
+
 /// Turns Nagle's algorithm off on an accepted connection ([`serve`] does it for every one). A WebSocket
 /// push or a streamed response written while an earlier segment is unacknowledged would otherwise wait for
 /// the peer's delayed ACK (up to 40 ms on Linux): measured as ~20 ms added to every realtime push.

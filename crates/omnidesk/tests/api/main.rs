@@ -6,6 +6,7 @@ mod conversations;
 mod desk;
 mod edge;
 mod helpers;
+mod hostile;
 mod members;
 mod supervision;
 mod users;
