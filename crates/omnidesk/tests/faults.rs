@@ -179,3 +179,155 @@ async fn a_service_killed_during_a_broker_outage_comes_back_serving_and_its_even
         messages.iter().filter(|m| m["kind"] == "incoming").filter_map(|m| m["content"].as_str()).collect();
     assert_eq!(incoming, ["during the outage 0", "during the outage 1", "during the outage 2"], "{messages:?}");
 }
+
+/// The monolith as its own OS process (`omnidesk serve`), so that it can be killed.
+struct Monolith {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl Monolith {
+    fn start(data: &std::path::Path, port: u16) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omnidesk"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data)
+            .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
+            .env("OMNIDESK_LOG", "warn")
+            .env_remove("OMNIDESK_CONFIG")
+            .env_remove("RABBIT_MQ_HOST")
+            .current_dir(data)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("omnidesk serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base_url = loop {
+            let line = lines.next().expect("a ready line").expect("utf-8");
+            if let Some(rest) = line.strip_prefix("OmniDesk is ready at ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base_url }
+    }
+
+    /// Kills the process (SIGKILL), if it still runs, and reaps it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Monolith {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed post that reports a failed send instead of panicking: `None` when no answer came.
+async fn try_post(http: &reqwest::Client, base_url: &str, inbox: &desk::ApiInbox, n: usize) -> Option<u16> {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "contact": { "source_id": "paced", "name": "P" },
+        "content": format!("paced {n}"),
+    }))
+    .expect("json");
+    let sent = http
+        .post(format!("{base_url}/public/api/v1/inboxes/{}/messages", inbox.identifier))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("paced-{n}"))
+        .header("x-omnidesk-signature", desk::sign(&body, &inbox.secret, desk::unix_now()))
+        .body(body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    sent.ok().map(|response| response.status().as_u16())
+}
+
+#[tokio::test]
+async fn a_monolith_killed_during_a_paced_ingest_stores_every_message_once_after_resending_with_the_same_keys() {
+    const POSTS: usize = 200;
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut monolith = Monolith::start(data.path(), port);
+    let app = TestApp::new(monolith.base_url.clone(), data.path().to_owned(), None);
+    let (_, session) = app.signed_in().await;
+    let token = session.access_token.clone();
+    let inbox = app.create_api_inbox(&token, None).await;
+
+    // Act: posts every few milliseconds; another thread kills the process (SIGKILL) a third of the way
+    // through, whatever is in flight then.
+    let posted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pid = i32::try_from(monolith.child.id()).expect("pid");
+    let killer = {
+        let posted = posted.clone();
+        std::thread::spawn(move || {
+            while posted.load(std::sync::atomic::Ordering::SeqCst) < POSTS / 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            kill(pid);
+        })
+    };
+    let mut unanswered = Vec::new();
+    for n in 0..POSTS {
+        posted.store(n, std::sync::atomic::Ordering::SeqCst);
+        if try_post(&app.http, &app.base_url, &inbox, n).await != Some(202) {
+            unanswered.push(n);
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    killer.join().expect("killed");
+    monolith.kill();
+    let _restarted = Monolith::start(data.path(), port);
+    for &n in &unanswered {
+        assert_eq!(try_post(&app.http, &app.base_url, &inbox, n).await, Some(202), "resent post {n}");
+    }
+    // Resending what was answered changes nothing either.
+    for n in (0..POSTS).filter(|n| !unanswered.contains(n)) {
+        assert_eq!(try_post(&app.http, &app.base_url, &inbox, n).await, Some(202), "post {n} again");
+    }
+
+    // Assert: one conversation holding every message exactly once.
+    let last = format!("paced {}", POSTS - 1);
+    let listed = app
+        .eventually_for("/api/conversations?status=all&limit=100", &token, Duration::from_secs(60), |body| {
+            body["data"][0]["last_message"]["preview"] == last.as_str()
+        })
+        .await;
+    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1), "{listed:?}");
+    let conversation = listed.body["data"][0]["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let contents = loop {
+        let contents = incoming_contents(&app, &token, &conversation).await;
+        if contents.len() >= POSTS || std::time::Instant::now() > deadline {
+            break contents;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let distinct: std::collections::BTreeSet<&String> = contents.iter().collect();
+    assert_eq!(
+        contents.len(),
+        POSTS,
+        "{} stored for {POSTS} posts ({} unanswered at the kill)",
+        contents.len(),
+        unanswered.len()
+    );
+    assert_eq!(distinct.len(), POSTS, "each once");
+}
+
+/// Every incoming message's content in a conversation, through all its pages.
+async fn incoming_contents(app: &TestApp, token: &str, conversation: &str) -> Vec<String> {
+    let mut contents = Vec::new();
+    let mut path = format!("/api/conversations/{conversation}/messages?limit=100");
+    loop {
+        let page = app.get(&path, token).await;
+        let rows = page.body["data"].as_array().expect("messages").clone();
+        let incoming = rows.iter().filter(|m| m["kind"] == "incoming");
+        contents.extend(incoming.filter_map(|m| m["content"].as_str().map(str::to_owned)));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/conversations/{conversation}/messages?limit=100&cursor={cursor}"),
+            None => return contents,
+        }
+    }
+}
