@@ -64,7 +64,7 @@ pub struct HttpConfig {
     /// Connections served at once; more are answered 503 and closed. Lowered at start to what the
     /// open-file limit allows.
     pub max_connections: usize,
-    /// Connections served at once for one client address (0: no such cap).
+    /// Connections served at once for one client: an IPv4 address or an IPv6 /64 (0: no such cap).
     pub max_connections_per_ip: usize,
     /// With it, `/metrics` on this listener answers a scraper that sends it as a bearer token; without
     /// it, `/metrics` is not served on this listener at all.
