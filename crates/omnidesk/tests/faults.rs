@@ -245,62 +245,62 @@ async fn try_post(http: &reqwest::Client, base_url: &str, inbox: &desk::ApiInbox
     sent.ok().map(|response| response.status().as_u16())
 }
 
-#[tokio::test]
-async fn a_monolith_killed_during_a_paced_ingest_stores_every_message_once_after_resending_with_the_same_keys() {
-    const POSTS: usize = 200;
-    let data = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut monolith = Monolith::start(data.path(), port);
-    let app = TestApp::new(monolith.base_url.clone(), data.path().to_owned(), None);
-    let (_, session) = app.signed_in().await;
-    let token = session.access_token.clone();
-    let inbox = app.create_api_inbox(&token, None).await;
+const PACED_POSTS: usize = 200;
 
-    // Act: posts every few milliseconds; another thread kills the process (SIGKILL) a third of the way
-    // through, whatever is in flight then.
+/// Posts `paced 0..PACED_POSTS` a few milliseconds apart; another thread kills `pid` (SIGKILL) a third of
+/// the way through, whatever is in flight then. Returns the posts that got no 202.
+async fn paced_ingest_killing(app: &TestApp, inbox: &desk::ApiInbox, pid: i32) -> Vec<usize> {
     let posted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let pid = i32::try_from(monolith.child.id()).expect("pid");
     let killer = {
         let posted = posted.clone();
         std::thread::spawn(move || {
-            while posted.load(std::sync::atomic::Ordering::SeqCst) < POSTS / 3 {
+            while posted.load(std::sync::atomic::Ordering::SeqCst) < PACED_POSTS / 3 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             kill(pid);
         })
     };
     let mut unanswered = Vec::new();
-    for n in 0..POSTS {
+    for n in 0..PACED_POSTS {
         posted.store(n, std::sync::atomic::Ordering::SeqCst);
-        if try_post(&app.http, &app.base_url, &inbox, n).await != Some(202) {
+        if try_post(&app.http, &app.base_url, inbox, n).await != Some(202) {
             unanswered.push(n);
         }
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     killer.join().expect("killed");
-    monolith.kill();
-    let _restarted = Monolith::start(data.path(), port);
-    for &n in &unanswered {
-        assert_eq!(try_post(&app.http, &app.base_url, &inbox, n).await, Some(202), "resent post {n}");
-    }
-    // Resending what was answered changes nothing either.
-    for n in (0..POSTS).filter(|n| !unanswered.contains(n)) {
-        assert_eq!(try_post(&app.http, &app.base_url, &inbox, n).await, Some(202), "post {n} again");
-    }
+    unanswered
+}
 
-    // Assert: one conversation holding every message exactly once.
-    let last = format!("paced {}", POSTS - 1);
+/// Resends every unanswered post with its key until it is accepted (the killed process may still be
+/// coming back), then every answered one once more, which must change nothing.
+async fn resend_with_the_same_keys(app: &TestApp, inbox: &desk::ApiInbox, unanswered: &[usize]) {
+    for &n in unanswered {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while try_post(&app.http, &app.base_url, inbox, n).await != Some(202) {
+            assert!(std::time::Instant::now() < deadline, "resent post {n} never accepted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for n in (0..PACED_POSTS).filter(|n| !unanswered.contains(n)) {
+        assert_eq!(try_post(&app.http, &app.base_url, inbox, n).await, Some(202), "post {n} again");
+    }
+}
+
+/// Waits for one conversation holding every paced post, and asserts it holds each exactly once.
+async fn assert_every_paced_post_stored_once(app: &TestApp, token: &str, unanswered: usize) {
+    // Resent posts arrive last, so what tells that all have is the count, not the last message.
     let listed = app
-        .eventually_for("/api/conversations?status=all&limit=100", &token, Duration::from_secs(60), |body| {
-            body["data"][0]["last_message"]["preview"] == last.as_str()
+        .eventually_for("/api/conversations?status=all&limit=100", token, Duration::from_secs(90), |body| {
+            body["data"][0]["unread_count"].as_u64() >= Some(PACED_POSTS as u64)
         })
         .await;
     assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1), "{listed:?}");
     let conversation = listed.body["data"][0]["id"].as_str().expect("id").to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let contents = loop {
-        let contents = incoming_contents(&app, &token, &conversation).await;
-        if contents.len() >= POSTS || std::time::Instant::now() > deadline {
+        let contents = incoming_contents(app, token, &conversation).await;
+        if contents.len() >= PACED_POSTS || std::time::Instant::now() > deadline {
             break contents;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -308,12 +308,44 @@ async fn a_monolith_killed_during_a_paced_ingest_stores_every_message_once_after
     let distinct: std::collections::BTreeSet<&String> = contents.iter().collect();
     assert_eq!(
         contents.len(),
-        POSTS,
-        "{} stored for {POSTS} posts ({} unanswered at the kill)",
-        contents.len(),
-        unanswered.len()
+        PACED_POSTS,
+        "{} stored for {PACED_POSTS} posts ({unanswered} unanswered at the kill)",
+        contents.len()
     );
-    assert_eq!(distinct.len(), POSTS, "each once");
+    assert_eq!(distinct.len(), PACED_POSTS, "each once");
+}
+
+#[tokio::test]
+async fn a_monolith_killed_during_a_paced_ingest_stores_every_message_once_after_resending_with_the_same_keys() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut monolith = Monolith::start(data.path(), port);
+    let app = TestApp::new(monolith.base_url.clone(), data.path().to_owned(), None);
+    let (_, session) = app.signed_in().await;
+    let inbox = app.create_api_inbox(&session.access_token, None).await;
+
+    let unanswered = paced_ingest_killing(&app, &inbox, i32::try_from(monolith.child.id()).expect("pid")).await;
+    monolith.kill();
+    let _restarted = Monolith::start(data.path(), port);
+    resend_with_the_same_keys(&app, &inbox, &unanswered).await;
+
+    assert_every_paced_post_stored_once(&app, &session.access_token, unanswered.len()).await;
+}
+
+#[tokio::test]
+async fn the_input_process_killed_during_a_paced_ingest_in_a_broker_outage_stores_every_message_once_after_resending() {
+    let topology = Topology::spawn("microservices", &[]);
+    let app = TestApp::new(topology.base_url.clone(), topology.data_dir.clone(), None);
+    let (_, session) = app.signed_in().await;
+    let inbox = app.create_api_inbox(&session.access_token, None).await;
+    let outage = BrokerOutage::begin();
+
+    // Act: the ingest and the kill happen with the broker down; its supervisor restarts input meanwhile.
+    let unanswered = paced_ingest_killing(&app, &inbox, topology.pid_of("input")).await;
+    resend_with_the_same_keys(&app, &inbox, &unanswered).await;
+    drop(outage);
+
+    assert_every_paced_post_stored_once(&app, &session.access_token, unanswered.len()).await;
 }
 
 /// Every incoming message's content in a conversation, through all its pages.

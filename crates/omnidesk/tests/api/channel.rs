@@ -307,6 +307,37 @@ async fn a_signed_body_that_is_not_json_text_in_an_ignored_field_is_a_400(app: T
     }
 }
 
+/// The raw record of a post is the bytes whose signature was verified, not a re-serialisation: spacing,
+/// key order, escapes and number spellings of fields the channel ignores all survive.
+async fn the_recorded_post_is_exactly_the_signed_bytes(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let inbox = create_api_inbox(&app, &session.access_token, None).await;
+    let bytes = br#"{ "x" : [1.0e2, -0, "\u00e9\/\ud83d\ude00"],
+          "contact":{"source_id":"u-raw"}, "content":"\u8fd4\u54c1 \n", "z":{"b":1,"a":2} }"#
+        .to_vec();
+    let signature = input::signature::sign(&bytes, &inbox.secret, now());
+    let headers = [("x-omnidesk-signature", signature), ("idempotency-key", "raw-1".to_owned())];
+
+    let reply = post_raw(&app, &messages_path(&inbox.identifier), &headers, bytes.clone()).await;
+
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let recorded = recorded_payloads(&app, &inbox.id).await;
+    assert_eq!(recorded, [String::from_utf8(bytes).expect("utf-8")]);
+}
+
+/// The `payload` column of every inbound event recorded for `inbox`, read from the input service's
+/// database file (the one place that shows what was kept for audit).
+async fn recorded_payloads(app: &TestApp, inbox: &str) -> Vec<String> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let options = SqliteConnectOptions::new().filename(app.data_dir.join("input.db")).read_only(true);
+    let mut connection = sqlx::ConnectOptions::connect(&options).await.expect("input.db opens");
+    sqlx::query_scalar("select payload from inbound_events where inbox_id = ? order by received_at")
+        .bind(inbox)
+        .fetch_all(&mut connection)
+        .await
+        .expect("inbound events")
+}
+
 /// Creates a widget contact on `inbox`; returns its source id.
 async fn create_widget_contact(app: &TestApp, inbox: &ApiInbox) -> String {
     let path = format!("/public/api/v1/inboxes/{}/contacts", inbox.identifier);
@@ -537,6 +568,7 @@ in_every_topology!(
     a_retried_post_gets_the_same_id_and_makes_one_message,
     a_captured_signed_post_replayed_under_another_key_is_refused_and_stored_once,
     a_signed_body_that_is_not_json_text_in_an_ignored_field_is_a_400,
+    the_recorded_post_is_exactly_the_signed_bytes,
     a_widget_contact_posts_and_reads_its_transcript,
     bad_widget_posts_are_refused_and_leave_the_transcript_alone,
     an_agents_reply_reaches_the_transcript_and_a_private_note_does_not,

@@ -151,3 +151,52 @@ fn ipv6_clients_are_counted_by_their_64_and_mapped_ones_as_ipv4() {
     assert_eq!(client_network("::ffff:10.0.0.1".parse().expect("ip")), "10.0.0.1".parse::<IpAddr>().expect("ip"));
     assert_eq!(client_network("10.0.0.1".parse().expect("ip")), "10.0.0.1".parse::<IpAddr>().expect("ip"));
 }
+
+/// Sends `request` raw on a new connection and returns everything the server sent before closing.
+async fn answer_to(address: SocketAddr, request: &[u8]) -> String {
+    let mut client = TcpStream::connect(address).await.expect("connects");
+    client.write_all(request).await.expect("sent");
+    closed_by_server(&mut client).await
+}
+
+/// Pins the exceptions ARCHITECTURE.md lists under the problem+json invariant: requests whose head hyper
+/// itself refuses get hyper's bare answer (status, empty body, `connection: close`), and the listener goes
+/// on serving. If hyper ever offers a hook to shape these, this test is where the change shows.
+#[tokio::test]
+async fn requests_refused_while_parsing_the_head_get_hyper_s_bare_answer_and_the_listener_serves_on() {
+    let address = start(settings(100, 0)).await;
+    let long_target = format!("GET /{} HTTP/1.1\r\nhost: test\r\n\r\n", "a".repeat(100_000));
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nhost: test\r\n{}\r\n",
+        (0..500).map(|n| format!("x-h{n}: v\r\n")).collect::<String>()
+    );
+    let cases: [(&str, Vec<u8>, &str); 9] = [
+        ("invalid byte in the target", b"GET /a\x7fb HTTP/1.1\r\nhost: test\r\n\r\n".to_vec(), "400"),
+        ("NUL in the target", b"GET /a\0b HTTP/1.1\r\nhost: test\r\n\r\n".to_vec(), "400"),
+        ("space in the target", b"GET /a b HTTP/1.1\r\nhost: test\r\n\r\n".to_vec(), "400"),
+        (
+            "two content lengths",
+            b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab".to_vec(),
+            "400",
+        ),
+        ("negative content length", b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: -1\r\n\r\n".to_vec(), "400"),
+        (
+            "huge content length",
+            b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 99999999999999999999999\r\n\r\n".to_vec(),
+            "400",
+        ),
+        ("header without a colon", b"GET / HTTP/1.1\r\nhost: test\r\nno-colon\r\n\r\n".to_vec(), "400"),
+        ("a 100 KB target", long_target.into_bytes(), "414"),
+        ("500 headers", many_headers.into_bytes(), "431"),
+    ];
+    for (case, request, status) in cases {
+        let answer = answer_to(address, &request).await;
+
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{case}: {answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("connection: close\r\n"), "{case}: {answer}");
+        assert!(lower.contains("content-length: 0\r\n") || !lower.contains("content-type"), "{case}: {answer}");
+        assert!(answer.ends_with("\r\n\r\n"), "{case}: an empty body: {answer}");
+        assert!(get_once(address).await.starts_with("HTTP/1.1 200"), "served on after {case}");
+    }
+}
