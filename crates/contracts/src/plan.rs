@@ -19,9 +19,70 @@ pub struct PlanLimits {
     pub agents: Option<u64>,
     pub inboxes: Option<u64>,
     pub conversations_per_month: Option<u64>,
-    pub line_pushes_per_month: Option<u64>,
-    /// Feature flags the plan includes (`api_channel`, `line`, `email`, `webhooks`, …).
-    pub features: Vec<String>,
+    /// What the plan includes beyond its limits.
+    pub features: Vec<Feature>,
+}
+
+/// Something a plan includes or not. Only what OmniDesk has is named here, and each one is checked where it
+/// is used: a plan advertises nothing it does not enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Signed server-to-server posts to an API inbox, and replies delivered to its callback URL.
+    ApiChannel,
+    /// The public contact endpoints a website chat client writes through.
+    WebWidget,
+    /// Saved replies agents insert by short code.
+    CannedResponses,
+}
+
+impl Feature {
+    /// The name clients see (the serialised form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::ApiChannel => "api_channel",
+            Feature::WebWidget => "web_widget",
+            Feature::CannedResponses => "canned_responses",
+        }
+    }
+
+    /// How a refusal names it to a person.
+    fn described(self) -> &'static str {
+        match self {
+            Feature::ApiChannel => "the API channel",
+            Feature::WebWidget => "the website widget",
+            Feature::CannedResponses => "canned responses",
+        }
+    }
+}
+
+/// Whether an account's plan includes a feature, and which plan would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureAccess {
+    pub feature: Feature,
+    pub allowed: bool,
+    /// The account's plan.
+    pub plan: String,
+    /// The least expensive plan that includes the feature.
+    pub available_on: Option<String>,
+}
+
+impl FeatureAccess {
+    /// The answer to a request refused for lack of the feature: 403 `plan_feature_unavailable`, naming the
+    /// feature, the account's plan and the plan that includes it.
+    pub fn refusal(&self) -> kernel::http::Problem {
+        let upgrade = self
+            .available_on
+            .as_deref()
+            .map_or_else(String::new, |plan| format!("; the {plan} plan and those above it do"));
+        kernel::http::Problem::forbidden(
+            "plan_feature_unavailable",
+            format!("The {} plan does not include {}{upgrade}.", self.plan, self.feature.described()),
+        )
+        .with_extension("feature", self.feature.as_str())
+        .with_extension("plan", self.plan.clone())
+        .with_extension("available_on", self.available_on.clone())
+    }
 }
 
 /// Something a plan limits.
@@ -34,8 +95,6 @@ pub enum Limited {
     Inboxes,
     /// Conversations started this calendar month (counted by the plan service).
     ConversationsPerMonth,
-    /// LINE push messages sent this calendar month (counted by the plan service).
-    LinePushesPerMonth,
 }
 
 /// Whether one more of something is allowed, and why.
@@ -55,8 +114,17 @@ impl Limited {
             Limited::Agents => "agents",
             Limited::Inboxes => "inboxes",
             Limited::ConversationsPerMonth => "conversations_per_month",
-            Limited::LinePushesPerMonth => "line_pushes_per_month",
         }
+    }
+
+    /// `n` of it, in words: "1 inbox", "3 inboxes", "100 conversations a month".
+    fn counted(self, n: u64) -> String {
+        let (one, many, per) = match self {
+            Limited::Agents => ("agent", "agents", ""),
+            Limited::Inboxes => ("inbox", "inboxes", ""),
+            Limited::ConversationsPerMonth => ("conversation", "conversations", " a month"),
+        };
+        format!("{n} {}{per}", if n == 1 { one } else { many })
     }
 }
 
@@ -68,9 +136,9 @@ impl Allowance {
         kernel::http::Problem::forbidden(
             "plan_limit_reached",
             format!(
-                "The {} plan allows {} {limit}; upgrade the plan for more.",
+                "The {} plan allows {}; upgrade the plan for more.",
                 self.plan,
-                self.limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+                self.limit.map_or_else(|| format!("unlimited {limit}"), |n| self.limited.counted(n))
             ),
         )
         .with_extension("limit", limit)
@@ -90,6 +158,8 @@ kernel::port! {
         /// Whether `account` may add one more of `limited`. For seat-style limits the caller passes how
         /// many it has now (`current`); monthly limits are counted here.
         idempotent async fn allowance(&self, account: AccountId, limited: Limited, current: u64) -> Allowance;
+        /// Whether `account`'s plan includes `feature`, and which plan does.
+        idempotent async fn feature(&self, account: AccountId, feature: Feature) -> FeatureAccess;
         /// Counts `amount` more of a monthly-limited thing for `account`; returns the month's total.
         once async fn record_usage(&self, account: AccountId, limited: Limited, amount: u64) -> u64;
     }

@@ -11,7 +11,7 @@ use contracts::channel::{
 use contracts::inbox::{
     ConversationCreated, ConversationId, ConversationStatusChanged, InboxId, MessageCreated, MessageId, MessageKind,
 };
-use contracts::plan::{Limited, PlanPort};
+use contracts::plan::{Feature, Limited, PlanPort};
 use contracts::user::UserPort;
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::Caller;
@@ -148,6 +148,12 @@ pub fn require_manager(caller: &Caller) -> Result<(), InboxError> {
 impl Desk {
     // Inboxes.
 
+    /// Refuses unless the account's plan includes `feature`.
+    pub async fn require_feature(&self, caller: &Caller, feature: Feature) -> Result<(), InboxError> {
+        let access = self.plans.feature(caller.account, feature).await?;
+        if access.allowed { Ok(()) } else { Err(InboxError::PlanFeature(access)) }
+    }
+
     /// Creates an inbox and its channel endpoint, within the plan's inbox limit.
     pub async fn create_inbox(
         &self,
@@ -157,6 +163,9 @@ impl Desk {
         callback_url: Option<String>,
     ) -> Result<(InboxRow, String), InboxError> {
         require_manager(caller)?;
+        if !matches!(channel, ChannelKind::Api | ChannelKind::WebWidget) {
+            return Err(InboxError::ChannelNotAvailable(channel));
+        }
         let current = self.store.count_inboxes(caller.account).await?;
         let allowance =
             self.plans.allowance(caller.account, Limited::Inboxes, u64::try_from(current).unwrap_or(0)).await?;

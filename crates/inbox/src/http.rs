@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contracts::UserId;
 use contracts::channel::ChannelKind;
+use contracts::plan::Feature;
 use kernel::auth::Caller;
 use kernel::http::{FieldError, Json, Path, Problem, Query};
 use kernel::routes::Routes;
@@ -645,6 +646,7 @@ async fn list_canned_responses(
     caller: Caller,
     Query(query): Query<CannedQuery>,
 ) -> Reply<Vec<CannedView>> {
+    desk.require_feature(&caller, Feature::CannedResponses).await?;
     let rows = desk.store.canned_responses(caller.account, query.q.as_deref()).await?;
     Ok(Json(rows.into_iter().map(CannedView::from).collect()))
 }
@@ -655,6 +657,7 @@ async fn create_canned_response(
     Json(body): Json<CannedBody>,
 ) -> Result<(StatusCode, Json<CannedView>), InboxError> {
     require_manager(&caller)?;
+    desk.require_feature(&caller, Feature::CannedResponses).await?;
     let row = parse_canned(body, Uuid::now_v7().to_string(), desk::now_ms())?;
     desk.store.insert_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
     Ok((StatusCode::CREATED, Json(CannedView::from(row))))
@@ -667,6 +670,7 @@ async fn update_canned_response(
     Json(body): Json<CannedBody>,
 ) -> Reply<CannedView> {
     require_manager(&caller)?;
+    desk.require_feature(&caller, Feature::CannedResponses).await?;
     let existing = desk
         .store
         .canned_response(caller.account, &id.to_string())

@@ -29,8 +29,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use contracts::UserId;
-use contracts::channel::{ContactIdentified, DeliveryUpdated, InputPort, MessageReceived};
-use contracts::plan::{Allowance, PlanPort};
+use contracts::channel::{ChannelKind, ContactIdentified, DeliveryUpdated, InputPort, MessageReceived};
+use contracts::plan::{Allowance, FeatureAccess, PlanPort};
 use contracts::user::UserPort;
 use kernel::http::{FieldError, Problem};
 use kernel::ports::PortError;
@@ -143,6 +143,10 @@ pub enum InboxError {
     UnknownLabel(String),
     #[error("plan limit reached")]
     PlanLimit(Allowance),
+    #[error("not in the account's plan")]
+    PlanFeature(FeatureAccess),
+    #[error("the {0:?} channel is not available yet")]
+    ChannelNotAvailable(ChannelKind),
     #[error(transparent)]
     Dependency(#[from] PortError),
     #[error(transparent)]
@@ -178,6 +182,13 @@ impl From<InboxError> for Problem {
                 format!("There is no label named `{name}`; create it first."),
             )]),
             InboxError::PlanLimit(allowance) => allowance.refusal(),
+            InboxError::PlanFeature(access) => access.refusal(),
+            InboxError::ChannelNotAvailable(kind) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "channel_not_available",
+                format!("The {} channel is not available yet; create an `api` or `web_widget` inbox.", kind.as_str()),
+            )
+            .with_extension("channel", kind.as_str()),
             InboxError::Dependency(error) => error.into(),
             InboxError::Store(StoreError::UniqueViolation { .. }) => {
                 Problem::conflict("already_exists", "Something with this name already exists in your account.")

@@ -12,7 +12,7 @@ use contracts::channel::{
     ChannelContact, ChannelKind, ChannelRegistration, InputPort, MessageReceived, RegistrationError,
 };
 use contracts::inbox::{ConversationId, InboxId, MessageCreated, MessageId, MessageKind};
-use contracts::plan::{Allowance, Limited, PlanLimits, PlanPort, PlanSummary};
+use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
 use kernel::events::{Delivery, Envelope, Handler, Transport, TransportError};
 use kernel::ports::PortError;
 use kernel::store::{Location, Migrations, Namespace};
@@ -51,6 +51,9 @@ impl PlanPort for StandInPlan {
         let used = self.recorded.load(Ordering::SeqCst);
         let limit = *self.limit.lock().expect("lock");
         Ok(Allowance { allowed: limit.is_none_or(|l| used < l), limited, used, limit, plan: "free".into() })
+    }
+    async fn feature(&self, _: AccountId, _: Feature) -> Result<FeatureAccess, PortError> {
+        Err(PortError::Unavailable { callee: "plan".into(), reason: "not used by input".into() })
     }
     async fn record_usage(&self, _: AccountId, _: Limited, amount: u64) -> Result<u64, PortError> {
         Ok(self.recorded.fetch_add(amount, Ordering::SeqCst) + amount)

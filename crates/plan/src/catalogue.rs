@@ -1,7 +1,7 @@
 //! The plan catalogue: what each plan costs and allows. Product definition, so it is code, reviewed and
 //! versioned with the binary, not rows an operator could drift.
 
-use contracts::plan::{Limited, PlanLimits, PlanSummary};
+use contracts::plan::{Feature, Limited, PlanLimits, PlanSummary};
 use serde::Serialize;
 
 /// One plan of the catalogue.
@@ -14,9 +14,11 @@ pub struct Plan {
     pub agents: Option<u64>,
     pub inboxes: Option<u64>,
     pub conversations_per_month: Option<u64>,
-    pub line_pushes_per_month: Option<u64>,
-    pub features: &'static [&'static str],
+    pub features: &'static [Feature],
 }
+
+const BASIC: &[Feature] = &[Feature::ApiChannel, Feature::WebWidget];
+const WITH_CANNED_RESPONSES: &[Feature] = &[Feature::ApiChannel, Feature::WebWidget, Feature::CannedResponses];
 
 /// The plan every account starts on.
 pub const FREE: &str = "free";
@@ -29,8 +31,7 @@ pub const PLANS: &[Plan] = &[
         agents: Some(2),
         inboxes: Some(1),
         conversations_per_month: Some(100),
-        line_pushes_per_month: Some(0),
-        features: &["api_channel", "web_widget"],
+        features: BASIC,
     },
     Plan {
         code: "starter",
@@ -39,8 +40,7 @@ pub const PLANS: &[Plan] = &[
         agents: Some(5),
         inboxes: Some(3),
         conversations_per_month: Some(1_000),
-        line_pushes_per_month: Some(1_000),
-        features: &["api_channel", "web_widget", "line", "email"],
+        features: BASIC,
     },
     Plan {
         code: "pro",
@@ -49,8 +49,7 @@ pub const PLANS: &[Plan] = &[
         agents: Some(20),
         inboxes: Some(10),
         conversations_per_month: Some(10_000),
-        line_pushes_per_month: Some(10_000),
-        features: &["api_channel", "web_widget", "line", "email", "webhooks", "canned_responses"],
+        features: WITH_CANNED_RESPONSES,
     },
     Plan {
         code: "business",
@@ -59,8 +58,7 @@ pub const PLANS: &[Plan] = &[
         agents: None,
         inboxes: Some(50),
         conversations_per_month: None,
-        line_pushes_per_month: Some(50_000),
-        features: &["api_channel", "web_widget", "line", "email", "webhooks", "canned_responses", "sla", "audit_log"],
+        features: WITH_CANNED_RESPONSES,
     },
 ];
 
@@ -83,7 +81,6 @@ impl Plan {
             agents: self.agents,
             inboxes: self.inboxes,
             conversations_per_month: self.conversations_per_month,
-            line_pushes_per_month: self.line_pushes_per_month,
             features: self.features.iter().map(|f| (*f).to_owned()).collect(),
         }
     }
@@ -93,16 +90,19 @@ impl Plan {
             Limited::Agents => self.agents,
             Limited::Inboxes => self.inboxes,
             Limited::ConversationsPerMonth => self.conversations_per_month,
-            Limited::LinePushesPerMonth => self.line_pushes_per_month,
         }
     }
+}
+
+/// The least expensive plan that includes `feature` (the catalogue is ordered by price).
+pub fn lowest_with(feature: Feature) -> Option<&'static Plan> {
+    PLANS.iter().find(|plan| plan.features.contains(&feature))
 }
 
 /// The counter name a monthly limit is stored under; seat limits are not counted here.
 pub fn counter(limited: Limited) -> Option<&'static str> {
     match limited {
         Limited::ConversationsPerMonth => Some("conversations"),
-        Limited::LinePushesPerMonth => Some("line_pushes"),
         Limited::Agents | Limited::Inboxes => None,
     }
 }
@@ -121,7 +121,7 @@ mod tests {
     fn every_feature_of_a_plan_is_in_the_next_plan() {
         for pair in PLANS.windows(2) {
             for feature in pair[0].features {
-                assert!(pair[1].features.contains(feature), "{} loses {feature}", pair[1].code);
+                assert!(pair[1].features.contains(feature), "{} loses {feature:?}", pair[1].code);
             }
         }
     }

@@ -1,16 +1,29 @@
-//! What the plan service consumes: new accounts start on free; a paid invoice moves the account to the
-//! paid plan (through a plan token minted and redeemed in the same transaction, so every plan change has
-//! a token behind it); an ended subscription moves it back to free. It publishes `plan.changed` (see
-//! store.rs).
+//! What the plan service publishes and consumes.
+//!
+//! It publishes `plan.changed` whenever an account changes plan. It consumes: new accounts start on
+//! free; a paid invoice moves the account to the paid plan (through a plan token minted and redeemed in
+//! the same transaction, so every plan change has a token behind it); an ended subscription moves it back
+//! to free.
 
 use async_trait::async_trait;
-use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
+use contracts::AccountId;
+use contracts::account::{AccountCreated, PaymentSucceeded, PlanChanged, SubscriptionEnded};
 use kernel::events::{Envelope, Handler};
-use kernel::store::Tx;
+use kernel::store::{StoreError, Tx};
 
 use crate::catalogue::FREE;
 use crate::plans::{Plans, now_ms};
 use crate::store::Store;
+
+/// Publishes `plan.changed` in the transaction that changed the plan.
+pub async fn plan_changed(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    from: Option<String>,
+    to: &str,
+) -> Result<(), StoreError> {
+    tx.publish(&PlanChanged { account, from, to: to.to_owned() }).await
+}
 
 /// `account.created` → the account is on the free plan.
 pub struct StartOnFree;

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use contracts::AccountId;
 use contracts::Role;
 use kernel::auth::Caller;
-use kernel::http::{Path, Problem};
+use kernel::http::{Json, Path};
 use kernel::routes::Routes;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::PlanError;
 use crate::catalogue::{self, PLANS, Plan};
-use crate::plans::{Plans, RedeemError, period};
+use crate::plans::{Plans, period};
 
 type AppState = Arc<Plans>;
 
@@ -36,55 +38,46 @@ struct CurrentPlan {
 #[derive(Serialize, Default)]
 struct Usage {
     conversations: i64,
-    line_pushes: i64,
 }
 
-/// `GET /api/plan`: the caller's account's plan, its limits and month-to-date usage.
-async fn get_plan(State(plans): State<AppState>, caller: Caller) -> Result<axum::Json<CurrentPlan>, Problem> {
-    let subscription = plans.store.subscription(caller.account).await.map_err(|e| Problem::internal(&e))?;
+/// The account's plan, its limits and month-to-date usage, as stored.
+async fn current_plan(plans: &Plans, account: AccountId) -> Result<CurrentPlan, PlanError> {
+    let subscription = plans.store.subscription(account).await?;
     let plan = catalogue::plan_or_free(subscription.as_ref().map_or(catalogue::FREE, |s| s.plan_code.as_str()));
     let period = period(OffsetDateTime::now_utc());
     let mut usage = Usage::default();
-    for (counter, value) in plans.store.usage(caller.account, &period).await.map_err(|e| Problem::internal(&e))? {
-        match counter.as_str() {
-            "conversations" => usage.conversations = value,
-            "line_pushes" => usage.line_pushes = value,
-            _ => {}
+    for (counter, value) in plans.store.usage(account, &period).await? {
+        if counter == "conversations" {
+            usage.conversations = value;
         }
     }
-    Ok(axum::Json(CurrentPlan { plan, since: subscription.map(|s| s.changed_at), usage, period }))
+    Ok(CurrentPlan { plan, since: subscription.map(|s| s.changed_at), usage, period })
+}
+
+/// `GET /api/plan`: the caller's account's plan, its limits and month-to-date usage.
+async fn get_plan(State(plans): State<AppState>, caller: Caller) -> Result<Json<CurrentPlan>, PlanError> {
+    Ok(Json(current_plan(&plans, caller.account).await?))
 }
 
 /// `GET /api/plans`: the catalogue, public.
-async fn list_plans() -> axum::Json<&'static [Plan]> {
-    axum::Json(PLANS)
+async fn list_plans() -> Json<&'static [Plan]> {
+    Json(PLANS)
 }
 
 /// `POST /api/plan/register/:plan_token`: moves the caller's account to the token's plan. Owners and
-/// admins only; the token is single-use, expiring and bound to one account.
+/// admins only; the token is single-use, expiring and bound to one account. Answers the plan as stored
+/// after the change, as `GET /api/plan` would.
 async fn register_plan(
     State(plans): State<AppState>,
     caller: Caller,
     Path(token): Path<String>,
-) -> Result<axum::Json<CurrentPlan>, Problem> {
+) -> Result<Json<CurrentPlan>, PlanError> {
     if caller.role == Role::Agent {
-        return Err(Problem::forbidden("forbidden", "Only owners and admins may change the plan."));
+        return Err(PlanError::NotAllowed);
     }
     let namespace = plans.store.namespace().clone();
-    let mut tx = namespace.begin().await.map_err(|e| Problem::internal(&e))?;
-    let plan = Plans::redeem(&mut tx, caller.account, &token).await.map_err(|error| match error {
-        RedeemError::NotFound => Problem::not_found("plan_token_not_found", "No such plan token for your account."),
-        RedeemError::Used => Problem::conflict("plan_token_used", "This plan token has already been used."),
-        RedeemError::Expired => {
-            Problem::new(axum::http::StatusCode::GONE, "plan_token_expired", "This plan token has expired.")
-        }
-        RedeemError::Store(e) => Problem::internal(&e),
-    })?;
-    tx.commit().await.map_err(|e| Problem::internal(&e))?;
-    Ok(axum::Json(CurrentPlan {
-        plan,
-        since: Some(crate::plans::now_ms()),
-        usage: Usage::default(),
-        period: period(OffsetDateTime::now_utc()),
-    }))
+    let mut tx = namespace.begin().await?;
+    Plans::redeem(&mut tx, caller.account, &token).await?;
+    tx.commit().await?;
+    Ok(Json(current_plan(&plans, caller.account).await?))
 }

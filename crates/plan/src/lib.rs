@@ -13,9 +13,12 @@ mod store;
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
 use contracts::plan::PlanPort;
-use kernel::store::Migrations;
+use kernel::http::Problem;
+use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -57,4 +60,41 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     context.subscribe::<PaymentSucceeded, _>(Arc::new(events::UpgradeOnPayment))?;
     context.subscribe::<SubscriptionEnded, _>(Arc::new(events::DowngradeOnEnd))?;
     Ok(http::routes().into_router(plans))
+}
+
+/// Everything a plan-service request can fail with, and how each is answered.
+#[derive(Debug, thiserror::Error)]
+enum PlanError {
+    #[error("only owners and admins may change the plan")]
+    NotAllowed,
+    #[error("no such plan token for this account")]
+    TokenNotFound,
+    #[error("the plan token was already used")]
+    TokenUsed,
+    #[error("the plan token has expired")]
+    TokenExpired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PlanError> for Problem {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::NotAllowed => Problem::forbidden("forbidden", "Only owners and admins may change the plan."),
+            PlanError::TokenNotFound => {
+                Problem::not_found("plan_token_not_found", "No such plan token for your account.")
+            }
+            PlanError::TokenUsed => Problem::conflict("plan_token_used", "This plan token has already been used."),
+            PlanError::TokenExpired => {
+                Problem::new(StatusCode::GONE, "plan_token_expired", "This plan token has expired.")
+            }
+            PlanError::Store(error) => Problem::internal(&error),
+        }
+    }
+}
+
+impl IntoResponse for PlanError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
 }

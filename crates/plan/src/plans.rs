@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use contracts::AccountId;
-use contracts::plan::{Allowance, Limited, PlanLimits, PlanPort, PlanSummary};
+use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
 use kernel::auth::{opaque_token, token_digest};
 use kernel::ports::PortError;
 use kernel::store::{StoreError, Tx};
@@ -12,22 +12,10 @@ use time::OffsetDateTime;
 
 use crate::catalogue::{self, FREE, Plan};
 use crate::store::{NewPlanToken, Store};
+use crate::{PlanError, events};
 
 /// How long a plan token can be redeemed.
 pub const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Why a plan token was not redeemed.
-#[derive(Debug, thiserror::Error)]
-pub enum RedeemError {
-    #[error("no such plan token for this account")]
-    NotFound,
-    #[error("the plan token was already used")]
-    Used,
-    #[error("the plan token has expired")]
-    Expired,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// The plan service's state and rules.
 #[derive(Clone)]
@@ -82,22 +70,23 @@ impl Plans {
 
     /// Redeems `token` for `account` inside the caller's transaction: single use, unexpired, and bound to
     /// the account (another account's token is reported as not found).
-    pub async fn redeem(tx: &mut Tx<'_>, account: AccountId, token: &str) -> Result<&'static Plan, RedeemError> {
+    pub async fn redeem(tx: &mut Tx<'_>, account: AccountId, token: &str) -> Result<&'static Plan, PlanError> {
         let hash = token_digest(token);
-        let row = Store::plan_token(tx, &hash).await?.ok_or(RedeemError::NotFound)?;
+        let row = Store::plan_token(tx, &hash).await?.ok_or(PlanError::TokenNotFound)?;
         if row.account_id != account.to_string() {
-            return Err(RedeemError::NotFound);
+            return Err(PlanError::TokenNotFound);
         }
         if row.redeemed_at.is_some() {
-            return Err(RedeemError::Used);
+            return Err(PlanError::TokenUsed);
         }
         if row.expires_at <= now_ms() {
-            return Err(RedeemError::Expired);
+            return Err(PlanError::TokenExpired);
         }
-        let plan = catalogue::find(&row.plan_code).ok_or(RedeemError::NotFound)?;
-        if !Store::redeem_plan_token(tx, &hash, account, plan.code, now_ms()).await? {
-            return Err(RedeemError::Used);
-        }
+        let plan = catalogue::find(&row.plan_code).ok_or(PlanError::TokenNotFound)?;
+        let Some(previous) = Store::redeem_plan_token(tx, &hash, account, plan.code, now_ms()).await? else {
+            return Err(PlanError::TokenUsed);
+        };
+        events::plan_changed(tx, account, previous, plan.code).await?;
         Ok(plan)
     }
 }
@@ -123,6 +112,16 @@ impl PlanPort for Plans {
         };
         let limit = plan.limit(limited);
         Ok(Allowance { allowed: limit.is_none_or(|l| used < l), limited, used, limit, plan: plan.code.to_owned() })
+    }
+
+    async fn feature(&self, account: AccountId, feature: Feature) -> Result<FeatureAccess, PortError> {
+        let plan = self.current(account).await.map_err(unavailable)?;
+        Ok(FeatureAccess {
+            feature,
+            allowed: plan.features.contains(&feature),
+            plan: plan.code.to_owned(),
+            available_on: catalogue::lowest_with(feature).map(|plan| plan.code.to_owned()),
+        })
     }
 
     async fn record_usage(&self, account: AccountId, limited: Limited, amount: u64) -> Result<u64, PortError> {

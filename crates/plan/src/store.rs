@@ -1,7 +1,6 @@
 //! All of the plan service's SQL.
 
 use contracts::AccountId;
-use contracts::account::PlanChanged;
 use kernel::args;
 use kernel::store::{Namespace, StoreError, Tx};
 
@@ -93,15 +92,15 @@ impl Store {
         .await
     }
 
-    /// Marks the token redeemed and moves its account to its plan, publishing `plan.changed`; false when the
-    /// token was redeemed concurrently.
+    /// Marks the token redeemed and moves its account to its plan; `None` when the token was redeemed
+    /// concurrently, else the plan the account was on before (`None` inside when it had no subscription).
     pub async fn redeem_plan_token(
         tx: &mut Tx<'_>,
         token_hash: &str,
         account: AccountId,
         plan_code: &str,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Option<String>>, StoreError> {
         let claimed = tx
             .execute(
                 "update plan_tokens set redeemed_at = ? where token_hash = ? and redeemed_at is null",
@@ -109,7 +108,7 @@ impl Store {
             )
             .await?;
         if claimed != 1 {
-            return Ok(false);
+            return Ok(None);
         }
         let previous: Option<(String,)> = tx
             .fetch_optional("select plan_code from subscriptions where account_id = ?", args![account.to_string()])
@@ -122,8 +121,7 @@ impl Store {
             args![account.to_string(), plan_code, now_ms, now_ms, token_hash],
         )
         .await?;
-        tx.publish(&PlanChanged { account, from: previous.map(|(code,)| code), to: plan_code.to_owned() }).await?;
-        Ok(true)
+        Ok(Some(previous.map(|(code,)| code)))
     }
 
     pub async fn usage(&self, account: AccountId, period: &str) -> Result<Vec<(String, i64)>, StoreError> {

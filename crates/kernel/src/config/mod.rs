@@ -251,7 +251,8 @@ impl Default for InternalConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `REDIS_MODE`: single node or cluster. Without `url`, caching stays in-process.
+    /// `REDIS_MODE`: single node or cluster. Redis is not used yet: `validate` refuses a `url` and
+    /// `cluster` rather than accept settings that would change nothing.
     pub mode: RedisMode,
     pub url: Option<String>,
 }
@@ -414,6 +415,19 @@ impl Config {
             if let Some(missing) = known_services.iter().find(|s| !seen.contains(s)) {
                 return Err(ConfigError::key("topology.groups", format!("`{missing}` is in no group")));
             }
+        }
+        // Nothing uses Redis yet: a setting that would be accepted and ignored is refused instead.
+        if self.redis.url.is_some() {
+            return Err(ConfigError::key(
+                "redis.url",
+                "Redis is not supported yet; caches and rate limits are kept in each process (remove redis.url)",
+            ));
+        }
+        if self.redis.mode == RedisMode::Cluster {
+            return Err(ConfigError::key(
+                "REDIS_MODE",
+                "Redis is not supported yet, so there is no cluster to use; leave REDIS_MODE unset or `single`",
+            ));
         }
         if self.http.header_read_timeout_secs == 0 {
             return Err(ConfigError::key("http.header_read_timeout_secs", "must be greater than zero"));

@@ -115,3 +115,18 @@ fn numeric_and_boolean_service_settings_are_kept_as_text() {
         Ok(())
     });
 }
+
+#[test]
+fn redis_settings_are_refused_while_nothing_uses_redis() {
+    let mut cluster = Config::default();
+    cluster.redis.mode = RedisMode::Cluster;
+    let mut with_url = Config::default();
+    with_url.redis.url = Some("redis://127.0.0.1:6379".to_owned());
+
+    let cluster = cluster.validate(&[]).expect_err("refused").to_string();
+    let with_url = with_url.validate(&[]).expect_err("refused").to_string();
+
+    assert!(cluster.contains("REDIS_MODE") && cluster.contains("not supported"), "{cluster}");
+    assert!(with_url.contains("redis.url") && with_url.contains("not supported"), "{with_url}");
+    Config::default().validate(&[]).expect("single without a url is the default");
+}

@@ -3,7 +3,7 @@
 
 use payment::stripe::fake::{SubscriptionFixture, WebhookDelivery};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, WEBHOOK_SECRET};
 use crate::in_every_topology;
@@ -20,6 +20,10 @@ in_every_topology!(
     a_plan_token_is_single_use,
     an_expired_plan_token_is_refused,
     another_accounts_plan_token_is_not_found,
+    the_catalogue_advertises_only_what_exists,
+    redeeming_a_plan_token_answers_the_stored_plan_and_usage,
+    canned_responses_need_a_plan_that_includes_them,
+    an_inbox_on_a_channel_that_does_not_exist_yet_is_refused,
 );
 
 fn now() -> i64 {
@@ -259,4 +263,74 @@ async fn the_event_flow_is_visible_in_the_metrics() {
 
     assert!(text.contains(r#"events_published_total{producer="user",transport="in-process"} 2"#), "{text}");
     assert!(text.contains(r#"events_consumed_total{consumer="plan",outcome="applied"} 1"#), "{text}");
+}
+
+async fn the_catalogue_advertises_only_what_exists(app: TestApp) {
+    let reply = app.request(Method::GET, "/api/plans", None, None).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    for plan in reply.body.as_array().expect("plans") {
+        let features: Vec<&str> =
+            plan["features"].as_array().expect("features").iter().map(|f| f.as_str().expect("name")).collect();
+        assert!(
+            features.iter().all(|f| ["api_channel", "web_widget", "canned_responses"].contains(f)),
+            "{}: {features:?}",
+            plan["code"]
+        );
+        let fields: Vec<&String> = plan.as_object().expect("plan").keys().collect();
+        let expected =
+            ["agents", "code", "conversations_per_month", "features", "inboxes", "name", "price_jpy_per_month"];
+        assert_eq!(fields, expected, "no quota for what does not exist: {plan}");
+    }
+}
+
+async fn redeeming_a_plan_token_answers_the_stored_plan_and_usage(app: TestApp) {
+    let (user, session) = app.signed_in().await;
+    let token = session.access_token.as_str();
+    let inbox = app.create_api_inbox(token, None).await;
+    app.post_signed(&inbox, "k-1", "cust-1", "C", "hello").await;
+    let before = app.eventually("/api/plan", token, |body| body["usage"]["conversations"] == 1).await;
+
+    let redeemed = app.move_to_plan(&user, token, "pro").await;
+
+    let after = app.get("/api/plan", token).await;
+    assert_eq!(redeemed.body["plan"]["code"], "pro");
+    assert_eq!(redeemed.body["usage"]["conversations"], 1, "the month's usage is kept: {redeemed:?}");
+    assert_eq!(redeemed.body, after.body, "the answer is what is stored");
+    assert_ne!(redeemed.body["since"], before.body["since"]);
+}
+
+async fn canned_responses_need_a_plan_that_includes_them(app: TestApp) {
+    let (user, session) = app.signed_in().await;
+    let token = session.access_token.as_str();
+    let canned = json!({ "short_code": "thanks", "content": "Thank you for waiting." });
+
+    let refused = app.call(Method::POST, "/api/canned-responses", token, Some(canned.clone())).await;
+    let listed = app.get("/api/canned-responses", token).await;
+    app.move_to_plan(&user, token, "pro").await;
+    let created = app.call(Method::POST, "/api/canned-responses", token, Some(canned)).await;
+
+    refused.assert_problem(StatusCode::FORBIDDEN, "plan_feature_unavailable");
+    assert_eq!(refused.body["feature"], "canned_responses");
+    assert_eq!(refused.body["plan"], "free");
+    assert_eq!(refused.body["available_on"], "pro");
+    listed.assert_problem(StatusCode::FORBIDDEN, "plan_feature_unavailable");
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let listed = app.get("/api/canned-responses?q=tha", token).await;
+    assert_eq!(listed.body[0]["short_code"], "thanks", "{listed:?}");
+}
+
+async fn an_inbox_on_a_channel_that_does_not_exist_yet_is_refused(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let token = session.access_token.as_str();
+
+    for channel in ["line", "email"] {
+        let reply =
+            app.call(Method::POST, "/api/inboxes", token, Some(json!({ "name": "x", "channel": channel }))).await;
+
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "channel_not_available");
+        assert_eq!(reply.body["channel"], channel);
+    }
+    let inboxes = app.get("/api/inboxes", token).await;
+    assert_eq!(inboxes.body, json!([]), "nothing was created: {inboxes:?}");
 }

@@ -321,9 +321,11 @@ fn encode(text: &str) -> String {
 }
 
 async fn every_inbox_route_answers_404_for_another_accounts_ids(app: TestApp) {
-    // Arrange: account B has an inbox, a conversation with a contact, a label and a canned response.
-    let (_, b) = app.signed_in().await;
+    // Arrange: account B has an inbox, a conversation with a contact, a label and a canned response (both
+    // accounts on a plan with canned responses, so that what refuses A is the tenancy).
+    let (b_user, b) = app.signed_in().await;
     let b_token = &b.access_token;
+    app.move_to_plan(&b_user, b_token, "pro").await;
     let b_inbox = app.create_api_inbox(b_token, None).await;
     app.post_signed(&b_inbox, "x1", "cust-x", "X", "secret business").await;
     let rows = app.conversations_until(b_token, |rows| rows.len() == 1).await;
@@ -337,8 +339,9 @@ async fn every_inbox_route_answers_404_for_another_accounts_ids(app: TestApp) {
         .await;
     let canned = canned.body["id"].as_str().expect("canned id").to_owned();
     // Account A, an owner of its own account.
-    let (_, a) = app.signed_in().await;
+    let (a_user, a) = app.signed_in().await;
     let a_token = &a.access_token;
+    app.move_to_plan(&a_user, a_token, "pro").await;
     let inbox = &b_inbox.id;
 
     // Act + assert: every route that takes an id.

@@ -256,6 +256,16 @@ impl TestApp {
         let session = self.login(&user).await;
         (user, session)
     }
+
+    /// Moves `user`'s account to `plan` the way an administrator does: a plan token from
+    /// `omnidesk plan-token`, redeemed by the owner. Returns the redemption's answer.
+    pub async fn move_to_plan(&self, user: &TestUser, token: &str, plan: &str) -> Reply {
+        let plan_token = self.omnidesk(&["plan-token", "--account", &user.account_id, "--plan", plan]);
+        let path = format!("/api/plan/register/{plan_token}");
+        let redeemed = self.request(Method::POST, &path, Some(token), None).await;
+        assert_eq!(redeemed.status, StatusCode::OK, "{redeemed:?}");
+        redeemed
+    }
 }
 
 async fn read(response: reqwest::Response) -> Reply {

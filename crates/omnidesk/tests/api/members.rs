@@ -72,10 +72,7 @@ pub(crate) async fn join(app: &TestApp, inviter: &str, role: &str) -> (TestUser,
 /// An account on the starter plan (five seats), so tests can add more than one member.
 async fn starter_owner(app: &TestApp) -> (TestUser, Session) {
     let (owner, session) = app.signed_in().await;
-    let plan_token = app.omnidesk(&["plan-token", "--account", &owner.account_id, "--plan", "starter"]);
-    let path = format!("/api/plan/register/{plan_token}");
-    let redeemed = app.request(Method::POST, &path, Some(&session.access_token), None).await;
-    assert_eq!(redeemed.status, StatusCode::OK, "{redeemed:?}");
+    app.move_to_plan(&owner, &session.access_token, "starter").await;
     (owner, session)
 }
 
