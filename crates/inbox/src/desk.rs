@@ -26,6 +26,7 @@ use crate::store::{
     ContactRow, ConversationRow, Document, InboxRow, KnownConversation, MessageRow, NewIncoming, Store, Touch,
 };
 use crate::views::{ConversationView, MessageView};
+use kernel::clock::now_ms;
 
 /// How much of a message the conversation list shows.
 const PREVIEW_CHARS: usize = 140;
@@ -125,11 +126,6 @@ impl Changes {
 struct Created {
     message: MessageView,
     conversation: ConversationView,
-}
-
-pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn preview(content: &str) -> String {

@@ -11,6 +11,7 @@ use contracts::UserId;
 use contracts::channel::ChannelKind;
 use contracts::plan::Feature;
 use kernel::auth::Caller;
+use kernel::clock::now_ms;
 use kernel::http::{FieldError, Json, Path, Problem, Query};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
@@ -464,7 +465,7 @@ async fn change_status(
     if status.is_none() {
         errors.push(FieldError::new("status", "unsupported", "`status` is one of open, pending, resolved, snoozed."));
     }
-    if status == Some(Status::Snoozed) && body.snoozed_until.is_none_or(|until| until <= desk::now_ms()) {
+    if status == Some(Status::Snoozed) && body.snoozed_until.is_none_or(|until| until <= now_ms()) {
         errors.push(FieldError::new(
             "snoozed_until",
             "required",
@@ -567,7 +568,7 @@ async fn create_label(
     Json(body): Json<LabelBody>,
 ) -> Result<(StatusCode, Json<LabelView>), InboxError> {
     require_manager(&caller)?;
-    let row = parse_label(body, Uuid::now_v7().to_string(), desk::now_ms())?;
+    let row = parse_label(body, Uuid::now_v7().to_string(), now_ms())?;
     desk.store.insert_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
     Ok((StatusCode::CREATED, Json(LabelView::from(row))))
 }
@@ -638,7 +639,7 @@ fn parse_canned(body: CannedBody, id: String, created_at: i64) -> Result<CannedR
     }
     let content = text("content", &body.content, MAX_CONTENT_CHARS, &mut errors);
     check(errors)?;
-    Ok(CannedRow { id, short_code, content, created_at, updated_at: desk::now_ms() })
+    Ok(CannedRow { id, short_code, content, created_at, updated_at: now_ms() })
 }
 
 async fn list_canned_responses(
@@ -658,7 +659,7 @@ async fn create_canned_response(
 ) -> Result<(StatusCode, Json<CannedView>), InboxError> {
     require_manager(&caller)?;
     desk.require_feature(&caller, Feature::CannedResponses).await?;
-    let row = parse_canned(body, Uuid::now_v7().to_string(), desk::now_ms())?;
+    let row = parse_canned(body, Uuid::now_v7().to_string(), now_ms())?;
     desk.store.insert_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
     Ok((StatusCode::CREATED, Json(CannedView::from(row))))
 }

@@ -316,6 +316,7 @@ async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, curs
 #[cfg(test)]
 mod tests {
     use kernel::args;
+    use kernel::clock::now_ms;
     use kernel::store::{Location, Namespace};
 
     use super::*;
@@ -383,7 +384,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(dir.path()).await;
         let account = AccountId::new();
-        let now = crate::desk::now_ms();
+        let now = now_ms();
         write_feed(&store, account, 3, now - 30 * 24 * 3600 * 1000).await; // seqs 1-3, a month old
         write_feed(&store, account, 2, now).await; // 4-5
 
@@ -403,7 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(dir.path()).await;
         let account = AccountId::new();
-        let month_ago = crate::desk::now_ms() - 30 * 24 * 3600 * 1000;
+        let month_ago = now_ms() - 30 * 24 * 3600 * 1000;
         assert_eq!(store.trim_feed(month_ago).await.expect("an empty feed trims"), 0);
         write_feed(&store, account, 2_500, month_ago - 1).await;
 

@@ -20,7 +20,8 @@ use kernel::ports::PortError;
 use kernel::store::StoreError;
 
 use crate::store::{ChannelRow, NewChannel, Store};
-use crate::{Input, InputError, now_ms};
+use crate::{Input, InputError};
+use kernel::clock::now_ms;
 
 /// An open channel, parsed from its row.
 #[derive(Debug, Clone)]

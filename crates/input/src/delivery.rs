@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::channel::{DeliveryStatus, DeliveryUpdated};
+use kernel::clock::now_ms;
 use kernel::store::StoreError;
 use tokio::sync::Notify;
 
 use crate::signature;
 use crate::store::{DeliveryRow, Store};
-use crate::{InputError, Settings, now_ms};
+use crate::{InputError, Settings};
 
 /// The header naming one delivery (constant across its attempts).
 pub const DELIVERY_HEADER: &str = "x-omnidesk-delivery";

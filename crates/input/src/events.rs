@@ -14,8 +14,8 @@ use kernel::store::Tx;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::now_ms;
 use crate::store::{NewDelivery, NewEntry, Store};
+use kernel::clock::now_ms;
 
 /// `message.created` (outgoing, on an API channel) → a transcript line, and a delivery when there is a
 /// callback URL. Without one, the transcript is how the client gets the reply, so it counts as sent.

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::inbound::{self, Accepted, ContactFields, Origin, Post, SignedPost};
 use crate::signature;
 use crate::{Input, InputError};
+use kernel::clock::now_secs;
 
 type AppState = Arc<Input>;
 
@@ -50,7 +51,7 @@ async fn create_contact(
         return Err(InputError::Invalid(errors).into());
     }
     let contact: ChannelContact = input.identify_contact(&channel, details).await?;
-    Ok((StatusCode::CREATED, axum::Json(contact)).into_response())
+    Ok((StatusCode::CREATED, Json(contact)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +121,7 @@ async fn list_contact_messages(
     State(input): State<AppState>,
     ClientIp(ip): ClientIp,
     Path((identifier, source_id)): Path<(String, String)>,
-) -> Result<axum::Json<Transcript>, Problem> {
+) -> Result<Json<Transcript>, Problem> {
     input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
@@ -137,7 +138,7 @@ async fn list_contact_messages(
             delivery_reason: row.delivery_reason,
         })
         .collect();
-    Ok(axum::Json(Transcript { source_id: contact.source_id, messages }))
+    Ok(Json(Transcript { source_id: contact.source_id, messages }))
 }
 
 /// `POST …/messages`: a server that holds the inbox's secret posts for one of its users. The raw body is
@@ -185,14 +186,9 @@ fn accepted(outcome: Accepted) -> Response {
         Accepted::New(message) => (message, false),
         Accepted::Replayed(message) => (message, true),
     };
-    let mut response =
-        (StatusCode::ACCEPTED, axum::Json(json!({ "id": message, "status": "accepted" }))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(json!({ "id": message, "status": "accepted" }))).into_response();
     if replayed {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
-}
-
-fn now_secs() -> i64 {
-    crate::now_ms() / 1000
 }

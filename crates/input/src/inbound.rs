@@ -21,7 +21,8 @@ use sha2::Digest as _;
 use crate::channels::Channel;
 use crate::recorder::{Answer, Submission};
 use crate::store::{ContactDetails, ContactRow, NewEntry, NewInbound, Store};
-use crate::{Input, InputError, now_ms};
+use crate::{Input, InputError};
+use kernel::clock::now_ms;
 
 /// The longest message we accept, in characters.
 pub const MAX_CONTENT_CHARS: usize = 10_000;

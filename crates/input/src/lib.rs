@@ -283,10 +283,5 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     Ok(http::routes().into_router(input))
 }
 
-pub(crate) fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests;

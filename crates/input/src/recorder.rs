@@ -28,9 +28,10 @@ use contracts::plan::{Allowance, Limited, PlanPort};
 use kernel::store::{StoreError, Tx};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::InputError;
 use crate::inbound::{Accepted, Post, replay};
 use crate::store::{ContactDetails, IdentifiedContactRow, KeyedInboundRow, NewEntry, NewInbound, Store};
-use crate::{InputError, now_ms};
+use kernel::clock::now_ms;
 
 /// How many posts may wait for the recorder; callers beyond it wait to queue theirs.
 const QUEUE: usize = 1024;

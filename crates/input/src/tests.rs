@@ -22,6 +22,7 @@ use crate::inbound::{Accepted, Origin, Post, sha256_hex};
 use crate::recorder::{Answer, Recorder, Submission};
 use crate::store::Store;
 use crate::{Input, InputError, MIGRATIONS, Settings};
+use kernel::clock::now_ms;
 
 /// The plan service as input sees it: a monthly limit of conversations (none by default), what is
 /// recorded against it, and how often it was asked.
@@ -618,7 +619,7 @@ fn reply(f: &Fixture, channel: &Channel, source_id: &str, kind: MessageKind) -> 
         content: "Thanks, we are on it.".into(),
         sender: None,
         contact_source_id: Some(source_id.into()),
-        created_at: crate::now_ms(),
+        created_at: now_ms(),
     }
 }
 
@@ -749,7 +750,7 @@ async fn a_reply_is_delivered_signed_after_two_failures_and_ends_sent() {
     assert_eq!(f.transcript(&channel, "user-1").await[0].2.as_deref(), Some("sent"));
     assert_eq!(f.outbox().await - outbox_before, 3, "two pending updates and one sent");
     let (signature, delivery, body) = target.last.lock().expect("lock").clone().expect("received");
-    let now = crate::now_ms() / 1000;
+    let now = now_ms() / 1000;
     assert!(crate::signature::verify(Some(&signature), &body, &channel.secret, now, 300).is_ok());
     assert!(!delivery.is_empty());
     let body: serde_json::Value = serde_json::from_slice(&body).expect("json");

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header;
@@ -189,10 +189,6 @@ impl Verified {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
 impl TokenVerifier {
     pub fn from_public_pem(pem: &[u8]) -> Result<Self, String> {
         let key = DecodingKey::from_ed_pem(pem).map_err(|e| format!("invalid Ed25519 public key: {e}"))?;
@@ -211,7 +207,7 @@ impl TokenVerifier {
     /// outlives a request, such as the realtime WebSocket, and must end when its token does.
     /// A revoked token is refused (`token_revoked`) whether or not its signature was checked before.
     pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), Problem> {
-        let now = unix_now();
+        let now = u64::try_from(crate::clock::now_secs()).unwrap_or(0);
         let checked = match self.verified.get(token, now) {
             Some(checked) => checked,
             None => {

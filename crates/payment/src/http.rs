@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
 use contracts::Role;
 use kernel::auth::Caller;
-use kernel::http::{FieldError, Json, Problem};
+use kernel::http::Json;
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use crate::Billing;
 use crate::store::PaymentRow;
-use crate::webhooks::receive_stripe_webhook;
+use crate::{Billing, PaymentError, webhooks};
 
 type AppState = Arc<Billing>;
 
@@ -37,10 +37,10 @@ struct BillingView {
 }
 
 /// `GET /api/billing`: the caller's account's billing status, next renewal and last payments.
-async fn get_billing(State(billing): State<AppState>, caller: Caller) -> Result<axum::Json<BillingView>, Problem> {
-    let profile = billing.store.profile(caller.account).await.map_err(|e| Problem::internal(&e))?;
-    let last_payments = billing.store.payments(caller.account, 5).await.map_err(|e| Problem::internal(&e))?;
-    Ok(axum::Json(match profile {
+async fn get_billing(State(billing): State<AppState>, caller: Caller) -> Result<Json<BillingView>, PaymentError> {
+    let profile = billing.store.profile(caller.account).await?;
+    let last_payments = billing.store.payments(caller.account, 5).await?;
+    Ok(Json(match profile {
         Some(profile) => BillingView {
             status: profile.status,
             plan: profile.plan_code,
@@ -52,11 +52,8 @@ async fn get_billing(State(billing): State<AppState>, caller: Caller) -> Result<
 }
 
 /// `GET /api/billing/payments`: the account's payments and failed attempts, newest first.
-async fn list_payments(
-    State(billing): State<AppState>,
-    caller: Caller,
-) -> Result<axum::Json<Vec<PaymentRow>>, Problem> {
-    Ok(axum::Json(billing.store.payments(caller.account, 100).await.map_err(|e| Problem::internal(&e))?))
+async fn list_payments(State(billing): State<AppState>, caller: Caller) -> Result<Json<Vec<PaymentRow>>, PaymentError> {
+    Ok(Json(billing.store.payments(caller.account, 100).await?))
 }
 
 #[derive(Deserialize)]
@@ -76,20 +73,12 @@ async fn start_checkout(
     State(billing): State<AppState>,
     caller: Caller,
     Json(body): Json<CheckoutRequest>,
-) -> Result<impl IntoResponse, Problem> {
+) -> Result<(StatusCode, Json<CheckoutStarted>), PaymentError> {
     if caller.role == Role::Agent {
-        return Err(Problem::forbidden("forbidden", "Only owners and admins may change the plan."));
+        return Err(PaymentError::NotAllowed);
     }
-    let Some(client) = &billing.client else {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payment_provider_not_configured",
-            "The payment provider is not configured.",
-        ));
-    };
-    let price = billing.settings.price_of(&body.plan).ok_or_else(|| {
-        Problem::validation(vec![FieldError::new("plan", "unsupported", "No paid plan with this code can be bought.")])
-    })?;
+    let client = billing.client.as_ref().ok_or(PaymentError::ProviderNotConfigured)?;
+    let price = billing.settings.price_of(&body.plan).ok_or_else(|| PaymentError::UnknownPlan(body.plan.clone()))?;
     let session = client
         .create_checkout_session(
             caller.account,
@@ -101,7 +90,20 @@ async fn start_checkout(
         .await
         .map_err(|error| {
             tracing::warn!(error = %error, "starting a checkout failed");
-            Problem::new(StatusCode::BAD_GATEWAY, "payment_provider_error", "The payment provider refused or failed.")
+            PaymentError::ProviderFailed
         })?;
-    Ok((StatusCode::CREATED, axum::Json(CheckoutStarted { session_id: session.id, checkout_url: session.url })))
+    Ok((StatusCode::CREATED, Json(CheckoutStarted { session_id: session.id, checkout_url: session.url })))
+}
+
+/// `POST /hooks/stripe`: the provider's signed webhook (see `webhooks.rs`).
+async fn receive_stripe_webhook(
+    State(billing): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, PaymentError> {
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    Ok(Json(match webhooks::receive(&billing, signature, &body).await? {
+        webhooks::Received::Applied => json!({ "received": true }),
+        webhooks::Received::Duplicate => json!({ "received": true, "duplicate": true }),
+    }))
 }

@@ -17,7 +17,10 @@ mod webhooks;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kernel::store::Migrations;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kernel::http::{FieldError, Problem};
+use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -81,4 +84,74 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     };
     let billing = Billing { store: store::Store::new(context.namespace()), settings, client };
     Ok(http::routes().into_router(Arc::new(billing)))
+}
+
+/// Everything a payment-service request can fail with, and how each is answered.
+#[derive(Debug, thiserror::Error)]
+enum PaymentError {
+    #[error("only owners and admins may change the plan")]
+    NotAllowed,
+    #[error("the payment provider is not configured")]
+    ProviderNotConfigured,
+    #[error("no paid plan `{0}` can be bought")]
+    UnknownPlan(String),
+    #[error("the payment provider refused or failed")]
+    ProviderFailed,
+    #[error("the webhook secret is not configured")]
+    WebhookNotConfigured,
+    #[error("the Stripe-Signature header is missing")]
+    MissingSignature,
+    #[error(transparent)]
+    Signature(#[from] stripe::SignatureError),
+    #[error("malformed provider event: {0}")]
+    MalformedEvent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PaymentError> for Problem {
+    fn from(error: PaymentError) -> Self {
+        use stripe::SignatureError;
+        match error {
+            PaymentError::NotAllowed => Problem::forbidden("forbidden", "Only owners and admins may change the plan."),
+            PaymentError::ProviderNotConfigured => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_provider_not_configured",
+                "The payment provider is not configured.",
+            ),
+            PaymentError::UnknownPlan(_) => Problem::validation(vec![FieldError::new(
+                "plan",
+                "unsupported",
+                "No paid plan with this code can be bought.",
+            )]),
+            PaymentError::ProviderFailed => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "payment_provider_error",
+                "The payment provider refused or failed.",
+            ),
+            PaymentError::WebhookNotConfigured => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_not_configured",
+                "The webhook secret is not configured.",
+            ),
+            PaymentError::MissingSignature => {
+                Problem::bad_request("missing_signature", "The Stripe-Signature header is missing.")
+            }
+            PaymentError::Signature(SignatureError::StaleTimestamp) => {
+                Problem::bad_request("stale_signature", "The signature's timestamp is outside the tolerance.")
+            }
+            PaymentError::Signature(SignatureError::NoMatchingSignature) => {
+                Problem::bad_request("invalid_signature", "No signature matches the payload.")
+            }
+            PaymentError::Signature(other) => Problem::bad_request("malformed_signature", other.to_string()),
+            PaymentError::MalformedEvent(why) => Problem::bad_request("malformed_event", why),
+            PaymentError::Store(error) => Problem::internal(&error),
+        }
+    }
+}
+
+impl IntoResponse for PaymentError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
 }

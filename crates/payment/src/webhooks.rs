@@ -1,52 +1,44 @@
 //! The payment provider's webhook, `POST /hooks/stripe`: verify, deduplicate, apply — in that order, and
 //! the last two in one transaction, so a redelivered or concurrent duplicate changes nothing and a
 //! rejected delivery stores nothing.
+//!
+//! Applying an event publishes what it means for the account, in the same transaction:
+//! `payment.succeeded` for a paid invoice (the plan service moves the account to the plan paid for),
+//! `payment.failed` for a failed one, and `subscription.ended` when the provider ends a subscription (the
+//! plan service moves the account back to free). The payment service consumes no events.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use contracts::AccountId;
 use contracts::account::{PaymentFailed, PaymentSucceeded, SubscriptionEnded};
-use kernel::http::Problem;
+use kernel::clock::{now_ms, now_secs};
 use kernel::store::{StoreError, Tx};
-use serde_json::{Value, json};
 
-use crate::Billing;
 use crate::store::{NewPayment, ProfileUpdate, Store};
-use crate::stripe::{self, Invoice, SignatureError, TypedEvent, WebhookEvent};
+use crate::stripe::{self, Invoice, TypedEvent, WebhookEvent};
+use crate::{Billing, PaymentError};
 
-pub async fn receive_stripe_webhook(
-    State(billing): State<std::sync::Arc<Billing>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<axum::Json<Value>, Problem> {
-    let secret = billing.settings.webhook_secret.as_deref().ok_or_else(|| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "webhook_not_configured", "The webhook secret is not configured.")
-    })?;
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Problem::bad_request("missing_signature", "The Stripe-Signature header is missing."))?;
-    stripe::verify(header, &body, secret, now_secs(), stripe::DEFAULT_TOLERANCE_SECS).map_err(|error| match error {
-        SignatureError::StaleTimestamp => {
-            Problem::bad_request("stale_signature", "The signature's timestamp is outside the tolerance.")
-        }
-        SignatureError::NoMatchingSignature => {
-            Problem::bad_request("invalid_signature", "No signature matches the payload.")
-        }
-        other => Problem::bad_request("malformed_signature", other.to_string()),
-    })?;
-    let event = WebhookEvent::parse(&body).map_err(|e| Problem::bad_request("malformed_event", e.to_string()))?;
-    let typed = event.typed().map_err(|e| Problem::bad_request("malformed_event", e.to_string()))?;
+/// What became of a verified delivery.
+pub enum Received {
+    Applied,
+    /// The provider delivered this event before; nothing changed.
+    Duplicate,
+}
 
-    let mut tx = billing.store.begin().await.map_err(internal)?;
-    if !Store::record_provider_event(&mut tx, &event.id, &event.kind, now_ms()).await.map_err(internal)? {
-        return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+/// Verifies a delivery's `signature` header over `body`, then records and applies its event once.
+pub async fn receive(billing: &Billing, signature: Option<&str>, body: &[u8]) -> Result<Received, PaymentError> {
+    let secret = billing.settings.webhook_secret.as_deref().ok_or(PaymentError::WebhookNotConfigured)?;
+    let signature = signature.ok_or(PaymentError::MissingSignature)?;
+    stripe::verify(signature, body, secret, now_secs(), stripe::DEFAULT_TOLERANCE_SECS)?;
+    let event = WebhookEvent::parse(body).map_err(|e| PaymentError::MalformedEvent(e.to_string()))?;
+    let typed = event.typed().map_err(|e| PaymentError::MalformedEvent(e.to_string()))?;
+
+    let mut tx = billing.store.begin().await?;
+    if !Store::record_provider_event(&mut tx, &event.id, &event.kind, now_ms()).await? {
+        return Ok(Received::Duplicate);
     }
-    apply(&mut tx, typed).await.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    apply(&mut tx, typed).await?;
+    tx.commit().await?;
     tracing::info!(provider.event = %event.id, provider.kind = %event.kind, "payment provider event applied");
-    Ok(axum::Json(json!({ "received": true })))
+    Ok(Received::Applied)
 }
 
 async fn apply(tx: &mut Tx<'_>, event: TypedEvent) -> Result<(), StoreError> {
@@ -173,17 +165,4 @@ async fn account_of(
     }
     let Some(customer) = customer else { return Ok(None) };
     Ok(Store::account_of_customer(tx, customer).await?.and_then(|id| id.parse().ok()))
-}
-
-fn internal(error: StoreError) -> Problem {
-    Problem::internal(&error)
-}
-
-fn now_secs() -> i64 {
-    now_ms() / 1000
-}
-
-pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

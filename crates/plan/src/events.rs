@@ -1,29 +1,20 @@
 //! What the plan service publishes and consumes.
 //!
-//! It publishes `plan.changed` whenever an account changes plan. It consumes: new accounts start on
+//! It publishes `plan.changed` whenever an account changes plan (`Plans::redeem`, in the transaction of
+//! the change). It consumes: new accounts start on
 //! free; a paid invoice moves the account to the paid plan (through a plan token minted and redeemed in
 //! the same transaction, so every plan change has a token behind it); an ended subscription moves it back
 //! to free.
 
 use async_trait::async_trait;
-use contracts::AccountId;
-use contracts::account::{AccountCreated, PaymentSucceeded, PlanChanged, SubscriptionEnded};
+use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
 use kernel::events::{Envelope, Handler};
-use kernel::store::{StoreError, Tx};
+use kernel::store::Tx;
 
 use crate::catalogue::FREE;
-use crate::plans::{Plans, now_ms};
+use crate::plans::Plans;
 use crate::store::Store;
-
-/// Publishes `plan.changed` in the transaction that changed the plan.
-pub async fn plan_changed(
-    tx: &mut Tx<'_>,
-    account: AccountId,
-    from: Option<String>,
-    to: &str,
-) -> Result<(), StoreError> {
-    tx.publish(&PlanChanged { account, from, to: to.to_owned() }).await
-}
+use kernel::clock::now_ms;
 
 /// `account.created` → the account is on the free plan.
 pub struct StartOnFree;

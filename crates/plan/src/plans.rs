@@ -4,15 +4,17 @@
 use std::time::Duration;
 
 use contracts::AccountId;
+use contracts::account::PlanChanged;
 use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
 use kernel::auth::{opaque_token, token_digest};
 use kernel::ports::PortError;
 use kernel::store::{StoreError, Tx};
 use time::OffsetDateTime;
 
+use crate::PlanError;
 use crate::catalogue::{self, FREE, Plan};
 use crate::store::{NewPlanToken, Store};
-use crate::{PlanError, events};
+use kernel::clock::now_ms;
 
 /// How long a plan token can be redeemed.
 pub const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -86,7 +88,7 @@ impl Plans {
         let Some(previous) = Store::redeem_plan_token(tx, &hash, account, plan.code, now_ms()).await? else {
             return Err(PlanError::TokenUsed);
         };
-        events::plan_changed(tx, account, previous, plan.code).await?;
+        tx.publish(&PlanChanged { account, from: previous, to: plan.code.to_owned() }).await?;
         Ok(plan)
     }
 }
@@ -150,10 +152,6 @@ fn unavailable(error: StoreError) -> PortError {
 /// The usage period an instant falls in: its calendar month in UTC.
 pub fn period(at: OffsetDateTime) -> String {
     format!("{:04}-{:02}", at.year(), u8::from(at.month()))
-}
-
-pub fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use crate::UserError;
 use crate::credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password};
 use crate::domain::{DisplayName, Email, Fields, Language, Password};
 use crate::limits::LoginLimits;
+use crate::registration;
 use crate::store::{MembershipRow, NewRefreshToken, Store, UserChanges, UserRow};
+use kernel::clock::now_ms;
 
 /// What every handler shares.
 pub struct Users {
@@ -179,7 +181,7 @@ async fn register_user(
         updated_at: now,
     };
     let account = AccountId::new();
-    users.store.create_user_with_account(&user, account, account_name.as_str()).await.map_err(email_taken)?;
+    registration::register(&users.store, &user, account, account_name.as_str()).await.map_err(email_taken)?;
     tracing::info!(user.id = %user.id, account.id = %account, "user registered");
 
     let location = format!("/api/users/{}", user.id);
@@ -187,7 +189,7 @@ async fn register_user(
         user: view(&user),
         account: AccountView { id: account, name: account_name.as_str().to_owned(), role: Role::Owner, plan: None },
     };
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
 /// `POST /api/users/login`: exchanges e-mail and password for an access token and a refresh token.
@@ -195,7 +197,7 @@ async fn login_user(
     State(users): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginRequest>,
-) -> Result<axum::Json<Session>, UserError> {
+) -> Result<Json<Session>, UserError> {
     let started = now_ms();
     // Limit by what the client typed (normalised when possible), before any expensive work.
     let email = Email::parse(&body.email);
@@ -216,7 +218,7 @@ async fn login_user(
     users.limits.succeeded(&limit_key, ip);
     let family = uuid::Uuid::now_v7().to_string();
     tracing::info!(user.id = %user.id, account.id = %membership.account_id, "user logged in");
-    Ok(axum::Json(start_session(&users, user, membership, &family, started).await?))
+    Ok(Json(start_session(&users, user, membership, &family, started).await?))
 }
 
 /// `POST /api/users/refresh`: rotates a refresh token into a new session. Presenting a token that was
@@ -224,7 +226,7 @@ async fn login_user(
 async fn refresh_session(
     State(users): State<AppState>,
     Json(body): Json<RefreshRequest>,
-) -> Result<axum::Json<Session>, UserError> {
+) -> Result<Json<Session>, UserError> {
     let now = now_ms();
     let token = users
         .store
@@ -241,7 +243,7 @@ async fn refresh_session(
     }
     let user = users.store.user_by_id(token.user_id).await?.ok_or(UserError::InvalidRefreshToken)?;
     let membership = users.store.membership(user.id, token.account_id).await?.ok_or(UserError::InvalidRefreshToken)?;
-    Ok(axum::Json(start_session(&users, user, membership, &token.family_id, now).await?))
+    Ok(Json(start_session(&users, user, membership, &token.family_id, now).await?))
 }
 
 /// `POST /api/users/logout`: revokes the session the refresh token belongs to. Always 204, so the
@@ -267,10 +269,10 @@ async fn get_user(
     State(users): State<AppState>,
     caller: Caller,
     Path(id): Path<UserId>,
-) -> Result<axum::Json<UserWithAccount>, UserError> {
+) -> Result<Json<UserWithAccount>, UserError> {
     let (user, membership) = visible_member(&users, &caller, id).await?;
     let plan = users.plans.plan_of(membership.account_id).await?;
-    Ok(axum::Json(UserWithAccount { user: view(&user), account: account_view(membership, Some(plan)) }))
+    Ok(Json(UserWithAccount { user: view(&user), account: account_view(membership, Some(plan)) }))
 }
 
 /// `PUT /api/users/:id`: a user changes their own name, e-mail, password (with the current one) and
@@ -280,7 +282,7 @@ async fn update_user(
     caller: Caller,
     Path(id): Path<UserId>,
     Json(body): Json<UpdateUserRequest>,
-) -> Result<axum::Json<UserWithAccount>, UserError> {
+) -> Result<Json<UserWithAccount>, UserError> {
     let (user, membership) = visible_member(&users, &caller, id).await?;
     let is_self = caller.user == id;
     if !is_self && !caller.role.manages_members() {
@@ -345,7 +347,7 @@ async fn update_user(
     }
     let updated = users.store.user_by_id(id).await?.ok_or(UserError::NotFound)?;
     let plan = users.plans.plan_of(membership.account_id).await?;
-    Ok(axum::Json(UserWithAccount { user: view(&updated), account: account_view(membership, Some(plan)) }))
+    Ok(Json(UserWithAccount { user: view(&updated), account: account_view(membership, Some(plan)) }))
 }
 
 /// `PUT /api/users/update-language`: the caller's interface language (`ja` or `en`).
@@ -353,14 +355,14 @@ async fn update_language(
     State(users): State<AppState>,
     caller: Caller,
     Json(body): Json<UpdateLanguageRequest>,
-) -> Result<axum::Json<UserView>, UserError> {
+) -> Result<Json<UserView>, UserError> {
     let language = Language::parse(&body.language).map_err(|e| Problem::validation(vec![e]))?;
     let changes = UserChanges { language: Some(language), ..UserChanges::default() };
     if !users.store.update_user(caller.user, changes, now_ms()).await? {
         return Err(UserError::NotFound);
     }
     let user = users.store.user_by_id(caller.user).await?.ok_or(UserError::NotFound)?;
-    Ok(axum::Json(view(&user)))
+    Ok(Json(view(&user)))
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------------
@@ -435,10 +437,6 @@ fn email_taken(error: kernel::store::StoreError) -> UserError {
         kernel::store::StoreError::UniqueViolation { .. } => UserError::EmailTaken,
         other => other.into(),
     }
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn from_ms(ms: i64) -> OffsetDateTime {

@@ -14,6 +14,7 @@ mod domain;
 mod http;
 mod limits;
 mod members;
+mod registration;
 mod revocations;
 mod store;
 

@@ -1,6 +1,5 @@
 //! All of the user service's SQL. Lowercase, portable, bound parameters only; instants are Unix ms.
 
-use contracts::account::{AccountCreated, UserRegistered};
 use contracts::{AccountId, Role, UserId};
 use kernel::args;
 use kernel::auth::Revocation;
@@ -193,30 +192,29 @@ impl Store {
         Self { db }
     }
 
-    /// Creates the account, the user and the owner membership in one transaction, with the
-    /// `user.registered` and `account.created` events in the same transaction.
-    pub async fn create_user_with_account(
-        &self,
+    pub fn namespace(&self) -> &Namespace {
+        &self.db
+    }
+
+    /// Creates the account, the user and the owner membership inside `tx`.
+    pub async fn insert_user_with_account(
+        tx: &mut Tx<'_>,
         user: &UserRow,
         account_id: AccountId,
         account_name: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
         tx.execute(
             "insert into accounts (id, name, created_at) values (?, ?, ?)",
             args![account_id.to_string(), account_name, user.created_at],
         )
         .await?;
-        insert_user(&mut tx, user).await?;
+        insert_user(tx, user).await?;
         tx.execute(
             "insert into memberships (account_id, user_id, role, created_at) values (?, ?, 'owner', ?)",
             args![account_id.to_string(), user.id.to_string(), user.created_at],
         )
-        .await?;
-        tx.publish(&UserRegistered { user: user.id, account: account_id, language: user.language.as_str().to_owned() })
-            .await?;
-        tx.publish(&AccountCreated { account: account_id, owner: user.id, name: account_name.to_owned() }).await?;
-        tx.commit().await
+        .await
+        .map(drop)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
@@ -482,10 +480,13 @@ impl Store {
         Ok(affected == 1)
     }
 
-    /// Accepts `invitation`: marks it used and creates `user` with a membership in the inviting account, with
-    /// `user.registered`, in one transaction. False (and nothing written) if the invitation was used first.
-    pub async fn accept_invitation(&self, invitation: &InvitationRow, user: &UserRow) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
+    /// Accepts `invitation` inside `tx`: marks it used and creates `user` with a membership in the inviting
+    /// account. False (and nothing written) if the invitation was used first.
+    pub async fn accept_invitation(
+        tx: &mut Tx<'_>,
+        invitation: &InvitationRow,
+        user: &UserRow,
+    ) -> Result<bool, StoreError> {
         // Claimed first, so that of two concurrent acceptances the second hears "used", not "e-mail taken".
         let claimed = tx
             .execute(
@@ -496,7 +497,7 @@ impl Store {
         if claimed != 1 {
             return Ok(false);
         }
-        insert_user(&mut tx, user).await?;
+        insert_user(tx, user).await?;
         tx.execute(
             "insert into memberships (account_id, user_id, role, created_at) values (?, ?, ?, ?)",
             args![invitation.account_id.to_string(), user.id.to_string(), invitation.role.as_str(), user.created_at],
@@ -508,13 +509,6 @@ impl Store {
             args![user.id.to_string(), invitation.id.to_string()],
         )
         .await?;
-        tx.publish(&UserRegistered {
-            user: user.id,
-            account: invitation.account_id,
-            language: user.language.as_str().to_owned(),
-        })
-        .await?;
-        tx.commit().await?;
         Ok(true)
     }
 

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::auth::AccountId;
+use crate::clock::now_ms;
 use crate::store::{Namespace, StoreError, Tx};
 
 /// The kernel's own tables in every namespace.
@@ -760,11 +761,6 @@ pub async fn outbox_backlog(namespace: &Namespace) -> Result<i64, StoreError> {
     let (count,): (i64,) =
         namespace.kernel_fetch_one("select count(*) from _outbox where published_at is null", args![]).await?;
     Ok(count)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

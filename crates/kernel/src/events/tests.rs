@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::fixture::{ThingNamed, namespace};
 use super::inprocess::InProcess;
 use super::*;
+use crate::clock::now_ms;
 
 /// Stores each named thing in the consumer's namespace; fails the first `failures` attempts.
 struct StoreThing {

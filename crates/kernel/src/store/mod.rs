@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
@@ -196,7 +197,7 @@ where
     loop {
         tokio::time::sleep(wait).await;
         wait = every;
-        let before = crate::events::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let before = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
         match trim(before).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(service, what, deleted, "old rows deleted"),

@@ -13,12 +13,14 @@ use kernel::http::{Json, Path};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{AppState, from_ms, now_ms, start_session};
+use super::{AppState, from_ms, start_session};
 use crate::UserError;
 use crate::credentials::hash_password;
 use crate::domain::{DisplayName, Email, Fields, InvitationId, InvitedRole, Language, Password};
 use crate::members::{INVITATION_TTL, InvitationState, new_invitation_token};
+use crate::registration;
 use crate::store::{InvitationRow, MemberRow, NewInvitation, Removal, UserRow};
+use kernel::clock::now_ms;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,9 +76,9 @@ pub(super) struct Invited {
 pub(super) async fn list_members(
     State(users): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<MemberView>>, UserError> {
+) -> Result<Json<Vec<MemberView>>, UserError> {
     let members = users.store.members(caller.account).await?;
-    Ok(axum::Json(members.into_iter().map(member_view).collect()))
+    Ok(Json(members.into_iter().map(member_view).collect()))
 }
 
 /// `POST /api/users/invitations`: an owner or admin invites an e-mail address as an admin or an agent. The
@@ -135,17 +137,17 @@ pub(super) async fn invite_member(
         created_at: from_ms(now),
         expires_at: from_ms(expires_at),
     };
-    Ok((StatusCode::CREATED, axum::Json(Invited { invitation, token })).into_response())
+    Ok((StatusCode::CREATED, Json(Invited { invitation, token })).into_response())
 }
 
 /// `GET /api/users/invitations`: the account's pending invitations (owners and admins).
 pub(super) async fn list_invitations(
     State(users): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Vec<InvitationView>>, UserError> {
+) -> Result<Json<Vec<InvitationView>>, UserError> {
     require_manager(&caller, "Only owners and admins may see invitations.")?;
     let pending = users.store.pending_invitations(caller.account, now_ms()).await?;
-    Ok(axum::Json(pending.into_iter().map(invitation_view).collect()))
+    Ok(Json(pending.into_iter().map(invitation_view).collect()))
 }
 
 /// `DELETE /api/users/invitations/{id}`: revokes a pending invitation (owners and admins); its token stops
@@ -198,7 +200,7 @@ pub(super) async fn accept_invitation(
         created_at: now,
         updated_at: now,
     };
-    if !users.store.accept_invitation(&invitation, &user).await.map_err(super::email_taken)? {
+    if !registration::accept_invitation(&users.store, &invitation, &user).await.map_err(super::email_taken)? {
         return Err(UserError::InvitationUsed);
     }
     tracing::info!(
@@ -213,7 +215,7 @@ pub(super) async fn accept_invitation(
         .ok_or_else(|| UserError::Internal(anyhow::anyhow!("the accepted membership is missing")))?;
     let family = uuid::Uuid::now_v7().to_string();
     let session = start_session(&users, user, membership, &family, started).await?;
-    Ok((StatusCode::CREATED, axum::Json(session)).into_response())
+    Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
 /// `DELETE /api/users/{id}`: an owner or admin removes a member from the account and ends their sessions

@@ -38,7 +38,7 @@ async fn fixture() -> Fixture {
     let store = Store::new(namespace);
     let owner = user("owner@example.jp");
     let account = AccountId::new();
-    store.create_user_with_account(&owner, account, "Acme").await.expect("account");
+    crate::registration::register(&store, &owner, account, "Acme").await.expect("account");
     Fixture { store, owner, account, _dir: dir }
 }
 
@@ -67,7 +67,9 @@ impl Fixture {
 async fn seats_are_members_plus_invitations_still_pending() {
     let f = fixture().await;
     let accepted = f.invite("joined@example.jp", "h-joined", NOW + DAY).await;
-    assert!(f.store.accept_invitation(&accepted, &user("joined@example.jp")).await.expect("accepts"));
+    assert!(
+        crate::registration::accept_invitation(&f.store, &accepted, &user("joined@example.jp")).await.expect("accepts")
+    );
     f.invite("pending@example.jp", "h-pending", NOW + DAY).await;
     f.invite("expired@example.jp", "h-expired", NOW - 1).await;
 
@@ -103,8 +105,8 @@ async fn an_invitation_is_accepted_once_and_makes_a_member_with_its_role() {
     let invitation = f.invite("kenji@example.jp", "h-kenji", NOW + DAY).await;
     let (kenji, impostor) = (user("kenji@example.jp"), user("kenji@example.jp"));
 
-    let first = f.store.accept_invitation(&invitation, &kenji).await.expect("store");
-    let second = f.store.accept_invitation(&invitation, &impostor).await.expect("store");
+    let first = crate::registration::accept_invitation(&f.store, &invitation, &kenji).await.expect("store");
+    let second = crate::registration::accept_invitation(&f.store, &invitation, &impostor).await.expect("store");
 
     assert_eq!((first, second), (true, false));
     let member = f.store.member(kenji.id, f.account).await.expect("reads").expect("a member");
@@ -120,7 +122,7 @@ async fn only_a_pending_invitation_of_the_account_can_be_revoked() {
     let f = fixture().await;
     let pending = f.invite("pending@example.jp", "h-pending", NOW + DAY).await;
     let used = f.invite("used@example.jp", "h-used", NOW + DAY).await;
-    assert!(f.store.accept_invitation(&used, &user("used@example.jp")).await.expect("accepts"));
+    assert!(crate::registration::accept_invitation(&f.store, &used, &user("used@example.jp")).await.expect("accepts"));
 
     assert!(!f.store.revoke_invitation(AccountId::new(), pending.id).await.expect("store"), "another account");
     assert!(!f.store.revoke_invitation(f.account, used.id).await.expect("store"), "already used");
@@ -133,7 +135,7 @@ async fn removing_a_member_revokes_their_sessions_and_the_last_owner_stays() {
     let f = fixture().await;
     let invitation = f.invite("kenji@example.jp", "h-kenji", NOW + DAY).await;
     let kenji = user("kenji@example.jp");
-    assert!(f.store.accept_invitation(&invitation, &kenji).await.expect("accepts"));
+    assert!(crate::registration::accept_invitation(&f.store, &invitation, &kenji).await.expect("accepts"));
     let token = |hash| NewRefreshToken {
         family_id: "family",
         user_id: kenji.id,
