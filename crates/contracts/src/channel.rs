@@ -6,8 +6,7 @@
 use kernel::events::Event;
 use serde::{Deserialize, Serialize};
 
-use crate::AccountId;
-use crate::inbox::{InboxId, MessageId};
+use crate::{AccountId, InboxId, MessageId};
 
 /// The kind of channel an inbox receives from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

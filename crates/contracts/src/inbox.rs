@@ -1,21 +1,12 @@
-//! The inbox service's ids and the events it publishes about conversations and messages.
+//! The inbox service's events about conversations and messages (its ids are the crate root's, named here
+//! too).
 
 use kernel::events::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelKind;
 use crate::{AccountId, UserId};
-
-kernel::uuid_id! {
-    /// An inbox: one channel endpoint and the agents who answer it.
-    InboxId;
-    /// A conversation with one contact in one inbox.
-    ConversationId;
-    /// One message (incoming, outgoing, private note or activity entry).
-    MessageId;
-    /// A customer.
-    ContactId;
-}
+pub use crate::{ContactId, ConversationId, InboxId, MessageId};
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

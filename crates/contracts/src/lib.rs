@@ -12,6 +12,17 @@ pub mod user;
 
 pub use kernel::auth::{AccountId, Role, UserId};
 
+kernel::uuid_id! {
+    /// An inbox: one channel endpoint and the agents who answer it.
+    InboxId;
+    /// A conversation with one contact in one inbox.
+    ConversationId;
+    /// One message (incoming, outgoing, private note or activity entry).
+    MessageId;
+    /// A customer.
+    ContactId;
+}
+
 /// The names of the services, as used in configuration, namespaces and metrics.
 pub mod services {
     pub const USER: &str = "user";

@@ -20,7 +20,7 @@ use kernel::store::{StoreError, Tx};
 use serde_json::json;
 
 use crate::InboxError;
-use crate::realtime::Feed;
+use crate::feed::Feed;
 use crate::search;
 use crate::store::{
     ContactRow, ConversationRow, Document, InboxRow, KnownConversation, MessageRow, NewIncoming, Store, Touch,

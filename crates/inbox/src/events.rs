@@ -10,7 +10,7 @@ use kernel::events::{Envelope, Handler};
 use kernel::store::Tx;
 
 use crate::desk;
-use crate::realtime::Feed;
+use crate::feed::Feed;
 
 /// Turns `input.message_received` into contact, conversation and message.
 pub struct ReceiveMessage(pub Feed);

@@ -16,6 +16,7 @@
 
 mod desk;
 mod events;
+mod feed;
 mod http;
 mod lists;
 mod realtime;
@@ -69,7 +70,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 };
 
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
-    let feed = realtime::Feed::default();
+    let feed = feed::Feed::default();
     let desk = Arc::new(desk::Desk {
         store: store::Store::new(context.namespace()),
         feed: feed.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Agents' browsers ask for the same list over and over (every tab, every refresh, every reconnect), and
 //! most of the time nothing in the account has changed since the last answer. Every change of an account's
-//! conversations already goes through the realtime feed's wake-up ([`Feed::notify`](crate::realtime::Feed)),
+//! conversations already goes through the realtime feed's wake-up (`Feed::notify`, in feed.rs),
 //! which also drops the account's cached lists here, so a list is rendered once per change rather than once
 //! per request. A list computed while a change committed is not kept (each account has a generation,
 //! checked before storing). Entries also expire after [`TTL`]: writes made by another replica of the inbox

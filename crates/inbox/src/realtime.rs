@@ -36,13 +36,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use contracts::AccountId;
 use futures_util::SinkExt;
-use kernel::auth::{Caller, TokenVerifier, bearer_token};
+use kernel::auth::{Caller, TokenVerifier};
+use kernel::http::bearer_token;
 use kernel::http::{Problem, Query};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::desk::Desk;
-use crate::lists::ListCache;
+use crate::feed::Feed;
 use crate::store::Store;
 
 /// How many feed rows one query sends.
@@ -51,32 +52,6 @@ const PAGE: i64 = 500;
 const POLL: Duration = Duration::from_secs(5);
 /// How long a client that did not send a token in the header has to send it.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
-
-/// An account's change signal: when a transaction that wrote to its feed commits, its sockets wake and
-/// its cached conversation lists are dropped.
-#[derive(Clone)]
-pub struct Feed {
-    sender: broadcast::Sender<AccountId>,
-    pub lists: Arc<ListCache>,
-}
-
-impl Default for Feed {
-    fn default() -> Self {
-        Self { sender: broadcast::channel(4096).0, lists: Arc::default() }
-    }
-}
-
-impl Feed {
-    pub fn notify(&self, account: AccountId) {
-        self.lists.invalidate(account);
-        // No receivers simply means no agent is connected.
-        let _ = self.sender.send(account);
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<AccountId> {
-        self.sender.subscribe()
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub struct RealtimeQuery {

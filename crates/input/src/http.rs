@@ -14,7 +14,7 @@ use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::inbound::{self, Accepted, ContactFields, Origin, Post, SignedPost};
+use crate::post::{self, Accepted, ContactFields, Origin, Post, SignedPost};
 use crate::signature;
 use crate::{Input, InputError};
 use kernel::clock::now_secs;
@@ -46,7 +46,7 @@ async fn create_contact(
     input.widget_limits.contact(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let mut errors = Vec::new();
-    let details = inbound::check_contact(fields, "", &mut errors);
+    let details = post::check_contact(fields, "", &mut errors);
     if !errors.is_empty() {
         return Err(InputError::Invalid(errors).into());
     }
@@ -70,9 +70,9 @@ async fn post_contact_message(
     input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
-    let idempotency_key = inbound::idempotency_key(&headers, false)?;
+    let idempotency_key = post::idempotency_key(&headers, false)?;
     let mut errors = Vec::new();
-    inbound::check_content(&body.content, &mut errors);
+    post::check_content(&body.content, &mut errors);
     if !errors.is_empty() {
         return Err(InputError::Invalid(errors).into());
     }
@@ -81,7 +81,7 @@ async fn post_contact_message(
     let payload = json!({ "source_id": contact.source_id, "content": body.content }).to_string();
     let post = Post {
         idempotency_key,
-        body_sha256: inbound::sha256_hex(payload.as_bytes()),
+        body_sha256: post::sha256_hex(payload.as_bytes()),
         payload,
         contact: ChannelContact {
             source_id: contact.source_id,
@@ -153,18 +153,18 @@ async fn post_signed_message(
     let header = headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
     let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)
         .map_err(InputError::from)?;
-    let idempotency_key = inbound::idempotency_key(&headers, true)?;
-    let parsed: SignedPost = kernel::http::from_json_text(&body).map_err(|e| inbound::json_problem(&e))?;
+    let idempotency_key = post::idempotency_key(&headers, true)?;
+    let parsed: SignedPost = kernel::http::from_json_text(&body).map_err(|e| post::json_problem(&e))?;
     let mut errors = Vec::new();
-    inbound::check_source_id(&parsed.contact.source_id, "contact.source_id", &mut errors);
-    let details = inbound::check_contact(parsed.contact.fields, "contact.", &mut errors);
-    inbound::check_content(&parsed.content, &mut errors);
+    post::check_source_id(&parsed.contact.source_id, "contact.source_id", &mut errors);
+    let details = post::check_contact(parsed.contact.fields, "contact.", &mut errors);
+    post::check_content(&parsed.content, &mut errors);
     if !errors.is_empty() {
         return Err(InputError::Invalid(errors).into());
     }
     let post = Post {
         idempotency_key,
-        body_sha256: inbound::sha256_hex(&body),
+        body_sha256: post::sha256_hex(&body),
         // Exactly the bytes whose signature was verified: JSON text is UTF-8, so nothing is replaced.
         payload: String::from_utf8(body.to_vec()).map_err(|_| InputError::MalformedJson("not UTF-8".to_owned()))?,
         contact: ChannelContact {

@@ -25,6 +25,7 @@ mod delivery;
 mod events;
 mod http;
 mod inbound;
+mod post;
 mod recorder;
 pub mod signature;
 mod store;

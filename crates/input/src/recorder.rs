@@ -29,7 +29,7 @@ use kernel::store::{StoreError, Tx};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::InputError;
-use crate::inbound::{Accepted, Post, replay};
+use crate::post::{Accepted, Post, replay};
 use crate::store::{ContactDetails, IdentifiedContactRow, KeyedInboundRow, NewEntry, NewInbound, Store};
 use kernel::clock::now_ms;
 
@@ -544,7 +544,7 @@ fn contacts_as_stored<'b>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::Origin;
+    use crate::post::Origin;
 
     fn submission(inbox: InboxId, source_id: &str, name: Option<&str>, email: Option<&str>) -> Submission {
         Submission {

@@ -18,7 +18,7 @@ use kernel::ports::PortError;
 use kernel::store::{Location, Migrations, Namespace};
 
 use crate::channels::Channel;
-use crate::inbound::{Accepted, Origin, Post, sha256_hex};
+use crate::post::{Accepted, Origin, Post, sha256_hex};
 use crate::recorder::{Answer, Recorder, Submission};
 use crate::store::Store;
 use crate::{Input, InputError, MIGRATIONS, Settings};

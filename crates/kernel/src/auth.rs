@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::http::Problem;
+use crate::http::{Problem, bearer_token};
 
 pub mod revocation;
 
@@ -299,17 +299,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .ok_or_else(|| Problem::unauthorized("missing_token", "Send `Authorization: Bearer <access token>`."))??;
         verifier.verify(token)
     }
-}
-
-/// The bearer token of a request's `Authorization` header: `None` without the header, an error if it is
-/// not `Bearer <token>`.
-pub fn bearer_token(headers: &header::HeaderMap) -> Option<Result<&str, Problem>> {
-    let header = headers.get(header::AUTHORIZATION)?;
-    Some(
-        header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
-            Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
-        }),
-    )
 }
 
 /// `Option<Caller>`: `None` without an `Authorization` header (for endpoints that can authenticate another

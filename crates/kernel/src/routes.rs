@@ -10,17 +10,11 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, on};
 
+pub use crate::service::RouteInfo;
 use crate::service::ServiceSpec;
 
 /// Paths every process serves itself; no service may claim them.
 pub const RESERVED_PREFIXES: &[&str] = &["/internal", "/healthz", "/readyz", "/metrics"];
-
-/// One public route: its method and its path pattern (`/api/users/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    pub method: Method,
-    pub path: &'static str,
-}
 
 /// A service's public routes: the table and the router, built together so they cannot drift.
 pub struct Routes<S> {

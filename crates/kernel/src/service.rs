@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::http::Method;
 use futures_util::future::BoxFuture;
 
 use crate::auth::{RevocationLog, Revoker, TokenSigner, TokenVerifier};
@@ -14,8 +15,14 @@ use crate::config::Config;
 use crate::events::{Delivery, Event, Handler};
 use crate::metrics::Metrics;
 use crate::ports::{Port, PortMeters, RemoteClient};
-use crate::routes::RouteInfo;
 use crate::store::{Migrations, Namespace};
+
+/// One public route: its method and its path pattern (`/api/users/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+}
 
 /// A service, as the kernel sees it. Each service crate exports one as `SERVICE`.
 #[derive(Clone, Copy)]
@@ -33,7 +40,7 @@ pub struct ServiceSpec {
     pub issues_tokens: bool,
     /// Its migrations, if it stores anything.
     pub migrations: Option<Migrations>,
-    /// Its public routes (built by the same [`Routes`](crate::routes::Routes) value as its router).
+    /// Its public routes (built by the same `routes::Routes` value as its router).
     pub routes: fn() -> Vec<RouteInfo>,
     /// Starts the service: provides its ports, acquires the ports it needs, returns its public router.
     pub start: fn(ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>>,

@@ -197,3 +197,111 @@ fn the_default_groups_place_every_service_exactly_once() {
     services.sort_unstable();
     assert_eq!(placed, services);
 }
+
+/// Architecture Invariant: within a crate, no two top-level modules import each other. Each pair that
+/// did (the desk and the realtime feed, posts and their recorder, the store and the event bus) was one
+/// module split in two along the wrong line. The crate root is left out: it declares the modules, and
+/// what it defines (the service's error enum, `SERVICE`) is there for all of them.
+#[test]
+fn no_two_modules_of_a_crate_import_each_other() {
+    let mut checked = 0;
+    let mut cycles = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("crates")).expect("crates").flatten() {
+        let src = entry.path().join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let imports = module_imports(&src);
+        checked += imports.len();
+        for (module, uses) in &imports {
+            for used in uses {
+                if module < used && imports.get(used).is_some_and(|theirs| theirs.contains(module)) {
+                    cycles.push(format!("crates/{}: `{module}` ↔ `{used}`", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "the scan found the modules ({checked})");
+    cycles.sort();
+    assert!(cycles.is_empty(), "modules that import each other:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn the_cycle_scan_sees_grouped_and_nested_imports() {
+    let source = "use crate::{feed::Feed, lists};\nfn f() { crate::store::Store::new(); }\nuse crate::Error;";
+    let mut found: Vec<String> = crate_paths(source).into_iter().collect();
+    found.sort();
+    assert_eq!(found, ["Error", "feed", "lists", "store"]);
+    let in_tests = "use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::b;\n}\n";
+    assert_eq!(crate_paths(without_tests(in_tests)), HashSet::from(["a".to_owned()]));
+}
+
+/// For each top-level module of the crate at `src` (by file: `x.rs` or `x/`), the other top-level modules
+/// its non-test code (comments left out) names through `crate::`.
+fn module_imports(src: &Path) -> std::collections::HashMap<String, HashSet<String>> {
+    let mut modules: std::collections::HashMap<String, HashSet<String>> = std::collections::HashMap::new();
+    for file in rust_files(src) {
+        let relative = file.strip_prefix(src).expect("under src");
+        let top = relative.components().next().expect("a component").as_os_str().to_string_lossy();
+        let top = top.trim_end_matches(".rs").to_owned();
+        let is_test = relative.file_name().is_some_and(|name| name == "tests.rs") || relative.starts_with("tests");
+        if top == "lib" || top == "main" || is_test {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).expect("readable");
+        // Comments (a doc link to another module) name a module without depending on it.
+        let code: String = without_tests(&source)
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        modules.entry(top).or_default().extend(crate_paths(&code));
+    }
+    let names: HashSet<String> = modules.keys().cloned().collect();
+    for (name, uses) in &mut modules {
+        uses.retain(|used| used != name && names.contains(used));
+    }
+    modules
+}
+
+/// `source` up to its test module (house style puts `#[cfg(test)] mod tests` last).
+fn without_tests(source: &str) -> &str {
+    source.find("#[cfg(test)]\nmod tests").map_or(source, |at| &source[..at])
+}
+
+/// The first segment of every `crate::` path in `source`, including each one of a `crate::{a, b::c}` group.
+fn crate_paths(source: &str) -> HashSet<String> {
+    let identifier =
+        |text: &str| -> String { text.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+    let mut found = HashSet::new();
+    for (at, _) in source.match_indices("crate::") {
+        if source[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue;
+        }
+        let rest = &source[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        item_start = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if item_start && depth == 0 && !c.is_whitespace() {
+                    found.insert(identifier(&group[i..]));
+                    item_start = false;
+                }
+            }
+        } else {
+            found.insert(identifier(rest));
+        }
+    }
+    found.retain(|name| !name.is_empty());
+    found
+}

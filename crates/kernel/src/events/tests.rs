@@ -3,8 +3,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::fixture::{ThingNamed, namespace};
 use super::inprocess::InProcess;
+use super::outbox::relay_batch;
 use super::*;
+use crate::args;
 use crate::clock::now_ms;
+use crate::store::{Namespace, Tx};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Stores each named thing in the consumer's namespace; fails the first `failures` attempts.
 struct StoreThing {

@@ -286,7 +286,7 @@ impl ScrapeAccess {
 pub async fn render_metrics_for_scraper(State(access): State<ScrapeAccess>, headers: header::HeaderMap) -> Response {
     use subtle::ConstantTimeEq as _;
     let Some(token) = access.token.as_deref() else { return not_found().await.into_response() };
-    let presented = crate::auth::bearer_token(&headers).and_then(Result::ok).unwrap_or_default();
+    let presented = bearer_token(&headers).and_then(Result::ok).unwrap_or_default();
     if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         return Problem::unauthorized("metrics_credential_required", "Send the scrape credential as a bearer token.")
             .into_response();
@@ -308,6 +308,17 @@ pub async fn serve_metrics(
         Router::new().route("/metrics", axum::routing::get(render_metrics).with_state(metrics)).fallback(not_found);
     serve(listener, router, settings, stop).await;
     Ok(())
+}
+
+/// The bearer token of a request's `Authorization` header: `None` without the header, an error if it is
+/// not `Bearer <token>`.
+pub fn bearer_token(headers: &header::HeaderMap) -> Option<Result<&str, Problem>> {
+    let header = headers.get(header::AUTHORIZATION)?;
+    Some(
+        header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+            Problem::unauthorized("invalid_token", "The Authorization header must be `Bearer <token>`.")
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,12 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+/// The kernel's own tables in every namespace: the event bus's outbox, processed events and dead letters.
+pub(crate) static KERNEL_MIGRATIONS: Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+
+/// Where the kernel keeps the history of [`KERNEL_MIGRATIONS`] in each namespace.
+pub(crate) const KERNEL_MIGRATIONS_TABLE: &str = "_kernel_migrations";
+
 pub use value::Value;
 
 /// The table in every namespace where the migration history lives (sqlx's own bookkeeping).
@@ -311,8 +317,8 @@ impl Namespace {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let service = self.service;
         let Pool::Sqlite(pool) = &self.writer;
-        let mut kernel = Migrator::with_migrations(crate::events::KERNEL_MIGRATIONS.iter().cloned().collect());
-        kernel.dangerous_set_table_name(crate::events::KERNEL_MIGRATIONS_TABLE);
+        let mut kernel = Migrator::with_migrations(KERNEL_MIGRATIONS.iter().cloned().collect());
+        kernel.dangerous_set_table_name(KERNEL_MIGRATIONS_TABLE);
         kernel.run(pool).await.map_err(|source| StoreError::Migration { service, source })?;
         let Some(migrations) = self.migrations else { return Ok(()) };
         migrations.sqlite.run(pool).await.map_err(|source| StoreError::Migration { service, source })
@@ -476,6 +482,16 @@ enum TxInner {
 }
 
 impl Tx<'_> {
+    /// The service whose namespace this transaction is in.
+    pub(crate) fn service(&self) -> &'static str {
+        self.namespace.service
+    }
+
+    /// Notes that this transaction wrote to the outbox, so that the relay is woken when it commits.
+    pub(crate) fn mark_published(&mut self) {
+        self.published = true;
+    }
+
     pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
         self.namespace.audit(sql)?;
         let TxInner::Sqlite(tx) = &mut self.inner;
@@ -501,58 +517,6 @@ impl Tx<'_> {
         let TxInner::Sqlite(tx) = &mut self.inner;
         let query = args.into_iter().fold(sqlx::query_as::<_, T>(sql), |q, v| q.bind(v));
         query.fetch_all(&mut **tx).await.map_err(StoreError::classify)
-    }
-
-    /// Records `event` in this namespace's outbox, atomically with the rest of the transaction.
-    pub async fn publish<E: crate::events::Event>(&mut self, event: &E) -> Result<(), StoreError> {
-        self.publish_all(std::slice::from_ref(event)).await
-    }
-
-    /// Records `events` in this namespace's outbox, in order, with one statement however many there are
-    /// (a consumer applying a batch of events publishes what they caused together).
-    pub async fn publish_all<E: crate::events::Event>(&mut self, events: &[E]) -> Result<(), StoreError> {
-        let trace = crate::http::current_request_id().and_then(|id| id.to_str().ok().map(str::to_owned));
-        self.publish_traced(events.iter().map(|event| (event, trace.clone()))).await
-    }
-
-    /// [`Tx::publish_all`] for events caused by different requests, each with its request id (a task
-    /// recording many requests' work in one transaction).
-    pub async fn publish_traced<'e, E: crate::events::Event>(
-        &mut self,
-        events: impl IntoIterator<Item = (&'e E, Option<String>)>,
-    ) -> Result<(), StoreError> {
-        let rows = events
-            .into_iter()
-            .map(|(event, trace)| {
-                let envelope = crate::events::Envelope::wrap(event, self.namespace.service, trace)?;
-                Ok((
-                    envelope.id,
-                    envelope.kind,
-                    envelope.topic,
-                    envelope.version,
-                    envelope.occurred_at,
-                    envelope.producer,
-                    envelope.account,
-                    envelope.key,
-                    String::from(Box::<str>::from(envelope.payload)),
-                    envelope.trace,
-                ))
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let rows = json_rows(&rows)?;
-        // `order by key` keeps the array's order in the outbox's sequence, which is the publishing order.
-        self.kernel_execute(
-            "insert into _outbox (id, kind, topic, version, occurred_at, producer, account_id, event_key, payload, \
-             trace) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-             value ->> 6, value ->> 7, value ->> 8, value ->> 9 from jsonb_each(?) order by key",
-            crate::args![rows],
-        )
-        .await?;
-        self.published = true;
-        Ok(())
     }
 
     pub(crate) async fn kernel_execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
