@@ -59,20 +59,30 @@ enum Command {
     },
     /// Apply pending migrations to every service's namespace (or one service's).
     Migrate {
+        /// Migrate only this service's namespace (default: every service's).
         #[arg(long)]
         service: Option<String>,
+        /// Data directory holding the namespaces (default: data.dir, ./data).
         #[arg(long, env = "OMNIDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Mint a single-use plan token that moves an account to a plan (`POST /api/plan/register/:plan_token`).
+    /// Mint a single-use token that moves an account to a plan when its owner or an admin redeems it
+    /// (`POST /api/plan/register/{plan_token}`).
+    ///
+    /// The token is written straight into the plan service's database, so run this where that database
+    /// is (the data directory below). It prints the token, to hand to the account's owner; the token works
+    /// for that account only, once, until it expires.
     PlanToken {
+        /// The account to move, by id (a UUID: `account.id` in the login answer or in `GET /api/users/{id}`).
         #[arg(long)]
         account: String,
-        #[arg(long)]
+        /// The plan to move it to, by code; `GET /api/plans` shows what each plan costs and allows.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(plan::plan_codes()))]
         plan: String,
-        /// How long the token can be redeemed.
+        /// How long the token can be redeemed, in seconds (the default is 7 days).
         #[arg(long, default_value_t = 7 * 24 * 3600)]
         ttl_secs: u64,
+        /// Data directory holding the plan service's database (default: data.dir, ./data).
         #[arg(long, env = "OMNIDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
@@ -80,11 +90,13 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+        /// Data directory holding the namespaces (default: data.dir, ./data).
         #[arg(long, global = true, env = "OMNIDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
     /// Print the effective configuration (secrets redacted), or the commented example.
     Config {
+        /// Print the commented example of every key instead (omnidesk.example.toml).
         #[arg(long)]
         example: bool,
     },
@@ -96,6 +108,7 @@ enum EventsCommand {
     Failed,
     /// Ask the running consumers to re-deliver dead letters (all, or one event).
     Replay {
+        /// Re-deliver only this event (its `event_id` in what `omnidesk events failed` prints).
         #[arg(long)]
         event: Option<String>,
     },
@@ -309,25 +322,70 @@ fn print_routes(config: &Config, mode: TopologyMode) -> anyhow::Result<()> {
             .map(|group| if groups.len() == 1 { "omnidesk".to_owned() } else { group.join("+") })
             .unwrap_or_default()
     };
-    println!("{:<7} {:<34} {:<12} PROCESS ({mode:?})", "METHOD", "PATH", "SERVICE");
-    for owned in table.routes() {
-        println!(
-            "{:<7} {:<34} {:<12} {}",
-            owned.route.method.as_str(),
-            owned.route.path,
-            owned.service,
-            process_of(owned.service)
-        );
-    }
-    let served: Vec<&str> = table.routes().iter().map(|r| r.service).collect();
-    let idle: Vec<_> = table.claims().into_iter().filter(|(_, service)| !served.contains(service)).collect();
-    if !idle.is_empty() {
-        println!("\nClaimed prefixes whose service has no routes yet:");
-        for (prefix, service) in idle {
-            println!("{:<7} {:<34} {:<12} {}", "*", format!("{prefix}/**"), service, process_of(service));
+    print!("{}", route_listing(&table, &service_names(), mode, process_of));
+    Ok(())
+}
+
+/// What `omnidesk routes` prints: every route, then the claimed prefixes no route is under yet, then the
+/// services that claim no path at all (hosted all the same, e.g. batch, whose jobs come later), in columns
+/// as wide as their widest cell.
+fn route_listing(
+    table: &RouteTable,
+    services: &[&'static str],
+    mode: TopologyMode,
+    process_of: impl Fn(&str) -> String,
+) -> String {
+    let row = |method: &str, path: &str, service: &str| {
+        [method.to_owned(), path.to_owned(), service.to_owned(), process_of(service)]
+    };
+    let routes: Vec<_> =
+        table.routes().iter().map(|owned| row(owned.route.method.as_str(), owned.route.path, owned.service)).collect();
+    // A prefix covers the paths that continue it by whole segments (as the route table checks claims).
+    let under = |prefix: &str, path: &str| {
+        path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let empty_claims: Vec<_> = table
+        .claims()
+        .into_iter()
+        .filter(|(prefix, _)| !table.routes().iter().any(|owned| under(prefix, owned.route.path)))
+        .map(|(prefix, service)| row("*", &format!("{prefix}/**"), service))
+        .collect();
+    let claimed: Vec<&str> = table.claims().into_iter().map(|(_, service)| service).collect();
+    let pathless: Vec<_> =
+        services.iter().filter(|service| !claimed.contains(service)).map(|service| row("-", "-", service)).collect();
+
+    let header = ["METHOD".to_owned(), "PATH".to_owned(), "SERVICE".to_owned(), format!("PROCESS ({mode:?})")];
+    let every_row = std::iter::once(&header).chain(&routes).chain(&empty_claims).chain(&pathless);
+    let mut widths = [0; 3];
+    for cells in every_row {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
         }
     }
-    Ok(())
+    let line = |cells: &[String; 4]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+    };
+
+    let mut out = line(&header);
+    out.extend(routes.iter().map(line));
+    if !empty_claims.is_empty() {
+        out.push_str("\nClaimed prefixes with no routes under them yet:\n");
+        out.extend(empty_claims.iter().map(line));
+    }
+    if !pathless.is_empty() {
+        out.push_str("\nServices that claim no paths and serve no routes:\n");
+        out.extend(pathless.iter().map(line));
+    }
+    out
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or (for children of `omnidesk up`) when the parent process is gone.
@@ -346,4 +404,67 @@ async fn shutdown_signal() {
         () = supervisor::parent_gone() => tracing::warn!("parent process gone; shutting down"),
     }
     tracing::info!("shutting down; letting in-flight requests finish");
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+    use kernel::ServiceSpec;
+    use kernel::routes::RouteInfo;
+
+    use super::*;
+
+    fn things_routes() -> Vec<RouteInfo> {
+        vec![
+            RouteInfo { method: Method::GET, path: "/api/things" },
+            RouteInfo {
+                method: Method::DELETE,
+                path: "/api/things/{thing_id}/attachments/{attachment_id}/thumbnails/{size}",
+            },
+        ]
+    }
+
+    /// A service with a path longer than any real one and a claim with nothing under it, and a service
+    /// that claims no paths at all.
+    const SERVICES: &[ServiceSpec] = &[
+        ServiceSpec {
+            routes: things_routes,
+            ..ServiceSpec::without_features("things", "things", &["/api/things", "/hooks/things"])
+        },
+        ServiceSpec::without_features("jobs", "scheduled jobs", &[]),
+    ];
+
+    fn listing() -> String {
+        let table = RouteTable::build(SERVICES).expect("a valid table");
+        route_listing(&table, &["things", "jobs"], TopologyMode::Microservices, |service| format!("{service}-process"))
+    }
+
+    #[test]
+    fn the_route_listing_keeps_its_columns_aligned_whatever_the_path_length() {
+        let listing = listing();
+        let header = listing.lines().next().expect("a header");
+        let service_column = header.find("SERVICE").expect("a SERVICE column");
+        let process_column = header.find("PROCESS").expect("a PROCESS column");
+
+        let rows: Vec<&str> = listing.lines().skip(1).filter(|line| !line.is_empty() && !line.ends_with(':')).collect();
+
+        assert_eq!(rows.len(), 4, "{listing}");
+        for row in rows {
+            assert!(row[service_column..].starts_with("things") || row[service_column..].starts_with("jobs"), "{row}");
+            assert_eq!(&row[service_column - 1..service_column], " ", "{row}");
+            assert!(row[process_column..].ends_with("-process") && !row[process_column..].contains(' '), "{row}");
+        }
+    }
+
+    #[test]
+    fn the_route_listing_names_idle_claims_and_services_without_paths() {
+        let listing = listing();
+
+        let idle = listing.split("Claimed prefixes with no routes under them yet:\n").nth(1).expect("idle claims");
+        let pathless = listing.split("Services that claim no paths and serve no routes:\n").nth(1).expect("pathless");
+
+        assert!(idle.lines().next().is_some_and(|line| line.contains("/hooks/things/**")), "{listing}");
+        assert!(!idle.contains("/api/things/**"), "{listing}");
+        assert!(pathless.lines().next().is_some_and(|line| line.contains("jobs") && line.ends_with("jobs-process")));
+    }
 }

@@ -118,5 +118,8 @@ fn plan_token_refuses_an_unknown_plan() {
         omnidesk(&["plan-token", "--account", account, "--plan", "gold", "--data-dir", "state"], &[], dir.path());
 
     assert!(!output.status.success());
-    assert!(text(&output.stderr).contains("unknown plan `gold`"), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("invalid value 'gold'"), "{stderr}");
+    assert!(stderr.contains("[possible values: free, starter, pro, business]"), "{stderr}");
+    assert!(!dir.path().join("state").exists(), "nothing was created");
 }

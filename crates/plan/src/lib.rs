@@ -35,6 +35,11 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     start: |context| Box::pin(start(context)),
 };
 
+/// The codes of the catalogue's plans, least expensive first.
+pub fn plan_codes() -> Vec<&'static str> {
+    catalogue::PLANS.iter().map(|plan| plan.code).collect()
+}
+
 /// Mints a plan token for `account` directly in the plan namespace at `namespace` (the administrator's
 /// `omnidesk plan-token`); returns the token to hand to the account's owner.
 pub async fn mint_admin_token(
@@ -44,8 +49,7 @@ pub async fn mint_admin_token(
     ttl: std::time::Duration,
 ) -> anyhow::Result<String> {
     if catalogue::find(plan).is_none() {
-        let codes: Vec<&str> = catalogue::PLANS.iter().map(|p| p.code).collect();
-        anyhow::bail!("unknown plan `{plan}`; plans: {}", codes.join(", "));
+        anyhow::bail!("unknown plan `{plan}`; plans: {}", plan_codes().join(", "));
     }
     let mut tx = namespace.begin().await?;
     let token = plans::Plans::mint_token_for(&mut tx, account, plan, "admin", ttl).await?;

@@ -315,18 +315,42 @@ impl ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(error: figment::Error) -> Self {
-        let messages: Vec<String> = error
-            .into_iter()
-            .map(|e| {
-                // Name the seed's variable when it set the key: `DATABASE_MODE`, not `DATA.MODE`.
-                let key = e.path.join(".");
-                match SEED_VARIABLES.iter().find(|(_, k)| k.eq_ignore_ascii_case(&key)) {
-                    Some((variable, _)) => format!("{e} (set by {variable})"),
-                    None => e.to_string(),
-                }
-            })
-            .collect();
+        let messages: Vec<String> = error.into_iter().map(|e| describe(&e)).collect();
         Self(messages.join("; "))
+    }
+}
+
+/// One figment error, worded for whoever set the value. Figment's own text quotes a list of expected values
+/// twice (``expected ``monolithic` or `distributed`` ``) and names a variable's key by its path
+/// (`DATA.MODE`); here the list is quoted once, and a value set by a variable is named by that variable.
+fn describe(e: &figment::Error) -> String {
+    use figment::error::{Kind, OneOf};
+    let problem = match &e.kind {
+        Kind::UnknownVariant(found, expected) => format!("expected {}, found `{found}`", OneOf(expected)),
+        Kind::UnknownField(found, expected) => format!("unknown key `{found}`; expected {}", OneOf(expected)),
+        other => other.to_string(),
+    };
+    let key = e.path.join(".");
+    let Some(metadata) = &e.metadata else {
+        return if key.is_empty() { problem } else { format!("`{key}`: {problem}") };
+    };
+    // The providers' names, as figment's `Env` gives them: `Env::raw()` (the seed's variables) and
+    // `Env::prefixed("OMNIDESK_")`.
+    let variable = if metadata.name == "environment variable(s)" {
+        SEED_VARIABLES.iter().find(|(_, k)| k.eq_ignore_ascii_case(&key)).map(|(variable, _)| (*variable).to_owned())
+    } else if metadata.name.starts_with("`OMNIDESK_`") {
+        let path: Vec<String> = e.path.iter().map(|segment| segment.to_ascii_uppercase()).collect();
+        Some(format!("OMNIDESK_{}", path.join("__")))
+    } else {
+        None
+    };
+    match variable {
+        Some(variable) => format!("`{variable}` ({key}): {problem}"),
+        None => {
+            let key = if key.is_empty() { String::new() } else { format!("`{key}` ") };
+            let source = metadata.source.as_ref().map_or_else(String::new, |source| format!("{source} "));
+            format!("{key}in {source}{}: {problem}", metadata.name)
+        }
     }
 }
 

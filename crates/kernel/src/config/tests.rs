@@ -43,8 +43,15 @@ fn the_seed_variables_keep_their_names_and_meaning() {
 fn an_invalid_value_is_reported_with_its_key() {
     Jail::expect_with(|jail| {
         jail.set_env("DATABASE_MODE", "sharded");
-        let error = Config::load(None).expect_err("sharded is not a mode").to_string().to_lowercase();
-        assert!(error.contains("data.mode") && error.contains("sharded"), "{error}");
+        let error = Config::load(None).expect_err("sharded is not a mode").to_string();
+        assert!(
+            error.contains("`DATABASE_MODE` (data.mode): expected `monolithic` or `distributed`, found `sharded`"),
+            "named by the variable that set it, the choices quoted once: {error}"
+        );
+        jail.set_env("DATABASE_MODE", "monolithic");
+        jail.set_env("OMNIDESK_TOPOLOGY__MODE", "everywhere");
+        let error = Config::load(None).expect_err("not a topology").to_string();
+        assert!(error.contains("`OMNIDESK_TOPOLOGY__MODE` (topology.mode): expected"), "{error}");
         Ok(())
     });
 }
