@@ -15,7 +15,7 @@ use contracts::plan::{Feature, Limited, PlanPort};
 use contracts::user::UserPort;
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::Caller;
-use kernel::http::{FieldError, Problem};
+use kernel::http::FieldError;
 use kernel::store::{StoreError, Tx};
 use serde_json::json;
 
@@ -511,11 +511,11 @@ fn distinct_bounded<T: Eq + std::hash::Hash + Clone>(items: Vec<T>, field: &str)
     for item in items {
         if seen.insert(item.clone()) {
             if distinct.len() == MAX_LISTED {
-                return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                return Err(InboxError::Invalid(vec![FieldError::new(
                     field,
                     "too_many",
                     format!("`{field}` may hold at most {MAX_LISTED} different items."),
-                )])));
+                )]));
             }
             distinct.push(item);
         }

@@ -12,7 +12,7 @@ use contracts::channel::ChannelKind;
 use contracts::plan::Feature;
 use kernel::auth::Caller;
 use kernel::clock::now_ms;
-use kernel::http::{FieldError, Json, Path, Problem, Query};
+use kernel::http::{FieldError, Json, Path, Query};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -82,27 +82,25 @@ fn text(field: &str, value: &str, max: usize, errors: &mut Vec<FieldError>) -> S
 }
 
 fn check(errors: Vec<FieldError>) -> Result<(), InboxError> {
-    if errors.is_empty() { Ok(()) } else { Err(InboxError::Invalid(Problem::validation(errors))) }
+    if errors.is_empty() { Ok(()) } else { Err(InboxError::Invalid(errors)) }
 }
 
 fn page_limit(limit: Option<i64>) -> Result<i64, InboxError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+        Some(_) => Err(InboxError::Invalid(vec![FieldError::new(
             "limit",
             "out_of_range",
             format!("`limit` is between 1 and {MAX_PAGE}."),
-        )]))),
+        )])),
     }
 }
 
 fn before(cursor_param: Option<&str>) -> Result<(i64, String), InboxError> {
     match cursor_param {
         None => Ok((i64::MAX, String::new())),
-        Some(c) => parse_cursor(c).ok_or_else(|| {
-            InboxError::Invalid(Problem::bad_request("invalid_cursor", "`cursor` must be a value from `next_cursor`."))
-        }),
+        Some(c) => parse_cursor(c).ok_or_else(|| InboxError::InvalidCursor),
     }
 }
 
@@ -348,11 +346,11 @@ async fn render_conversations(
         Some(s) => Some(
             Status::parse(s)
                 .ok_or_else(|| {
-                    InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                    InboxError::Invalid(vec![FieldError::new(
                         "status",
                         "unsupported",
                         "`status` is one of open, pending, resolved, snoozed, all.",
-                    )]))
+                    )])
                 })?
                 .as_str()
                 .to_owned(),
@@ -366,11 +364,11 @@ async fn render_conversations(
         Some(other) => match Uuid::parse_str(other) {
             Ok(id) => (Some(id.to_string()), false),
             Err(_) => {
-                return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+                return Err(InboxError::Invalid(vec![FieldError::new(
                     "assignee",
                     "unsupported",
                     "`assignee` is me, unassigned, all or a user id.",
-                )])));
+                )]));
             }
         },
     };
@@ -504,11 +502,11 @@ async fn change_priority(
     Json(body): Json<ChangePriority>,
 ) -> Reply<ConversationView> {
     if !PRIORITIES.contains(&body.priority.as_str()) {
-        return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
+        return Err(InboxError::Invalid(vec![FieldError::new(
             "priority",
             "unsupported",
             "`priority` is one of none, low, medium, high, urgent.",
-        )])));
+        )]));
     }
     Ok(Json(desk.set_priority(&caller, &id.to_string(), &body.priority).await?))
 }
@@ -718,11 +716,7 @@ async fn search_everything(
 ) -> Reply<SearchResults> {
     let limit = page_limit(query.limit.or(Some(20)))?;
     if query.q.chars().count() > 200 {
-        return Err(InboxError::Invalid(Problem::validation(vec![FieldError::new(
-            "q",
-            "too_long",
-            "`q` is limited to 200 characters.",
-        )])));
+        return Err(InboxError::Invalid(vec![FieldError::new("q", "too_long", "`q` is limited to 200 characters.")]));
     }
     let Some(fts) = search::match_query(&search::scope(&caller.account.to_string()), &query.q) else {
         return Ok(Json(SearchResults { contacts: Vec::new(), conversations: Vec::new(), messages: Vec::new() }));

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use contracts::UserId;
 use contracts::channel::{ChannelKind, ContactIdentified, DeliveryUpdated, InputPort, MessageReceived};
 use contracts::plan::{Allowance, FeatureAccess, PlanPort};
@@ -129,7 +128,9 @@ async fn wake_snoozed(desk: Arc<desk::Desk>) {
 #[derive(Debug, thiserror::Error)]
 pub enum InboxError {
     #[error("invalid input")]
-    Invalid(Problem),
+    Invalid(Vec<FieldError>),
+    #[error("`cursor` is not one this service gave")]
+    InvalidCursor,
     #[error("invalid {0}: {1}")]
     InvalidField(&'static str, String),
     #[error("{0} not found")]
@@ -156,16 +157,13 @@ pub enum InboxError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<Problem> for InboxError {
-    fn from(problem: Problem) -> Self {
-        InboxError::Invalid(problem)
-    }
-}
-
 impl From<InboxError> for Problem {
     fn from(error: InboxError) -> Self {
         match error {
-            InboxError::Invalid(problem) => problem,
+            InboxError::Invalid(errors) => Problem::validation(errors),
+            InboxError::InvalidCursor => {
+                Problem::bad_request("invalid_cursor", "`cursor` must be a value from `next_cursor`.")
+            }
             InboxError::InvalidField(field, why) => Problem::validation(vec![FieldError::new(field, "invalid", why)]),
             InboxError::NotFound(what) => {
                 Problem::not_found(&format!("{what}_not_found"), format!("No such {what} in your account."))
@@ -200,11 +198,7 @@ impl From<InboxError> for Problem {
     }
 }
 
-impl IntoResponse for InboxError {
-    fn into_response(self) -> Response {
-        Problem::from(self).into_response()
-    }
-}
+kernel::answered_as_problem!(InboxError);
 
 #[cfg(test)]
 mod tests {

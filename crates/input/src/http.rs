@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use contracts::channel::ChannelContact;
-use kernel::http::{ClientIp, Json, Path, Problem};
+use kernel::http::{ClientIp, Json, Path};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -42,13 +42,13 @@ async fn create_contact(
     ClientIp(ip): ClientIp,
     Path(identifier): Path<String>,
     Json(fields): Json<ContactFields>,
-) -> Result<Response, Problem> {
+) -> Result<Response, InputError> {
     input.widget_limits.contact(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let mut errors = Vec::new();
     let details = post::check_contact(fields, "", &mut errors);
     if !errors.is_empty() {
-        return Err(InputError::Invalid(errors).into());
+        return Err(InputError::Invalid(errors));
     }
     let contact: ChannelContact = input.identify_contact(&channel, details).await?;
     Ok((StatusCode::CREATED, Json(contact)).into_response())
@@ -66,7 +66,7 @@ async fn post_contact_message(
     Path((identifier, source_id)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<ContactMessage>,
-) -> Result<Response, Problem> {
+) -> Result<Response, InputError> {
     input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
@@ -74,7 +74,7 @@ async fn post_contact_message(
     let mut errors = Vec::new();
     post::check_content(&body.content, &mut errors);
     if !errors.is_empty() {
-        return Err(InputError::Invalid(errors).into());
+        return Err(InputError::Invalid(errors));
     }
     // The widget route has no raw body worth keeping; the canonical form of what was said (and by whom)
     // is both the audit record and what a retry must repeat.
@@ -121,12 +121,11 @@ async fn list_contact_messages(
     State(input): State<AppState>,
     ClientIp(ip): ClientIp,
     Path((identifier, source_id)): Path<(String, String)>,
-) -> Result<Json<Transcript>, Problem> {
+) -> Result<Json<Transcript>, InputError> {
     input.widget_limits.request(ip)?;
     let channel = input.open_channel(&identifier).await?;
     let contact = input.widget_contact(&channel, &source_id).await?;
-    let rows =
-        input.store.transcript(channel.inbox, &contact.source_id, TRANSCRIPT_LIMIT).await.map_err(InputError::from)?;
+    let rows = input.store.transcript(channel.inbox, &contact.source_id, TRANSCRIPT_LIMIT).await?;
     let messages = rows
         .into_iter()
         .map(|row| TranscriptMessage {
@@ -148,11 +147,10 @@ async fn post_signed_message(
     Path(identifier): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
+) -> Result<Response, InputError> {
     let channel = input.open_channel(&identifier).await?;
     let header = headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
-    let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)
-        .map_err(InputError::from)?;
+    let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)?;
     let idempotency_key = post::idempotency_key(&headers, true)?;
     let parsed: SignedPost = kernel::http::from_json_text(&body).map_err(|e| post::json_problem(&e))?;
     let mut errors = Vec::new();
@@ -160,7 +158,7 @@ async fn post_signed_message(
     let details = post::check_contact(parsed.contact.fields, "contact.", &mut errors);
     post::check_content(&parsed.content, &mut errors);
     if !errors.is_empty() {
-        return Err(InputError::Invalid(errors).into());
+        return Err(InputError::Invalid(errors));
     }
     let post = Post {
         idempotency_key,

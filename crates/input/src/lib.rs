@@ -273,6 +273,8 @@ impl From<InputError> for Problem {
     }
 }
 
+kernel::answered_as_problem!(InputError);
+
 async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let settings = Settings::from(&context.config().service(contracts::services::INPUT).settings)?;
     let store = store::Store::new(context.namespace());

@@ -305,3 +305,62 @@ fn crate_paths(source: &str) -> HashSet<String> {
     found.retain(|name| !name.is_empty());
     found
 }
+
+/// Architecture Invariant: every service has the same shape (ARCHITECTURE.md, "The shape of a service"):
+/// `lib.rs` with `SERVICE`, `start` and the service's error enum answered as a problem; `http.rs` or
+/// `http/` (routes and handlers, returning that error); `store.rs` or `store/` (all of its SQL);
+/// `events.rs` exactly when it consumes events; events published by the domain, never from the store or a
+/// handler; the kernel's `Json` everywhere.
+#[test]
+fn every_service_has_the_same_shape() {
+    let mut wrong = Vec::new();
+    let mut checked = Vec::new();
+    for spec in CATALOGUE.iter().filter(|spec| !(spec.routes)().is_empty()) {
+        let name = spec.name;
+        checked.push(name);
+        let src = workspace_root().join("crates").join(name).join("src");
+        let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+        let error = format!("{}{}Error", name[..1].to_uppercase(), &name[1..]);
+        for (what, present) in [
+            ("`pub const SERVICE: ServiceSpec` in lib.rs", lib.contains("pub const SERVICE: ServiceSpec")),
+            ("`async fn start` in lib.rs", lib.contains("async fn start(")),
+            ("its error enum in lib.rs", lib.contains(&format!("enum {error} {{"))),
+            ("the error answered as a problem", lib.contains(&format!("kernel::answered_as_problem!({error});"))),
+            ("http.rs or http/", src.join("http.rs").exists() || src.join("http").is_dir()),
+            ("store.rs or store/", src.join("store.rs").exists() || src.join("store").is_dir()),
+            (
+                "events.rs exactly when it consumes events",
+                src.join("events.rs").exists() == lib.contains("subscribe::<"),
+            ),
+        ] {
+            if !present {
+                wrong.push(format!("{name}: {what}"));
+            }
+        }
+        for file in rust_files(&src) {
+            let relative = file.strip_prefix(&src).expect("under src").to_string_lossy().into_owned();
+            let source = std::fs::read_to_string(&file).expect("readable");
+            let code = without_tests(&source);
+            let in_store = relative == "store.rs" || relative.starts_with("store/");
+            let in_http = relative == "http.rs" || relative.starts_with("http/");
+            if code.contains("axum::Json") || code.contains("use axum::Json") {
+                wrong.push(format!("{name}/{relative}: axum::Json instead of kernel::http::Json"));
+            }
+            if (in_store || in_http) && code.contains(".publish") {
+                wrong.push(format!(
+                    "{name}/{relative}: publishes events (the domain does, in the change's transaction)"
+                ));
+            }
+            let is_test = relative.ends_with("tests.rs") || relative.contains("tests/");
+            if !in_store && !is_test && !sql_literals(code).is_empty() {
+                wrong.push(format!("{name}/{relative}: SQL outside the store: {:?}", sql_literals(code)[0]));
+            }
+            if code.contains(&format!("enum {error}")) && code.contains("(Problem)") {
+                wrong.push(format!("{name}/{relative}: an HTTP problem inside the error enum"));
+            }
+        }
+    }
+    checked.sort_unstable();
+    assert_eq!(checked, ["inbox", "input", "payment", "plan", "user"], "every service with routes is checked");
+    assert!(wrong.is_empty(), "services out of shape:\n{}", wrong.join("\n"));
+}

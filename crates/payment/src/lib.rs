@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use kernel::http::{FieldError, Problem};
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
@@ -150,8 +149,4 @@ impl From<PaymentError> for Problem {
     }
 }
 
-impl IntoResponse for PaymentError {
-    fn into_response(self) -> Response {
-        Problem::from(self).into_response()
-    }
-}
+kernel::answered_as_problem!(PaymentError);

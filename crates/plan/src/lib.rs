@@ -14,7 +14,6 @@ mod store;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use contracts::account::{AccountCreated, PaymentSucceeded, SubscriptionEnded};
 use contracts::plan::PlanPort;
 use kernel::http::Problem;
@@ -97,8 +96,4 @@ impl From<PlanError> for Problem {
     }
 }
 
-impl IntoResponse for PlanError {
-    fn into_response(self) -> Response {
-        Problem::from(self).into_response()
-    }
-}
+kernel::answered_as_problem!(PlanError);

@@ -151,8 +151,8 @@ impl Fields {
     }
 
     /// Every field was valid: the caller may unwrap what it checked.
-    pub fn finish(self) -> Result<(), kernel::http::Problem> {
-        if self.0.is_empty() { Ok(()) } else { Err(kernel::http::Problem::validation(self.0)) }
+    pub fn finish(self) -> Result<(), crate::UserError> {
+        if self.0.is_empty() { Ok(()) } else { Err(crate::UserError::Invalid(self.0)) }
     }
 }
 

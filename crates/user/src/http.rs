@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use contracts::plan::{PlanPort, PlanSummary};
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::{Caller, Revoker, TokenSigner};
-use kernel::http::{ClientIp, FieldError, Json, Path, Problem};
+use kernel::http::{ClientIp, FieldError, Json, Path};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -323,12 +323,11 @@ async fn update_user(
     let changed_password = if let Some(password) = new_password {
         let current = body.current_password.unwrap_or_default();
         if !verify_password(current, Some(user.password_hash.clone())).await? {
-            return Err(Problem::validation(vec![FieldError::new(
+            return Err(UserError::Invalid(vec![FieldError::new(
                 "current_password",
                 "incorrect",
                 "The current password is not correct.",
-            )])
-            .into());
+            )]));
         }
         changes.password_hash = Some(hash_password(password.expose().to_owned()).await?);
         true
@@ -356,7 +355,7 @@ async fn update_language(
     caller: Caller,
     Json(body): Json<UpdateLanguageRequest>,
 ) -> Result<Json<UserView>, UserError> {
-    let language = Language::parse(&body.language).map_err(|e| Problem::validation(vec![e]))?;
+    let language = Language::parse(&body.language).map_err(|e| UserError::Invalid(vec![e]))?;
     let changes = UserChanges { language: Some(language), ..UserChanges::default() };
     if !users.store.update_user(caller.user, changes, now_ms()).await? {
         return Err(UserError::NotFound);

@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use contracts::plan::PlanPort;
+use contracts::plan::{Allowance, PlanPort};
 use contracts::user::UserPort;
-use kernel::http::Problem;
+use kernel::http::{FieldError, Problem};
 use kernel::ports::PortError;
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
@@ -81,7 +80,7 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
 #[derive(Debug, thiserror::Error)]
 enum UserError {
     #[error("invalid input")]
-    Invalid(Problem),
+    Invalid(Vec<FieldError>),
     #[error("e-mail already registered")]
     EmailTaken,
     #[error("wrong e-mail or password")]
@@ -97,7 +96,7 @@ enum UserError {
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("refused by the account's plan")]
-    PlanLimit(Problem),
+    PlanLimit(Box<Allowance>),
     #[error("invitation not found")]
     InvitationNotFound,
     #[error("invitation already used")]
@@ -116,16 +115,10 @@ enum UserError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<Problem> for UserError {
-    fn from(problem: Problem) -> Self {
-        UserError::Invalid(problem)
-    }
-}
-
 impl From<UserError> for Problem {
     fn from(error: UserError) -> Self {
         match error {
-            UserError::Invalid(problem) => problem,
+            UserError::Invalid(errors) => Problem::validation(errors),
             UserError::EmailTaken => {
                 Problem::conflict("email_taken", "An account with this e-mail address already exists.")
             }
@@ -139,7 +132,7 @@ impl From<UserError> for Problem {
             UserError::RateLimited(retry_after) => Problem::too_many_requests("login_rate_limited", retry_after),
             UserError::NotFound => Problem::not_found("user_not_found", "No such user in your account."),
             UserError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", why),
-            UserError::PlanLimit(refusal) => refusal,
+            UserError::PlanLimit(allowance) => allowance.refusal(),
             UserError::InvitationNotFound => {
                 Problem::not_found("invitation_not_found", "No such invitation; it may have been revoked or replaced.")
             }
@@ -174,8 +167,4 @@ impl From<UserError> for Problem {
     }
 }
 
-impl IntoResponse for UserError {
-    fn into_response(self) -> Response {
-        Problem::from(self).into_response()
-    }
-}
+kernel::answered_as_problem!(UserError);

@@ -179,6 +179,19 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Makes a service's error enum an answer: the problem it converts to (it implements
+/// `From<TheError> for Problem`, where each variant's status, code and wording are decided once).
+#[macro_export]
+macro_rules! answered_as_problem {
+    ($error:ty) => {
+        impl ::axum::response::IntoResponse for $error {
+            fn into_response(self) -> ::axum::response::Response {
+                ::axum::response::IntoResponse::into_response($crate::http::Problem::from(self))
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

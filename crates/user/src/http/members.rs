@@ -106,7 +106,7 @@ pub(super) async fn invite_member(
     let seats = users.store.seats_taken(caller.account, now, email.as_str()).await?;
     let allowance = users.plans.allowance(caller.account, Limited::Agents, seats).await?;
     if !allowance.allowed {
-        return Err(UserError::PlanLimit(allowance.refusal()));
+        return Err(UserError::PlanLimit(Box::new(allowance)));
     }
 
     let token = new_invitation_token();
