@@ -3,7 +3,7 @@
 
 use contracts::AccountId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx, json_rows};
+use kernel::store::{StoreError, Tx, json_rows};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InboxRow {
@@ -148,20 +148,9 @@ pub type Touch<'a> = (&'a str, &'a str, i64, &'a str, i64);
 /// A search document ([`Store::index_all`]): scope, indexed text, kind, id, conversation.
 pub type Document<'a> = (&'a str, &'a str, &'static str, &'a str, Option<&'a str>);
 
-#[derive(Clone)]
-pub struct Store {
-    db: Namespace,
-}
+kernel::service_store!(Store);
 
 impl Store {
-    pub fn new(db: Namespace) -> Self {
-        Self { db }
-    }
-
-    pub fn namespace(&self) -> &Namespace {
-        &self.db
-    }
-
     // Inboxes.
 
     pub async fn inboxes(&self, account: AccountId) -> Result<Vec<InboxRow>, StoreError> {

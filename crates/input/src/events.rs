@@ -2,7 +2,7 @@
 //! added to the contact's transcript and, when the channel has a callback URL, queued for delivery — in the
 //! consumer's transaction, so a reply is queued exactly once however often the event arrives. What it
 //! publishes (`input.message_received`, `input.contact_identified`, `input.delivery_updated`) is written by
-//! `inbound.rs` and `delivery.rs`.
+//! `inbound.rs` and `replies.rs`.
 
 use std::sync::Arc;
 

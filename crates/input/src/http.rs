@@ -14,8 +14,8 @@ use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::channel_signature;
 use crate::post::{self, Accepted, ContactFields, Origin, Post, SignedPost};
-use crate::signature;
 use crate::{Input, InputError};
 use kernel::clock::now_secs;
 
@@ -149,8 +149,9 @@ async fn post_signed_message(
     body: Bytes,
 ) -> Result<Response, InputError> {
     let channel = input.open_channel(&identifier).await?;
-    let header = headers.get(signature::HEADER).map(|v| v.to_str().unwrap_or_default());
-    let signed_at = signature::verify(header, &body, &channel.secret, now_secs(), signature::TOLERANCE_SECS)?;
+    let header = headers.get(channel_signature::HEADER).map(|v| v.to_str().unwrap_or_default());
+    let signed_at =
+        channel_signature::verify(header, &body, &channel.secret, now_secs(), channel_signature::TOLERANCE_SECS)?;
     let idempotency_key = post::idempotency_key(&headers, true)?;
     let parsed: SignedPost = kernel::http::from_json_text(&body).map_err(|e| post::json_problem(&e))?;
     let mut errors = Vec::new();

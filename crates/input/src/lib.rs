@@ -20,14 +20,14 @@
 //! widget-style routes (the signed server-to-server route is not limited: its caller holds the secret).
 
 mod callbacks;
+pub mod channel_signature;
 mod channels;
-mod delivery;
 mod events;
 mod http;
 mod inbound;
 mod post;
 mod recorder;
-pub mod signature;
+mod replies;
 mod store;
 
 use std::collections::BTreeMap;
@@ -203,7 +203,7 @@ pub enum InputError {
     #[error("no such contact on this channel")]
     ContactNotFound,
     #[error(transparent)]
-    InvalidSignature(#[from] signature::SignatureError),
+    InvalidSignature(#[from] channel_signature::ChannelSignatureError),
     #[error("the Idempotency-Key header is required")]
     IdempotencyKeyRequired,
     #[error("the Idempotency-Key header is invalid: {0}")]
@@ -280,7 +280,7 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     let store = store::Store::new(context.namespace());
     let input = Arc::new(Input::new(store.clone(), context.port::<dyn PlanPort>()?, &settings));
     context.provide::<dyn InputPort>(input.clone())?;
-    let worker = delivery::Worker::new(store, &settings)?;
+    let worker = replies::Worker::new(store, &settings)?;
     context.subscribe::<MessageCreated, _>(Arc::new(events::RecordReplies { wake: worker.wake() }))?;
     worker.spawn();
     Ok(http::routes().into_router(input))

@@ -3,7 +3,7 @@
 use contracts::AccountId;
 use contracts::inbox::InboxId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx, json_rows};
+use kernel::store::{StoreError, Tx, json_rows};
 
 /// A channel: an inbox's public endpoint.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -161,16 +161,9 @@ const CONTACTS_BY_IDENTITY: &str = "select c.inbox_id, c.source_id, c.name, c.em
      c.first_message_at from jsonb_each(?) as i \
      join channel_contacts c on c.inbox_id = i.value ->> 0 and c.source_id = i.value ->> 1";
 
-#[derive(Clone)]
-pub struct Store {
-    db: Namespace,
-}
+kernel::service_store!(Store);
 
 impl Store {
-    pub fn new(db: Namespace) -> Self {
-        Self { db }
-    }
-
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         self.db.begin().await
     }

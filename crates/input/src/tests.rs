@@ -695,8 +695,11 @@ async fn receiver(failures: u32) -> Receiver {
             let (counter, kept) = (counter.clone(), kept.clone());
             async move {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                *kept.lock().expect("lock") =
-                    Some((header(crate::signature::HEADER), header(crate::delivery::DELIVERY_HEADER), body.to_vec()));
+                *kept.lock().expect("lock") = Some((
+                    header(crate::channel_signature::HEADER),
+                    header(crate::replies::DELIVERY_HEADER),
+                    body.to_vec(),
+                ));
                 if counter.fetch_add(1, Ordering::SeqCst) < failures {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
@@ -724,7 +727,7 @@ fn fast(max_attempts: u32) -> Settings {
 
 /// Runs the worker until no delivery is pending (or two seconds pass).
 async fn deliver_all(f: &Fixture, settings: &Settings) {
-    let worker = Arc::new(crate::delivery::Worker::new(f.input.store.clone(), settings).expect("worker"));
+    let worker = Arc::new(crate::replies::Worker::new(f.input.store.clone(), settings).expect("worker"));
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while let Some(_next) = worker.clone().run_due().await.expect("runs") {
         assert!(std::time::Instant::now() < deadline, "deliveries still pending");
@@ -751,7 +754,7 @@ async fn a_reply_is_delivered_signed_after_two_failures_and_ends_sent() {
     assert_eq!(f.outbox().await - outbox_before, 3, "two pending updates and one sent");
     let (signature, delivery, body) = target.last.lock().expect("lock").clone().expect("received");
     let now = now_ms() / 1000;
-    assert!(crate::signature::verify(Some(&signature), &body, &channel.secret, now, 300).is_ok());
+    assert!(crate::channel_signature::verify(Some(&signature), &body, &channel.secret, now, 300).is_ok());
     assert!(!delivery.is_empty());
     let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(body["event"], "message.created");

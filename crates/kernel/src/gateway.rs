@@ -305,7 +305,7 @@ impl Gateway {
         }
 
         match self.client.request(upstream_request).await {
-            Ok(response) => relay(service, response, client_upgrade),
+            Ok(response) => pass_back(service, response, client_upgrade),
             Err(error) if error.is_connect() => {
                 tracing::warn!(service, error = %error_chain(&error), "upstream unreachable");
                 unavailable(service)
@@ -332,7 +332,7 @@ fn exceeded_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Turns the upstream's response into ours. A 101 starts a tunnel between the two upgraded connections.
-fn relay(
+fn pass_back(
     service: &'static str,
     mut response: axum::http::Response<hyper::body::Incoming>,
     client_upgrade: Option<OnUpgrade>,

@@ -63,7 +63,7 @@ const OUTPUT_BACKLOG_LINES: usize = 1024;
 
 /// What `omnidesk up` runs.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Layout {
     /// The colocation groups, one child process each.
     pub groups: Vec<Vec<&'static str>>,
     /// The gateway's public address (port 0 picks a free port; the actual address is printed).
@@ -146,30 +146,30 @@ pub async fn parent_gone() {
 }
 
 /// Runs every group as a child process plus the gateway in this process until Ctrl-C/SIGTERM.
-pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow::Result<()> {
+pub async fn up(mut config: Config, catalogue: Catalogue, layout: Layout) -> anyhow::Result<()> {
     // The handlers go in first: a signal arriving while the children start must still stop them.
     let shutdown = shutdown_requested()?;
     tokio::pin!(shutdown);
 
-    if plan.groups.is_empty() || plan.groups.iter().any(Vec::is_empty) {
+    if layout.groups.is_empty() || layout.groups.iter().any(Vec::is_empty) {
         bail!("nothing to run: every group needs at least one service");
     }
-    std::fs::create_dir_all(&plan.data_dir)
-        .with_context(|| format!("creating the data directory {}", plan.data_dir.display()))?;
-    config.data.dir = plan.data_dir.clone();
+    std::fs::create_dir_all(&layout.data_dir)
+        .with_context(|| format!("creating the data directory {}", layout.data_dir.display()))?;
+    config.data.dir = layout.data_dir.clone();
     // Only the user service's process would create the key pair, and the others would fail to start if they
     // came up first; creating it here lets every child find the public key.
     let keys = config.key_files();
     keys.ensure().with_context(|| format!("creating the token keys under {}", keys.private_key.display()))?;
     let secret = config.internal.secret.clone().unwrap_or_else(generate_secret);
-    let run_dir = plan.data_dir.join("run");
+    let run_dir = layout.data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
     // Every port is held until all are chosen, so that no two groups can be given the same one; they are
     // released just before the children bind them.
-    let mut groups = Vec::with_capacity(plan.groups.len());
-    let mut reservations = Vec::with_capacity(plan.groups.len());
-    for services in &plan.groups {
+    let mut groups = Vec::with_capacity(layout.groups.len());
+    let mut reservations = Vec::with_capacity(layout.groups.len());
+    for services in &layout.groups {
         let reservation = reserve_loopback_port().context("choosing a port for a child process")?;
         let port = reservation.local_addr().context("reading a reserved port")?.port();
         reservations.push(reservation);
@@ -178,14 +178,14 @@ pub async fn up(mut config: Config, catalogue: Catalogue, plan: Plan) -> anyhow:
     drop(reservations);
 
     let table = RouteTable::build(catalogue)?;
-    let listener = TcpListener::bind(plan.listen)
+    let listener = TcpListener::bind(layout.listen)
         .await
-        .with_context(|| format!("listening on {} for the gateway", plan.listen))?;
+        .with_context(|| format!("listening on {} for the gateway", layout.listen))?;
     let gateway_addr = listener.local_addr().context("reading the gateway's address")?;
     let launch = Launch {
-        exe: plan.exe.clone(),
-        data_dir: plan.data_dir.clone(),
-        config_file: plan.config_file.clone(),
+        exe: layout.exe.clone(),
+        data_dir: layout.data_dir.clone(),
+        config_file: layout.config_file.clone(),
         env: child_environment(&groups, &secret),
     };
     let (output, output_lines) = mpsc::channel::<String>(OUTPUT_BACKLOG_LINES);

@@ -178,14 +178,14 @@ async fn main() -> anyhow::Result<()> {
                      (and RABBIT_MQ_USER / RABBIT_MQ_PASSWORD), e.g. RABBIT_MQ_HOST=127.0.0.1 RABBIT_MQ_PASSWORD=guest"
                 );
             }
-            let plan = supervisor::Plan {
+            let layout = supervisor::Layout {
                 groups,
                 listen: config.http.listen,
                 data_dir: config.data.dir.clone(),
                 exe: std::env::current_exe().context("locating the omnidesk binary")?,
                 config_file: cli.config.clone(),
             };
-            supervisor::up(config, CATALOGUE, plan).await
+            supervisor::up(config, CATALOGUE, layout).await
         }
         Command::Routes { topology } => {
             print_routes(&config, topology.unwrap_or(config.topology.mode))?;

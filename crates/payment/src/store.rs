@@ -2,7 +2,7 @@
 
 use contracts::AccountId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx};
+use kernel::store::{StoreError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProfileRow {
@@ -47,16 +47,9 @@ pub struct ProfileUpdate<'a> {
     pub now_ms: i64,
 }
 
-#[derive(Clone)]
-pub struct Store {
-    db: Namespace,
-}
+kernel::service_store!(Store);
 
 impl Store {
-    pub fn new(db: Namespace) -> Self {
-        Self { db }
-    }
-
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         self.db.begin().await
     }

@@ -2,7 +2,7 @@
 
 use contracts::AccountId;
 use kernel::args;
-use kernel::store::{Namespace, StoreError, Tx};
+use kernel::store::{StoreError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubscriptionRow {
@@ -28,20 +28,9 @@ pub struct NewPlanToken<'a> {
     pub expires_at_ms: i64,
 }
 
-#[derive(Clone)]
-pub struct Store {
-    db: Namespace,
-}
+kernel::service_store!(Store);
 
 impl Store {
-    pub fn new(db: Namespace) -> Self {
-        Self { db }
-    }
-
-    pub fn namespace(&self) -> &Namespace {
-        &self.db
-    }
-
     pub async fn subscription(&self, account: AccountId) -> Result<Option<SubscriptionRow>, StoreError> {
         self.db
             .fetch_optional(

@@ -3,7 +3,7 @@
 use contracts::{AccountId, Role, UserId};
 use kernel::args;
 use kernel::auth::Revocation;
-use kernel::store::{Namespace, StoreError, Tx};
+use kernel::store::{StoreError, Tx};
 
 use crate::domain::{InvitationId, Language};
 
@@ -163,10 +163,7 @@ pub struct UserChanges {
     pub language: Option<Language>,
 }
 
-#[derive(Clone)]
-pub struct Store {
-    db: Namespace,
-}
+kernel::service_store!(Store);
 
 /// Inserts `user` inside `tx` (registration and accepted invitations both create users).
 async fn insert_user(tx: &mut Tx<'_>, user: &UserRow) -> Result<(), StoreError> {
@@ -188,14 +185,6 @@ async fn insert_user(tx: &mut Tx<'_>, user: &UserRow) -> Result<(), StoreError> 
 }
 
 impl Store {
-    pub fn new(db: Namespace) -> Self {
-        Self { db }
-    }
-
-    pub fn namespace(&self) -> &Namespace {
-        &self.db
-    }
-
     /// Creates the account, the user and the owner membership inside `tx`.
     pub async fn insert_user_with_account(
         tx: &mut Tx<'_>,

@@ -101,9 +101,9 @@ impl<E: Event, H> Typed<E, H> {
     }
 }
 
-/// A consumer's bindings to a topic exchange ([`Delivery::routes`]).
+/// A consumer's bindings to a topic exchange ([`Delivery::bindings`]).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Routes {
+pub struct Bindings {
     pub bind: Vec<String>,
     pub unbind: Vec<String>,
 }
@@ -180,8 +180,8 @@ impl Delivery {
     /// bound. For each type it handles: the type itself (events published without a topic) and either
     /// every topic of it (`type.#`) or, when its handler wants only some, each of those (`type.<topic>`),
     /// with `type.#` to unbind (a binding left from when it wanted all would defeat the choice).
-    pub fn routes(&self) -> Routes {
-        let mut routes = Routes::default();
+    pub fn bindings(&self) -> Bindings {
+        let mut routes = Bindings::default();
         for kind in self.kinds() {
             let all = format!("{kind}.#");
             match self.handlers[kind].topics() {

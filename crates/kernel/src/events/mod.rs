@@ -23,7 +23,7 @@ mod outbox;
 pub mod rabbitmq;
 
 pub use dead_letters::{DeadLetter, dead_letters, request_replay};
-pub use delivery::{Delivery, Handler, Outcome, Routes};
+pub use delivery::{Bindings, Delivery, Handler, Outcome};
 pub use outbox::{flush, outbox_backlog, relay, relay_metered, trim};
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Topology: one durable topic exchange (`omnidesk.events`), the event type (followed by its topic, if it
 //! has one: `message.created.outgoing`) as routing key, and one durable queue per consuming service
 //! (`omnidesk.events.<consumer>`) bound to the types it handles, with all their topics or only those its
-//! handler wants ([`Delivery::routes`]). Replicas of a service share its queue, so each event is applied
+//! handler wants ([`Delivery::bindings`]). Replicas of a service share its queue, so each event is applied
 //! once per consuming service, whichever replica takes it.
 //!
 //! - Publishing waits for the broker's confirm of a persistent message, so the relay stamps an outbox row
@@ -322,7 +322,7 @@ impl RabbitMq {
                 FieldTable::default(),
             )
             .await?;
-        let routes = delivery.routes();
+        let routes = delivery.bindings();
         for key in routes.bind {
             let key = ShortString::try_new(key)?;
             channel

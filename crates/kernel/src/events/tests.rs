@@ -337,10 +337,10 @@ async fn a_consumer_is_routed_every_topic_of_its_types_or_only_those_its_handler
     let mut some = Delivery::new("some", namespace(dir.path(), "some").await);
     some.add::<ThingNamed, _>(Arc::new(TwoTopics::default()));
 
-    assert_eq!(every.routes(), Routes { bind: vec!["thing.named.#".to_owned()], unbind: vec![] });
+    assert_eq!(every.bindings(), Bindings { bind: vec!["thing.named.#".to_owned()], unbind: vec![] });
     assert_eq!(
-        some.routes(),
-        Routes {
+        some.bindings(),
+        Bindings {
             bind: vec!["thing.named".to_owned(), "thing.named.a".to_owned(), "thing.named.b".to_owned()],
             unbind: vec!["thing.named.#".to_owned()],
         }

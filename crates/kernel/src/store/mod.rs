@@ -557,5 +557,28 @@ impl Tx<'_> {
     }
 }
 
+/// Declares a service's store, `pub struct $name`: its handle on its own namespace, with `new` and
+/// `namespace`; the service's SQL is its methods, in its `store.rs`.
+#[macro_export]
+macro_rules! service_store {
+    ($name:ident) => {
+        /// This service's handle on its namespace; all of the service's SQL is its methods.
+        #[derive(Clone)]
+        pub struct $name {
+            db: $crate::store::Namespace,
+        }
+
+        impl $name {
+            pub fn new(db: $crate::store::Namespace) -> Self {
+                Self { db }
+            }
+
+            pub fn namespace(&self) -> &$crate::store::Namespace {
+                &self.db
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests;

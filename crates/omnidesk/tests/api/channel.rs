@@ -66,7 +66,7 @@ async fn post_raw(app: &TestApp, path: &str, headers: &[(&str, String)], body: V
 /// A server-to-server post, signed now with the inbox's secret.
 async fn post_signed(app: &TestApp, inbox: &ApiInbox, key: &str, body: &Value) -> Reply {
     let bytes = serde_json::to_vec(body).expect("json");
-    let signature = input::signature::sign(&bytes, &inbox.secret, now());
+    let signature = input::channel_signature::sign(&bytes, &inbox.secret, now());
     post_raw(
         app,
         &messages_path(&inbox.identifier),
@@ -142,8 +142,9 @@ async fn bad_signatures_stale_timestamps_and_malformed_posts_are_refused_and_sto
     let path = messages_path(&inbox.identifier);
     let body = serde_json::to_vec(&message_body("user-1", "forged")).expect("json");
     let key = ("idempotency-key", "k-bad".to_owned());
-    let signed =
-        |bytes: &[u8], secret: &str, at: i64| ("x-omnidesk-signature", input::signature::sign(bytes, secret, at));
+    let signed = |bytes: &[u8], secret: &str, at: i64| {
+        ("x-omnidesk-signature", input::channel_signature::sign(bytes, secret, at))
+    };
     let signed_now = |bytes: &[u8]| signed(bytes, &inbox.secret, now());
 
     let cases: Vec<RefusedPost> = vec![
@@ -229,7 +230,7 @@ async fn an_oversize_post_is_refused_before_it_is_read(app: TestApp) {
     let mut body = br#"{"contact":{"source_id":"u"},"content":""#.to_vec();
     body.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     body.extend(br#""}"#);
-    let signature = input::signature::sign(&body, &inbox.secret, now());
+    let signature = input::channel_signature::sign(&body, &inbox.secret, now());
 
     let reply = post_raw(
         &app,
@@ -270,7 +271,7 @@ async fn a_captured_signed_post_replayed_under_another_key_is_refused_and_stored
     let token = session.access_token.as_str();
     let inbox = create_api_inbox(&app, token, None).await;
     let bytes = serde_json::to_vec(&message_body("user-8", "please refund me")).expect("json");
-    let signature = input::signature::sign(&bytes, &inbox.secret, now());
+    let signature = input::channel_signature::sign(&bytes, &inbox.secret, now());
     let path = messages_path(&inbox.identifier);
     let headers = |key: &str| [("x-omnidesk-signature", signature.clone()), ("idempotency-key", key.to_owned())];
 
@@ -300,7 +301,7 @@ async fn a_signed_body_that_is_not_json_text_in_an_ignored_field_is_a_400(app: T
         deep.into_bytes(),
     ];
     for (n, bytes) in bodies.into_iter().enumerate() {
-        let signature = input::signature::sign(&bytes, &inbox.secret, now());
+        let signature = input::channel_signature::sign(&bytes, &inbox.secret, now());
         let headers = [("x-omnidesk-signature", signature), ("idempotency-key", format!("bad-{n}"))];
         let reply = post_raw(&app, &messages_path(&inbox.identifier), &headers, bytes).await;
         reply.assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
@@ -315,7 +316,7 @@ async fn the_recorded_post_is_exactly_the_signed_bytes(app: TestApp) {
     let bytes = br#"{ "x" : [1.0e2, -0, "\u00e9\/\ud83d\ude00"],
           "contact":{"source_id":"u-raw"}, "content":"\u8fd4\u54c1 \n", "z":{"b":1,"a":2} }"#
         .to_vec();
-    let signature = input::signature::sign(&bytes, &inbox.secret, now());
+    let signature = input::channel_signature::sign(&bytes, &inbox.secret, now());
     let headers = [("x-omnidesk-signature", signature), ("idempotency-key", "raw-1".to_owned())];
 
     let reply = post_raw(&app, &messages_path(&inbox.identifier), &headers, bytes.clone()).await;
@@ -464,7 +465,8 @@ async fn start_receiver(failures: u32) -> Receiver {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let secret = key.lock().expect("lock").clone();
                 let signature = header("x-omnidesk-signature");
-                let verified = input::signature::verify(signature.as_deref(), &body, &secret, now(), 300).is_ok();
+                let verified =
+                    input::channel_signature::verify(signature.as_deref(), &body, &secret, now(), 300).is_ok();
                 let delivery = header("x-omnidesk-delivery").unwrap_or_default();
                 kept.lock().expect("lock").push((
                     verified,

@@ -1,4 +1,4 @@
-use kernel::store::{Location, Migrations};
+use kernel::store::{Location, Migrations, Namespace};
 
 use super::*;
 

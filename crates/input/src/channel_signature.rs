@@ -15,7 +15,7 @@ pub const TOLERANCE_SECS: i64 = 300;
 
 /// Why a signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub enum ChannelSignatureError {
     /// The header is absent.
     #[error("the X-OmniDesk-Signature header is missing")]
     Missing,
@@ -44,17 +44,17 @@ pub fn verify(
     secret: &str,
     now_unix: i64,
     tolerance_secs: i64,
-) -> Result<i64, SignatureError> {
+) -> Result<i64, ChannelSignatureError> {
     use kernel::signature::SignatureError as Scheme;
-    let header = header.ok_or(SignatureError::Missing)?;
+    let header = header.ok_or(ChannelSignatureError::Missing)?;
     let verified = kernel::signature::verify(header, body, secret, now_unix, tolerance_secs)
         .and_then(|()| kernel::signature::signed_at(header));
     verified.map_err(|error| match error {
-        Scheme::Malformed(why) => SignatureError::Malformed(why),
-        Scheme::StaleTimestamp => SignatureError::Stale,
+        Scheme::Malformed(why) => ChannelSignatureError::Malformed(why),
+        Scheme::StaleTimestamp => ChannelSignatureError::Stale,
         // An empty key is one anyone can sign with; channels always have a random secret, so this only
         // guards against a broken row, and the caller only learns that its signature does not match.
-        Scheme::MissingSecret | Scheme::NoMatchingSignature => SignatureError::NoMatch,
+        Scheme::MissingSecret | Scheme::NoMatchingSignature => ChannelSignatureError::NoMatch,
     })
 }
 
@@ -90,21 +90,21 @@ mod tests {
 
     #[test]
     fn a_missing_header_is_reported_as_missing() {
-        assert_eq!(verify(None, BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::Missing));
+        assert_eq!(verify(None, BODY, SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::Missing));
     }
 
     #[test]
     fn a_body_changed_after_signing_is_rejected() {
         let header = sign(BODY, SECRET, NOW);
 
-        assert_eq!(verify(Some(&header), b"{}", SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), b"{}", SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 
     #[test]
     fn a_body_signed_with_another_secret_is_rejected() {
         let header = sign(BODY, "chs_someone_else", NOW);
 
-        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 
     #[test]
@@ -119,7 +119,11 @@ mod tests {
     fn a_signature_outside_the_tolerance_is_stale() {
         for t in [NOW - TOLERANCE_SECS - 1, NOW + TOLERANCE_SECS + 1] {
             let header = sign(BODY, SECRET, t);
-            assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::Stale), "t = {t}");
+            assert_eq!(
+                verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS),
+                Err(ChannelSignatureError::Stale),
+                "t = {t}"
+            );
         }
     }
 
@@ -127,7 +131,7 @@ mod tests {
     fn a_forged_old_signature_is_a_mismatch_not_stale() {
         let header = sign(BODY, "chs_forger", NOW - 3600);
 
-        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 
     #[test]
@@ -148,7 +152,7 @@ mod tests {
         let good = sign(BODY, SECRET, NOW);
         let header = format!("t={NOW},v0={},v1={}", v1_of(&good), "0".repeat(64));
 
-        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 
     #[test]
@@ -156,7 +160,7 @@ mod tests {
         let good = sign(BODY, SECRET, NOW);
         let header = format!("t={NOW},v1={}", v1_of(&good).to_uppercase());
 
-        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 
     #[test]
@@ -176,7 +180,7 @@ mod tests {
         for (header, reason) in cases {
             assert_eq!(
                 verify(Some(&header), BODY, SECRET, NOW, TOLERANCE_SECS),
-                Err(SignatureError::Malformed(reason)),
+                Err(ChannelSignatureError::Malformed(reason)),
                 "header {header:?}"
             );
         }
@@ -186,6 +190,6 @@ mod tests {
     fn an_empty_secret_never_verifies() {
         let header = sign(BODY, "", NOW);
 
-        assert_eq!(verify(Some(&header), BODY, "", NOW, TOLERANCE_SECS), Err(SignatureError::NoMatch));
+        assert_eq!(verify(Some(&header), BODY, "", NOW, TOLERANCE_SECS), Err(ChannelSignatureError::NoMatch));
     }
 }

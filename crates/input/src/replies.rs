@@ -18,7 +18,7 @@ use kernel::clock::now_ms;
 use kernel::store::StoreError;
 use tokio::sync::Notify;
 
-use crate::signature;
+use crate::channel_signature;
 use crate::store::{DeliveryRow, Store};
 use crate::{InputError, Settings};
 
@@ -203,12 +203,12 @@ impl Worker {
                 "the callback URL names a private address (services.input.settings.callback_allow_private)".to_owned(),
             ));
         }
-        let signed = signature::sign(row.payload.as_bytes(), secret, now_ms() / 1000);
+        let signed = channel_signature::sign(row.payload.as_bytes(), secret, now_ms() / 1000);
         let sent = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(signature::HEADER, signed)
+            .header(channel_signature::HEADER, signed)
             .header(DELIVERY_HEADER, &row.id)
             .body(row.payload.clone())
             .send()
