@@ -41,6 +41,8 @@ impl ChannelKind {
     }
 }
 
+kernel::stored_as_text!(ChannelKind: |kind: &ChannelKind| kind.as_str(), ChannelKind::parse);
+
 impl TryFrom<String> for ChannelKind {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {

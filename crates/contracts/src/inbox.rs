@@ -43,6 +43,8 @@ impl MessageKind {
     }
 }
 
+kernel::stored_as_text!(MessageKind: |kind: &MessageKind| kind.as_str(), MessageKind::parse);
+
 impl TryFrom<String> for MessageKind {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {

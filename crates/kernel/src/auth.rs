@@ -21,8 +21,9 @@ pub use revocation::{Revocation, RevocationLog, Revoker};
 
 const ISSUER: &str = "omnidesk";
 
-/// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>` (for rows), serde as a plain string,
-/// and `new()` for a fresh time-ordered (v7) id. Used here and by the contracts crate.
+/// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>`, serde as a plain string, a text
+/// column (bound and read as rows' fields: [`stored_as_text!`](crate::stored_as_text)), and `new()` for a
+/// fresh time-ordered (v7) id. Used here and by the contracts crate.
 #[macro_export]
 macro_rules! uuid_id {
     ($($(#[$meta:meta])* $id:ident;)*) => {$(
@@ -59,6 +60,7 @@ macro_rules! uuid_id {
                 Self::new()
             }
         }
+        $crate::stored_as_text!($id: |id: &$id| id.0, |text: &str| text.parse::<$id>().ok());
     )*};
 }
 

@@ -28,3 +28,6 @@ pub mod telemetry;
 pub use app::{Catalogue, Process};
 pub use config::Config;
 pub use service::{ServiceContext, ServiceSpec};
+/// For the macros (`uuid_id!`, `stored_as_text!`) expanded in other crates.
+#[doc(hidden)]
+pub use sqlx as __sqlx;

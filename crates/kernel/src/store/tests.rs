@@ -126,3 +126,21 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     // writer checkpoint it inside a commit; one that starts over every round stays near a round's worth.
     assert!(largest < 32 << 20, "the WAL grew to {largest} bytes over {transactions} transactions");
 }
+
+#[tokio::test]
+async fn ids_are_bound_and_read_as_typed_columns_and_bad_stored_text_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let namespace = fixture(dir.path()).await;
+    let id = crate::auth::UserId::new();
+    namespace.execute("insert into things (id, name) values (?, ?)", args![id, "typed"]).await.expect("bound");
+    namespace.execute("insert into things (id, name) values (?, ?)", args!["not-a-uuid", "broken"]).await.expect("raw");
+
+    let read: Vec<(crate::auth::UserId,)> =
+        namespace.fetch_all("select id from things where name = ?", args!["typed"]).await.expect("read");
+    let broken =
+        namespace.fetch_all::<(crate::auth::UserId,)>("select id from things where name = ?", args!["broken"]).await;
+
+    assert_eq!(read, [(id,)]);
+    let error = broken.expect_err("text that is no id is refused when read").to_string();
+    assert!(error.contains("not-a-uuid"), "{error}");
+}

@@ -63,6 +63,42 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// Makes a type a text column: bound as its text (`to_text(&value)`, anything `Display`) and read back
+/// through `from_text(&str) -> Option<Self>`, so that rows hold ids and enums, not strings. Text that does
+/// not parse is an error when the row is read (bad stored data is never turned into a default).
+///
+/// ```ignore
+/// kernel::stored_as_text!(ChannelKind: |kind: &ChannelKind| kind.as_str(), ChannelKind::parse);
+/// ```
+#[macro_export]
+macro_rules! stored_as_text {
+    ($ty:ty: $to_text:expr, $from_text:expr) => {
+        impl ::std::convert::From<$ty> for $crate::store::Value {
+            fn from(value: $ty) -> Self {
+                let to_text = $to_text;
+                $crate::store::Value::Text(to_text(&value).to_string())
+            }
+        }
+        impl $crate::__sqlx::Type<$crate::__sqlx::Sqlite> for $ty {
+            fn type_info() -> $crate::__sqlx::sqlite::SqliteTypeInfo {
+                <&str as $crate::__sqlx::Type<$crate::__sqlx::Sqlite>>::type_info()
+            }
+            fn compatible(ty: &$crate::__sqlx::sqlite::SqliteTypeInfo) -> bool {
+                <&str as $crate::__sqlx::Type<$crate::__sqlx::Sqlite>>::compatible(ty)
+            }
+        }
+        impl<'r> $crate::__sqlx::Decode<'r, $crate::__sqlx::Sqlite> for $ty {
+            fn decode(
+                value: $crate::__sqlx::sqlite::SqliteValueRef<'r>,
+            ) -> ::std::result::Result<Self, $crate::__sqlx::error::BoxDynError> {
+                let text = <&str as $crate::__sqlx::Decode<$crate::__sqlx::Sqlite>>::decode(value)?;
+                let from_text = $from_text;
+                from_text(text).ok_or_else(|| format!("`{text}` is not a stored {}", ::std::stringify!($ty)).into())
+            }
+        }
+    };
+}
+
 /// Builds the argument list for a statement: `args![user_id, email]`.
 #[macro_export]
 macro_rules! args {
