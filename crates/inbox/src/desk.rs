@@ -387,13 +387,32 @@ impl Desk {
         Store::set_assignee(&mut tx, &account, &current.id, assignee_text.as_deref(), now).await?;
         let activity =
             json!({ "action": "assigned", "from": current.assignee_id, "to": assignee_text, "by": caller.user });
-        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
-        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
-        let view = updated_view(&mut tx, &account, &current.id).await?;
-        changes.push(
-            "conversation.assigned",
-            json!({ "conversation": view, "assignee_id": assignee_text, "by": caller.user }),
-        );
+        self.finish_conversation_change(tx, caller.account, &current, Some(activity), now, |view| {
+            ("conversation.assigned", json!({ "conversation": view, "assignee_id": assignee_text, "by": caller.user }))
+        })
+        .await
+    }
+
+    /// The end every change to one conversation shares: its activity line (if it has one), the
+    /// conversation as it is now, the feed row that reports it (`report` names the change and gives its
+    /// data), and the commit.
+    async fn finish_conversation_change(
+        &self,
+        mut tx: Tx<'_>,
+        account: AccountId,
+        current: &ConversationRow,
+        activity: Option<serde_json::Value>,
+        now: i64,
+        report: impl FnOnce(&ConversationView) -> (&'static str, serde_json::Value),
+    ) -> Result<ConversationView, InboxError> {
+        let account_text = account.to_string();
+        let mut changes = Changes::in_inbox(account, &current.inbox_id);
+        if let Some(activity) = activity {
+            add_activity(&mut tx, &mut changes, &account_text, &current.id, activity, now).await?;
+        }
+        let view = updated_view(&mut tx, &account_text, &current.id).await?;
+        let (kind, data) = report(&view);
+        changes.push(kind, data);
         changes.record(&mut tx, &self.feed, now).await?;
         tx.commit().await?;
         Ok(view)
@@ -412,13 +431,10 @@ impl Desk {
         Store::set_priority(&mut tx, &account, &current.id, priority, now).await?;
         let activity =
             json!({ "action": "priority_changed", "from": current.priority, "to": priority, "by": caller.user });
-        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
-        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
-        let view = updated_view(&mut tx, &account, &current.id).await?;
-        changes.push("conversation.updated", json!({ "conversation": view }));
-        changes.record(&mut tx, &self.feed, now).await?;
-        tx.commit().await?;
-        Ok(view)
+        self.finish_conversation_change(tx, caller.account, &current, Some(activity), now, |view| {
+            ("conversation.updated", json!({ "conversation": view }))
+        })
+        .await
     }
 
     /// Replaces the conversation's labels with `names`, which must be labels of the account.
@@ -453,13 +469,10 @@ impl Desk {
         let added: Vec<&String> = wanted.iter().filter(|n| !before.contains(n)).collect();
         let removed: Vec<&String> = before.iter().filter(|n| !wanted.contains(n)).collect();
         let activity = json!({ "action": "labelled", "added": added, "removed": removed, "by": caller.user });
-        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
-        add_activity(&mut tx, &mut changes, &account, &current.id, activity, now).await?;
-        let view = updated_view(&mut tx, &account, &current.id).await?;
-        changes.push("conversation.updated", json!({ "conversation": view }));
-        changes.record(&mut tx, &self.feed, now).await?;
-        tx.commit().await?;
-        Ok(view)
+        self.finish_conversation_change(tx, caller.account, &current, Some(activity), now, |view| {
+            ("conversation.updated", json!({ "conversation": view }))
+        })
+        .await
     }
 
     /// The caller has read the conversation: its unread count drops to zero.
@@ -472,12 +485,10 @@ impl Desk {
         let now = now_ms();
         let mut tx = self.store.namespace().begin().await?;
         Store::mark_read(&mut tx, &account, &current.id, now).await?;
-        let view = updated_view(&mut tx, &account, &current.id).await?;
-        let mut changes = Changes::in_inbox(caller.account, &current.inbox_id);
-        changes.push("conversation.updated", json!({ "conversation": view }));
-        changes.record(&mut tx, &self.feed, now).await?;
-        tx.commit().await?;
-        Ok(view)
+        self.finish_conversation_change(tx, caller.account, &current, None, now, |view| {
+            ("conversation.updated", json!({ "conversation": view }))
+        })
+        .await
     }
 
     /// Reopens snoozed conversations whose time has come; returns how many.
