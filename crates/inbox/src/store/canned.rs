@@ -1,0 +1,67 @@
+//! Canned responses.
+
+use super::*;
+
+impl Store {
+    pub async fn canned_responses(
+        &self,
+        account: AccountId,
+        prefix: Option<&str>,
+    ) -> Result<Vec<CannedRow>, StoreError> {
+        let pattern = prefix.map(|p| format!("{}%", p.replace(['%', '_'], "")));
+        self.db
+            .fetch_all(
+                "select id, short_code, content, created_at, updated_at from canned_responses where account_id = ? \
+                 and (? is null or short_code like ?) order by short_code",
+                args![account.to_string(), pattern.clone(), pattern],
+            )
+            .await
+    }
+
+    pub async fn canned_response(&self, account: AccountId, id: &str) -> Result<Option<CannedRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, short_code, content, created_at, updated_at from canned_responses \
+                 where account_id = ? and id = ?",
+                args![account.to_string(), id],
+            )
+            .await
+    }
+
+    pub async fn insert_canned_response(&self, account: AccountId, row: &CannedRow) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "insert into canned_responses (id, account_id, short_code, content, created_at, updated_at) \
+                 values (?, ?, ?, ?, ?, ?)",
+                args![
+                    row.id.clone(),
+                    account.to_string(),
+                    row.short_code.clone(),
+                    row.content.clone(),
+                    row.created_at,
+                    row.updated_at
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    pub async fn update_canned_response(&self, account: AccountId, row: &CannedRow) -> Result<bool, StoreError> {
+        let changed = self
+            .db
+            .execute(
+                "update canned_responses set short_code = ?, content = ?, updated_at = ? where account_id = ? and id = ?",
+                args![row.short_code.clone(), row.content.clone(), row.updated_at, account.to_string(), row.id.clone()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn delete_canned_response(&self, account: AccountId, id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .db
+            .execute("delete from canned_responses where account_id = ? and id = ?", args![account.to_string(), id])
+            .await?;
+        Ok(deleted == 1)
+    }
+}

@@ -1,0 +1,149 @@
+//! Inboxes and who answers them.
+
+use super::*;
+
+impl Store {
+    pub async fn inboxes(&self, account: AccountId) -> Result<Vec<InboxRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
+                 where account_id = ? order by created_at, id",
+                args![account.to_string()],
+            )
+            .await
+    }
+
+    pub async fn inbox(&self, account: AccountId, id: &str) -> Result<Option<InboxRow>, StoreError> {
+        self.db
+            .fetch_optional(
+                "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
+                 where account_id = ? and id = ?",
+                args![account.to_string(), id],
+            )
+            .await
+    }
+
+    /// The inbox with `id`, whatever its account (for events, which carry the account themselves).
+    pub async fn inbox_in(tx: &mut Tx<'_>, account: &str, id: &str) -> Result<Option<InboxRow>, StoreError> {
+        tx.fetch_optional(
+            "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
+             where account_id = ? and id = ?",
+            args![account, id],
+        )
+        .await
+    }
+
+    pub async fn count_inboxes(&self, account: AccountId) -> Result<i64, StoreError> {
+        let (count,): (i64,) = self
+            .db
+            .fetch_optional("select count(*) from inboxes where account_id = ?", args![account.to_string()])
+            .await?
+            .unwrap_or((0,));
+        Ok(count)
+    }
+
+    pub async fn insert_inbox(tx: &mut Tx<'_>, account: AccountId, row: &InboxRow) -> Result<(), StoreError> {
+        tx.execute(
+            "insert into inboxes (id, account_id, name, channel, identifier, callback_url, created_at, updated_at) \
+             values (?, ?, ?, ?, ?, ?, ?, ?)",
+            args![
+                row.id.clone(),
+                account.to_string(),
+                row.name.clone(),
+                row.channel.clone(),
+                row.identifier.clone(),
+                row.callback_url.clone(),
+                row.created_at,
+                row.updated_at
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn update_inbox(
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        id: &str,
+        name: &str,
+        callback_url: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = tx
+            .execute(
+                "update inboxes set name = ?, callback_url = ?, updated_at = ? where account_id = ? and id = ?",
+                args![name, callback_url, now, account.to_string(), id],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// Deletes an inbox that has no conversations; false if it had some (or does not exist).
+    pub async fn delete_inbox(tx: &mut Tx<'_>, account: AccountId, id: &str) -> Result<bool, StoreError> {
+        tx.execute("delete from inbox_members where account_id = ? and inbox_id = ?", args![account.to_string(), id])
+            .await?;
+        let deleted = tx
+            .execute(
+                "delete from inboxes where account_id = ? and id = ? \
+                 and not exists (select 1 from conversations where inbox_id = ?)",
+                args![account.to_string(), id, id],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    pub async fn has_conversations(&self, account: AccountId, inbox: &str) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = self
+            .db
+            .fetch_optional(
+                "select 1 from conversations where account_id = ? and inbox_id = ? limit 1",
+                args![account.to_string(), inbox],
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub async fn inbox_members(&self, account: AccountId, inbox: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = self
+            .db
+            .fetch_all(
+                "select user_id from inbox_members where account_id = ? and inbox_id = ? order by created_at, user_id",
+                args![account.to_string(), inbox],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    pub async fn replace_inbox_members(
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        inbox: &str,
+        users: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "delete from inbox_members where account_id = ? and inbox_id = ?",
+            args![account.to_string(), inbox],
+        )
+        .await?;
+        for user in users {
+            tx.execute(
+                "insert into inbox_members (inbox_id, user_id, account_id, created_at) values (?, ?, ?, ?)",
+                args![inbox, user.clone(), account.to_string(), now],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn is_inbox_member(&self, account: AccountId, inbox: &str, user: &str) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = self
+            .db
+            .fetch_optional(
+                "select 1 from inbox_members where account_id = ? and inbox_id = ? and user_id = ?",
+                args![account.to_string(), inbox, user],
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,95 @@
+//! Messages of a conversation.
+
+use super::*;
+
+impl Store {
+    /// A page of a conversation's messages older than `before`, newest first.
+    pub async fn messages(
+        &self,
+        account: AccountId,
+        conversation: &str,
+        before: (i64, String),
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.db
+            .fetch_all(
+                "select id, conversation_id, kind, content, sender_id, attributes, delivery_status, delivery_error, \
+                 created_at from messages where account_id = ? and conversation_id = ? \
+                 and (created_at, id) < (?, ?) order by created_at desc, id desc limit ?",
+                args![account.to_string(), conversation, before.0, before.1, limit],
+            )
+            .await
+    }
+
+    /// Inserts a message unless one with its id exists; false for a duplicate.
+    pub async fn insert_message(tx: &mut Tx<'_>, account: &str, message: &MessageRow) -> Result<bool, StoreError> {
+        let inserted = tx
+            .execute(
+                "insert into messages (id, account_id, conversation_id, kind, content, sender_id, attributes, \
+                 delivery_status, delivery_error, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 on conflict (id) do nothing",
+                args![
+                    message.id.clone(),
+                    account,
+                    message.conversation_id.clone(),
+                    message.kind.clone(),
+                    message.content.clone(),
+                    message.sender_id.clone(),
+                    message.attributes.clone(),
+                    message.delivery_status.clone(),
+                    message.delivery_error.clone(),
+                    message.created_at
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Stores a run of incoming messages with one statement; the ids of those not stored before (a
+    /// redelivered message is skipped).
+    pub async fn insert_incoming(tx: &mut Tx<'_>, messages: &[NewIncoming<'_>]) -> Result<Vec<String>, StoreError> {
+        let inserted: Vec<(String,)> = tx
+            .fetch_all(
+                "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
+                 select value ->> 0, value ->> 1, value ->> 2, 'incoming', value ->> 3, value ->> 4 \
+                 from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
+                args![json_rows(messages)?],
+            )
+            .await?;
+        Ok(inserted.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// [`Store::touch_conversation`] for several conversations with one statement.
+    pub async fn touch_conversations(tx: &mut Tx<'_>, touches: &[Touch<'_>]) -> Result<(), StoreError> {
+        tx.execute(
+            "update conversations set last_message_at = t.value ->> 2, last_message_preview = t.value ->> 3, \
+             last_message_kind = 'incoming', unread_count = unread_count + (t.value ->> 4), \
+             updated_at = t.value ->> 2 from jsonb_each(?) as t \
+             where conversations.account_id = t.value ->> 0 and conversations.id = t.value ->> 1",
+            args![json_rows(touches)?],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn set_delivery(
+        tx: &mut Tx<'_>,
+        account: &str,
+        message: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<Option<MessageRow>, StoreError> {
+        tx.execute(
+            "update messages set delivery_status = ?, delivery_error = ? where account_id = ? and id = ? \
+             and kind = 'outgoing'",
+            args![status, error, account, message],
+        )
+        .await?;
+        tx.fetch_optional(
+            "select id, conversation_id, kind, content, sender_id, attributes, delivery_status, delivery_error, \
+             created_at from messages where account_id = ? and id = ?",
+            args![account, message],
+        )
+        .await
+    }
+}
