@@ -1,0 +1,274 @@
+//! Message intake: customers' messages received on a channel, one at a time or as a batch, become
+//! contacts, conversations and messages.
+
+use super::contacts::identify;
+use super::*;
+
+/// Applies a customer's message received on a channel: finds or creates the contact by its channel
+/// identity, finds, reopens or starts its conversation, and stores the message under the id input chose
+/// (a redelivery finds it there and changes nothing).
+pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceived) -> Result<(), InboxError> {
+    let MessageReceived { account, inbox, message: message_id, ref contact, ref content, received_at } = *event;
+    let account_text = account.to_string();
+    let inbox_text = inbox.to_string();
+    let Some(inbox_row) = Store::inbox_in(tx, &account_text, &inbox_text).await? else {
+        // The inbox was deleted after input accepted the message; there is nowhere to put it.
+        tracing::warn!(account.id = %account, inbox.id = %inbox, "message for an inbox that no longer exists");
+        return Ok(());
+    };
+    let mut changes = Changes::in_inbox(account, &inbox_text);
+    let contact_row = identify(tx, &mut changes, &account_text, &inbox_text, contact, received_at).await?;
+    let conversation = match Store::conversation_of_contact(tx, &inbox_text, &contact_row.id).await? {
+        Some((id, status)) => {
+            if status != "open" {
+                // A customer writing again reopens the conversation (there is one per contact).
+                let current = Store::conversation_in(tx, &account_text, &id)
+                    .await?
+                    .ok_or(InboxError::NotFound("conversation"))?;
+                set_status(tx, feed, account, &current, Status::Open, None, None).await?;
+            }
+            id
+        }
+        None => {
+            let id = ConversationId::new();
+            let display_id = Store::insert_conversation(
+                tx,
+                &account_text,
+                &id.to_string(),
+                &inbox_text,
+                &contact_row.id,
+                received_at,
+            )
+            .await?;
+            tx.publish(&ConversationCreated {
+                account,
+                inbox,
+                conversation: id,
+                display_id,
+                contact: contracts::inbox::ContactId(uuid_of(&contact_row.id)?),
+            })
+            .await?;
+            Store::index(
+                tx,
+                &search::scope(&account_text),
+                &search::index_text(&format!("#{display_id}")),
+                "conversation",
+                &id.to_string(),
+                Some(&id.to_string()),
+            )
+            .await?;
+            let view = updated_view(tx, &account_text, &id.to_string()).await?;
+            changes.push("conversation.created", json!({ "conversation": view }));
+            id.to_string()
+        }
+    };
+    let message = MessageRow {
+        id: message_id.to_string(),
+        conversation_id: conversation.clone(),
+        kind: MessageKind::Incoming.as_str().to_owned(),
+        content: content.to_owned(),
+        sender_id: None,
+        attributes: None,
+        delivery_status: None,
+        delivery_error: None,
+        created_at: received_at,
+    };
+    if !Store::insert_message(tx, &account_text, &message).await? {
+        return Ok(());
+    }
+    Store::touch_conversation(tx, &account_text, &conversation, &preview(content), "incoming", 1, received_at).await?;
+    Store::index(
+        tx,
+        &search::scope(&account_text),
+        &search::index_text(content),
+        "message",
+        &message.id,
+        Some(&conversation),
+    )
+    .await?;
+    let view = updated_view(tx, &account_text, &conversation).await?;
+    tx.publish(&MessageCreated {
+        account,
+        inbox,
+        channel: ChannelKind::parse(&inbox_row.channel).unwrap_or(ChannelKind::Api),
+        conversation: ConversationId(uuid_of(&conversation)?),
+        message: message_id,
+        kind: MessageKind::Incoming,
+        content: content.to_owned(),
+        sender: None,
+        contact_source_id: Some(contact.source_id.clone()),
+        created_at: received_at,
+    })
+    .await?;
+    changes.push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
+    changes.record(tx, feed, now_ms()).await?;
+    Ok(())
+}
+
+/// Applies a run of customers' messages (a consumer batch), in order. Messages to a known contact's
+/// open conversation that tell nothing new about the contact are stored together, with a constant number of
+/// statements for the whole run; the others (a new contact or conversation, a conversation to reopen,
+/// details to fill in) take [`receive_message`] in their place in the order.
+pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageReceived]) -> Result<(), InboxError> {
+    let accounts: Vec<String> = events.iter().map(|e| e.account.to_string()).collect();
+    let inboxes: Vec<String> = events.iter().map(|e| e.inbox.to_string()).collect();
+    let mut identities: Vec<(&str, &str, &str)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (accounts[i].as_str(), inboxes[i].as_str(), e.contact.source_id.as_str()))
+        .collect();
+    identities.sort_unstable();
+    identities.dedup();
+    let known: HashMap<(String, String), KnownConversation> = Store::known_conversations(tx, &identities)
+        .await?
+        .into_iter()
+        .map(|k| ((k.inbox_id.clone(), k.source_id.clone()), k))
+        .collect();
+
+    let mut run: Vec<(&MessageReceived, &KnownConversation)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        match known.get(&(inboxes[i].clone(), event.contact.source_id.clone())) {
+            Some(found) if found.status == Status::Open.as_str() && !tells_more(found, &event.contact) => {
+                run.push((event, found));
+            }
+            _ => {
+                store_incoming(tx, feed, &std::mem::take(&mut run)).await?;
+                receive_message(tx, feed, event).await?;
+            }
+        }
+    }
+    store_incoming(tx, feed, &run).await
+}
+
+/// Whether a channel's details of a contact fill in something the contact lacks.
+fn tells_more(known: &KnownConversation, contact: &ChannelContact) -> bool {
+    (known.name.is_none() && contact.name.is_some())
+        || (known.email.is_none() && contact.email.is_some())
+        || (known.phone.is_none() && contact.phone.is_some())
+}
+
+/// Stores a run of messages to known, open conversations: what [`receive_message`] does for each, with
+/// one statement per step for all of them.
+async fn store_incoming(
+    tx: &mut Tx<'_>,
+    feed: &Feed,
+    run: &[(&MessageReceived, &KnownConversation)],
+) -> Result<(), InboxError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = run.iter().map(|(event, _)| event.message.to_string()).collect();
+    let accounts: Vec<String> = run.iter().map(|(event, _)| event.account.to_string()).collect();
+    let previews: Vec<String> = run.iter().map(|(event, _)| preview(&event.content)).collect();
+    let messages: Vec<NewIncoming<'_>> = run
+        .iter()
+        .enumerate()
+        .map(|(i, (event, known))| {
+            (
+                ids[i].as_str(),
+                accounts[i].as_str(),
+                known.conversation_id.as_str(),
+                event.content.as_str(),
+                event.received_at,
+            )
+        })
+        .collect();
+    let inserted: HashSet<String> = Store::insert_incoming(tx, &messages).await?.into_iter().collect();
+    // A redelivered message is already there: it changes nothing.
+    let stored: Vec<usize> = (0..run.len()).filter(|&i| inserted.contains(&ids[i])).collect();
+    if stored.is_empty() {
+        return Ok(());
+    }
+
+    // Each conversation ends the run with its last message, and one unread more per message.
+    let mut unread: HashMap<&str, i64> = HashMap::new();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for &i in &stored {
+        let conversation = run[i].1.conversation_id.as_str();
+        *unread.entry(conversation).or_default() += 1;
+        last.insert(conversation, i);
+    }
+    let touches: Vec<Touch<'_>> = last
+        .iter()
+        .map(|(conversation, &i)| {
+            (accounts[i].as_str(), *conversation, run[i].0.received_at, previews[i].as_str(), unread[conversation])
+        })
+        .collect();
+    Store::touch_conversations(tx, &touches).await?;
+
+    let scopes: Vec<String> = accounts.iter().map(|a| search::scope(a)).collect();
+    let texts: Vec<String> = stored.iter().map(|&i| search::index_text(&run[i].0.content)).collect();
+    let documents: Vec<Document<'_>> = stored
+        .iter()
+        .zip(&texts)
+        .map(|(&i, text)| {
+            (scopes[i].as_str(), text.as_str(), "message", ids[i].as_str(), Some(run[i].1.conversation_id.as_str()))
+        })
+        .collect();
+    Store::index_all(tx, &documents).await?;
+
+    let conversation_ids: Vec<&str> = last.keys().copied().collect();
+    let mut after_run: HashMap<String, ConversationRow> =
+        Store::conversations_in(tx, &conversation_ids).await?.into_iter().map(|row| (row.id.clone(), row)).collect();
+
+    let mut published = Vec::with_capacity(stored.len());
+    let mut changes: Vec<Changes> = Vec::new();
+    // Walking the run backwards, each message's view is the conversation's after the run, less the unread
+    // messages that come after it, with itself as the last message: what it would have been had each been
+    // stored on its own.
+    let mut views = Vec::with_capacity(stored.len());
+    for &i in stored.iter().rev() {
+        let (event, known) = run[i];
+        let row = after_run.get_mut(&known.conversation_id).ok_or(InboxError::NotFound("conversation"))?;
+        let mut at_message = row.clone();
+        at_message.last_message_at = event.received_at;
+        at_message.updated_at = event.received_at;
+        at_message.last_message_preview = Some(previews[i].clone());
+        at_message.last_message_kind = Some(MessageKind::Incoming.as_str().to_owned());
+        row.unread_count -= 1;
+        views.push(ConversationView::from(at_message));
+    }
+    views.reverse();
+    for (&i, view) in stored.iter().zip(views) {
+        let (event, known) = run[i];
+        let message = MessageRow {
+            id: ids[i].clone(),
+            conversation_id: known.conversation_id.clone(),
+            kind: MessageKind::Incoming.as_str().to_owned(),
+            content: event.content.clone(),
+            sender_id: None,
+            attributes: None,
+            delivery_status: None,
+            delivery_error: None,
+            created_at: event.received_at,
+        };
+        published.push(MessageCreated {
+            account: event.account,
+            inbox: event.inbox,
+            channel: ChannelKind::parse(&known.channel).unwrap_or(ChannelKind::Api),
+            conversation: ConversationId(uuid_of(&known.conversation_id)?),
+            message: event.message,
+            kind: MessageKind::Incoming,
+            content: event.content.clone(),
+            sender: None,
+            contact_source_id: Some(event.contact.source_id.clone()),
+            created_at: event.received_at,
+        });
+        let at = match changes.iter().position(|c| c.account == event.account) {
+            Some(at) => at,
+            None => {
+                changes.push(Changes::new(event.account));
+                changes.len() - 1
+            }
+        };
+        let created = serde_json::to_string(&Created { message: MessageView::from(message), conversation: view })
+            .map_err(StoreError::from)?;
+        changes[at].push_in(&known.inbox_id, "message.created", created);
+    }
+    tx.publish_all(&published).await?;
+    let now = now_ms();
+    for account_changes in changes {
+        account_changes.record(tx, feed, now).await?;
+    }
+    Ok(())
+}
