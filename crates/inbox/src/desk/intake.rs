@@ -163,14 +163,12 @@ async fn store_incoming(
     let messages: Vec<NewIncoming<'_>> = run
         .iter()
         .enumerate()
-        .map(|(i, (event, known))| {
-            (
-                ids[i].as_str(),
-                accounts[i].as_str(),
-                known.conversation_id.as_str(),
-                event.content.as_str(),
-                event.received_at,
-            )
+        .map(|(i, (event, known))| NewIncoming {
+            id: ids[i].as_str(),
+            account: accounts[i].as_str(),
+            conversation: known.conversation_id.as_str(),
+            content: event.content.as_str(),
+            created_at: event.received_at,
         })
         .collect();
     let inserted: HashSet<String> = Store::insert_incoming(tx, &messages).await?.into_iter().collect();
@@ -190,8 +188,12 @@ async fn store_incoming(
     }
     let touches: Vec<Touch<'_>> = last
         .iter()
-        .map(|(conversation, &i)| {
-            (accounts[i].as_str(), *conversation, run[i].0.received_at, previews[i].as_str(), unread[conversation])
+        .map(|(conversation, &i)| Touch {
+            account: accounts[i].as_str(),
+            conversation,
+            at: run[i].0.received_at,
+            preview: previews[i].as_str(),
+            unread: unread[conversation],
         })
         .collect();
     Store::touch_conversations(tx, &touches).await?;
@@ -201,8 +203,12 @@ async fn store_incoming(
     let documents: Vec<Document<'_>> = stored
         .iter()
         .zip(&texts)
-        .map(|(&i, text)| {
-            (scopes[i].as_str(), text.as_str(), "message", ids[i].as_str(), Some(run[i].1.conversation_id.as_str()))
+        .map(|(&i, text)| Document {
+            scope: scopes[i].as_str(),
+            body: text.as_str(),
+            kind: "message",
+            id: ids[i].as_str(),
+            conversation: Some(run[i].1.conversation_id.as_str()),
         })
         .collect();
     Store::index_all(tx, &documents).await?;

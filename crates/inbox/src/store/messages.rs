@@ -51,8 +51,8 @@ impl Store {
         let inserted: Vec<(String,)> = tx
             .fetch_all(
                 "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
-                 select value ->> 0, value ->> 1, value ->> 2, 'incoming', value ->> 3, value ->> 4 \
-                 from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
+                 select value ->> 'id', value ->> 'account', value ->> 'conversation', 'incoming', \
+                 value ->> 'content', value ->> 'created_at' from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
                 args![json_rows(messages)?],
             )
             .await?;
@@ -62,10 +62,11 @@ impl Store {
     /// [`Store::touch_conversation`] for several conversations with one statement.
     pub async fn touch_conversations(tx: &mut Tx<'_>, touches: &[Touch<'_>]) -> Result<(), StoreError> {
         tx.execute(
-            "update conversations set last_message_at = t.value ->> 2, last_message_preview = t.value ->> 3, \
-             last_message_kind = 'incoming', unread_count = unread_count + (t.value ->> 4), \
-             updated_at = t.value ->> 2 from jsonb_each(?) as t \
-             where conversations.account_id = t.value ->> 0 and conversations.id = t.value ->> 1",
+            "update conversations set last_message_at = t.value ->> 'at', \
+             last_message_preview = t.value ->> 'preview', last_message_kind = 'incoming', \
+             unread_count = unread_count + (t.value ->> 'unread'), updated_at = t.value ->> 'at' \
+             from jsonb_each(?) as t \
+             where conversations.account_id = t.value ->> 'account' and conversations.id = t.value ->> 'conversation'",
             args![json_rows(touches)?],
         )
         .await

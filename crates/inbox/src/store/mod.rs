@@ -138,15 +138,37 @@ pub struct KnownConversation {
     pub status: String,
 }
 
-/// An incoming message of a run ([`Store::insert_incoming`]): id, account, conversation, content, time.
-pub type NewIncoming<'a> = (&'a str, &'a str, &'a str, &'a str, i64);
+/// An incoming message of a run ([`Store::insert_incoming`]).
+#[derive(Debug, serde::Serialize)]
+pub struct NewIncoming<'a> {
+    pub id: &'a str,
+    pub account: &'a str,
+    pub conversation: &'a str,
+    pub content: &'a str,
+    pub created_at: i64,
+}
 
-/// A conversation's new last message ([`Store::touch_conversations`]): account, conversation, time,
-/// preview, messages to add to its unread count.
-pub type Touch<'a> = (&'a str, &'a str, i64, &'a str, i64);
+/// A conversation's new last message ([`Store::touch_conversations`]).
+#[derive(Debug, serde::Serialize)]
+pub struct Touch<'a> {
+    pub account: &'a str,
+    pub conversation: &'a str,
+    pub at: i64,
+    pub preview: &'a str,
+    /// Messages to add to its unread count.
+    pub unread: i64,
+}
 
-/// A search document ([`Store::index_all`]): scope, indexed text, kind, id, conversation.
-pub type Document<'a> = (&'a str, &'a str, &'static str, &'a str, Option<&'a str>);
+/// A search document ([`Store::index_all`]).
+#[derive(Debug, serde::Serialize)]
+pub struct Document<'a> {
+    pub scope: &'a str,
+    /// The indexed text.
+    pub body: &'a str,
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub conversation: Option<&'a str>,
+}
 
 kernel::service_store!(Store);
 

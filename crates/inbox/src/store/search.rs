@@ -23,7 +23,8 @@ impl Store {
     pub async fn index_all(tx: &mut Tx<'_>, documents: &[Document<'_>]) -> Result<(), StoreError> {
         tx.execute(
             "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from jsonb_each(?)",
+             select value ->> 'scope', value ->> 'body', value ->> 'kind', value ->> 'id', \
+             value ->> 'conversation' from jsonb_each(?)",
             args![json_rows(documents)?],
         )
         .await
