@@ -1,6 +1,6 @@
 //! What the inbox service consumes: customers' messages and identities from the input service, and what
 //! became of replies it asked input to deliver. Each is applied in the consumer transaction, so a
-//! redelivered event changes nothing. (What it publishes is written next to the changes, in `desk.rs`.)
+//! redelivered event changes nothing. (What it publishes is written next to the changes, in `desk/`.)
 
 use std::sync::Arc;
 

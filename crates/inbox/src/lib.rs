@@ -15,6 +15,8 @@
 //! kept is told to reload (`"resync": true` in its `ready` frame) and goes on from the feed's head.
 
 mod desk;
+#[cfg(test)]
+mod equivalence_tests;
 mod events;
 mod feed;
 mod http;

@@ -4,7 +4,8 @@
 //! The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`. Each `v1` is the lower-case hex HMAC-SHA256 of
 //! `"{t}.{raw body}"` keyed with the channel secret's bytes — the scheme payment providers use, implemented
 //! once in `kernel::signature` — so callers can reuse the code they already have. Several
-//! `v1` are accepted so that a caller can sign with two secrets while one is being rotated.
+//! `v1` are accepted so that a caller can sign with two secrets while one is being rotated. Timestamps more
+//! than 300 s from now are refused, and signatures are compared in constant time.
 
 /// The header carrying the signature, on inbound posts and on outbound callbacks.
 pub const HEADER: &str = "x-omnidesk-signature";

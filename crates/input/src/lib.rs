@@ -3,11 +3,11 @@
 //! credentials, the raw inbound events kept for dedupe and audit, each contact's transcript, and the
 //! delivery of agents' replies to callback URLs.
 //!
-//! The inbox service registers an inbox's endpoint through [`InputPort`](contracts::channel::InputPort)
+//! The inbox service registers an inbox's endpoint through [`InputPort`]
 //! (served by [`channels`]). What customers send is accepted here ([`inbound`]: verified, deduplicated,
 //! recorded — in batches, one transaction each, by the [`recorder`] task) and reported as
 //! `input.message_received` / `input.contact_identified`; inbox turns those into contacts, conversations
-//! and messages. Replies come back as `message.created` ([`events`]); the [`delivery`] worker posts them
+//! and messages. Replies come back as `message.created` ([`events`]); the [`replies`] worker posts them
 //! to the channel's callback URL and reports `input.delivery_updated`.
 //!
 //! Settings (`services.input.settings`, e.g. `OMNIDESK_SERVICES__INPUT__SETTINGS__DELIVERY_MAX_ATTEMPTS`):
@@ -286,5 +286,7 @@ async fn start(context: ServiceContext) -> anyhow::Result<axum::Router> {
     Ok(http::routes().into_router(input))
 }
 
+#[cfg(test)]
+mod equivalence_tests;
 #[cfg(test)]
 mod tests;

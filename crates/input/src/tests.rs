@@ -2,8 +2,9 @@
 //! the plan limit, and reply delivery to a local receiver. The plan service is replaced by a stand-in
 //! port, since what is tested here is what input does with its answers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,9 +14,10 @@ use contracts::channel::{
 };
 use contracts::inbox::{ConversationId, InboxId, MessageCreated, MessageId, MessageKind};
 use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
-use kernel::events::{Delivery, Envelope, Handler, Transport, TransportError};
+use kernel::events::{Delivery, Envelope, Handler};
 use kernel::ports::PortError;
-use kernel::store::{Location, Migrations, Namespace};
+use kernel::store::Migrations;
+use kernel::testing::{Scratch, published};
 
 use crate::channels::Channel;
 use crate::post::{Accepted, Origin, Post, sha256_hex};
@@ -24,18 +26,23 @@ use crate::store::Store;
 use crate::{Input, InputError, MIGRATIONS, Settings};
 use kernel::clock::now_ms;
 
-/// The plan service as input sees it: a monthly limit of conversations (none by default), what is
-/// recorded against it, and how often it was asked.
+/// The plan service as input sees it: each account's monthly limit of conversations (none unless set) and
+/// what is recorded against it, answered at once, and how often it was asked. The equivalence properties
+/// use it too.
 #[derive(Default)]
-struct StandInPlan {
-    limit: std::sync::Mutex<Option<u64>>,
-    recorded: AtomicU64,
+pub(super) struct StandInPlan {
+    accounts: Mutex<HashMap<AccountId, (Option<u64>, u64)>>,
     asked: AtomicU64,
 }
 
 impl StandInPlan {
-    fn limit_to(&self, conversations: u64) {
-        *self.limit.lock().expect("lock") = Some(conversations);
+    pub(super) fn limit_to(&self, account: AccountId, conversations: Option<u64>) {
+        self.accounts.lock().expect("lock").entry(account).or_insert((None, 0)).0 = conversations;
+    }
+
+    /// The conversations recorded against `account`.
+    pub(super) fn usage(&self, account: AccountId) -> u64 {
+        self.accounts.lock().expect("lock").get(&account).map_or(0, |(_, used)| *used)
     }
 }
 
@@ -47,42 +54,35 @@ impl PlanPort for StandInPlan {
     async fn limits_of(&self, _: AccountId) -> Result<PlanLimits, PortError> {
         Err(PortError::Unavailable { callee: "plan".into(), reason: "not used by input".into() })
     }
-    async fn allowance(&self, _: AccountId, limited: Limited, _: u64) -> Result<Allowance, PortError> {
+    async fn allowance(&self, account: AccountId, limited: Limited, _: u64) -> Result<Allowance, PortError> {
         self.asked.fetch_add(1, Ordering::SeqCst);
-        let used = self.recorded.load(Ordering::SeqCst);
-        let limit = *self.limit.lock().expect("lock");
+        let (limit, used) = self.accounts.lock().expect("lock").get(&account).copied().unwrap_or((None, 0));
         Ok(Allowance { allowed: limit.is_none_or(|l| used < l), limited, used, limit, plan: "free".into() })
     }
     async fn feature(&self, _: AccountId, _: Feature) -> Result<FeatureAccess, PortError> {
         Err(PortError::Unavailable { callee: "plan".into(), reason: "not used by input".into() })
     }
-    async fn record_usage(&self, _: AccountId, _: Limited, amount: u64) -> Result<u64, PortError> {
-        Ok(self.recorded.fetch_add(amount, Ordering::SeqCst) + amount)
+    async fn record_usage(&self, account: AccountId, _: Limited, amount: u64) -> Result<u64, PortError> {
+        let mut accounts = self.accounts.lock().expect("lock");
+        let (_, used) = accounts.entry(account).or_insert((None, 0));
+        *used += amount;
+        Ok(*used)
     }
 }
 
 struct Fixture {
     input: Arc<Input>,
     plan: Arc<StandInPlan>,
-    namespace: Namespace,
+    scratch: Scratch,
     account: AccountId,
-    _dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = Namespace::open(
-        "input",
-        &Location::SqliteFile(dir.path().join("input.db")),
-        Some(Migrations { sqlite: &MIGRATIONS }),
-    )
-    .await
-    .expect("opens");
-    namespace.migrate().await.expect("migrates");
+    let scratch = Scratch::open("input", Migrations { sqlite: &MIGRATIONS }).await;
     let plan = Arc::new(StandInPlan::default());
     // The tests' callback receivers listen on loopback.
-    let input = Arc::new(Input::new(Store::new(namespace.clone()), plan.clone(), &fast(8)));
-    Fixture { input, plan, namespace, account: AccountId::new(), _dir: dir }
+    let input = Arc::new(Input::new(Store::new(scratch.namespace.clone()), plan.clone(), &fast(8)));
+    Fixture { input, plan, scratch, account: AccountId::new() }
 }
 
 impl Fixture {
@@ -98,15 +98,13 @@ impl Fixture {
     }
 
     async fn outbox(&self) -> i64 {
-        kernel::events::outbox_backlog(&self.namespace).await.expect("outbox")
+        kernel::events::outbox_backlog(&self.scratch.namespace).await.expect("outbox")
     }
 
     /// The events published so far, in the outbox's order (which is the order the relay publishes them in).
     async fn published(&self) -> Vec<MessageReceived> {
-        let transport = Published::default();
-        kernel::events::flush(&self.namespace, &transport).await.expect("flushed");
-        let envelopes = std::mem::take(&mut *transport.0.lock().expect("lock"));
-        envelopes.into_iter().map(|e| serde_json::from_str(e.payload.get()).expect("message_received")).collect()
+        let envelopes = published(&self.scratch.namespace).await;
+        envelopes.iter().map(|e| serde_json::from_str(e.payload.get()).expect("message_received")).collect()
     }
 
     /// Records `posts` on `channel` as one batch, the way the recorder task does, and returns each answer.
@@ -139,24 +137,6 @@ fn post(source_id: &str, key: Option<&str>, content: &str) -> Post {
         origin: Origin::Server,
         content: content.into(),
         signed_at: None,
-    }
-}
-
-/// A transport that keeps what it is given, to read the outbox in order.
-#[derive(Default)]
-struct Published(std::sync::Mutex<Vec<Envelope>>);
-
-#[async_trait]
-impl Transport for Published {
-    fn name(&self) -> &'static str {
-        "kept"
-    }
-    async fn publish(&self, envelope: &Envelope) -> Result<(), TransportError> {
-        self.0.lock().expect("lock").push(envelope.clone());
-        Ok(())
-    }
-    async fn subscribe(&self, _: Arc<Delivery>) -> Result<(), TransportError> {
-        Ok(())
     }
 }
 
@@ -260,7 +240,7 @@ async fn an_accepted_post_is_recorded_transcribed_and_published_in_one_go() {
     assert!(matches!(accepted, Accepted::New(_)));
     assert_eq!(f.transcript(&channel, "user-1").await, [("incoming".into(), "hello".into(), None)]);
     assert_eq!(f.outbox().await, 1);
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 1);
+    assert_eq!(f.plan.usage(f.account), 1);
 }
 
 #[tokio::test]
@@ -314,7 +294,7 @@ async fn only_a_contacts_first_message_counts_as_a_conversation() {
     }
     f.input.accept(&channel, post("user-2", None, "hi")).await.expect("accepted");
 
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 2);
+    assert_eq!(f.plan.usage(f.account), 2);
     assert_eq!(f.transcript(&channel, "user-1").await.len(), 3);
 }
 
@@ -323,7 +303,7 @@ async fn a_new_conversation_over_the_plan_limit_is_refused_and_stores_nothing() 
     let f = fixture().await;
     let channel = f.register(InboxId::new(), None).await;
     f.input.accept(&channel, post("user-1", None, "first")).await.expect("accepted");
-    f.plan.limit_to(1);
+    f.plan.limit_to(f.account, Some(1));
 
     let refused = f.input.accept(&channel, post("user-2", Some("k2"), "hello")).await;
     let existing = f.input.accept(&channel, post("user-1", None, "still talking")).await;
@@ -359,7 +339,7 @@ async fn a_batch_records_each_post_with_one_transcript_line_and_one_event_in_the
         lines.iter().map(|(_, content, _)| content.as_str()).collect::<Vec<_>>(),
         ["message 1", "message 4", "message 7"]
     );
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 3, "three contacts started conversations");
+    assert_eq!(f.plan.usage(f.account), 3, "three contacts started conversations");
     assert_eq!(f.plan.asked.load(Ordering::SeqCst), 1, "the plan is asked once for the batch's account");
 }
 
@@ -386,7 +366,7 @@ async fn concurrent_posts_from_several_contacts_are_each_recorded_once_in_order(
             events.iter().filter(|e| e.contact.source_id == source_id).map(|e| e.content.clone()).collect();
         assert_eq!(theirs, contents(contact).collect::<Vec<_>>(), "events in the order of the posts");
     }
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 5);
+    assert_eq!(f.plan.usage(f.account), 5);
 }
 
 #[tokio::test]
@@ -485,7 +465,7 @@ async fn a_batch_replays_a_key_recorded_before_and_records_the_rest() {
     assert!(matches!(answers[1], Ok(Accepted::New(_))), "{answers:?}");
     assert_eq!(f.transcript(&channel, "user-1").await.len(), 2);
     assert_eq!(f.outbox().await, 2);
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 1, "the contact's conversation started with the first");
+    assert_eq!(f.plan.usage(f.account), 1, "the contact's conversation started with the first");
 }
 
 #[tokio::test]
@@ -509,7 +489,7 @@ async fn a_batch_refuses_only_the_new_conversations_over_the_plan_limit() {
     let f = fixture().await;
     let channel = f.register(InboxId::new(), None).await;
     f.input.accept(&channel, post("user-0", None, "earlier")).await.expect("accepted");
-    f.plan.limit_to(3);
+    f.plan.limit_to(f.account, Some(3));
 
     let answers = f
         .record_batch(
@@ -536,9 +516,9 @@ async fn a_batch_refuses_only_the_new_conversations_over_the_plan_limit() {
     assert!(f.transcript(&channel, "user-3").await.is_empty());
     assert!(f.transcript(&channel, "user-4").await.is_empty());
     assert_eq!(f.transcript(&channel, "user-1").await.len(), 2);
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 3);
+    assert_eq!(f.plan.usage(f.account), 3);
     // The refused post's key is free: once the plan allows, the same post is new.
-    f.plan.limit_to(4);
+    f.plan.limit_to(f.account, Some(4));
     let retried = f.input.accept(&channel, post("user-3", Some("k3"), "three")).await;
     assert!(matches!(retried, Ok(Accepted::New(_))), "{retried:?}");
 }
@@ -572,7 +552,7 @@ async fn each_event_of_a_batch_names_the_contact_as_stored_after_its_own_post() 
     );
     let stored = f.input.store.contact(channel.inbox, "user-1").await.expect("read").expect("stored");
     assert_eq!((stored.name.as_deref(), stored.email.as_deref()), (Some("Hanako Yamada"), Some("hanako@example.jp")));
-    assert_eq!(f.plan.recorded.load(Ordering::SeqCst), 2, "user-1 started once, before the batch");
+    assert_eq!(f.plan.usage(f.account), 2, "user-1 started once, before the batch");
 }
 
 #[tokio::test]
@@ -627,7 +607,7 @@ fn reply(f: &Fixture, channel: &Channel, source_id: &str, kind: MessageKind) -> 
 /// alone if the handler does not want it, applied in one transaction otherwise.
 async fn consume(f: &Fixture, handler: &crate::events::RecordReplies, event: MessageCreated) {
     let envelope = Envelope::wrap(&event, "inbox", None).expect("envelope");
-    let mut delivery = Delivery::new("input", f.namespace.clone());
+    let mut delivery = Delivery::new("input", f.scratch.namespace.clone());
     delivery.add::<MessageCreated, _>(Arc::new(crate::events::RecordReplies { wake: handler.wake.clone() }));
     let outcome = delivery.deliver(&envelope).await.expect("delivered");
     assert_ne!(outcome, kernel::events::Outcome::DeadLettered, "{event:?}");
@@ -664,7 +644,7 @@ async fn a_queued_reply_wakes_the_worker_only_once_committed() {
 
     let event = reply(&f, &channel, "user-1", MessageKind::Outgoing);
     let envelope = Envelope::wrap(&event, "inbox", None).expect("envelope");
-    let mut tx = f.namespace.begin().await.expect("tx");
+    let mut tx = f.scratch.namespace.begin().await.expect("tx");
     handler.handle(event, &envelope, &mut tx).await.expect("handled");
     drop(tx);
     assert!(woken().await.is_err(), "a rolled-back queueing wakes nobody");
@@ -681,13 +661,13 @@ type Received = (String, String, Vec<u8>);
 struct Receiver {
     url: String,
     hits: Arc<AtomicU32>,
-    last: Arc<std::sync::Mutex<Option<Received>>>,
+    last: Arc<Mutex<Option<Received>>>,
 }
 
 async fn receiver(failures: u32) -> Receiver {
     use axum::http::{HeaderMap, StatusCode};
     let hits = Arc::new(AtomicU32::new(0));
-    let last = Arc::new(std::sync::Mutex::new(None));
+    let last = Arc::new(Mutex::new(None));
     let (counter, kept) = (hits.clone(), last.clone());
     let app = axum::Router::new().route(
         "/hooks",

@@ -1,12 +1,11 @@
 //! The OmniDesk kernel: the dual-mode runtime every service is written against.
 //!
-//! A service is a [`ServiceSpec`](service::ServiceSpec): the path prefixes it owns, its routes, its
-//! migrations and a `start` function. The kernel decides where it runs. [`app::Process`] hosts any subset
-//! of services in one process — all of them in the monolith, one per process in microservices — with the
-//! same code either way: [`ports`] turn a call to another service into a direct call or an HTTP request,
-//! [`store`] gives each service its own namespace, [`auth`] verifies tokens without a hop, and
-//! [`routes`] computes and checks who owns which path. [`gateway`] and [`supervisor`] run the split
-//! topologies.
+//! A service is a [`ServiceSpec`]: the path prefixes it owns, its routes, its migrations and a `start`
+//! function. The kernel decides where it runs. [`app::Process`] hosts any subset of services in one process —
+//! all of them in the monolith, one per process in microservices — with the same code either way: [`ports`]
+//! turn a call to another service into a direct call or an HTTP request, [`store`] gives each service its own
+//! namespace, [`auth`] verifies tokens without a hop, and [`routes`] computes and checks who owns which path.
+//! [`gateway`] and [`supervisor`] run the split topologies.
 
 pub mod app;
 pub mod auth;
@@ -24,6 +23,8 @@ pub mod signature;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::{Catalogue, Process};
 pub use config::Config;

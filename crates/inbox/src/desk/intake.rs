@@ -16,6 +16,10 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
         tracing::warn!(account.id = %account, inbox.id = %inbox, "message for an inbox that no longer exists");
         return Ok(());
     };
+    // A redelivered message changes nothing: not even the status of a conversation resolved since.
+    if Store::has_message(tx, &message_id.to_string()).await? {
+        return Ok(());
+    }
     let mut changes = Changes::in_inbox(account, &inbox_text);
     let contact_row = identify(tx, &mut changes, &account_text, &inbox_text, contact, received_at).await?;
     let conversation = match Store::conversation_of_contact(tx, &inbox_text, &contact_row.id).await? {
@@ -110,6 +114,9 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
 /// statements for the whole run; the others (a new contact or conversation, a conversation to reopen,
 /// details to fill in) take [`receive_message`] in their place in the order.
 pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageReceived]) -> Result<(), InboxError> {
+    // A message delivered twice in one batch is taken once, as it would be one at a time.
+    let mut seen = HashSet::new();
+    let events: Vec<&MessageReceived> = events.iter().filter(|event| seen.insert(event.message)).collect();
     let accounts: Vec<String> = events.iter().map(|e| e.account.to_string()).collect();
     let inboxes: Vec<String> = events.iter().map(|e| e.inbox.to_string()).collect();
     let mut identities: Vec<(&str, &str, &str)> = events
@@ -119,15 +126,17 @@ pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageRec
         .collect();
     identities.sort_unstable();
     identities.dedup();
-    let known: HashMap<(String, String), KnownConversation> = Store::known_conversations(tx, &identities)
+    // Keyed by account too: an event whose account does not own the inbox finds nothing here and is
+    // dropped by `receive_message`, as it would be alone.
+    let known: HashMap<(String, String, String), KnownConversation> = Store::known_conversations(tx, &identities)
         .await?
         .into_iter()
-        .map(|k| ((k.inbox_id.clone(), k.source_id.clone()), k))
+        .map(|k| ((k.account_id.clone(), k.inbox_id.clone(), k.source_id.clone()), k))
         .collect();
 
     let mut run: Vec<(&MessageReceived, &KnownConversation)> = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        match known.get(&(inboxes[i].clone(), event.contact.source_id.clone())) {
+        match known.get(&(accounts[i].clone(), inboxes[i].clone(), event.contact.source_id.clone())) {
             Some(found) if found.status == Status::Open.as_str() && !tells_more(found, &event.contact) => {
                 run.push((event, found));
             }

@@ -110,7 +110,7 @@ impl Store {
         identities: &[(&str, &str, &str)],
     ) -> Result<Vec<KnownConversation>, StoreError> {
         tx.fetch_all(
-            "select i.inbox_id, i.source_id, n.channel, k.name, k.email, k.phone, \
+            "select n.account_id, i.inbox_id, i.source_id, n.channel, k.name, k.email, k.phone, \
              c.id as conversation_id, c.status from jsonb_each(?) as j \
              join contact_identities i on i.inbox_id = j.value ->> 1 and i.source_id = j.value ->> 2 \
              join inboxes n on n.id = i.inbox_id and n.account_id = j.value ->> 0 \

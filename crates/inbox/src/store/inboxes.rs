@@ -23,7 +23,8 @@ impl Store {
             .await
     }
 
-    /// The inbox with `id`, whatever its account (for events, which carry the account themselves).
+    /// The inbox with `id` in `account`, read inside `tx` (for the desk's transactions and the event
+    /// handlers, which carry the account themselves).
     pub async fn inbox_in(tx: &mut Tx<'_>, account: &str, id: &str) -> Result<Option<InboxRow>, StoreError> {
         tx.fetch_optional(
             "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \

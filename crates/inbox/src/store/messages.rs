@@ -22,6 +22,12 @@ impl Store {
     }
 
     /// Inserts a message unless one with its id exists; false for a duplicate.
+    /// Whether a message with this id is stored (a redelivered event's).
+    pub async fn has_message(tx: &mut Tx<'_>, id: &str) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = tx.fetch_optional("select 1 from messages where id = ?", args![id]).await?;
+        Ok(found.is_some())
+    }
+
     pub async fn insert_message(tx: &mut Tx<'_>, account: &str, message: &MessageRow) -> Result<bool, StoreError> {
         let inserted = tx
             .execute(

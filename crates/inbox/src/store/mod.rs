@@ -1,5 +1,5 @@
-//! All of the inbox service's SQL, one file per part of the domain (the row types are here). Every statement is scoped by `account_id`; a row of another account is
-//! indistinguishable from a missing one.
+//! All of the inbox service's SQL, one file per part of the domain (the row types are here). Every
+//! statement is scoped by `account_id`; a row of another account is indistinguishable from a missing one.
 
 use contracts::AccountId;
 use kernel::args;
@@ -128,6 +128,7 @@ macro_rules! conversation_card {
 /// A customer's conversation found by their channel identity ([`Store::known_conversations`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KnownConversation {
+    pub account_id: String,
     pub inbox_id: String,
     pub source_id: String,
     pub channel: String,
