@@ -1,6 +1,6 @@
 //! Contracts: the only things services know of each other.
 //!
-//! Every port trait (a service's synchronous face), the DTOs they exchange and, later, the event types
+//! Every port trait (a service's synchronous face), the DTOs they exchange, the ids and the event types
 //! services publish live here. Service crates depend on this crate and on the kernel, never on each other
 //! (an architecture invariant, tested by `crates/omnidesk/tests/architecture.rs`).
 

@@ -1,6 +1,11 @@
 //! Authentication that needs no hop (DESIGN §4): the user service signs short-lived access tokens with an
-//! Ed25519 private key; every process verifies them locally with the public key. The account (tenancy)
-//! travels in the token, so every handler knows whose data it may touch without asking anyone.
+//! Ed25519 private key ([`TokenSigner`]); every process verifies them locally with the public key
+//! ([`TokenVerifier`]). The account (tenancy) travels in the token, so every handler knows whose data it
+//! may touch without asking anyone: the [`Caller`] extractor. [`KeyFiles`] are where the key pair lives.
+//!
+//! A verifier remembers up to 10,000 tokens that verified, each until its `exp`, so a client's repeated
+//! requests pay for the signature check once. Tokens taken back before they expire ([`revocation`]) are
+//! refused even from that memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! What a service is to the kernel: a static [`ServiceSpec`] (name, claimed prefixes, routes, migrations,
-//! dependencies) and a `start` function that turns a [`ServiceContext`] into its router.
+//! What a service is to the kernel: a static [`ServiceSpec`] (name, claimed prefixes, routes as
+//! [`RouteInfo`], migrations, dependencies) and a `start` function that turns a [`ServiceContext`] (its
+//! namespace, the ports it calls and provides, its event handlers, the token signer) into its router.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

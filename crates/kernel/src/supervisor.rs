@@ -1,9 +1,9 @@
 //! `omnidesk up`: runs a split topology on one machine (DESIGN §3).
 //!
-//! The supervisor starts one child process per colocation group (`omnidesk serve --services …` on a
-//! loopback port of its own), serves the [gateway](crate::gateway) on the public address in this process,
-//! and keeps the children running: a child that exits is restarted after a backoff, on the same port, so
-//! the gateway and the other children never need to learn a new address. It owns:
+//! The supervisor starts one child process per colocation group (`omnidesk serve --services …` on a loopback
+//! port of its own), serves the [gateway] on the public address in this process, and keeps the children
+//! running: a child that exits is restarted after a backoff, on the same port, so the gateway and the other
+//! children never need to learn a new address. It owns:
 //! - what every child is told: where each service lives, the generated service-to-service secret, that the
 //!   gateway on loopback is a trusted proxy, and this process's pid (a child exits when its parent dies);
 //! - the state file `<data_dir>/run/up.json`, rewritten whenever a child (re)starts, for operators and

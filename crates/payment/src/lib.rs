@@ -2,8 +2,9 @@
 //! `/api/billing` and the provider's webhook `/hooks/stripe`.
 //!
 //! The provider (Stripe) is reached through [`stripe::StripeClient`], whose base URL is configuration, and
-//! talks back through signed webhooks ([`stripe::verify`]). A paid invoice publishes `payment.succeeded`,
-//! which the plan service turns into a plan change; a failed one publishes `payment.failed`.
+//! talks back through signed webhooks ([`stripe::verify`], handled in `webhooks.rs`). A paid invoice
+//! publishes `payment.succeeded`, which the plan service turns into a plan change; a failed one publishes
+//! `payment.failed`; a subscription the provider ends publishes `subscription.ended`.
 //!
 //! Settings (`services.payment.settings`, e.g. `OMNIDESK_SERVICES__PAYMENT__SETTINGS__STRIPE_WEBHOOK_SECRET`):
 //! `stripe_api_base`, `stripe_secret_key`, `stripe_webhook_secret`, `price_<plan>` (the provider's price id

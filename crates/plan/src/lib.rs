@@ -1,9 +1,9 @@
 //! The plan service owns the plan catalogue (free / starter / pro / business, in `catalogue.rs`), each
 //! account's subscription, plan tokens and monthly usage counters, under `/api/plan` and `/api/plans`.
 //!
-//! Other services ask it through [`PlanPort`](contracts::plan::PlanPort) (limits, "may this account do X",
-//! usage). It learns of new accounts from `account.created` and of payments from `payment.succeeded`, and
-//! publishes `plan.changed`.
+//! Other services ask it through [`PlanPort`] (limits, "may this account do X",
+//! usage). It learns of new accounts from `account.created`, of payments from `payment.succeeded` and of
+//! ended subscriptions from `subscription.ended` (in `events.rs`), and publishes `plan.changed`.
 
 mod catalogue;
 mod events;

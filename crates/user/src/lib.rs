@@ -3,10 +3,10 @@
 //!
 //! Owners and admins invite people into their account (as admins or agents); an invitation's token, accepted
 //! once, creates the user and their membership and signs them in. Other services ask who belongs to an
-//! account through [`UserPort`](contracts::user::UserPort), which this service provides.
+//! account through [`UserPort`], which this service provides.
 //!
 //! It is also the token issuer: it signs the short-lived access tokens every other service verifies on its
-//! own (DESIGN §4). It asks the plan service, through [`PlanPort`](contracts::plan::PlanPort), which plan
+//! own (DESIGN §4). It asks the plan service, through [`PlanPort`], which plan
 //! an account is on.
 
 mod credentials;

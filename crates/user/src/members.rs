@@ -1,5 +1,7 @@
 //! An account's members as other services see them ([`UserPort`]), and the rules of invitations: how long
-//! one lasts, what its token looks like, and when it can still be accepted.
+//! one lasts, what its token looks like, and when it can still be accepted. A token is accepted once and
+//! only its digest is stored; a pending invitation takes a seat like a member, against the plan's agent
+//! limit.
 
 use std::time::Duration;
 

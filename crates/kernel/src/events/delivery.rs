@@ -1,6 +1,13 @@
 //! The consuming side of the bus: a [`Handler`] per event type, and [`Delivery`], which applies an event
 //! inside a transaction of the consumer's namespace that also records the event id, retries failures and
 //! dead-letters what keeps failing.
+//!
+//! Events are decoded before the consumer's transaction, and one its handler does not want
+//! ([`Handler::wants`]) is acknowledged without a transaction or a processed-id row. What has arrived
+//! together is applied in one transaction ([`Delivery::deliver_batch`]): one statement claims them all,
+//! and each run of consecutive events of one type goes to its handler's [`Handler::handle_all`], which a
+//! handler overrides to apply a set at once. If any of them fails, the batch rolls back and its events are
+//! delivered one at a time, with retries.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

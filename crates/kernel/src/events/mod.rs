@@ -12,7 +12,15 @@
 //!   `_dead_letters`, visible with `omnidesk events failed` and replayable with `omnidesk events replay`.
 //!
 //! Transports: [`inprocess::InProcess`] (the monolith; publishing returns once every local consumer has
-//! applied or dead-lettered the event) and RabbitMQ (between processes). Service code never sees which.
+//! applied or dead-lettered the event) and [`rabbitmq`] (between processes). Service code never sees which.
+//!
+//! An [`Envelope`]'s payload is JSON text from the producer's serialisation to the consumer's, never a
+//! JSON tree. Its routing key is the type followed by the event's topic if it has one ([`Event::topic`],
+//! e.g. `message.created.incoming`), and a consumer is sent every topic of its types or only those its
+//! handler wants ([`Handler::topics`]: input is sent replies, not the incoming messages). The bus's tables
+//! are created in every namespace by the kernel's own migrations (history in `_kernel_migrations`);
+//! [`trim`] deletes published outbox rows and processed ids older than `data.event_retention_days` (30;
+//! hourly, in slices, never an unpublished event).
 
 mod dead_letters;
 mod delivery;

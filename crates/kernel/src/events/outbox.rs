@@ -1,6 +1,10 @@
 //! The producing side of the bus: [`Tx::publish`] writes events into the namespace's `_outbox` in the
 //! transaction of the change they report, and a relay per namespace ([`relay`]) publishes them in order
 //! through the process's [`Transport`], stamping each row once the transport has accepted it.
+//!
+//! [`Tx::publish_all`] writes any number of events with one statement, and the relay publishes up to 100
+//! outbox rows at once (RabbitMQ: all sent, then confirmed in order), so a burst of events costs a few
+//! round trips, not one per event.
 
 use std::sync::Arc;
 use std::time::Duration;

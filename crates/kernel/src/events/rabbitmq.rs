@@ -196,7 +196,7 @@ impl RabbitMq {
 
     /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`) and declares the
     /// [`EXCHANGE`]; `process` names the services this process hosts. A broker that does not answer within
-    /// [`FIRST_CONNECT`] does not stop the process from starting (the outbox keeps what it publishes
+    /// `FIRST_CONNECT` (3 s) does not stop the process from starting (the outbox keeps what it publishes
     /// meanwhile): the transport is returned disconnected, and its supervisor keeps trying, then attaches
     /// every subscribed consumer once the broker is there. Only a URL that cannot be parsed is an error.
     pub async fn connect(url: &str, process: &str) -> Result<Arc<Self>, TransportError> {

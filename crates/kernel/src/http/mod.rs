@@ -1,5 +1,17 @@
-//! The HTTP edge shared by every process: problem+json errors, extractors, and the middleware stack
-//! (request ids, tracing, metrics, body limits, timeouts, panic safety).
+//! The HTTP edge shared by every process: problem+json errors ([`Problem`]), extractors, the accept loop
+//! ([`serve`]), and the middleware stack ([`edge`]: request ids, tracing, panic → 500 problem, bare error
+//! statuses → problem, timeout, body limit).
+//!
+//! - [`Json`] and [`from_json_text`] parse the whole body as JSON text first, so fields a handler ignores
+//!   are checked too; [`Path`] and [`Query`] answer what does not parse with a 400 problem.
+//! - A body declared over the limit is read and dropped, up to 16 MiB, before the 413, so that the client
+//!   gets the answer instead of a reset.
+//! - Service processes read a body before the handler ([`read_body_first`]), so a body left unread never
+//!   makes hyper reset the connection and the gateway answer 502.
+//! - Every accepted connection has `TCP_NODELAY` (set by [`serve`]), or realtime pushes wait for the
+//!   peer's delayed ACKs.
+//! - `/metrics` on a public listener wants `http.metrics_token`; [`serve_metrics`] serves it without one
+//!   on `http.metrics_listen`. [`ClientIp`] is the client's address, through trusted proxies only.
 
 mod extract;
 mod listener;

@@ -2,9 +2,30 @@
 //! nothing else touches it.
 //!
 //! Services never see a driver type. They write portable, lowercase SQL with `?` placeholders in their
-//! `store.rs`, bind [`Value`]s with [`args!`](crate::args), and read rows into `#[derive(sqlx::FromRow)]`
-//! structs. The engine behind a [`Namespace`] is chosen by configuration: SQLite today (one file per
-//! service); PostgreSQL and MariaDB are further variants of [`Pool`] that service code does not notice.
+//! store (`store.rs` or `store/`, declared with [`service_store!`](crate::service_store)), bind [`Value`]s
+//! with [`args!`](crate::args) (ids and enums directly, once made text columns by
+//! [`stored_as_text!`](crate::stored_as_text)), and read rows into `#[derive(sqlx::FromRow)]` structs. The
+//! engine behind a [`Namespace`] is chosen by configuration: SQLite today (one file per service, in WAL
+//! mode); PostgreSQL and MariaDB are further variants of [`Pool`] that service code does not notice. Every
+//! statement a namespace runs is checked against the tables its migrations create, in debug builds
+//! ([`audit`]). The event bus's tables are created in every namespace by the kernel's own migrations
+//! (`src/store/migrations/`, history in `_kernel_migrations`).
+//!
+//! - Reads run on a pool of readers; writes and transactions are queued, in order, on one writer
+//!   connection, and [`Namespace::begin`] takes the write lock at once (`begin immediate`). A transaction
+//!   runs hooks after it commits ([`Tx::after_commit`]: the realtime feed's wake-up, the reply worker's).
+//! - Set-based statements take their rows as one JSON array argument ([`json_rows`], `select … from
+//!   jsonb_each(?)`: each row's `value` stays binary JSON, so `value ->> n` does not parse the row again),
+//!   so a batch costs one statement per step whatever its size.
+//! - Retention: [`Namespace::delete_in_slices`] deletes in short write transactions of [`DELETE_SLICE`]
+//!   rows each, so other writers wait for one slice at a time, and [`trim_periodically`] is the loop that
+//!   runs a trim, hourly (the event bus's, the realtime feed's, the user service's revocations).
+//! - No memory map: in WAL mode SQLite drops a connection's map at every read transaction after another
+//!   connection's write, which under steady writes costs an munmap on nearly every transaction.
+//! - The WAL is checkpointed by a background task, off the writer's commits: on a connection of its own
+//!   and then, briefly, through the writer, so that the WAL starts over instead of growing (left to the
+//!   automatic checkpoint, it grew until a commit paid for the checkpoint and the truncation stalled the
+//!   writer).
 
 pub mod audit;
 mod value;
@@ -456,10 +477,9 @@ impl Namespace {
         query.fetch_one(pool).await.map_err(StoreError::classify)
     }
 
-    /// Starts a transaction; dropped without [`Tx::commit`] it rolls back.
-    /// Starts a write transaction on the namespace's one writer connection. `begin immediate` takes
-    /// SQLite's write lock at once, so a transaction never fails halfway when another process (the CLI)
-    /// writes too; it waits for it instead.
+    /// Starts a write transaction on the namespace's one writer connection; dropped without [`Tx::commit`]
+    /// it rolls back. `begin immediate` takes SQLite's write lock at once, so a transaction never fails
+    /// halfway when another process (the CLI) writes too; it waits for it instead.
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         let Pool::Sqlite(pool) = &self.writer;
         let tx = pool.begin_with("begin immediate").await?;

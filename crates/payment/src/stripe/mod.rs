@@ -1,7 +1,8 @@
 //! Stripe, the payment provider: everything the payment service needs to speak its protocol, and
 //! nothing about our own billing rules.
 //!
-//! - [`signature`]: verifying the `Stripe-Signature` header of webhook deliveries (and signing, for tests).
+//! - [`verify`] (and [`sign`], for tests): the `Stripe-Signature` header of webhook deliveries, which is
+//!   the kernel's timestamped HMAC scheme (`kernel::signature`).
 //! - [`event`]: parsing a verified delivery into a [`WebhookEvent`] and the typed views we act on.
 //! - [`client`]: the API calls we make (creating Checkout Sessions), with Stripe's retry and idempotency
 //!   rules.
