@@ -143,7 +143,18 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "sent" => Some(DeliveryStatus::Sent),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
 }
+
+kernel::stored_as_text!(DeliveryStatus: |status: &DeliveryStatus| status.as_str(), DeliveryStatus::parse);
 
 /// Input delivered (or gave up delivering, or is still retrying) an agent's reply. Published by input;
 /// inbox shows it on the message.

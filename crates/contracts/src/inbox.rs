@@ -52,6 +52,42 @@ impl TryFrom<String> for MessageKind {
     }
 }
 
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// Waiting for an agent.
+    Open,
+    /// Waiting for the customer.
+    Pending,
+    Resolved,
+    /// Out of the way until `snoozed_until`, then open again.
+    Snoozed,
+}
+
+impl ConversationStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Pending => "pending",
+            ConversationStatus::Resolved => "resolved",
+            ConversationStatus::Snoozed => "snoozed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ConversationStatus::Open),
+            "pending" => Some(ConversationStatus::Pending),
+            "resolved" => Some(ConversationStatus::Resolved),
+            "snoozed" => Some(ConversationStatus::Snoozed),
+            _ => None,
+        }
+    }
+}
+
+kernel::stored_as_text!(ConversationStatus: |status: &ConversationStatus| status.as_str(), ConversationStatus::parse);
+
 /// A message was added to a conversation. Published by inbox; input delivers outgoing messages of its
 /// channels to the contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,8 +122,8 @@ pub struct ConversationCreated {
 pub struct ConversationStatusChanged {
     pub account: AccountId,
     pub conversation: ConversationId,
-    pub from: String,
-    pub to: String,
+    pub from: ConversationStatus,
+    pub to: ConversationStatus,
     /// The agent who changed it; `None` when the system did (a customer's reply reopening it, a snooze
     /// ending).
     pub by: Option<UserId>,

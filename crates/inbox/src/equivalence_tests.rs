@@ -17,8 +17,8 @@
 //! socket reads only its account's rows, and the batch writes each account's rows of a run together.
 
 use contracts::AccountId;
-use contracts::channel::{ChannelContact, MessageReceived};
-use contracts::inbox::{InboxId, MessageId};
+use contracts::channel::{ChannelContact, ChannelKind, MessageReceived};
+use contracts::inbox::{ConversationStatus, InboxId, MessageId};
 use kernel::args;
 use kernel::clock::now_ms;
 use kernel::store::{Migrations, Namespace};
@@ -33,13 +33,27 @@ use crate::store::{InboxRow, Store};
 
 /// The inboxes: two of one account (an API and a widget inbox), one of another, and one that was deleted
 /// (its messages have nowhere to go).
-const INBOXES: [(usize, Option<&str>); 4] = [(0, Some("api")), (0, Some("web_widget")), (1, Some("api")), (0, None)];
+const INBOXES: [(usize, Option<ChannelKind>); 4] =
+    [(0, Some(ChannelKind::Api)), (0, Some(ChannelKind::WebWidget)), (1, Some(ChannelKind::Api)), (0, None)];
 const CONTACTS: [&str; 3] = ["user-1", "花子", "user-3"];
 const NAMES: [Option<&str>; 4] = [None, Some("山田 花子"), Some("Hanako Yamada"), Some("田中")];
 const EMAILS: [Option<&str>; 3] = [None, Some("hanako@example.jp"), Some("taro@example.jp")];
 const PHONES: [Option<&str>; 2] = [None, Some("+81 90-1234-5678")];
 /// What an agent does between messages (to the conversation of an earlier message's contact).
-const ACTIONS: [&str; 5] = ["resolved", "pending", "snoozed", "open", "read"];
+const ACTIONS: [AgentAction; 5] = [
+    AgentAction::Set(ConversationStatus::Resolved),
+    AgentAction::Set(ConversationStatus::Pending),
+    AgentAction::Set(ConversationStatus::Snoozed),
+    AgentAction::Set(ConversationStatus::Open),
+    AgentAction::Read,
+];
+
+/// An agent's change to a conversation.
+#[derive(Debug, Clone, Copy)]
+enum AgentAction {
+    Set(ConversationStatus),
+    Read,
+}
 /// When the events of a case happen: long before the case runs, so that a time a path stamps is told apart.
 const EPOCH_MS: i64 = 1_700_000_000_000;
 
@@ -130,7 +144,7 @@ enum Action {
         account: AccountId,
         inbox: InboxId,
         source_id: String,
-        action: &'static str,
+        action: AgentAction,
         at: i64,
     },
 }
@@ -263,9 +277,9 @@ async fn apply(world: &World, actions: &[Action], path: Path) -> Outcome {
     for ((account, channel), inbox) in INBOXES.iter().zip(world.inboxes) {
         let Some(channel) = channel else { continue };
         let row = InboxRow {
-            id: inbox.to_string(),
-            name: format!("{channel} の窓口"),
-            channel: (*channel).to_owned(),
+            id: inbox,
+            name: format!("{} の窓口", channel.as_str()),
+            channel: *channel,
             identifier: None,
             callback_url: None,
             created_at: EPOCH_MS,
@@ -333,21 +347,23 @@ async fn apply_other(namespace: &Namespace, feed: &Feed, action: &Action) {
             desk::contact_identified(&mut tx, feed, *account, *inbox, contact).await.expect("identified");
         }
         Action::Agent { account, inbox, source_id, action, at } => {
-            let account = account.to_string();
-            let inbox = inbox.to_string();
-            let conversation = match Store::contact_by_identity(&mut tx, &inbox, source_id).await.expect("read") {
-                Some(contact) => Store::conversation_of_contact(&mut tx, &inbox, &contact.id).await.expect("read"),
+            let (account, inbox) = (*account, *inbox);
+            let conversation = match Store::contact_by_identity(&mut tx, inbox, source_id).await.expect("read") {
+                Some(contact) => Store::conversation_of_contact(&mut tx, inbox, contact.id).await.expect("read"),
                 None => None,
             };
             // An agent's change as the store records it (the activity entries and feed rows of the desk's
             // own rules are not what is compared here, and would be the same in both namespaces).
             if let Some((conversation, _)) = conversation {
                 match *action {
-                    "read" => Store::mark_read(&mut tx, &account, &conversation, *at).await,
-                    "snoozed" => {
-                        Store::set_status(&mut tx, &account, &conversation, "snoozed", Some(at + 3_600_000), *at).await
+                    AgentAction::Read => Store::mark_read(&mut tx, account, conversation, *at).await,
+                    AgentAction::Set(ConversationStatus::Snoozed) => {
+                        let until = Some(at + 3_600_000);
+                        Store::set_status(&mut tx, account, conversation, ConversationStatus::Snoozed, until, *at).await
                     }
-                    status => Store::set_status(&mut tx, &account, &conversation, status, None, *at).await,
+                    AgentAction::Set(status) => {
+                        Store::set_status(&mut tx, account, conversation, status, None, *at).await
+                    }
                 }
                 .expect("changed");
             }
@@ -394,7 +410,7 @@ async fn labels(world: &World, actions: &[Action], namespace: &Namespace) -> Vec
     labels.extend(world.inboxes.iter().enumerate().map(|(i, inbox)| (inbox.to_string(), format!("inbox#{i}"))));
     for (i, account) in world.accounts.iter().enumerate() {
         labels.push((account.to_string(), format!("account#{i}")));
-        labels.push((crate::search::scope(&account.to_string()), format!("scope#{i}")));
+        labels.push((crate::search::scope(*account), format!("scope#{i}")));
     }
     labels
 }
@@ -429,7 +445,7 @@ fn described(world: &World, actions: &[Action]) -> String {
             ),
             Action::Identify { inbox: id, contact, .. } => format!("identified on inbox#{}: {contact:?}", inbox(id)),
             Action::Agent { inbox: id, source_id, action, .. } => {
-                format!("agent: {action} the conversation of {source_id} on inbox#{}", inbox(id))
+                format!("agent: {action:?} the conversation of {source_id} on inbox#{}", inbox(id))
             }
         })
         .collect::<Vec<_>>()

@@ -46,15 +46,8 @@ pub struct ShowDelivery(pub Feed);
 #[async_trait]
 impl Handler<DeliveryUpdated> for ShowDelivery {
     async fn handle(&self, event: DeliveryUpdated, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
-        desk::delivery_updated(
-            tx,
-            &self.0,
-            event.account,
-            event.message,
-            event.status.as_str(),
-            event.reason.as_deref(),
-        )
-        .await?;
+        desk::delivery_updated(tx, &self.0, event.account, event.message, event.status, event.reason.as_deref())
+            .await?;
         Ok(())
     }
 }

@@ -9,19 +9,20 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contracts::UserId;
 use contracts::channel::ChannelKind;
+use contracts::inbox::{ContactId, ConversationId, ConversationStatus, InboxId};
 use contracts::plan::Feature;
 use kernel::auth::Caller;
 use kernel::clock::now_ms;
 use kernel::http::{FieldError, Json, Path, Query};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::InboxError;
-use crate::desk::{self, Desk, PRIORITIES, Status, require_manager};
+use crate::desk::{self, Desk, require_manager};
+use crate::domain::{CannedResponseId, LabelId, Priority};
 use crate::realtime::connect_realtime;
 use crate::search;
-use crate::store::{CannedRow, LabelRow, ListFilter, TabCounts};
+use crate::store::{Before, CannedRow, LabelRow, ListFilter, TabCounts};
 use crate::views::{
     CannedView, ContactView, ConversationView, InboxView, LabelView, MessageView, Page, cursor, parse_cursor,
 };
@@ -97,9 +98,9 @@ fn page_limit(limit: Option<i64>) -> Result<i64, InboxError> {
     }
 }
 
-fn before(cursor_param: Option<&str>) -> Result<(i64, String), InboxError> {
+fn before(cursor_param: Option<&str>) -> Result<Before, InboxError> {
     match cursor_param {
-        None => Ok((i64::MAX, String::new())),
+        None => Ok(Before::START),
         Some(c) => parse_cursor(c).ok_or_else(|| InboxError::InvalidCursor),
     }
 }
@@ -137,19 +138,20 @@ async fn create_inbox(
     if channel.is_none() {
         errors.push(FieldError::new("channel", "unsupported", "`channel` is one of api, web_widget, line, email."));
     }
-    check(errors)?;
-    let channel = channel.unwrap_or(ChannelKind::Api);
+    let (Some(channel), true) = (channel, errors.is_empty()) else {
+        return Err(InboxError::Invalid(errors));
+    };
     let (row, secret) = desk.create_inbox(&caller, name, channel, body.callback_url).await?;
     let mut view = InboxView::from(row);
     view.secret = Some(secret);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<InboxView> {
-    let row = desk.store.inbox(caller.account, &id.to_string()).await?.ok_or(InboxError::NotFound("inbox"))?;
+async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<InboxId>) -> Reply<InboxView> {
+    let row = desk.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
     let mut view = InboxView::from(row);
     if caller.role.manages_members() {
-        view.secret = desk.input.channel(caller.account, contracts::inbox::InboxId(id)).await?.map(|c| c.secret);
+        view.secret = desk.input.channel(caller.account, id).await?.map(|c| c.secret);
     }
     Ok(Json(view))
 }
@@ -157,22 +159,22 @@ async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<
 async fn update_inbox(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<InboxId>,
     Json(body): Json<UpdateInbox>,
 ) -> Reply<InboxView> {
     let mut errors = Vec::new();
     let name = text("name", &body.name, MAX_NAME_CHARS, &mut errors);
     check(errors)?;
-    let row = desk.update_inbox(&caller, &id.to_string(), name, body.callback_url).await?;
+    let row = desk.update_inbox(&caller, id, name, body.callback_url).await?;
     Ok(Json(InboxView::from(row)))
 }
 
 async fn delete_inbox(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<InboxId>,
 ) -> Result<StatusCode, InboxError> {
-    desk.delete_inbox(&caller, &id.to_string()).await?;
+    desk.delete_inbox(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -181,21 +183,22 @@ struct InboxMembers {
     user_ids: Vec<UserId>,
 }
 
-async fn list_inbox_members(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<InboxMembers> {
-    let id = id.to_string();
-    desk.store.inbox(caller.account, &id).await?.ok_or(InboxError::NotFound("inbox"))?;
-    let users = desk.store.inbox_members(caller.account, &id).await?;
-    Ok(Json(InboxMembers { user_ids: users.iter().filter_map(|u| u.parse().ok()).collect() }))
+async fn list_inbox_members(
+    State(desk): State<AppState>,
+    caller: Caller,
+    Path(id): Path<InboxId>,
+) -> Reply<InboxMembers> {
+    desk.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
+    Ok(Json(InboxMembers { user_ids: desk.store.inbox_members(caller.account, id).await? }))
 }
 
 async fn set_inbox_members(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<InboxId>,
     Json(body): Json<InboxMembers>,
 ) -> Reply<InboxMembers> {
-    let users = desk.set_inbox_members(&caller, &id.to_string(), body.user_ids).await?;
-    Ok(Json(InboxMembers { user_ids: users.iter().filter_map(|u| u.parse().ok()).collect() }))
+    Ok(Json(InboxMembers { user_ids: desk.set_inbox_members(&caller, id, body.user_ids).await? }))
 }
 
 // Contacts.
@@ -215,7 +218,7 @@ struct ContactDetail {
 
 #[derive(Serialize)]
 struct Identity {
-    inbox_id: String,
+    inbox_id: InboxId,
     source_id: String,
 }
 
@@ -234,15 +237,14 @@ async fn list_contacts(
     let limit = page_limit(query.limit)?;
     let rows = desk.store.contacts(caller.account, before(query.cursor.as_deref())?, limit).await?;
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
+        .then(|| rows.last().map(|r| cursor(r.created_at, r.id)))
         .flatten();
     Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor, meta: None }))
 }
 
-async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Reply<ContactDetail> {
-    let id = id.to_string();
-    let row = desk.store.contact(caller.account, &id).await?.ok_or(InboxError::NotFound("contact"))?;
-    let identities = desk.store.contact_identities(caller.account, &id).await?;
+async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Path<ContactId>) -> Reply<ContactDetail> {
+    let row = desk.store.contact(caller.account, id).await?.ok_or(InboxError::NotFound("contact"))?;
+    let identities = desk.store.contact_identities(caller.account, id).await?;
     Ok(Json(ContactDetail {
         contact: ContactView::from(row),
         identities: identities.into_iter().map(|(inbox_id, source_id)| Identity { inbox_id, source_id }).collect(),
@@ -252,7 +254,7 @@ async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Pat
 async fn update_contact(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ContactId>,
     Json(body): Json<UpdateContact>,
 ) -> Reply<ContactView> {
     let mut errors = Vec::new();
@@ -266,19 +268,18 @@ async fn update_contact(
         errors.push(FieldError::new("email", "invalid_format", "`email` must be an e-mail address."));
     }
     check(errors)?;
-    let row = desk::update_contact(&desk, &caller, &id.to_string(), name, email, phone).await?;
+    let row = desk::update_contact(&desk, &caller, id, name, email, phone).await?;
     Ok(Json(ContactView::from(row)))
 }
 
 async fn list_contact_conversations(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ContactId>,
 ) -> Reply<Vec<ConversationView>> {
-    let id = id.to_string();
-    desk.store.contact(caller.account, &id).await?.ok_or(InboxError::NotFound("contact"))?;
-    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
-    let rows = desk.store.contact_conversations(caller.account, &id, member).await?;
+    desk.store.contact(caller.account, id).await?.ok_or(InboxError::NotFound("contact"))?;
+    let member = (!caller.role.manages_members()).then_some(caller.user);
+    let rows = desk.store.contact_conversations(caller.account, id, member).await?;
     Ok(Json(rows.into_iter().map(ConversationView::from).collect()))
 }
 
@@ -288,7 +289,7 @@ async fn list_contact_conversations(
 struct ListQuery {
     /// open (default), pending, resolved, snoozed or all.
     status: Option<String>,
-    inbox_id: Option<Uuid>,
+    inbox_id: Option<InboxId>,
     /// `me`, `unassigned`, `all` (default) or a user id.
     assignee: Option<String>,
     label: Option<String>,
@@ -341,28 +342,23 @@ async fn render_conversations(
     query: ListQuery,
 ) -> Result<Page<ConversationView, ListMeta>, InboxError> {
     let status = match query.status.as_deref() {
-        None => Some("open".to_owned()),
+        None => Some(ConversationStatus::Open),
         Some("all") => None,
-        Some(s) => Some(
-            Status::parse(s)
-                .ok_or_else(|| {
-                    InboxError::Invalid(vec![FieldError::new(
-                        "status",
-                        "unsupported",
-                        "`status` is one of open, pending, resolved, snoozed, all.",
-                    )])
-                })?
-                .as_str()
-                .to_owned(),
-        ),
+        Some(s) => Some(ConversationStatus::parse(s).ok_or_else(|| {
+            InboxError::Invalid(vec![FieldError::new(
+                "status",
+                "unsupported",
+                "`status` is one of open, pending, resolved, snoozed, all.",
+            )])
+        })?),
     };
-    let me = caller.user.to_string();
+    let me = caller.user;
     let (assignee, unassigned) = match query.assignee.as_deref() {
         None | Some("all") => (None, false),
-        Some("me") => (Some(me.clone()), false),
+        Some("me") => (Some(me), false),
         Some("unassigned") => (None, true),
-        Some(other) => match Uuid::parse_str(other) {
-            Ok(id) => (Some(id.to_string()), false),
+        Some(other) => match other.parse::<UserId>() {
+            Ok(id) => (Some(id), false),
             Err(_) => {
                 return Err(InboxError::Invalid(vec![FieldError::new(
                     "assignee",
@@ -376,11 +372,11 @@ async fn render_conversations(
     let filter = ListFilter {
         account: caller.account,
         status,
-        inbox: query.inbox_id.map(|id| id.to_string()),
+        inbox: query.inbox_id,
         assignee,
         unassigned,
         label: query.label,
-        member: (!caller.role.manages_members()).then(|| me.clone()),
+        member: (!caller.role.manages_members()).then_some(me),
         caller: me,
         before: before(query.cursor.as_deref())?,
         limit,
@@ -388,7 +384,7 @@ async fn render_conversations(
     let rows = desk.store.conversations(&filter).await?;
     let counts = desk.store.tab_counts(&filter).await?;
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|r| cursor(r.last_message_at, &r.id)))
+        .then(|| rows.last().map(|r| cursor(r.last_message_at, r.id)))
         .flatten();
     Ok(Page {
         data: rows.into_iter().map(ConversationView::from).collect(),
@@ -400,9 +396,9 @@ async fn render_conversations(
 async fn get_conversation(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
 ) -> Reply<ConversationView> {
-    Ok(Json(ConversationView::from(desk.visible_conversation(&caller, &id.to_string()).await?)))
+    Ok(Json(ConversationView::from(desk.visible_conversation(&caller, id).await?)))
 }
 
 /// `GET /api/conversations/{id}/messages`: newest page first (`cursor` pages back in time); each page is in
@@ -410,15 +406,15 @@ async fn get_conversation(
 async fn list_messages(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Query(query): Query<PageQuery>,
 ) -> Reply<Page<MessageView>> {
-    let conversation = desk.visible_conversation(&caller, &id.to_string()).await?;
+    let conversation = desk.visible_conversation(&caller, id).await?;
     let limit = page_limit(query.limit)?;
     let mut rows =
-        desk.store.messages(caller.account, &conversation.id, before(query.cursor.as_deref())?, limit).await?;
+        desk.store.messages(caller.account, conversation.id, before(query.cursor.as_deref())?, limit).await?;
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|r| cursor(r.created_at, &r.id)))
+        .then(|| rows.last().map(|r| cursor(r.created_at, r.id)))
         .flatten();
     rows.reverse();
     Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor, meta: None }))
@@ -435,13 +431,13 @@ struct CreateMessage {
 async fn create_message(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Json(body): Json<CreateMessage>,
 ) -> Result<(StatusCode, Json<MessageView>), InboxError> {
     let mut errors = Vec::new();
     let content = text("content", &body.content, MAX_CONTENT_CHARS, &mut errors);
     check(errors)?;
-    let view = desk.post_message(&caller, &id.to_string(), content, body.private).await?;
+    let view = desk.post_message(&caller, id, content, body.private).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -455,24 +451,25 @@ struct ChangeStatus {
 async fn change_status(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Json(body): Json<ChangeStatus>,
 ) -> Reply<ConversationView> {
     let mut errors = Vec::new();
-    let status = Status::parse(&body.status);
+    let status = ConversationStatus::parse(&body.status);
     if status.is_none() {
         errors.push(FieldError::new("status", "unsupported", "`status` is one of open, pending, resolved, snoozed."));
     }
-    if status == Some(Status::Snoozed) && body.snoozed_until.is_none_or(|until| until <= now_ms()) {
+    if status == Some(ConversationStatus::Snoozed) && body.snoozed_until.is_none_or(|until| until <= now_ms()) {
         errors.push(FieldError::new(
             "snoozed_until",
             "required",
             "Snoozing needs `snoozed_until`, a future instant in Unix milliseconds.",
         ));
     }
-    check(errors)?;
-    let status = status.unwrap_or(Status::Open);
-    Ok(Json(desk.change_status(&caller, &id.to_string(), status, body.snoozed_until).await?))
+    let (Some(status), true) = (status, errors.is_empty()) else {
+        return Err(InboxError::Invalid(errors));
+    };
+    Ok(Json(desk.change_status(&caller, id, status, body.snoozed_until).await?))
 }
 
 #[derive(Deserialize)]
@@ -484,10 +481,10 @@ struct Assign {
 async fn assign_conversation(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Json(body): Json<Assign>,
 ) -> Reply<ConversationView> {
-    Ok(Json(desk.assign(&caller, &id.to_string(), body.assignee_id).await?))
+    Ok(Json(desk.assign(&caller, id, body.assignee_id).await?))
 }
 
 #[derive(Deserialize)]
@@ -498,17 +495,17 @@ struct ChangePriority {
 async fn change_priority(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Json(body): Json<ChangePriority>,
 ) -> Reply<ConversationView> {
-    if !PRIORITIES.contains(&body.priority.as_str()) {
-        return Err(InboxError::Invalid(vec![FieldError::new(
+    let priority = Priority::parse(&body.priority).ok_or_else(|| {
+        InboxError::Invalid(vec![FieldError::new(
             "priority",
             "unsupported",
             "`priority` is one of none, low, medium, high, urgent.",
-        )]));
-    }
-    Ok(Json(desk.set_priority(&caller, &id.to_string(), &body.priority).await?))
+        )])
+    })?;
+    Ok(Json(desk.set_priority(&caller, id, priority).await?))
 }
 
 #[derive(Deserialize)]
@@ -519,18 +516,18 @@ struct SetLabels {
 async fn set_conversation_labels(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
     Json(body): Json<SetLabels>,
 ) -> Reply<ConversationView> {
-    Ok(Json(desk.set_labels(&caller, &id.to_string(), body.labels).await?))
+    Ok(Json(desk.set_labels(&caller, id, body.labels).await?))
 }
 
 async fn mark_conversation_read(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ConversationId>,
 ) -> Reply<ConversationView> {
-    Ok(Json(desk.mark_read(&caller, &id.to_string()).await?))
+    Ok(Json(desk.mark_read(&caller, id).await?))
 }
 
 // Labels.
@@ -542,7 +539,7 @@ struct LabelBody {
     description: Option<String>,
 }
 
-fn parse_label(body: LabelBody, id: String, created_at: i64) -> Result<LabelRow, InboxError> {
+fn parse_label(body: LabelBody, id: LabelId, created_at: i64) -> Result<LabelRow, InboxError> {
     let mut errors = Vec::new();
     let name = text("name", &body.name, 50, &mut errors);
     let colour_ok = body.colour.len() == 7
@@ -566,7 +563,7 @@ async fn create_label(
     Json(body): Json<LabelBody>,
 ) -> Result<(StatusCode, Json<LabelView>), InboxError> {
     require_manager(&caller)?;
-    let row = parse_label(body, Uuid::now_v7().to_string(), now_ms())?;
+    let row = parse_label(body, LabelId::new(), now_ms())?;
     desk.store.insert_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
     Ok((StatusCode::CREATED, Json(LabelView::from(row))))
 }
@@ -574,11 +571,11 @@ async fn create_label(
 async fn update_label(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<LabelId>,
     Json(body): Json<LabelBody>,
 ) -> Reply<LabelView> {
     require_manager(&caller)?;
-    let existing = desk.store.label(caller.account, &id.to_string()).await?.ok_or(InboxError::NotFound("label"))?;
+    let existing = desk.store.label(caller.account, id).await?.ok_or(InboxError::NotFound("label"))?;
     let row = parse_label(body, existing.id, existing.created_at)?;
     desk.store.update_label(caller.account, &row).await.map_err(name_taken("label_exists"))?;
     // Lists show label names.
@@ -589,10 +586,10 @@ async fn update_label(
 async fn delete_label(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<LabelId>,
 ) -> Result<StatusCode, InboxError> {
     require_manager(&caller)?;
-    if !desk.store.delete_label(caller.account, &id.to_string()).await? {
+    if !desk.store.delete_label(caller.account, id).await? {
         return Err(InboxError::NotFound("label"));
     }
     desk.feed.lists.invalidate(caller.account);
@@ -622,7 +619,7 @@ struct CannedBody {
     content: String,
 }
 
-fn parse_canned(body: CannedBody, id: String, created_at: i64) -> Result<CannedRow, InboxError> {
+fn parse_canned(body: CannedBody, id: CannedResponseId, created_at: i64) -> Result<CannedRow, InboxError> {
     let mut errors = Vec::new();
     let short_code = body.short_code.trim().to_owned();
     if short_code.is_empty()
@@ -657,7 +654,7 @@ async fn create_canned_response(
 ) -> Result<(StatusCode, Json<CannedView>), InboxError> {
     require_manager(&caller)?;
     desk.require_feature(&caller, Feature::CannedResponses).await?;
-    let row = parse_canned(body, Uuid::now_v7().to_string(), now_ms())?;
+    let row = parse_canned(body, CannedResponseId::new(), now_ms())?;
     desk.store.insert_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
     Ok((StatusCode::CREATED, Json(CannedView::from(row))))
 }
@@ -665,16 +662,13 @@ async fn create_canned_response(
 async fn update_canned_response(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<CannedResponseId>,
     Json(body): Json<CannedBody>,
 ) -> Reply<CannedView> {
     require_manager(&caller)?;
     desk.require_feature(&caller, Feature::CannedResponses).await?;
-    let existing = desk
-        .store
-        .canned_response(caller.account, &id.to_string())
-        .await?
-        .ok_or(InboxError::NotFound("canned_response"))?;
+    let existing =
+        desk.store.canned_response(caller.account, id).await?.ok_or(InboxError::NotFound("canned_response"))?;
     let row = parse_canned(body, existing.id, existing.created_at)?;
     desk.store.update_canned_response(caller.account, &row).await.map_err(name_taken("short_code_exists"))?;
     Ok(Json(CannedView::from(row)))
@@ -683,10 +677,10 @@ async fn update_canned_response(
 async fn delete_canned_response(
     State(desk): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<CannedResponseId>,
 ) -> Result<StatusCode, InboxError> {
     require_manager(&caller)?;
-    if !desk.store.delete_canned_response(caller.account, &id.to_string()).await? {
+    if !desk.store.delete_canned_response(caller.account, id).await? {
         return Err(InboxError::NotFound("canned_response"));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -718,12 +712,12 @@ async fn search_everything(
     if query.q.chars().count() > 200 {
         return Err(InboxError::Invalid(vec![FieldError::new("q", "too_long", "`q` is limited to 200 characters.")]));
     }
-    let Some(fts) = search::match_query(&search::scope(&caller.account.to_string()), &query.q) else {
+    let Some(fts) = search::match_query(&search::scope(caller.account), &query.q) else {
         return Ok(Json(SearchResults { contacts: Vec::new(), conversations: Vec::new(), messages: Vec::new() }));
     };
-    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
+    let member = (!caller.role.manages_members()).then_some(caller.user);
     let contacts = desk.store.search_contacts(caller.account, &fts, limit).await?;
-    let conversations = desk.store.search_conversations(caller.account, &fts, member.clone(), limit).await?;
+    let conversations = desk.store.search_conversations(caller.account, &fts, member, limit).await?;
     let messages = desk.store.search_messages(caller.account, &fts, member, limit).await?;
     Ok(Json(SearchResults {
         contacts: contacts.into_iter().map(ContactView::from).collect(),

@@ -15,6 +15,7 @@
 //! kept is told to reload (`"resync": true` in its `ready` frame) and goes on from the feed's head.
 
 mod desk;
+mod domain;
 #[cfg(test)]
 mod equivalence_tests;
 mod events;

@@ -264,17 +264,16 @@ enum SendError {
 /// Sends every feed row after `cursor` that `caller` may see, advancing it past those they may not. A
 /// page's frames are written together, with one flush (one write to the socket, not one per change).
 async fn send_after(socket: &mut WebSocket, store: &Store, caller: &Caller, cursor: &mut i64) -> Result<(), SendError> {
-    let member = (!caller.role.manages_members()).then(|| caller.user.to_string());
+    let member = (!caller.role.manages_members()).then_some(caller.user);
     loop {
-        let rows =
-            store.feed_after(caller.account, *cursor, PAGE, member.as_deref()).await.map_err(SendError::Store)?;
+        let rows = store.feed_after(caller.account, *cursor, PAGE, member).await.map_err(SendError::Store)?;
         let full = i64::try_from(rows.len()).unwrap_or(0) == PAGE;
         for row in rows {
             if let Some(payload) = row.payload {
                 let frame = format!(
                     r#"{{"type":"event","seq":{},"kind":{},"data":{}}}"#,
                     row.seq,
-                    serde_json::Value::String(row.kind),
+                    serde_json::Value::String(row.kind.as_str().to_owned()),
                     payload
                 );
                 socket.feed(Message::Text(frame.into())).await.map_err(|_| SendError::Closed)?;
@@ -295,6 +294,8 @@ mod tests {
     use kernel::store::{Location, Namespace};
 
     use super::*;
+    use crate::domain::FeedKind;
+    use crate::store::FeedEntry;
 
     async fn store(dir: &std::path::Path) -> Store {
         let location = Location::SqliteFile(dir.join("inbox.db"));
@@ -349,8 +350,10 @@ mod tests {
 
     async fn write_feed(store: &Store, account: AccountId, rows: usize, at: i64) {
         let mut tx = store.namespace().begin().await.expect("begin");
-        let entries: Vec<_> = (0..rows).map(|_| ("conversation.updated", None, "{}".to_owned())).collect();
-        Store::append_feed(&mut tx, &account.to_string(), &entries, at).await.expect("appended");
+        let entries: Vec<_> = (0..rows)
+            .map(|_| FeedEntry { kind: FeedKind::ConversationUpdated, inbox: None, payload: "{}".to_owned() })
+            .collect();
+        Store::append_feed(&mut tx, account, &entries, at).await.expect("appended");
         tx.commit().await.expect("commit");
     }
 

@@ -47,8 +47,8 @@ pub fn match_query(scope: &str, query: &str) -> Option<String> {
 }
 
 /// The account's scope token: its id without hyphens, one token to the tokenizer.
-pub fn scope(account: &str) -> String {
-    account.replace('-', "")
+pub fn scope(account: contracts::AccountId) -> String {
+    account.0.simple().to_string()
 }
 
 enum Run {

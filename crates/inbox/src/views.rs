@@ -1,14 +1,18 @@
 //! What the inbox service's API and realtime feed show: rows turned into JSON views.
 
+use contracts::UserId;
+use contracts::channel::{ChannelKind, DeliveryStatus};
+use contracts::inbox::{ContactId, ConversationId, ConversationStatus, InboxId, MessageId, MessageKind};
 use serde::Serialize;
 
-use crate::store::{CannedRow, ContactRow, ConversationRow, InboxRow, LabelRow, MessageRow};
+use crate::domain::{CannedResponseId, LabelId, Priority};
+use crate::store::{Before, CannedRow, ContactRow, ConversationRow, InboxRow, LabelRow, MessageRow};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxView {
-    pub id: String,
+    pub id: InboxId,
     pub name: String,
-    pub channel: String,
+    pub channel: ChannelKind,
     /// The public identifier of the channel endpoint (`/public/api/v1/inboxes/{identifier}/…`).
     pub identifier: Option<String>,
     pub callback_url: Option<String>,
@@ -36,7 +40,7 @@ impl From<InboxRow> for InboxView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ContactView {
-    pub id: String,
+    pub id: ContactId,
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -60,7 +64,7 @@ impl From<ContactRow> for ContactView {
 /// The contact as a conversation shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContactSummary {
-    pub id: String,
+    pub id: ContactId,
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -69,18 +73,18 @@ pub struct ContactSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct LastMessage {
     pub preview: String,
-    pub kind: String,
+    pub kind: MessageKind,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationView {
-    pub id: String,
+    pub id: ConversationId,
     pub display_id: i64,
-    pub inbox_id: String,
-    pub status: String,
+    pub inbox_id: InboxId,
+    pub status: ConversationStatus,
     pub snoozed_until: Option<i64>,
-    pub priority: String,
-    pub assignee_id: Option<String>,
+    pub priority: Priority,
+    pub assignee_id: Option<UserId>,
     pub unread_count: i64,
     pub labels: Vec<String>,
     pub contact: ContactSummary,
@@ -125,15 +129,15 @@ impl From<ConversationRow> for ConversationView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
-    pub id: String,
-    pub conversation_id: String,
-    pub kind: String,
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub kind: MessageKind,
     pub content: String,
-    pub sender_id: Option<String>,
+    pub sender_id: Option<UserId>,
     /// What an activity entry records (`action`, and its details).
     pub attributes: Option<serde_json::Value>,
     /// Outgoing messages on channels that deliver: pending, sent or failed.
-    pub delivery_status: Option<String>,
+    pub delivery_status: Option<DeliveryStatus>,
     pub delivery_error: Option<String>,
     pub created_at: i64,
 }
@@ -156,7 +160,7 @@ impl From<MessageRow> for MessageView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelView {
-    pub id: String,
+    pub id: LabelId,
     pub name: String,
     pub colour: String,
     pub description: Option<String>,
@@ -177,7 +181,7 @@ impl From<LabelRow> for LabelView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CannedView {
-    pub id: String,
+    pub id: CannedResponseId,
     pub short_code: String,
     pub content: String,
     pub created_at: i64,
@@ -206,13 +210,12 @@ pub struct Page<T, M = ()> {
 }
 
 /// Encodes a keyset cursor: the sort instant and the id of the last row of a page.
-pub fn cursor(at: i64, id: &str) -> String {
+pub fn cursor(at: i64, id: impl std::fmt::Display) -> String {
     format!("{at}_{id}")
 }
 
 /// Decodes a cursor; `None` for anything that is not one.
-pub fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+pub fn parse_cursor(cursor: &str) -> Option<Before> {
     let (at, id) = cursor.split_once('_')?;
-    let id = uuid::Uuid::parse_str(id).ok()?;
-    Some((at.parse().ok()?, id.to_string()))
+    Some(Before { at: at.parse().ok()?, id: uuid::Uuid::parse_str(id).ok()? })
 }

@@ -8,6 +8,18 @@ pub fn contact_text(row: &ContactRow) -> String {
     search::index_text(&fields.into_iter().flatten().collect::<Vec<_>>().join(" "))
 }
 
+fn contact_document<'a>(scope: &'a str, text: &'a str, row: &ContactRow) -> Document<'a> {
+    Document { scope, body: text, kind: DocKind::Contact, id: row.id.0, conversation: None }
+}
+
+/// Replaces the contact's search document with one of what it says now.
+async fn reindex_contact(tx: &mut Tx<'_>, account: AccountId, row: &ContactRow) -> Result<(), InboxError> {
+    let scope = search::scope(account);
+    Store::unindex(tx, &scope, DocKind::Contact, row.id.0).await?;
+    Store::index(tx, &contact_document(&scope, &contact_text(row), row)).await?;
+    Ok(())
+}
+
 /// Records a contact identified on a channel before writing.
 pub async fn contact_identified(
     tx: &mut Tx<'_>,
@@ -16,13 +28,12 @@ pub async fn contact_identified(
     inbox: InboxId,
     contact: &ChannelContact,
 ) -> Result<(), InboxError> {
-    let account_text = account.to_string();
-    if Store::inbox_in(tx, &account_text, &inbox.to_string()).await?.is_none() {
+    if Store::inbox_in(tx, account, inbox).await?.is_none() {
         return Ok(());
     }
     let mut changes = Changes::new(account);
     let now = now_ms();
-    identify(tx, &mut changes, &account_text, &inbox.to_string(), contact, now).await?;
+    identify(tx, &mut changes, account, inbox, contact, now).await?;
     changes.record(tx, feed, now).await
 }
 
@@ -32,18 +43,17 @@ pub async fn delivery_updated(
     feed: &Feed,
     account: AccountId,
     message: MessageId,
-    status: &str,
+    status: DeliveryStatus,
     reason: Option<&str>,
 ) -> Result<(), InboxError> {
-    let account_text = account.to_string();
-    let Some(row) = Store::set_delivery(tx, &account_text, &message.to_string(), status, reason).await? else {
+    let Some(row) = Store::set_delivery(tx, account, message, status, reason).await? else {
         return Ok(());
     };
-    let Some(conversation) = Store::conversation_in(tx, &account_text, &row.conversation_id).await? else {
+    let Some(conversation) = Store::conversation_in(tx, account, row.conversation_id).await? else {
         return Ok(());
     };
-    let mut changes = Changes::in_inbox(account, &conversation.inbox_id);
-    changes.push("message.updated", json!({ "message": MessageView::from(row) }));
+    let mut changes = Changes::in_inbox(account, conversation.inbox_id);
+    changes.push(FeedKind::MessageUpdated, json!({ "message": MessageView::from(row) }));
     changes.record(tx, feed, now_ms()).await
 }
 
@@ -51,25 +61,23 @@ pub async fn delivery_updated(
 pub async fn update_contact(
     desk: &Desk,
     caller: &Caller,
-    id: &str,
+    id: ContactId,
     name: Option<String>,
     email: Option<String>,
     phone: Option<String>,
 ) -> Result<ContactRow, InboxError> {
-    let account = caller.account.to_string();
+    let account = caller.account;
     let now = now_ms();
     let mut tx = desk.store.namespace().begin().await?;
-    let mut row = Store::contact_in(&mut tx, &account, id).await?.ok_or(InboxError::NotFound("contact"))?;
+    let mut row = Store::contact_in(&mut tx, account, id).await?.ok_or(InboxError::NotFound("contact"))?;
     row.name = name.or(row.name);
     row.email = email.or(row.email);
     row.phone = phone.or(row.phone);
     row.updated_at = now;
-    Store::update_contact(&mut tx, &account, &row).await?;
-    let scope = search::scope(&account);
-    Store::unindex(&mut tx, &scope, "contact", &row.id).await?;
-    Store::index(&mut tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
-    let mut changes = Changes::new(caller.account);
-    changes.push_to_all("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+    Store::update_contact(&mut tx, account, &row).await?;
+    reindex_contact(&mut tx, account, &row).await?;
+    let mut changes = Changes::new(account);
+    changes.push_to_all(FeedKind::ContactUpdated, json!({ "contact": crate::views::ContactView::from(row.clone()) }));
     changes.record(&mut tx, &desk.feed, now).await?;
     tx.commit().await?;
     Ok(row)
@@ -80,12 +88,11 @@ pub async fn update_contact(
 pub(super) async fn identify(
     tx: &mut Tx<'_>,
     changes: &mut Changes,
-    account: &str,
-    inbox: &str,
+    account: AccountId,
+    inbox: InboxId,
     contact: &ChannelContact,
     now: i64,
 ) -> Result<ContactRow, InboxError> {
-    let scope = search::scope(account);
     match Store::contact_by_identity(tx, inbox, &contact.source_id).await? {
         Some(mut row) => {
             let before = (row.name.clone(), row.email.clone(), row.phone.clone());
@@ -95,16 +102,17 @@ pub(super) async fn identify(
             if before != (row.name.clone(), row.email.clone(), row.phone.clone()) {
                 row.updated_at = now;
                 Store::update_contact(tx, account, &row).await?;
-                Store::unindex(tx, &scope, "contact", &row.id).await?;
-                Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
-                changes
-                    .push_to_all("contact.updated", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+                reindex_contact(tx, account, &row).await?;
+                changes.push_to_all(
+                    FeedKind::ContactUpdated,
+                    json!({ "contact": crate::views::ContactView::from(row.clone()) }),
+                );
             }
             Ok(row)
         }
         None => {
             let row = ContactRow {
-                id: contracts::inbox::ContactId::new().to_string(),
+                id: ContactId::new(),
                 name: contact.name.clone(),
                 email: contact.email.clone(),
                 phone: contact.phone.clone(),
@@ -112,8 +120,11 @@ pub(super) async fn identify(
                 updated_at: now,
             };
             Store::insert_contact(tx, account, &row, inbox, &contact.source_id).await?;
-            Store::index(tx, &scope, &contact_text(&row), "contact", &row.id, None).await?;
-            changes.push_to_all("contact.created", json!({ "contact": crate::views::ContactView::from(row.clone()) }));
+            Store::index(tx, &contact_document(&search::scope(account), &contact_text(&row), &row)).await?;
+            changes.push_to_all(
+                FeedKind::ContactCreated,
+                json!({ "contact": crate::views::ContactView::from(row.clone()) }),
+            );
             Ok(row)
         }
     }

@@ -40,9 +40,9 @@ impl Desk {
             .map_err(registration_error)?;
         let now = now_ms();
         let row = InboxRow {
-            id: id.to_string(),
+            id,
             name,
-            channel: channel.as_str().to_owned(),
+            channel,
             identifier: Some(credentials.identifier),
             callback_url,
             created_at: now,
@@ -57,19 +57,17 @@ impl Desk {
     pub async fn update_inbox(
         &self,
         caller: &Caller,
-        id: &str,
+        id: InboxId,
         name: String,
         callback_url: Option<String>,
     ) -> Result<InboxRow, InboxError> {
         require_manager(caller)?;
         let inbox = self.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
-        let kind = ChannelKind::parse(&inbox.channel).unwrap_or(ChannelKind::Api);
-        let inbox_id: InboxId = id.parse().map_err(|_| InboxError::NotFound("inbox"))?;
         self.input
             .register_channel(ChannelRegistration {
                 account: caller.account,
-                inbox: inbox_id,
-                kind,
+                inbox: id,
+                kind: inbox.channel,
                 callback_url: callback_url.clone(),
             })
             .await?
@@ -82,7 +80,7 @@ impl Desk {
 
     /// Deletes an inbox without conversations (conversations are the account's history; they are never
     /// deleted with their inbox) and closes its channel endpoint.
-    pub async fn delete_inbox(&self, caller: &Caller, id: &str) -> Result<(), InboxError> {
+    pub async fn delete_inbox(&self, caller: &Caller, id: InboxId) -> Result<(), InboxError> {
         require_manager(caller)?;
         self.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
         if self.store.has_conversations(caller.account, id).await? {
@@ -91,8 +89,7 @@ impl Desk {
                 "This inbox has conversations; resolve and keep them, or keep the inbox.",
             ));
         }
-        let inbox_id: InboxId = id.parse().map_err(|_| InboxError::NotFound("inbox"))?;
-        self.input.remove_channel(caller.account, inbox_id).await?;
+        self.input.remove_channel(caller.account, id).await?;
         let mut tx = self.store.namespace().begin().await?;
         Store::delete_inbox(&mut tx, caller.account, id).await?;
         tx.commit().await?;
@@ -105,9 +102,9 @@ impl Desk {
     pub async fn set_inbox_members(
         &self,
         caller: &Caller,
-        inbox: &str,
+        inbox: InboxId,
         users: Vec<UserId>,
-    ) -> Result<Vec<String>, InboxError> {
+    ) -> Result<Vec<UserId>, InboxError> {
         require_manager(caller)?;
         self.store.inbox(caller.account, inbox).await?.ok_or(InboxError::NotFound("inbox"))?;
         let users = distinct_bounded(users, "user_ids")?;
@@ -118,12 +115,11 @@ impl Desk {
                 return Err(InboxError::UnknownUser(*unknown));
             }
         }
-        let ids: Vec<String> = users.iter().map(UserId::to_string).collect();
         let mut tx = self.store.namespace().begin().await?;
-        Store::replace_inbox_members(&mut tx, caller.account, inbox, &ids, now_ms()).await?;
+        Store::replace_inbox_members(&mut tx, caller.account, inbox, &users, now_ms()).await?;
         tx.commit().await?;
         // Which conversations an agent's lists show has changed.
         self.feed.lists.invalidate(caller.account);
-        Ok(ids)
+        Ok(users)
     }
 }

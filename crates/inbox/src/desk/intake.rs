@@ -9,67 +9,51 @@ use super::*;
 /// (a redelivery finds it there and changes nothing).
 pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceived) -> Result<(), InboxError> {
     let MessageReceived { account, inbox, message: message_id, ref contact, ref content, received_at } = *event;
-    let account_text = account.to_string();
-    let inbox_text = inbox.to_string();
-    let Some(inbox_row) = Store::inbox_in(tx, &account_text, &inbox_text).await? else {
+    let Some(inbox_row) = Store::inbox_in(tx, account, inbox).await? else {
         // The inbox was deleted after input accepted the message; there is nowhere to put it.
         tracing::warn!(account.id = %account, inbox.id = %inbox, "message for an inbox that no longer exists");
         return Ok(());
     };
     // A redelivered message changes nothing: not even the status of a conversation resolved since.
-    if Store::has_message(tx, &message_id.to_string()).await? {
+    if Store::has_message(tx, message_id).await? {
         return Ok(());
     }
-    let mut changes = Changes::in_inbox(account, &inbox_text);
-    let contact_row = identify(tx, &mut changes, &account_text, &inbox_text, contact, received_at).await?;
-    let conversation = match Store::conversation_of_contact(tx, &inbox_text, &contact_row.id).await? {
+    let mut changes = Changes::in_inbox(account, inbox);
+    let contact_row = identify(tx, &mut changes, account, inbox, contact, received_at).await?;
+    let scope = search::scope(account);
+    let conversation = match Store::conversation_of_contact(tx, inbox, contact_row.id).await? {
         Some((id, status)) => {
-            if status != "open" {
+            if status != ConversationStatus::Open {
                 // A customer writing again reopens the conversation (there is one per contact).
-                let current = Store::conversation_in(tx, &account_text, &id)
-                    .await?
-                    .ok_or(InboxError::NotFound("conversation"))?;
-                set_status(tx, feed, account, &current, Status::Open, None, None).await?;
+                let current =
+                    Store::conversation_in(tx, account, id).await?.ok_or(InboxError::NotFound("conversation"))?;
+                set_status(tx, feed, account, &current, ConversationStatus::Open, None, None).await?;
             }
             id
         }
         None => {
             let id = ConversationId::new();
-            let display_id = Store::insert_conversation(
-                tx,
-                &account_text,
-                &id.to_string(),
-                &inbox_text,
-                &contact_row.id,
-                received_at,
-            )
-            .await?;
-            tx.publish(&ConversationCreated {
-                account,
-                inbox,
-                conversation: id,
-                display_id,
-                contact: contracts::inbox::ContactId(uuid_of(&contact_row.id)?),
-            })
-            .await?;
-            Store::index(
-                tx,
-                &search::scope(&account_text),
-                &search::index_text(&format!("#{display_id}")),
-                "conversation",
-                &id.to_string(),
-                Some(&id.to_string()),
-            )
-            .await?;
-            let view = updated_view(tx, &account_text, &id.to_string()).await?;
-            changes.push("conversation.created", json!({ "conversation": view }));
-            id.to_string()
+            let display_id = Store::insert_conversation(tx, account, id, inbox, contact_row.id, received_at).await?;
+            tx.publish(&ConversationCreated { account, inbox, conversation: id, display_id, contact: contact_row.id })
+                .await?;
+            let number = search::index_text(&format!("#{display_id}"));
+            let document = Document {
+                scope: &scope,
+                body: &number,
+                kind: DocKind::Conversation,
+                id: id.0,
+                conversation: Some(id),
+            };
+            Store::index(tx, &document).await?;
+            let view = updated_view(tx, account, id).await?;
+            changes.push(FeedKind::ConversationCreated, json!({ "conversation": view }));
+            id
         }
     };
     let message = MessageRow {
-        id: message_id.to_string(),
-        conversation_id: conversation.clone(),
-        kind: MessageKind::Incoming.as_str().to_owned(),
+        id: message_id,
+        conversation_id: conversation,
+        kind: MessageKind::Incoming,
         content: content.to_owned(),
         sender_id: None,
         attributes: None,
@@ -77,25 +61,26 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
         delivery_error: None,
         created_at: received_at,
     };
-    if !Store::insert_message(tx, &account_text, &message).await? {
+    if !Store::insert_message(tx, account, &message).await? {
         return Ok(());
     }
-    Store::touch_conversation(tx, &account_text, &conversation, &preview(content), "incoming", 1, received_at).await?;
-    Store::index(
-        tx,
-        &search::scope(&account_text),
-        &search::index_text(content),
-        "message",
-        &message.id,
-        Some(&conversation),
-    )
-    .await?;
-    let view = updated_view(tx, &account_text, &conversation).await?;
+    Store::touch_conversation(tx, account, conversation, &preview(content), MessageKind::Incoming, 1, received_at)
+        .await?;
+    let text = search::index_text(content);
+    let document = Document {
+        scope: &scope,
+        body: &text,
+        kind: DocKind::Message,
+        id: message.id.0,
+        conversation: Some(conversation),
+    };
+    Store::index(tx, &document).await?;
+    let view = updated_view(tx, account, conversation).await?;
     tx.publish(&MessageCreated {
         account,
         inbox,
-        channel: ChannelKind::parse(&inbox_row.channel).unwrap_or(ChannelKind::Api),
-        conversation: ConversationId(uuid_of(&conversation)?),
+        channel: inbox_row.channel,
+        conversation,
         message: message_id,
         kind: MessageKind::Incoming,
         content: content.to_owned(),
@@ -104,7 +89,7 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
         created_at: received_at,
     })
     .await?;
-    changes.push("message.created", json!({ "message": MessageView::from(message), "conversation": view }));
+    changes.push(FeedKind::MessageCreated, json!({ "message": MessageView::from(message), "conversation": view }));
     changes.record(tx, feed, now_ms()).await?;
     Ok(())
 }
@@ -117,27 +102,21 @@ pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageRec
     // A message delivered twice in one batch is taken once, as it would be one at a time.
     let mut seen = HashSet::new();
     let events: Vec<&MessageReceived> = events.iter().filter(|event| seen.insert(event.message)).collect();
-    let accounts: Vec<String> = events.iter().map(|e| e.account.to_string()).collect();
-    let inboxes: Vec<String> = events.iter().map(|e| e.inbox.to_string()).collect();
-    let mut identities: Vec<(&str, &str, &str)> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (accounts[i].as_str(), inboxes[i].as_str(), e.contact.source_id.as_str()))
-        .collect();
+    let mut identities: Vec<Identity<'_>> = events.iter().map(|event| identity(event)).collect();
     identities.sort_unstable();
     identities.dedup();
     // Keyed by account too: an event whose account does not own the inbox finds nothing here and is
     // dropped by `receive_message`, as it would be alone.
-    let known: HashMap<(String, String, String), KnownConversation> = Store::known_conversations(tx, &identities)
-        .await?
-        .into_iter()
-        .map(|k| ((k.account_id.clone(), k.inbox_id.clone(), k.source_id.clone()), k))
+    let known_conversations = Store::known_conversations(tx, &identities).await?;
+    let known: HashMap<Identity<'_>, &KnownConversation> = known_conversations
+        .iter()
+        .map(|k| (Identity { account: k.account_id, inbox: k.inbox_id, source_id: &k.source_id }, k))
         .collect();
 
     let mut run: Vec<(&MessageReceived, &KnownConversation)> = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        match known.get(&(accounts[i].clone(), inboxes[i].clone(), event.contact.source_id.clone())) {
-            Some(found) if found.status == Status::Open.as_str() && !tells_more(found, &event.contact) => {
+    for event in &events {
+        match known.get(&identity(event)) {
+            Some(found) if found.status == ConversationStatus::Open && !tells_more(found, &event.contact) => {
                 run.push((event, found));
             }
             _ => {
@@ -147,6 +126,11 @@ pub async fn receive_messages(tx: &mut Tx<'_>, feed: &Feed, events: &[MessageRec
         }
     }
     store_incoming(tx, feed, &run).await
+}
+
+/// Who wrote `event`.
+fn identity(event: &MessageReceived) -> Identity<'_> {
+    Identity { account: event.account, inbox: event.inbox, source_id: &event.contact.source_id }
 }
 
 /// Whether a channel's details of a contact fill in something the contact lacks.
@@ -166,65 +150,62 @@ async fn store_incoming(
     if run.is_empty() {
         return Ok(());
     }
-    let ids: Vec<String> = run.iter().map(|(event, _)| event.message.to_string()).collect();
-    let accounts: Vec<String> = run.iter().map(|(event, _)| event.account.to_string()).collect();
     let previews: Vec<String> = run.iter().map(|(event, _)| preview(&event.content)).collect();
     let messages: Vec<NewIncoming<'_>> = run
         .iter()
-        .enumerate()
-        .map(|(i, (event, known))| NewIncoming {
-            id: ids[i].as_str(),
-            account: accounts[i].as_str(),
-            conversation: known.conversation_id.as_str(),
-            content: event.content.as_str(),
+        .map(|(event, known)| NewIncoming {
+            id: event.message,
+            account: event.account,
+            conversation: known.conversation_id,
+            content: &event.content,
             created_at: event.received_at,
         })
         .collect();
-    let inserted: HashSet<String> = Store::insert_incoming(tx, &messages).await?.into_iter().collect();
+    let inserted: HashSet<MessageId> = Store::insert_incoming(tx, &messages).await?.into_iter().collect();
     // A redelivered message is already there: it changes nothing.
-    let stored: Vec<usize> = (0..run.len()).filter(|&i| inserted.contains(&ids[i])).collect();
+    let stored: Vec<usize> = (0..run.len()).filter(|&i| inserted.contains(&run[i].0.message)).collect();
     if stored.is_empty() {
         return Ok(());
     }
 
     // Each conversation ends the run with its last message, and one unread more per message.
-    let mut unread: HashMap<&str, i64> = HashMap::new();
-    let mut last: HashMap<&str, usize> = HashMap::new();
+    let mut unread: HashMap<ConversationId, i64> = HashMap::new();
+    let mut last: HashMap<ConversationId, usize> = HashMap::new();
     for &i in &stored {
-        let conversation = run[i].1.conversation_id.as_str();
+        let conversation = run[i].1.conversation_id;
         *unread.entry(conversation).or_default() += 1;
         last.insert(conversation, i);
     }
     let touches: Vec<Touch<'_>> = last
         .iter()
-        .map(|(conversation, &i)| Touch {
-            account: accounts[i].as_str(),
+        .map(|(&conversation, &i)| Touch {
+            account: run[i].0.account,
             conversation,
             at: run[i].0.received_at,
-            preview: previews[i].as_str(),
-            unread: unread[conversation],
+            preview: &previews[i],
+            unread: unread[&conversation],
         })
         .collect();
     Store::touch_conversations(tx, &touches).await?;
 
-    let scopes: Vec<String> = accounts.iter().map(|a| search::scope(a)).collect();
+    let scopes: Vec<String> = run.iter().map(|(event, _)| search::scope(event.account)).collect();
     let texts: Vec<String> = stored.iter().map(|&i| search::index_text(&run[i].0.content)).collect();
     let documents: Vec<Document<'_>> = stored
         .iter()
         .zip(&texts)
         .map(|(&i, text)| Document {
-            scope: scopes[i].as_str(),
-            body: text.as_str(),
-            kind: "message",
-            id: ids[i].as_str(),
-            conversation: Some(run[i].1.conversation_id.as_str()),
+            scope: &scopes[i],
+            body: text,
+            kind: DocKind::Message,
+            id: run[i].0.message.0,
+            conversation: Some(run[i].1.conversation_id),
         })
         .collect();
     Store::index_all(tx, &documents).await?;
 
-    let conversation_ids: Vec<&str> = last.keys().copied().collect();
-    let mut after_run: HashMap<String, ConversationRow> =
-        Store::conversations_in(tx, &conversation_ids).await?.into_iter().map(|row| (row.id.clone(), row)).collect();
+    let conversation_ids: Vec<ConversationId> = last.keys().copied().collect();
+    let mut after_run: HashMap<ConversationId, ConversationRow> =
+        Store::conversations_in(tx, &conversation_ids).await?.into_iter().map(|row| (row.id, row)).collect();
 
     let mut published = Vec::with_capacity(stored.len());
     let mut changes: Vec<Changes> = Vec::new();
@@ -239,7 +220,7 @@ async fn store_incoming(
         at_message.last_message_at = event.received_at;
         at_message.updated_at = event.received_at;
         at_message.last_message_preview = Some(previews[i].clone());
-        at_message.last_message_kind = Some(MessageKind::Incoming.as_str().to_owned());
+        at_message.last_message_kind = Some(MessageKind::Incoming);
         row.unread_count -= 1;
         views.push(ConversationView::from(at_message));
     }
@@ -247,9 +228,9 @@ async fn store_incoming(
     for (&i, view) in stored.iter().zip(views) {
         let (event, known) = run[i];
         let message = MessageRow {
-            id: ids[i].clone(),
-            conversation_id: known.conversation_id.clone(),
-            kind: MessageKind::Incoming.as_str().to_owned(),
+            id: event.message,
+            conversation_id: known.conversation_id,
+            kind: MessageKind::Incoming,
             content: event.content.clone(),
             sender_id: None,
             attributes: None,
@@ -260,8 +241,8 @@ async fn store_incoming(
         published.push(MessageCreated {
             account: event.account,
             inbox: event.inbox,
-            channel: ChannelKind::parse(&known.channel).unwrap_or(ChannelKind::Api),
-            conversation: ConversationId(uuid_of(&known.conversation_id)?),
+            channel: known.channel,
+            conversation: known.conversation_id,
             message: event.message,
             kind: MessageKind::Incoming,
             content: event.content.clone(),
@@ -278,7 +259,7 @@ async fn store_incoming(
         };
         let created = serde_json::to_string(&Created { message: MessageView::from(message), conversation: view })
             .map_err(StoreError::from)?;
-        changes[at].push_in(&known.inbox_id, "message.created", created);
+        changes[at].push_in(known.inbox_id, FeedKind::MessageCreated, created);
     }
     tx.publish_all(&published).await?;
     let now = now_ms();

@@ -6,27 +6,30 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use contracts::channel::{
-    ChannelContact, ChannelKind, ChannelRegistration, InputPort, MessageReceived, RegistrationError,
+    ChannelContact, ChannelKind, ChannelRegistration, DeliveryStatus, InputPort, MessageReceived, RegistrationError,
 };
 use contracts::inbox::{
-    ConversationCreated, ConversationId, ConversationStatusChanged, InboxId, MessageCreated, MessageId, MessageKind,
+    ContactId, ConversationCreated, ConversationId, ConversationStatus, ConversationStatusChanged, InboxId,
+    MessageCreated, MessageId, MessageKind,
 };
 use contracts::plan::{Feature, Limited, PlanPort};
 use contracts::user::UserPort;
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::Caller;
+use kernel::clock::now_ms;
 use kernel::http::FieldError;
 use kernel::store::{StoreError, Tx};
 use serde_json::json;
 
 use crate::InboxError;
+use crate::domain::{DocKind, FeedKind, LabelId, Priority};
 use crate::feed::Feed;
 use crate::search;
 use crate::store::{
-    ContactRow, ConversationRow, Document, InboxRow, KnownConversation, MessageRow, NewIncoming, Store, Touch,
+    ContactRow, ConversationRow, Document, FeedEntry, Identity, InboxRow, KnownConversation, MessageRow, NewIncoming,
+    Store, Touch,
 };
 use crate::views::{ConversationView, MessageView};
-use kernel::clock::now_ms;
 
 /// How much of a message the conversation list shows.
 const PREVIEW_CHARS: usize = 140;
@@ -40,46 +43,13 @@ pub struct Desk {
     pub input: Arc<dyn InputPort>,
 }
 
-/// A conversation's status, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    Pending,
-    Resolved,
-    Snoozed,
-}
-
-impl Status {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(Status::Open),
-            "pending" => Some(Status::Pending),
-            "resolved" => Some(Status::Resolved),
-            "snoozed" => Some(Status::Snoozed),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Open => "open",
-            Status::Pending => "pending",
-            Status::Resolved => "resolved",
-            Status::Snoozed => "snoozed",
-        }
-    }
-}
-
-pub const PRIORITIES: &[&str] = &["none", "low", "medium", "high", "urgent"];
-
 /// Changes made in one transaction, to report once it commits: to one inbox's conversations (only its
 /// members among the agents are told), or to the whole account (contacts).
 struct Changes {
     account: AccountId,
     /// The inbox of what [`Changes::push`] reports.
-    inbox: Option<String>,
-    /// Feed rows: kind, inbox, payload.
-    feed: Vec<(&'static str, Option<String>, String)>,
+    inbox: Option<InboxId>,
+    feed: Vec<FeedEntry>,
 }
 
 impl Changes {
@@ -89,23 +59,23 @@ impl Changes {
     }
 
     /// Changes to conversations of `inbox`.
-    fn in_inbox(account: AccountId, inbox: &str) -> Self {
-        Self { account, inbox: Some(inbox.to_owned()), feed: Vec::new() }
+    fn in_inbox(account: AccountId, inbox: InboxId) -> Self {
+        Self { account, inbox: Some(inbox), feed: Vec::new() }
     }
 
-    fn push(&mut self, kind: &'static str, data: serde_json::Value) {
-        self.feed.push((kind, self.inbox.clone(), data.to_string()));
+    fn push(&mut self, kind: FeedKind, data: serde_json::Value) {
+        self.feed.push(FeedEntry { kind, inbox: self.inbox, payload: data.to_string() });
     }
 
     /// A change every agent of the account may see (a contact's), whatever the inbox of the others.
-    fn push_to_all(&mut self, kind: &'static str, data: serde_json::Value) {
-        self.feed.push((kind, None, data.to_string()));
+    fn push_to_all(&mut self, kind: FeedKind, data: serde_json::Value) {
+        self.feed.push(FeedEntry { kind, inbox: None, payload: data.to_string() });
     }
 
     /// A change to a conversation of `inbox` (for changes of several inboxes in one transaction), its data
     /// already JSON.
-    fn push_in(&mut self, inbox: &str, kind: &'static str, data: String) {
-        self.feed.push((kind, Some(inbox.to_owned()), data));
+    fn push_in(&mut self, inbox: InboxId, kind: FeedKind, payload: String) {
+        self.feed.push(FeedEntry { kind, inbox: Some(inbox), payload });
     }
 
     /// Writes the feed rows into `tx` and wakes the account's sockets once it commits.
@@ -113,7 +83,7 @@ impl Changes {
         if self.feed.is_empty() {
             return Ok(());
         }
-        Store::append_feed(tx, &self.account.to_string(), &self.feed, now).await?;
+        Store::append_feed(tx, self.account, &self.feed, now).await?;
         let feed = feed.clone();
         let account = self.account;
         tx.after_commit(move || feed.notify(account));
@@ -185,38 +155,40 @@ fn registration_error(error: RegistrationError) -> InboxError {
     }
 }
 
-fn uuid_of(id: &str) -> Result<uuid::Uuid, InboxError> {
-    uuid::Uuid::parse_str(id).map_err(|_| InboxError::NotFound("conversation"))
-}
-
-async fn updated_view(tx: &mut Tx<'_>, account: &str, conversation: &str) -> Result<ConversationView, InboxError> {
+async fn updated_view(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    conversation: ConversationId,
+) -> Result<ConversationView, InboxError> {
     let row = Store::conversation_in(tx, account, conversation).await?.ok_or(InboxError::NotFound("conversation"))?;
     Ok(ConversationView::from(row))
 }
 
-/// Adds an activity entry to the conversation and reports it.
+/// Adds an activity entry to the conversation and reports it: `attributes` say what happened (`action`,
+/// and its details), `by` who did it (`None`: the system).
 async fn add_activity(
     tx: &mut Tx<'_>,
     changes: &mut Changes,
-    account: &str,
-    conversation: &str,
-    attributes: serde_json::Value,
+    account: AccountId,
+    conversation: ConversationId,
+    by: Option<UserId>,
+    mut attributes: serde_json::Value,
     now: i64,
 ) -> Result<(), InboxError> {
-    let action = attributes["action"].as_str().unwrap_or("activity").to_owned();
+    attributes["by"] = json!(by);
     let message = MessageRow {
-        id: MessageId::new().to_string(),
-        conversation_id: conversation.to_owned(),
-        kind: MessageKind::Activity.as_str().to_owned(),
-        content: action,
-        sender_id: attributes["by"].as_str().map(str::to_owned),
+        id: MessageId::new(),
+        conversation_id: conversation,
+        kind: MessageKind::Activity,
+        content: attributes["action"].as_str().unwrap_or("activity").to_owned(),
+        sender_id: by,
         attributes: Some(attributes.to_string()),
         delivery_status: None,
         delivery_error: None,
         created_at: now,
     };
     Store::insert_message(tx, account, &message).await?;
-    changes.push("message.created", json!({ "message": MessageView::from(message) }));
+    changes.push(FeedKind::MessageCreated, json!({ "message": MessageView::from(message) }));
     Ok(())
 }
 
@@ -227,37 +199,34 @@ async fn set_status(
     feed: &Feed,
     account: AccountId,
     current: &ConversationRow,
-    status: Status,
+    status: ConversationStatus,
     snoozed_until: Option<i64>,
     by: Option<UserId>,
 ) -> Result<ConversationView, InboxError> {
-    let account_text = account.to_string();
-    let snoozed_until = if status == Status::Snoozed { snoozed_until } else { None };
-    if current.status == status.as_str() && current.snoozed_until == snoozed_until {
+    let snoozed_until = if status == ConversationStatus::Snoozed { snoozed_until } else { None };
+    if current.status == status && current.snoozed_until == snoozed_until {
         return Ok(ConversationView::from(current.clone()));
     }
     let now = now_ms();
-    Store::set_status(tx, &account_text, &current.id, status.as_str(), snoozed_until, now).await?;
-    let activity = json!({
-        "action": "status_changed", "from": current.status, "to": status.as_str(),
-        "snoozed_until": snoozed_until, "by": by,
-    });
-    let mut changes = Changes::in_inbox(account, &current.inbox_id);
-    add_activity(tx, &mut changes, &account_text, &current.id, activity, now).await?;
-    let view = updated_view(tx, &account_text, &current.id).await?;
-    if current.status != status.as_str() {
+    Store::set_status(tx, account, current.id, status, snoozed_until, now).await?;
+    let activity =
+        json!({ "action": "status_changed", "from": current.status, "to": status, "snoozed_until": snoozed_until });
+    let mut changes = Changes::in_inbox(account, current.inbox_id);
+    add_activity(tx, &mut changes, account, current.id, by, activity, now).await?;
+    let view = updated_view(tx, account, current.id).await?;
+    if current.status != status {
         tx.publish(&ConversationStatusChanged {
             account,
-            conversation: ConversationId(uuid_of(&current.id)?),
-            from: current.status.clone(),
-            to: status.as_str().to_owned(),
+            conversation: current.id,
+            from: current.status,
+            to: status,
             by,
         })
         .await?;
     }
     changes.push(
-        "conversation.status_changed",
-        json!({ "conversation": view, "from": current.status, "to": status.as_str(), "by": by }),
+        FeedKind::ConversationStatusChanged,
+        json!({ "conversation": view, "from": current.status, "to": status, "by": by }),
     );
     changes.record(tx, feed, now).await?;
     Ok(view)

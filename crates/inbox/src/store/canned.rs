@@ -13,17 +13,21 @@ impl Store {
             .fetch_all(
                 "select id, short_code, content, created_at, updated_at from canned_responses where account_id = ? \
                  and (? is null or short_code like ?) order by short_code",
-                args![account.to_string(), pattern.clone(), pattern],
+                args![account, pattern.clone(), pattern],
             )
             .await
     }
 
-    pub async fn canned_response(&self, account: AccountId, id: &str) -> Result<Option<CannedRow>, StoreError> {
+    pub async fn canned_response(
+        &self,
+        account: AccountId,
+        id: CannedResponseId,
+    ) -> Result<Option<CannedRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, short_code, content, created_at, updated_at from canned_responses \
                  where account_id = ? and id = ?",
-                args![account.to_string(), id],
+                args![account, id],
             )
             .await
     }
@@ -33,14 +37,7 @@ impl Store {
             .execute(
                 "insert into canned_responses (id, account_id, short_code, content, created_at, updated_at) \
                  values (?, ?, ?, ?, ?, ?)",
-                args![
-                    row.id.clone(),
-                    account.to_string(),
-                    row.short_code.clone(),
-                    row.content.clone(),
-                    row.created_at,
-                    row.updated_at
-                ],
+                args![row.id, account, row.short_code.clone(), row.content.clone(), row.created_at, row.updated_at],
             )
             .await
             .map(drop)
@@ -51,17 +48,15 @@ impl Store {
             .db
             .execute(
                 "update canned_responses set short_code = ?, content = ?, updated_at = ? where account_id = ? and id = ?",
-                args![row.short_code.clone(), row.content.clone(), row.updated_at, account.to_string(), row.id.clone()],
+                args![row.short_code.clone(), row.content.clone(), row.updated_at, account, row.id],
             )
             .await?;
         Ok(changed == 1)
     }
 
-    pub async fn delete_canned_response(&self, account: AccountId, id: &str) -> Result<bool, StoreError> {
-        let deleted = self
-            .db
-            .execute("delete from canned_responses where account_id = ? and id = ?", args![account.to_string(), id])
-            .await?;
+    pub async fn delete_canned_response(&self, account: AccountId, id: CannedResponseId) -> Result<bool, StoreError> {
+        let deleted =
+            self.db.execute("delete from canned_responses where account_id = ? and id = ?", args![account, id]).await?;
         Ok(deleted == 1)
     }
 }

@@ -6,23 +6,23 @@ impl Store {
     pub async fn contacts(
         &self,
         account: AccountId,
-        before: (i64, String),
+        before: Before,
         limit: i64,
     ) -> Result<Vec<ContactRow>, StoreError> {
         self.db
             .fetch_all(
                 "select id, name, email, phone, created_at, updated_at from contacts where account_id = ? \
                  and (created_at, id) < (?, ?) order by created_at desc, id desc limit ?",
-                args![account.to_string(), before.0, before.1, limit],
+                args![account, before.at, before.id, limit],
             )
             .await
     }
 
-    pub async fn contact(&self, account: AccountId, id: &str) -> Result<Option<ContactRow>, StoreError> {
+    pub async fn contact(&self, account: AccountId, id: ContactId) -> Result<Option<ContactRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, name, email, phone, created_at, updated_at from contacts where account_id = ? and id = ?",
-                args![account.to_string(), id],
+                args![account, id],
             )
             .await
     }
@@ -30,13 +30,13 @@ impl Store {
     pub async fn contact_identities(
         &self,
         account: AccountId,
-        contact: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+        contact: ContactId,
+    ) -> Result<Vec<(InboxId, String)>, StoreError> {
         self.db
             .fetch_all(
                 "select inbox_id, source_id from contact_identities where account_id = ? and contact_id = ? \
                  order by created_at",
-                args![account.to_string(), contact],
+                args![account, contact],
             )
             .await
     }
@@ -44,7 +44,7 @@ impl Store {
     /// The contact a channel identity belongs to.
     pub async fn contact_by_identity(
         tx: &mut Tx<'_>,
-        inbox: &str,
+        inbox: InboxId,
         source_id: &str,
     ) -> Result<Option<ContactRow>, StoreError> {
         tx.fetch_optional(
@@ -57,16 +57,16 @@ impl Store {
 
     pub async fn insert_contact(
         tx: &mut Tx<'_>,
-        account: &str,
+        account: AccountId,
         contact: &ContactRow,
-        inbox: &str,
+        inbox: InboxId,
         source_id: &str,
     ) -> Result<(), StoreError> {
         tx.execute(
             "insert into contacts (id, account_id, name, email, phone, created_at, updated_at) \
              values (?, ?, ?, ?, ?, ?, ?)",
             args![
-                contact.id.clone(),
+                contact.id,
                 account,
                 contact.name.clone(),
                 contact.email.clone(),
@@ -79,14 +79,18 @@ impl Store {
         tx.execute(
             "insert into contact_identities (inbox_id, source_id, account_id, contact_id, created_at) \
              values (?, ?, ?, ?, ?)",
-            args![inbox, source_id, account, contact.id.clone(), contact.created_at],
+            args![inbox, source_id, account, contact.id, contact.created_at],
         )
         .await
         .map(drop)
     }
 
     /// The contact's identity on `inbox`, for delivering replies there.
-    pub async fn source_id_in(tx: &mut Tx<'_>, inbox: &str, contact: &str) -> Result<Option<String>, StoreError> {
+    pub async fn source_id_in(
+        tx: &mut Tx<'_>,
+        inbox: InboxId,
+        contact: ContactId,
+    ) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> = tx
             .fetch_optional(
                 "select source_id from contact_identities where inbox_id = ? and contact_id = ? limit 1",
@@ -96,7 +100,7 @@ impl Store {
         Ok(row.map(|(source,)| source))
     }
 
-    pub async fn update_contact(tx: &mut Tx<'_>, account: &str, contact: &ContactRow) -> Result<bool, StoreError> {
+    pub async fn update_contact(tx: &mut Tx<'_>, account: AccountId, contact: &ContactRow) -> Result<bool, StoreError> {
         let changed = tx
             .execute(
                 "update contacts set name = ?, email = ?, phone = ?, updated_at = ? where account_id = ? and id = ?",
@@ -106,14 +110,18 @@ impl Store {
                     contact.phone.clone(),
                     contact.updated_at,
                     account,
-                    contact.id.clone()
+                    contact.id
                 ],
             )
             .await?;
         Ok(changed == 1)
     }
 
-    pub async fn contact_in(tx: &mut Tx<'_>, account: &str, id: &str) -> Result<Option<ContactRow>, StoreError> {
+    pub async fn contact_in(
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        id: ContactId,
+    ) -> Result<Option<ContactRow>, StoreError> {
         tx.fetch_optional(
             "select id, name, email, phone, created_at, updated_at from contacts where account_id = ? and id = ?",
             args![account, id],

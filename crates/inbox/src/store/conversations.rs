@@ -17,20 +17,20 @@ impl Store {
                  desc, c.id desc limit ?"
                 ),
                 args![
-                    filter.account.to_string(),
-                    filter.status.clone(),
-                    filter.status.clone(),
-                    filter.inbox.clone(),
-                    filter.inbox.clone(),
-                    filter.assignee.clone(),
-                    filter.assignee.clone(),
+                    filter.account,
+                    filter.status,
+                    filter.status,
+                    filter.inbox,
+                    filter.inbox,
+                    filter.assignee,
+                    filter.assignee,
                     i64::from(filter.unassigned),
                     filter.label.clone(),
                     filter.label.clone(),
-                    filter.member.clone(),
-                    filter.member.clone(),
-                    filter.before.0,
-                    filter.before.1.clone(),
+                    filter.member,
+                    filter.member,
+                    filter.before.at,
+                    filter.before.id,
                     filter.limit
                 ],
             )
@@ -40,26 +40,14 @@ impl Store {
     /// The counts of the "mine", "unassigned" and "all" tabs under the list's other filters. Without a
     /// label or membership filter the count reads only the `conversations_by_tabs` index.
     pub async fn tab_counts(&self, filter: &ListFilter) -> Result<TabCounts, StoreError> {
-        let mut args = args![
-            filter.caller.clone(),
-            filter.account.to_string(),
-            filter.status.clone(),
-            filter.status.clone(),
-            filter.inbox.clone(),
-            filter.inbox.clone()
-        ];
+        let mut args = args![filter.caller, filter.account, filter.status, filter.status, filter.inbox, filter.inbox];
         let sql = if filter.label.is_none() && filter.member.is_none() {
             "select coalesce(sum(case when assignee_id = ? then 1 else 0 end), 0) as mine, \
              coalesce(sum(case when assignee_id is null then 1 else 0 end), 0) as unassigned, \
              count(*) as all_count from conversations \
              where account_id = ? and (? is null or status = ?) and (? is null or inbox_id = ?)"
         } else {
-            args.extend(args![
-                filter.label.clone(),
-                filter.label.clone(),
-                filter.member.clone(),
-                filter.member.clone()
-            ]);
+            args.extend(args![filter.label.clone(), filter.label.clone(), filter.member, filter.member]);
             "select coalesce(sum(case when c.assignee_id = ? then 1 else 0 end), 0) as mine, \
              coalesce(sum(case when c.assignee_id is null then 1 else 0 end), 0) as unassigned, \
              count(*) as all_count from conversations c \
@@ -73,19 +61,20 @@ impl Store {
         Ok(counts.unwrap_or(TabCounts { mine: 0, unassigned: 0, all_count: 0 }))
     }
 
-    pub async fn conversation(&self, account: AccountId, id: &str) -> Result<Option<ConversationRow>, StoreError> {
+    pub async fn conversation(
+        &self,
+        account: AccountId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationRow>, StoreError> {
         self.db
-            .fetch_optional(
-                concat!(conversation_card!(), "where c.account_id = ? and c.id = ?"),
-                args![account.to_string(), id],
-            )
+            .fetch_optional(concat!(conversation_card!(), "where c.account_id = ? and c.id = ?"), args![account, id])
             .await
     }
 
     pub async fn conversation_in(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
+        account: AccountId,
+        id: ConversationId,
     ) -> Result<Option<ConversationRow>, StoreError> {
         tx.fetch_optional(concat!(conversation_card!(), "where c.account_id = ? and c.id = ?"), args![account, id])
             .await
@@ -93,9 +82,9 @@ impl Store {
 
     pub async fn conversation_of_contact(
         tx: &mut Tx<'_>,
-        inbox: &str,
-        contact: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+        inbox: InboxId,
+        contact: ContactId,
+    ) -> Result<Option<(ConversationId, ConversationStatus)>, StoreError> {
         tx.fetch_optional(
             "select id, status from conversations where inbox_id = ? and contact_id = ?",
             args![inbox, contact],
@@ -107,13 +96,13 @@ impl Store {
     /// a run of their messages needs: the contact's details, the conversation's status and the channel.
     pub async fn known_conversations(
         tx: &mut Tx<'_>,
-        identities: &[(&str, &str, &str)],
+        identities: &[Identity<'_>],
     ) -> Result<Vec<KnownConversation>, StoreError> {
         tx.fetch_all(
             "select n.account_id, i.inbox_id, i.source_id, n.channel, k.name, k.email, k.phone, \
              c.id as conversation_id, c.status from jsonb_each(?) as j \
-             join contact_identities i on i.inbox_id = j.value ->> 1 and i.source_id = j.value ->> 2 \
-             join inboxes n on n.id = i.inbox_id and n.account_id = j.value ->> 0 \
+             join contact_identities i on i.inbox_id = j.value ->> 'inbox' and i.source_id = j.value ->> 'source_id' \
+             join inboxes n on n.id = i.inbox_id and n.account_id = j.value ->> 'account' \
              join contacts k on k.id = i.contact_id \
              join conversations c on c.inbox_id = i.inbox_id and c.contact_id = k.id",
             args![json_rows(identities)?],
@@ -122,7 +111,7 @@ impl Store {
     }
 
     /// Conversations by id, as [`Store::conversation_in`] reads them, with one statement.
-    pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[&str]) -> Result<Vec<ConversationRow>, StoreError> {
+    pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[ConversationId]) -> Result<Vec<ConversationRow>, StoreError> {
         tx.fetch_all(
             concat!(conversation_card!(), "where c.id in (select value from jsonb_each(?))"),
             args![json_rows(ids)?],
@@ -134,8 +123,8 @@ impl Store {
     pub async fn contact_conversations(
         &self,
         account: AccountId,
-        contact: &str,
-        member: Option<String>,
+        contact: ContactId,
+        member: Option<UserId>,
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
             .fetch_all(
@@ -145,7 +134,7 @@ impl Store {
                  and (? is null or c.inbox_id in (select m.inbox_id from inbox_members m \
                  where m.account_id = c.account_id and m.user_id = ?)) order by c.last_message_at desc"
                 ),
-                args![account.to_string(), contact, member.clone(), member],
+                args![account, contact, member, member],
             )
             .await
     }
@@ -154,10 +143,10 @@ impl Store {
     /// and the unique index would refuse a duplicate anyway).
     pub async fn insert_conversation(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
-        inbox: &str,
-        contact: &str,
+        account: AccountId,
+        id: ConversationId,
+        inbox: InboxId,
+        contact: ContactId,
         now: i64,
     ) -> Result<i64, StoreError> {
         let (next,): (i64,) = tx
@@ -178,9 +167,9 @@ impl Store {
 
     pub async fn set_status(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
-        status: &str,
+        account: AccountId,
+        id: ConversationId,
+        status: ConversationStatus,
         snoozed_until: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -194,9 +183,9 @@ impl Store {
 
     pub async fn set_assignee(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
-        assignee: Option<&str>,
+        account: AccountId,
+        id: ConversationId,
+        assignee: Option<UserId>,
         now: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
@@ -209,9 +198,9 @@ impl Store {
 
     pub async fn set_priority(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
-        priority: &str,
+        account: AccountId,
+        id: ConversationId,
+        priority: Priority,
         now: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
@@ -222,7 +211,12 @@ impl Store {
         .map(drop)
     }
 
-    pub async fn mark_read(tx: &mut Tx<'_>, account: &str, id: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn mark_read(
+        tx: &mut Tx<'_>,
+        account: AccountId,
+        id: ConversationId,
+        now: i64,
+    ) -> Result<(), StoreError> {
         tx.execute(
             "update conversations set unread_count = 0, updated_at = ? where account_id = ? and id = ?",
             args![now, account, id],
@@ -234,10 +228,10 @@ impl Store {
     /// Records a new last message on the conversation; incoming ones count as unread.
     pub async fn touch_conversation(
         tx: &mut Tx<'_>,
-        account: &str,
-        id: &str,
+        account: AccountId,
+        id: ConversationId,
         preview: &str,
-        kind: &str,
+        kind: MessageKind,
         unread: i64,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -251,7 +245,7 @@ impl Store {
     }
 
     /// Snoozed conversations whose time has come, oldest first.
-    pub async fn due_snoozes(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn due_snoozes(&self, now: i64, limit: i64) -> Result<Vec<(AccountId, ConversationId)>, StoreError> {
         self.db
             .fetch_all(
                 "select account_id, id from conversations where status = 'snoozed' and snoozed_until <= ? \

@@ -3,16 +3,16 @@
 use super::*;
 
 impl Store {
-    /// Appends `entries` (kind, inbox, payload) to the account's feed, in order, with one statement.
+    /// Appends `entries` to the account's feed, in order, with one statement.
     pub async fn append_feed(
         tx: &mut Tx<'_>,
-        account: &str,
-        entries: &[(&'static str, Option<String>, String)],
+        account: AccountId,
+        entries: &[FeedEntry],
         now: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
             "insert into realtime_feed (account_id, kind, inbox_id, payload, created_at) \
-             select ?, value ->> 0, value ->> 1, value ->> 2, ? from jsonb_each(?) order by key",
+             select ?, value ->> 'kind', value ->> 'inbox', value ->> 'payload', ? from jsonb_each(?) order by key",
             args![account, now, json_rows(entries)?],
         )
         .await
@@ -27,15 +27,14 @@ impl Store {
         account: AccountId,
         after: i64,
         limit: i64,
-        member: Option<&str>,
+        member: Option<UserId>,
     ) -> Result<Vec<FeedRow>, StoreError> {
-        let account = account.to_string();
         self.db
             .fetch_all(
                 "select seq, kind, case when inbox_id is null or ? is null or inbox_id in \
                    (select inbox_id from inbox_members where account_id = ? and user_id = ?) then payload end \
                  as payload from realtime_feed where account_id = ? and seq > ? order by seq limit ?",
-                args![member, account.clone(), member, account, after, limit],
+                args![member, account, member, account, after, limit],
             )
             .await
     }
@@ -83,10 +82,8 @@ impl Store {
     }
 
     pub async fn feed_head(&self, account: AccountId) -> Result<i64, StoreError> {
-        let head: Option<(Option<i64>,)> = self
-            .db
-            .fetch_optional("select max(seq) from realtime_feed where account_id = ?", args![account.to_string()])
-            .await?;
+        let head: Option<(Option<i64>,)> =
+            self.db.fetch_optional("select max(seq) from realtime_feed where account_id = ?", args![account]).await?;
         Ok(head.and_then(|(seq,)| seq).unwrap_or(0))
     }
 }

@@ -8,24 +8,24 @@ impl Store {
             .fetch_all(
                 "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
                  where account_id = ? order by created_at, id",
-                args![account.to_string()],
+                args![account],
             )
             .await
     }
 
-    pub async fn inbox(&self, account: AccountId, id: &str) -> Result<Option<InboxRow>, StoreError> {
+    pub async fn inbox(&self, account: AccountId, id: InboxId) -> Result<Option<InboxRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
                  where account_id = ? and id = ?",
-                args![account.to_string(), id],
+                args![account, id],
             )
             .await
     }
 
     /// The inbox with `id` in `account`, read inside `tx` (for the desk's transactions and the event
     /// handlers, which carry the account themselves).
-    pub async fn inbox_in(tx: &mut Tx<'_>, account: &str, id: &str) -> Result<Option<InboxRow>, StoreError> {
+    pub async fn inbox_in(tx: &mut Tx<'_>, account: AccountId, id: InboxId) -> Result<Option<InboxRow>, StoreError> {
         tx.fetch_optional(
             "select id, name, channel, identifier, callback_url, created_at, updated_at from inboxes \
              where account_id = ? and id = ?",
@@ -37,7 +37,7 @@ impl Store {
     pub async fn count_inboxes(&self, account: AccountId) -> Result<i64, StoreError> {
         let (count,): (i64,) = self
             .db
-            .fetch_optional("select count(*) from inboxes where account_id = ?", args![account.to_string()])
+            .fetch_optional("select count(*) from inboxes where account_id = ?", args![account])
             .await?
             .unwrap_or((0,));
         Ok(count)
@@ -48,10 +48,10 @@ impl Store {
             "insert into inboxes (id, account_id, name, channel, identifier, callback_url, created_at, updated_at) \
              values (?, ?, ?, ?, ?, ?, ?, ?)",
             args![
-                row.id.clone(),
-                account.to_string(),
+                row.id,
+                account,
                 row.name.clone(),
-                row.channel.clone(),
+                row.channel,
                 row.identifier.clone(),
                 row.callback_url.clone(),
                 row.created_at,
@@ -65,7 +65,7 @@ impl Store {
     pub async fn update_inbox(
         tx: &mut Tx<'_>,
         account: AccountId,
-        id: &str,
+        id: InboxId,
         name: &str,
         callback_url: Option<&str>,
         now: i64,
@@ -73,43 +73,42 @@ impl Store {
         let changed = tx
             .execute(
                 "update inboxes set name = ?, callback_url = ?, updated_at = ? where account_id = ? and id = ?",
-                args![name, callback_url, now, account.to_string(), id],
+                args![name, callback_url, now, account, id],
             )
             .await?;
         Ok(changed == 1)
     }
 
     /// Deletes an inbox that has no conversations; false if it had some (or does not exist).
-    pub async fn delete_inbox(tx: &mut Tx<'_>, account: AccountId, id: &str) -> Result<bool, StoreError> {
-        tx.execute("delete from inbox_members where account_id = ? and inbox_id = ?", args![account.to_string(), id])
-            .await?;
+    pub async fn delete_inbox(tx: &mut Tx<'_>, account: AccountId, id: InboxId) -> Result<bool, StoreError> {
+        tx.execute("delete from inbox_members where account_id = ? and inbox_id = ?", args![account, id]).await?;
         let deleted = tx
             .execute(
                 "delete from inboxes where account_id = ? and id = ? \
                  and not exists (select 1 from conversations where inbox_id = ?)",
-                args![account.to_string(), id, id],
+                args![account, id, id],
             )
             .await?;
         Ok(deleted == 1)
     }
 
-    pub async fn has_conversations(&self, account: AccountId, inbox: &str) -> Result<bool, StoreError> {
+    pub async fn has_conversations(&self, account: AccountId, inbox: InboxId) -> Result<bool, StoreError> {
         let found: Option<(i64,)> = self
             .db
             .fetch_optional(
                 "select 1 from conversations where account_id = ? and inbox_id = ? limit 1",
-                args![account.to_string(), inbox],
+                args![account, inbox],
             )
             .await?;
         Ok(found.is_some())
     }
 
-    pub async fn inbox_members(&self, account: AccountId, inbox: &str) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = self
+    pub async fn inbox_members(&self, account: AccountId, inbox: InboxId) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<(UserId,)> = self
             .db
             .fetch_all(
                 "select user_id from inbox_members where account_id = ? and inbox_id = ? order by created_at, user_id",
-                args![account.to_string(), inbox],
+                args![account, inbox],
             )
             .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -118,31 +117,27 @@ impl Store {
     pub async fn replace_inbox_members(
         tx: &mut Tx<'_>,
         account: AccountId,
-        inbox: &str,
-        users: &[String],
+        inbox: InboxId,
+        users: &[UserId],
         now: i64,
     ) -> Result<(), StoreError> {
-        tx.execute(
-            "delete from inbox_members where account_id = ? and inbox_id = ?",
-            args![account.to_string(), inbox],
-        )
-        .await?;
+        tx.execute("delete from inbox_members where account_id = ? and inbox_id = ?", args![account, inbox]).await?;
         for user in users {
             tx.execute(
                 "insert into inbox_members (inbox_id, user_id, account_id, created_at) values (?, ?, ?, ?)",
-                args![inbox, user.clone(), account.to_string(), now],
+                args![inbox, *user, account, now],
             )
             .await?;
         }
         Ok(())
     }
 
-    pub async fn is_inbox_member(&self, account: AccountId, inbox: &str, user: &str) -> Result<bool, StoreError> {
+    pub async fn is_inbox_member(&self, account: AccountId, inbox: InboxId, user: UserId) -> Result<bool, StoreError> {
         let found: Option<(i64,)> = self
             .db
             .fetch_optional(
                 "select 1 from inbox_members where account_id = ? and inbox_id = ? and user_id = ?",
-                args![account.to_string(), inbox, user],
+                args![account, inbox, user],
             )
             .await?;
         Ok(found.is_some())

@@ -7,16 +7,16 @@ impl Store {
         self.db
             .fetch_all(
                 "select id, name, colour, description, created_at from labels where account_id = ? order by name",
-                args![account.to_string()],
+                args![account],
             )
             .await
     }
 
-    pub async fn label(&self, account: AccountId, id: &str) -> Result<Option<LabelRow>, StoreError> {
+    pub async fn label(&self, account: AccountId, id: LabelId) -> Result<Option<LabelRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select id, name, colour, description, created_at from labels where account_id = ? and id = ?",
-                args![account.to_string(), id],
+                args![account, id],
             )
             .await
     }
@@ -26,8 +26,8 @@ impl Store {
             .execute(
                 "insert into labels (id, account_id, name, colour, description, created_at) values (?, ?, ?, ?, ?, ?)",
                 args![
-                    label.id.clone(),
-                    account.to_string(),
+                    label.id,
+                    account,
                     label.name.clone(),
                     label.colour.clone(),
                     label.description.clone(),
@@ -43,41 +43,30 @@ impl Store {
             .db
             .execute(
                 "update labels set name = ?, colour = ?, description = ? where account_id = ? and id = ?",
-                args![
-                    label.name.clone(),
-                    label.colour.clone(),
-                    label.description.clone(),
-                    account.to_string(),
-                    label.id.clone()
-                ],
+                args![label.name.clone(), label.colour.clone(), label.description.clone(), account, label.id],
             )
             .await?;
         Ok(changed == 1)
     }
 
-    pub async fn delete_label(&self, account: AccountId, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_label(&self, account: AccountId, id: LabelId) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            "delete from conversation_labels where account_id = ? and label_id = ?",
-            args![account.to_string(), id],
-        )
-        .await?;
-        let deleted =
-            tx.execute("delete from labels where account_id = ? and id = ?", args![account.to_string(), id]).await?;
+        tx.execute("delete from conversation_labels where account_id = ? and label_id = ?", args![account, id]).await?;
+        let deleted = tx.execute("delete from labels where account_id = ? and id = ?", args![account, id]).await?;
         tx.commit().await?;
         Ok(deleted == 1)
     }
 
     /// Every label of the account, as (id, name).
-    pub async fn label_names(tx: &mut Tx<'_>, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn label_names(tx: &mut Tx<'_>, account: AccountId) -> Result<Vec<(LabelId, String)>, StoreError> {
         tx.fetch_all("select id, name from labels where account_id = ?", args![account]).await
     }
 
     pub async fn replace_conversation_labels(
         tx: &mut Tx<'_>,
-        account: &str,
-        conversation: &str,
-        labels: &[String],
+        account: AccountId,
+        conversation: ConversationId,
+        labels: &[LabelId],
         now: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
@@ -88,7 +77,7 @@ impl Store {
         for label in labels {
             tx.execute(
                 "insert into conversation_labels (conversation_id, label_id, account_id, created_at) values (?, ?, ?, ?)",
-                args![conversation, label.clone(), account, now],
+                args![conversation, *label, account, now],
             )
             .await?;
         }

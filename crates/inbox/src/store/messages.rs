@@ -7,8 +7,8 @@ impl Store {
     pub async fn messages(
         &self,
         account: AccountId,
-        conversation: &str,
-        before: (i64, String),
+        conversation: ConversationId,
+        before: Before,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
         self.db
@@ -16,33 +16,33 @@ impl Store {
                 "select id, conversation_id, kind, content, sender_id, attributes, delivery_status, delivery_error, \
                  created_at from messages where account_id = ? and conversation_id = ? \
                  and (created_at, id) < (?, ?) order by created_at desc, id desc limit ?",
-                args![account.to_string(), conversation, before.0, before.1, limit],
+                args![account, conversation, before.at, before.id, limit],
             )
             .await
     }
 
-    /// Inserts a message unless one with its id exists; false for a duplicate.
     /// Whether a message with this id is stored (a redelivered event's).
-    pub async fn has_message(tx: &mut Tx<'_>, id: &str) -> Result<bool, StoreError> {
+    pub async fn has_message(tx: &mut Tx<'_>, id: MessageId) -> Result<bool, StoreError> {
         let found: Option<(i64,)> = tx.fetch_optional("select 1 from messages where id = ?", args![id]).await?;
         Ok(found.is_some())
     }
 
-    pub async fn insert_message(tx: &mut Tx<'_>, account: &str, message: &MessageRow) -> Result<bool, StoreError> {
+    /// Inserts a message unless one with its id exists; false for a duplicate.
+    pub async fn insert_message(tx: &mut Tx<'_>, account: AccountId, message: &MessageRow) -> Result<bool, StoreError> {
         let inserted = tx
             .execute(
                 "insert into messages (id, account_id, conversation_id, kind, content, sender_id, attributes, \
                  delivery_status, delivery_error, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  on conflict (id) do nothing",
                 args![
-                    message.id.clone(),
+                    message.id,
                     account,
-                    message.conversation_id.clone(),
-                    message.kind.clone(),
+                    message.conversation_id,
+                    message.kind,
                     message.content.clone(),
-                    message.sender_id.clone(),
+                    message.sender_id,
                     message.attributes.clone(),
-                    message.delivery_status.clone(),
+                    message.delivery_status,
                     message.delivery_error.clone(),
                     message.created_at
                 ],
@@ -53,8 +53,8 @@ impl Store {
 
     /// Stores a run of incoming messages with one statement; the ids of those not stored before (a
     /// redelivered message is skipped).
-    pub async fn insert_incoming(tx: &mut Tx<'_>, messages: &[NewIncoming<'_>]) -> Result<Vec<String>, StoreError> {
-        let inserted: Vec<(String,)> = tx
+    pub async fn insert_incoming(tx: &mut Tx<'_>, messages: &[NewIncoming<'_>]) -> Result<Vec<MessageId>, StoreError> {
+        let inserted: Vec<(MessageId,)> = tx
             .fetch_all(
                 "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
                  select value ->> 'id', value ->> 'account', value ->> 'conversation', 'incoming', \
@@ -81,9 +81,9 @@ impl Store {
 
     pub async fn set_delivery(
         tx: &mut Tx<'_>,
-        account: &str,
-        message: &str,
-        status: &str,
+        account: AccountId,
+        message: MessageId,
+        status: DeliveryStatus,
         error: Option<&str>,
     ) -> Result<Option<MessageRow>, StoreError> {
         tx.execute(

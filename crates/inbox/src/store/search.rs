@@ -3,17 +3,10 @@
 use super::*;
 
 impl Store {
-    pub async fn index(
-        tx: &mut Tx<'_>,
-        scope: &str,
-        body: &str,
-        kind: &str,
-        id: &str,
-        conversation: Option<&str>,
-    ) -> Result<(), StoreError> {
+    pub async fn index(tx: &mut Tx<'_>, document: &Document<'_>) -> Result<(), StoreError> {
         tx.execute(
             "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) values (?, ?, ?, ?, ?)",
-            args![scope, body, kind, id, conversation],
+            args![document.scope, document.body, document.kind.as_str(), document.id, document.conversation],
         )
         .await
         .map(drop)
@@ -31,10 +24,10 @@ impl Store {
         .map(drop)
     }
 
-    pub async fn unindex(tx: &mut Tx<'_>, scope: &str, kind: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn unindex(tx: &mut Tx<'_>, scope: &str, kind: DocKind, id: uuid::Uuid) -> Result<(), StoreError> {
         tx.execute(
             "delete from search_index where search_index = ? and doc_kind = ? and doc_id = ?",
-            args![format!("scope:\"{scope}\""), kind, id],
+            args![format!("scope:\"{scope}\""), kind.as_str(), id],
         )
         .await
         .map(drop)
@@ -52,7 +45,7 @@ impl Store {
                 "select k.id, k.name, k.email, k.phone, k.created_at, k.updated_at from contacts k \
                  join (select doc_id, rank from search_index where search_index = ? and doc_kind = 'contact' \
                  order by rank limit ?) hit on hit.doc_id = k.id where k.account_id = ? order by hit.rank",
-                args![query, limit, account.to_string()],
+                args![query, limit, account],
             )
             .await
     }
@@ -63,7 +56,7 @@ impl Store {
         &self,
         account: AccountId,
         query: &str,
-        member: Option<String>,
+        member: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.db
@@ -77,7 +70,7 @@ impl Store {
                  inbox_members m where m.account_id = c.account_id and m.user_id = ?)) order by \
                  c.last_message_at desc, c.id desc limit ?"
                 ),
-                args![account.to_string(), query, query, member.clone(), member, limit],
+                args![account, query, query, member, member, limit],
             )
             .await
     }
@@ -87,7 +80,7 @@ impl Store {
         &self,
         account: AccountId,
         query: &str,
-        member: Option<String>,
+        member: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
         self.db
@@ -99,7 +92,7 @@ impl Store {
                  join conversations c on c.id = m.conversation_id \
                  where m.account_id = ? and (? is null or c.inbox_id in (select im.inbox_id from inbox_members im \
                  where im.account_id = c.account_id and im.user_id = ?)) order by hit.rank limit ?",
-                args![query, account.to_string(), member.clone(), member, limit],
+                args![query, account, member, member, limit],
             )
             .await
     }

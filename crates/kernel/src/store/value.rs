@@ -52,6 +52,12 @@ impl From<&String> for Value {
         Value::Text(v.clone())
     }
 }
+/// A bare UUID (a keyset cursor's id, a search document's), as its hyphenated text like the typed ids.
+impl From<uuid::Uuid> for Value {
+    fn from(v: uuid::Uuid) -> Self {
+        Value::Text(v.to_string())
+    }
+}
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
         Value::Bytes(v)
