@@ -2,29 +2,14 @@
 //! connects. Consuming (which needs the kernel's `Delivery`) is tested next to the transport, in
 //! `src/events/rabbitmq/tests.rs`; the broker restart in `rabbitmq_faults.rs`.
 
-#[allow(dead_code)]
-#[path = "../src/events/rabbitmq/test_broker.rs"]
-mod test_broker;
+mod common;
 
+use common::{ThingNamed, test_broker};
 use kernel::events::rabbitmq::RabbitMq;
 use kernel::events::{Envelope, Event, Transport, TransportError};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ThingNamed {
-    id: String,
-}
-
-impl Event for ThingNamed {
-    const KIND: &'static str = "thing.named";
-    const VERSION: u32 = 1;
-    fn key(&self) -> String {
-        self.id.clone()
-    }
-}
 
 fn unique_exchange() -> String {
     format!("test.events.{}", uuid::Uuid::now_v7().simple())

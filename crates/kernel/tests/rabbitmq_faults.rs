@@ -2,12 +2,11 @@
 //! it takes the broker exclusively (other broker tests wait) and always starts it again. The restart with
 //! consumers and the outbox relay is tested next to the transport, in `src/events/rabbitmq/tests.rs`.
 
-#[allow(dead_code)]
-#[path = "../src/events/rabbitmq/test_broker.rs"]
-mod test_broker;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::{ThingNamed, test_broker};
 use kernel::events::rabbitmq::RabbitMq;
 use kernel::events::{Envelope, Event, Transport, TransportError};
 use lapin::options::{
@@ -16,20 +15,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ThingNamed {
-    id: String,
-}
-
-impl Event for ThingNamed {
-    const KIND: &'static str = "thing.named";
-    const VERSION: u32 = 1;
-    fn key(&self) -> String {
-        self.id.clone()
-    }
-}
 
 fn event(id: &str) -> Envelope {
     Envelope::wrap(&ThingNamed { id: id.to_owned() }, "producer", None).expect("wraps")
