@@ -33,7 +33,8 @@ impl Server {
             // `BENCH_SERVER_LOG` sets the server's log filter, e.g. `warn,sqlx::query=debug` for every
             // statement with its time.
             .env("OMNIDESK_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()))
-            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_MINUTE", "1000000000")
+            .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_EMAIL_PER_CLIENT_PER_MINUTE", "1000000000")
+            .env("OMNIDESK_AUTH__LOGIN_FAILURES_PER_EMAIL_PER_MINUTE", "1000000000")
             .env("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000000")
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
             .current_dir(data.path())
