@@ -34,18 +34,16 @@ pub struct Channel {
     pub callback_url: Option<String>,
 }
 
-impl TryFrom<ChannelRow> for Channel {
-    type Error = InputError;
-    fn try_from(row: ChannelRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &str| InputError::Corrupt(format!("channel of inbox {}: {what}", row.inbox_id));
-        Ok(Self {
-            inbox: row.inbox_id.parse().map_err(|_| corrupt("inbox id"))?,
-            account: row.account_id.parse().map_err(|_| corrupt("account id"))?,
-            kind: ChannelKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
+impl From<ChannelRow> for Channel {
+    fn from(row: ChannelRow) -> Self {
+        Self {
+            inbox: row.inbox_id,
+            account: row.account_id,
+            kind: row.kind,
             identifier: row.identifier,
             secret: row.secret,
             callback_url: row.callback_url,
-        })
+        }
     }
 }
 
@@ -127,7 +125,7 @@ impl Input {
             Err(generation) => generation,
         };
         let channel: Channel =
-            self.store.channel_by_identifier(identifier).await?.ok_or(InputError::InboxNotFound)?.try_into()?;
+            self.store.channel_by_identifier(identifier).await?.ok_or(InputError::InboxNotFound)?.into();
         self.channels.keep(generation, &channel);
         Ok(channel)
     }
@@ -143,7 +141,7 @@ impl Input {
         let (account, inbox) = (registration.account, registration.inbox);
         let now = now_ms();
         let mut tx = self.store.begin().await?;
-        let kind = registration.kind.as_str();
+        let kind = registration.kind;
         if !Store::update_channel(&mut tx, account, inbox, kind, callback.as_deref(), now).await? {
             let identifier = opaque_token("inb_");
             let secret = opaque_token("chs_");
@@ -165,8 +163,8 @@ impl Input {
         tx.commit().await?;
         self.channels.forget();
         match row {
-            Some(row) if row.account_id == account.to_string() => {
-                tracing::info!(inbox.id = %inbox, account.id = %account, channel.kind = kind, "channel registered");
+            Some(row) if row.account_id == account => {
+                tracing::info!(inbox.id = %inbox, account.id = %account, channel.kind = kind.as_str(), "channel registered");
                 Ok(Ok(ChannelCredentials { identifier: row.identifier, secret: row.secret }))
             }
             // The inbox id belongs to another account's channel: inbox ids are random, so this is a bug in the

@@ -25,7 +25,8 @@ use kernel::testing::{Scratch, differing_rows, envelope_json, normalise, publish
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::post::{Accepted, Origin, Post, sha256_hex};
+use crate::domain::Origin;
+use crate::post::{Accepted, Post, sha256_hex};
 use crate::recorder::{Answer, Recorder, Submission};
 use crate::store::{ContactDetails, Store};
 use crate::tests::StandInPlan;
@@ -287,7 +288,7 @@ async fn record(world: &World, case: &Case, sent: &[Sent], batched: bool) -> Out
             let details = ContactDetails {
                 inbox,
                 source_id,
-                origin: Origin::Widget.as_str(),
+                origin: Origin::Widget,
                 name,
                 email: None,
                 phone: None,

@@ -14,6 +14,7 @@ use kernel::store::Tx;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::domain::{DeliveryId, Direction};
 use crate::store::{NewDelivery, NewEntry, Store};
 use kernel::clock::now_ms;
 
@@ -41,27 +42,26 @@ impl Handler<MessageCreated> for RecordReplies {
     async fn handle(&self, event: MessageCreated, _: &Envelope, tx: &mut Tx<'_>) -> anyhow::Result<()> {
         let Some(channel) = Store::channel_of_inbox_in(tx, event.inbox).await? else { return Ok(()) };
         // LINE and e-mail replies will be delivered by their own channels; removed endpoints by nobody.
-        let handled = matches!(ChannelKind::parse(&channel.kind), Some(ChannelKind::Api | ChannelKind::WebWidget));
-        if !handled || channel.removed_at.is_some() || channel.account_id != event.account.to_string() {
+        let handled = matches!(channel.kind, ChannelKind::Api | ChannelKind::WebWidget);
+        if !handled || channel.removed_at.is_some() || channel.account_id != event.account {
             return Ok(());
         }
         let Some(source_id) = event.contact_source_id.as_deref() else {
             tracing::warn!(inbox.id = %event.inbox, message.id = %event.message, "reply names no contact; not delivered");
             return Ok(());
         };
-        let message_id = event.message.to_string();
         let status = if channel.callback_url.is_some() { DeliveryStatus::Pending } else { DeliveryStatus::Sent };
         let appended = Store::append_transcript(
             tx,
             NewEntry {
-                message_id: &message_id,
+                message_id: event.message,
                 inbox: event.inbox,
                 source_id,
-                direction: "outgoing",
+                direction: Direction::Outgoing,
                 content: &event.content,
-                conversation_id: Some(&event.conversation.to_string()),
+                conversation_id: Some(event.conversation),
                 created_at: event.created_at,
-                delivery_status: Some(status.as_str()),
+                delivery_status: Some(status),
             },
         )
         .await?;
@@ -84,8 +84,8 @@ impl Handler<MessageCreated> for RecordReplies {
             Store::enqueue_delivery(
                 tx,
                 NewDelivery {
-                    id: &uuid::Uuid::now_v7().to_string(),
-                    message_id: &message_id,
+                    id: DeliveryId::new(),
+                    message_id: event.message,
                     inbox: event.inbox,
                     account: event.account,
                     payload: &payload,

@@ -8,14 +8,16 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use contracts::channel::ChannelContact;
+use contracts::channel::{ChannelContact, DeliveryStatus};
+use contracts::inbox::MessageId;
 use kernel::http::{ClientIp, Json, Path};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::channel_signature;
-use crate::post::{self, Accepted, ContactFields, Origin, Post, SignedPost};
+use crate::domain::{Direction, Origin};
+use crate::post::{self, Accepted, ContactFields, Post, SignedPost};
 use crate::{Input, InputError};
 use kernel::clock::now_secs;
 
@@ -104,14 +106,14 @@ struct Transcript {
 
 #[derive(Debug, Serialize)]
 struct TranscriptMessage {
-    id: String,
+    id: MessageId,
     /// `incoming` (from the contact) or `outgoing` (an agent's reply).
-    kind: String,
+    kind: Direction,
     content: String,
     created_at: i64,
     /// Replies only: `pending`, `sent` or `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    delivery_status: Option<String>,
+    delivery_status: Option<DeliveryStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivery_reason: Option<String>,
 }

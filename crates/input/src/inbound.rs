@@ -15,7 +15,8 @@ use contracts::plan::Limited;
 use kernel::store::StoreError;
 
 use crate::channels::Channel;
-use crate::post::{Accepted, ContactDetailsInput, MAX_KEY_CHARS, Origin, Post, replay};
+use crate::domain::{Direction, Origin};
+use crate::post::{Accepted, ContactDetailsInput, MAX_KEY_CHARS, Post, replay};
 use crate::recorder::{Answer, Submission};
 use crate::store::{ContactDetails, ContactRow, NewEntry, NewInbound, Store};
 use crate::{Input, InputError};
@@ -35,7 +36,7 @@ impl Input {
             ContactDetails {
                 inbox: channel.inbox,
                 source_id: &source_id,
-                origin: Origin::Widget.as_str(),
+                origin: Origin::Widget,
                 name: details.name.as_deref(),
                 email: details.email.as_deref(),
                 phone: details.phone.as_deref(),
@@ -58,7 +59,7 @@ impl Input {
             return Err(InputError::ContactNotFound);
         }
         match self.store.contact(channel.inbox, source_id).await? {
-            Some(contact) if contact.origin == Origin::Widget.as_str() => Ok(contact),
+            Some(contact) if contact.origin == Origin::Widget => Ok(contact),
             _ => Err(InputError::ContactNotFound),
         }
     }
@@ -94,7 +95,7 @@ impl Input {
         if let Some(key) = &post.idempotency_key
             && let Some(earlier) = self.store.inbound_by_key(channel.inbox, key).await?
         {
-            return replay(&earlier.body_sha256, &earlier.message_id, &post.body_sha256);
+            return replay(&earlier.body_sha256, earlier.message_id, &post.body_sha256);
         }
         if let Some(signature) = post.signature(channel.inbox)
             && !self.store.signatures_used(&[signature]).await?.is_empty()
@@ -113,7 +114,6 @@ impl Input {
         }
 
         let message = MessageId::new();
-        let message_id = message.to_string();
         let now = now_ms();
         let mut tx = self.store.begin().await?;
         let recorded = Store::insert_inbound(
@@ -124,7 +124,7 @@ impl Input {
                 body_sha256: &post.body_sha256,
                 payload: &post.payload,
                 source_id,
-                message_id: &message_id,
+                message_id: message,
                 signed_at: post.signed_at,
                 now_ms: now,
             },
@@ -139,7 +139,7 @@ impl Input {
                 drop(tx);
                 let key = post.idempotency_key.as_deref().unwrap_or_default();
                 return match self.store.inbound_by_key(channel.inbox, key).await? {
-                    Some(earlier) => replay(&earlier.body_sha256, &earlier.message_id, &post.body_sha256),
+                    Some(earlier) => replay(&earlier.body_sha256, earlier.message_id, &post.body_sha256),
                     None if post.signed_at.is_some() => Err(InputError::SignatureReplayed),
                     None => Err(InputError::Corrupt("an idempotency key collided but its event is missing".to_owned())),
                 };
@@ -151,7 +151,7 @@ impl Input {
             ContactDetails {
                 inbox: channel.inbox,
                 source_id,
-                origin: post.origin.as_str(),
+                origin: post.origin,
                 name: post.contact.name.as_deref(),
                 email: post.contact.email.as_deref(),
                 phone: post.contact.phone.as_deref(),
@@ -166,10 +166,10 @@ impl Input {
         Store::append_transcript(
             &mut tx,
             NewEntry {
-                message_id: &message_id,
+                message_id: message,
                 inbox: channel.inbox,
                 source_id,
-                direction: "incoming",
+                direction: Direction::Incoming,
                 content: &post.content,
                 conversation_id: None,
                 created_at: now,

@@ -22,6 +22,7 @@
 mod callbacks;
 pub mod channel_signature;
 mod channels;
+mod domain;
 mod events;
 mod http;
 mod inbound;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use crate::InputError;
+use crate::domain::Origin;
 
 /// The longest message we accept, in characters.
 pub const MAX_CONTENT_CHARS: usize = 10_000;
@@ -20,22 +21,6 @@ const MAX_PHONE_CHARS: usize = 32;
 
 /// The header that makes a post safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// Who chose a contact's source id: the caller of the signed route, or us (widget-style clients).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Server,
-    Widget,
-}
-
-impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Server => "server",
-            Origin::Widget => "widget",
-        }
-    }
-}
 
 /// A contact's details as a client sends them (all optional).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -217,12 +202,11 @@ pub fn json_problem(error: &serde_json::Error) -> InputError {
 }
 
 /// The answer to a post whose key was recorded before: a replay of the same body, else a reused key.
-pub(crate) fn replay(earlier_sha256: &str, earlier_message: &str, sha256: &str) -> Result<Accepted, InputError> {
+pub(crate) fn replay(earlier_sha256: &str, earlier_message: MessageId, sha256: &str) -> Result<Accepted, InputError> {
     if earlier_sha256 != sha256 {
         return Err(InputError::IdempotencyKeyReused);
     }
-    let message = earlier_message.parse().map_err(|_| InputError::Corrupt("inbound message id".to_owned()))?;
-    Ok(Accepted::Replayed(message))
+    Ok(Accepted::Replayed(earlier_message))
 }
 
 #[cfg(test)]

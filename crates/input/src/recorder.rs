@@ -29,6 +29,7 @@ use kernel::store::{StoreError, Tx};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::InputError;
+use crate::domain::Direction;
 use crate::post::{Accepted, Post, replay};
 use crate::store::{ContactDetails, IdentifiedContactRow, KeyedInboundRow, NewEntry, NewInbound, Store};
 use kernel::clock::now_ms;
@@ -181,9 +182,7 @@ impl Recorder {
             HashSet::new()
         } else {
             let used = self.store.signatures_used(&signed).await?;
-            used.into_iter()
-                .map(|row| Ok((inbox_of(&row.inbox_id)?, row.body_sha256, row.signed_at)))
-                .collect::<Result<_, InputError>>()?
+            used.into_iter().map(|row| (row.inbox_id, row.body_sha256, row.signed_at)).collect()
         };
         let started = self.contacts_with_conversations(batch).await?;
         let mut decisions = Vec::with_capacity(batch.len());
@@ -197,7 +196,7 @@ impl Recorder {
             let key = post.idempotency_key.as_deref().map(|key| (*inbox, key));
             if let Some(key) = key {
                 if let Some((sha256, message)) = earlier.get(key.0, key.1) {
-                    decisions.push(Decision::Answered(replay(sha256, message, &post.body_sha256)));
+                    decisions.push(Decision::Answered(replay(sha256, *message, &post.body_sha256)));
                     continue;
                 }
                 if let Some(&first) = keys.get(&key) {
@@ -252,25 +251,24 @@ impl Recorder {
     }
 
     /// The body hash and message id of each post recorded before under a key of the batch.
-    async fn earlier_posts(&self, batch: &[Submission]) -> Result<ByInbox<(String, String)>, InputError> {
+    async fn earlier_posts(&self, batch: &[Submission]) -> Result<ByInbox<(String, MessageId)>, InputError> {
         let keys: Vec<(InboxId, &str)> =
             batch.iter().filter_map(|s| Some((s.inbox, s.post.idempotency_key.as_deref()?))).collect();
         if keys.is_empty() {
             return Ok(ByInbox(HashMap::new()));
         }
         let rows = self.store.inbound_by_keys(&keys).await?;
-        rows.into_iter()
-            .map(|row| Ok((inbox_of(&row.inbox_id)?, row.idempotency_key, (row.body_sha256, row.message_id))))
-            .collect()
+        Ok(rows.into_iter().map(|row| (row.inbox_id, row.idempotency_key, (row.body_sha256, row.message_id))).collect())
     }
 
     /// The contacts of the batch whose conversation has started (they have written before).
     async fn contacts_with_conversations(&self, batch: &[Submission]) -> Result<ByInbox<()>, InputError> {
         let rows = self.store.contacts_by_identity(&distinct_contacts(batch.iter())).await?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .filter(|row| row.first_message_at.is_some())
-            .map(|row| Ok((inbox_of(&row.inbox_id)?, row.source_id, ())))
-            .collect()
+            .map(|row| (row.inbox_id, row.source_id, ()))
+            .collect())
     }
 
     /// The plan's allowance for one more conversation of `account`; `None` if the plan did not answer.
@@ -296,12 +294,10 @@ impl Recorder {
         answers: &mut Answers,
     ) -> Result<(), InputError> {
         let now = now_ms();
-        let ids: Vec<String> = to_record.iter().map(|(_, message)| message.to_string()).collect();
         let inbounds: Vec<NewInbound<'_>> = to_record
             .iter()
-            .zip(&ids)
-            .map(|((index, _), message_id)| {
-                let Submission { inbox, post, .. } = &batch[*index];
+            .map(|&(index, message_id)| {
+                let Submission { inbox, post, .. } = &batch[index];
                 NewInbound {
                     inbox: *inbox,
                     idempotency_key: post.idempotency_key.as_deref(),
@@ -315,13 +311,13 @@ impl Recorder {
             })
             .collect();
         let mut tx = self.store.begin().await?;
-        let inserted: HashSet<String> = Store::insert_inbounds(&mut tx, &inbounds).await?.into_iter().collect();
-        let (recorded, raced): (Vec<_>, Vec<_>) =
-            to_record.iter().zip(&ids).partition(|(_, message_id)| inserted.contains(*message_id));
+        let inserted: HashSet<MessageId> = Store::insert_inbounds(&mut tx, &inbounds).await?.into_iter().collect();
+        let (recorded, raced): (Vec<(usize, MessageId)>, Vec<_>) =
+            to_record.iter().partition(|(_, message_id)| inserted.contains(message_id));
         if !raced.is_empty() {
             // Their keys were recorded since `decide` looked (a retry racing on another replica, or a post
             // recorded on its own): each is a replay of whichever was recorded first.
-            let raced: Vec<usize> = raced.into_iter().map(|((index, _), _)| *index).collect();
+            let raced: Vec<usize> = raced.into_iter().map(|(index, _)| index).collect();
             Self::answer_raced(&mut tx, batch, &raced, answers).await?;
         }
         if recorded.is_empty() {
@@ -329,12 +325,10 @@ impl Recorder {
             return Ok(());
         }
 
-        let posts = || recorded.iter().map(|((index, _), _)| &batch[*index]);
+        let posts = || recorded.iter().map(|(index, _)| &batch[*index]);
         let before = Store::contacts_by_identity_in(&mut tx, &distinct_contacts(posts())).await?;
-        let before: ByInbox<IdentifiedContactRow> = before
-            .into_iter()
-            .map(|row| Ok((inbox_of(&row.inbox_id)?, row.source_id.clone(), row)))
-            .collect::<Result<_, InputError>>()?;
+        let before: ByInbox<IdentifiedContactRow> =
+            before.into_iter().map(|row| (row.inbox_id, row.source_id.clone(), row)).collect();
         let Folded { contacts, starting, changing } = contacts_as_stored(posts(), &before);
         if !changing.is_empty() {
             let details: Vec<ContactDetails<'_>> = changing
@@ -342,7 +336,7 @@ impl Recorder {
                 .map(|Submission { inbox, post, .. }| ContactDetails {
                     inbox: *inbox,
                     source_id: &post.contact.source_id,
-                    origin: post.origin.as_str(),
+                    origin: post.origin,
                     name: post.contact.name.as_deref(),
                     email: post.contact.email.as_deref(),
                     phone: post.contact.phone.as_deref(),
@@ -358,13 +352,13 @@ impl Recorder {
         }
         let entries: Vec<NewEntry<'_>> = recorded
             .iter()
-            .map(|((index, _), message_id)| {
-                let Submission { inbox, post, .. } = &batch[*index];
+            .map(|&(index, message_id)| {
+                let Submission { inbox, post, .. } = &batch[index];
                 NewEntry {
                     message_id,
                     inbox: *inbox,
                     source_id: &post.contact.source_id,
-                    direction: "incoming",
+                    direction: Direction::Incoming,
                     content: &post.content,
                     conversation_id: None,
                     created_at: now,
@@ -376,7 +370,7 @@ impl Recorder {
         let events: Vec<MessageReceived> = recorded
             .iter()
             .zip(contacts)
-            .map(|(((index, message), _), contact)| {
+            .map(|((index, message), contact)| {
                 let Submission { inbox, account, post, .. } = &batch[*index];
                 MessageReceived {
                     account: *account,
@@ -388,12 +382,12 @@ impl Recorder {
                 }
             })
             .collect();
-        let traces = recorded.iter().map(|((index, _), _)| batch[*index].trace.clone());
+        let traces = recorded.iter().map(|(index, _)| batch[*index].trace.clone());
         tx.publish_traced(events.iter().zip(traces)).await?;
         tx.commit().await?;
 
         // Committed: nothing below may fail the batch.
-        for ((index, message), _) in &recorded {
+        for (index, message) in &recorded {
             answers[*index] = Some(Ok(Accepted::New(*message)));
         }
         self.count_conversations(&starting).await;
@@ -413,14 +407,12 @@ impl Recorder {
             |index: &usize| (batch[*index].inbox, batch[*index].post.idempotency_key.as_deref().unwrap_or_default());
         let keys: Vec<(InboxId, &str)> = raced.iter().map(keyed).collect();
         let rows = Store::inbound_by_keys_in(tx, &keys).await?;
-        let earlier: ByInbox<KeyedInboundRow> = rows
-            .into_iter()
-            .map(|row| Ok((inbox_of(&row.inbox_id)?, row.idempotency_key.clone(), row)))
-            .collect::<Result<_, InputError>>()?;
+        let earlier: ByInbox<KeyedInboundRow> =
+            rows.into_iter().map(|row| (row.inbox_id, row.idempotency_key.clone(), row)).collect();
         for index in raced {
             let (inbox, key) = keyed(index);
             answers[*index] = Some(match earlier.get(inbox, key) {
-                Some(row) => replay(&row.body_sha256, &row.message_id, &batch[*index].post.body_sha256),
+                Some(row) => replay(&row.body_sha256, row.message_id, &batch[*index].post.body_sha256),
                 None if batch[*index].post.signed_at.is_some() => Err(InputError::SignatureReplayed),
                 None => Err(InputError::Corrupt("an idempotency key collided but its event is missing".to_owned())),
             });
@@ -473,10 +465,6 @@ impl<T> FromIterator<(InboxId, String, T)> for ByInbox<T> {
         }
         Self(by_inbox)
     }
-}
-
-fn inbox_of(id: &str) -> Result<InboxId, InputError> {
-    id.parse().map_err(|_| InputError::Corrupt(format!("inbox id `{id}`")))
 }
 
 /// The channel identities (inbox, source id) of `posts`, each once, in order of first appearance.
@@ -544,7 +532,7 @@ fn contacts_as_stored<'b>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::post::Origin;
+    use crate::domain::Origin;
 
     fn submission(inbox: InboxId, source_id: &str, name: Option<&str>, email: Option<&str>) -> Submission {
         Submission {
@@ -576,7 +564,7 @@ mod tests {
             inbox,
             "user-1".to_owned(),
             IdentifiedContactRow {
-                inbox_id: inbox.to_string(),
+                inbox_id: inbox,
                 source_id: "user-1".into(),
                 name: Some("Hanako".into()),
                 email: None,

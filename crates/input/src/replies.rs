@@ -132,11 +132,11 @@ impl Worker {
         let started = now_ms();
         // Lease the attempt past its own timeout: if we die mid-attempt, it becomes due again after this.
         let lease_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX / 4).saturating_mul(2) + 5_000;
-        if !self.store.claim_delivery(&row.id, row.attempts, started.saturating_add(lease_ms), started).await? {
+        if !self.store.claim_delivery(row.id, row.attempts, started.saturating_add(lease_ms), started).await? {
             return Ok(());
         }
         let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
-        let outcome = match self.store.channel_of_inbox(&row.inbox_id).await? {
+        let outcome = match self.store.channel_of_inbox(row.inbox_id).await? {
             Some(channel) if channel.removed_at.is_none() => match channel.callback_url {
                 Some(url) => self.post(&url, &channel.secret, &row).await,
                 None => Err(Failure::Final("the channel no longer has a callback URL".to_owned())),
@@ -166,18 +166,17 @@ impl Worker {
         attempts: u32,
         next_attempt_at: i64,
     ) -> Result<(), InputError> {
-        let corrupt = |what: &str| InputError::Corrupt(format!("delivery {}: {what}", row.id));
         let event = DeliveryUpdated {
-            account: row.account_id.parse().map_err(|_| corrupt("account id"))?,
-            inbox: row.inbox_id.parse().map_err(|_| corrupt("inbox id"))?,
-            message: row.message_id.parse().map_err(|_| corrupt("message id"))?,
+            account: row.account_id,
+            inbox: row.inbox_id,
+            message: row.message_id,
             status,
             reason: reason.map(str::to_owned),
             attempts,
         };
         let mut tx = self.store.begin().await?;
-        Store::finish_attempt(&mut tx, &row.id, status.as_str(), reason, next_attempt_at, now_ms()).await?;
-        Store::set_delivery_status(&mut tx, &row.message_id, status.as_str(), reason).await?;
+        Store::finish_attempt(&mut tx, row.id, status, reason, next_attempt_at, now_ms()).await?;
+        Store::set_delivery_status(&mut tx, row.message_id, status, reason).await?;
         tx.publish(&event).await?;
         tx.commit().await?;
         match status {
@@ -209,7 +208,7 @@ impl Worker {
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(channel_signature::HEADER, signed)
-            .header(DELIVERY_HEADER, &row.id)
+            .header(DELIVERY_HEADER, row.id.to_string())
             .body(row.payload.clone())
             .send()
             .await;

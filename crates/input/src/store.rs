@@ -1,18 +1,21 @@
 //! All of the input service's SQL.
 
 use contracts::AccountId;
-use contracts::inbox::InboxId;
+use contracts::channel::{ChannelKind, DeliveryStatus};
+use contracts::inbox::{ConversationId, InboxId, MessageId};
 use kernel::args;
 use kernel::store::{StoreError, Tx, json_rows};
+
+use crate::domain::{DeliveryId, Direction, Origin};
 
 /// A channel: an inbox's public endpoint.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ChannelRow {
-    pub inbox_id: String,
-    pub account_id: String,
+    pub inbox_id: InboxId,
+    pub account_id: AccountId,
     pub identifier: String,
     pub secret: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     pub callback_url: Option<String>,
     pub removed_at: Option<i64>,
 }
@@ -21,7 +24,7 @@ pub struct ChannelRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ContactRow {
     pub source_id: String,
-    pub origin: String,
+    pub origin: Origin,
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -32,22 +35,22 @@ pub struct ContactRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InboundRow {
     pub body_sha256: String,
-    pub message_id: String,
+    pub message_id: MessageId,
 }
 
 /// An earlier post found by its inbox and idempotency key, for a batch ([`Store::inbound_by_keys`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyedInboundRow {
-    pub inbox_id: String,
+    pub inbox_id: InboxId,
     pub idempotency_key: String,
     pub body_sha256: String,
-    pub message_id: String,
+    pub message_id: MessageId,
 }
 
 /// A signature (inbox, body hash, timestamp) accepted before, for a batch ([`Store::signatures_used`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
 pub struct UsedSignatureRow {
-    pub inbox_id: String,
+    pub inbox_id: InboxId,
     pub body_sha256: String,
     pub signed_at: i64,
 }
@@ -55,7 +58,7 @@ pub struct UsedSignatureRow {
 /// A contact found by channel identity (inbox, source id), for a batch ([`Store::contacts_by_identity`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IdentifiedContactRow {
-    pub inbox_id: String,
+    pub inbox_id: InboxId,
     pub source_id: String,
     pub name: Option<String>,
     pub email: Option<String>,
@@ -66,21 +69,21 @@ pub struct IdentifiedContactRow {
 /// One line of a contact's transcript.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TranscriptRow {
-    pub message_id: String,
-    pub direction: String,
+    pub message_id: MessageId,
+    pub direction: Direction,
     pub content: String,
     pub created_at: i64,
-    pub delivery_status: Option<String>,
+    pub delivery_status: Option<DeliveryStatus>,
     pub delivery_reason: Option<String>,
 }
 
 /// A reply waiting to be delivered.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub id: String,
-    pub message_id: String,
-    pub inbox_id: String,
-    pub account_id: String,
+    pub id: DeliveryId,
+    pub message_id: MessageId,
+    pub inbox_id: InboxId,
+    pub account_id: AccountId,
     pub payload: String,
     pub attempts: i64,
 }
@@ -91,7 +94,7 @@ pub struct NewChannel<'a> {
     pub account: AccountId,
     pub identifier: &'a str,
     pub secret: &'a str,
-    pub kind: &'a str,
+    pub kind: ChannelKind,
     pub callback_url: Option<&'a str>,
     pub now_ms: i64,
 }
@@ -100,7 +103,7 @@ pub struct NewChannel<'a> {
 pub struct ContactDetails<'a> {
     pub inbox: InboxId,
     pub source_id: &'a str,
-    pub origin: &'a str,
+    pub origin: Origin,
     pub name: Option<&'a str>,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
@@ -114,7 +117,7 @@ pub struct NewInbound<'a> {
     pub body_sha256: &'a str,
     pub payload: &'a str,
     pub source_id: &'a str,
-    pub message_id: &'a str,
+    pub message_id: MessageId,
     /// The signature's timestamp (signed route); with the body it identifies the signature, which is
     /// accepted once per inbox.
     pub signed_at: Option<i64>,
@@ -123,20 +126,20 @@ pub struct NewInbound<'a> {
 
 /// A transcript line to append.
 pub struct NewEntry<'a> {
-    pub message_id: &'a str,
+    pub message_id: MessageId,
     pub inbox: InboxId,
     pub source_id: &'a str,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub content: &'a str,
-    pub conversation_id: Option<&'a str>,
+    pub conversation_id: Option<ConversationId>,
     pub created_at: i64,
-    pub delivery_status: Option<&'a str>,
+    pub delivery_status: Option<DeliveryStatus>,
 }
 
 /// A reply to deliver.
 pub struct NewDelivery<'a> {
-    pub id: &'a str,
-    pub message_id: &'a str,
+    pub id: DeliveryId,
+    pub message_id: MessageId,
     pub inbox: InboxId,
     pub account: AccountId,
     pub payload: &'a str,
@@ -185,13 +188,13 @@ impl Store {
             .fetch_optional(
                 "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
                  where inbox_id = ? and account_id = ? and removed_at is null",
-                args![inbox.to_string(), account.to_string()],
+                args![inbox, account],
             )
             .await
     }
 
     /// The channel of `inbox`, open or removed, by inbox id alone (events and the delivery worker).
-    pub async fn channel_of_inbox(&self, inbox: &str) -> Result<Option<ChannelRow>, StoreError> {
+    pub async fn channel_of_inbox(&self, inbox: InboxId) -> Result<Option<ChannelRow>, StoreError> {
         self.db
             .fetch_optional(
                 "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
@@ -206,7 +209,7 @@ impl Store {
         tx.fetch_optional(
             "select inbox_id, account_id, identifier, secret, kind, callback_url, removed_at from channels \
              where inbox_id = ?",
-            args![inbox.to_string()],
+            args![inbox],
         )
         .await
     }
@@ -217,8 +220,8 @@ impl Store {
             "insert into channels (inbox_id, account_id, identifier, secret, kind, callback_url, created_at, \
              updated_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (inbox_id) do nothing",
             args![
-                channel.inbox.to_string(),
-                channel.account.to_string(),
+                channel.inbox,
+                channel.account,
                 channel.identifier,
                 channel.secret,
                 channel.kind,
@@ -237,7 +240,7 @@ impl Store {
         tx: &mut Tx<'_>,
         account: AccountId,
         inbox: InboxId,
-        kind: &str,
+        kind: ChannelKind,
         callback_url: Option<&str>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -245,7 +248,7 @@ impl Store {
             .execute(
                 "update channels set kind = ?, callback_url = ?, updated_at = ?, removed_at = null \
                  where inbox_id = ? and account_id = ?",
-                args![kind, callback_url, now_ms, inbox.to_string(), account.to_string()],
+                args![kind, callback_url, now_ms, inbox, account],
             )
             .await?;
         Ok(updated == 1)
@@ -259,7 +262,7 @@ impl Store {
             .execute(
                 "update channels set removed_at = coalesce(removed_at, ?), updated_at = ? \
                  where inbox_id = ? and account_id = ?",
-                args![now_ms, now_ms, inbox.to_string(), account.to_string()],
+                args![now_ms, now_ms, inbox, account],
             )
             .await?;
         Ok(updated == 1)
@@ -270,7 +273,7 @@ impl Store {
             .fetch_optional(
                 "select source_id, origin, name, email, phone, first_message_at from channel_contacts \
                  where inbox_id = ? and source_id = ?",
-                args![inbox.to_string(), source_id],
+                args![inbox, source_id],
             )
             .await
     }
@@ -283,7 +286,7 @@ impl Store {
         tx.fetch_optional(
             "select source_id, origin, name, email, phone, first_message_at from channel_contacts \
              where inbox_id = ? and source_id = ?",
-            args![inbox.to_string(), source_id],
+            args![inbox, source_id],
         )
         .await
     }
@@ -298,7 +301,7 @@ impl Store {
              email = coalesce(excluded.email, channel_contacts.email), \
              phone = coalesce(excluded.phone, channel_contacts.phone)",
             args![
-                contact.inbox.to_string(),
+                contact.inbox,
                 contact.source_id,
                 contact.origin,
                 contact.name,
@@ -322,7 +325,7 @@ impl Store {
             .execute(
                 "update channel_contacts set first_message_at = ? \
                  where inbox_id = ? and source_id = ? and first_message_at is null",
-                args![now_ms, inbox.to_string(), source_id],
+                args![now_ms, inbox, source_id],
             )
             .await?;
         Ok(updated == 1)
@@ -332,7 +335,7 @@ impl Store {
         self.db
             .fetch_optional(
                 "select body_sha256, message_id from inbound_events where inbox_id = ? and idempotency_key = ?",
-                args![inbox.to_string(), key],
+                args![inbox, key],
             )
             .await
     }
@@ -344,8 +347,8 @@ impl Store {
             "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
              message_id, received_at, signed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             args![
-                uuid::Uuid::now_v7().to_string(),
-                inbound.inbox.to_string(),
+                uuid::Uuid::now_v7(),
+                inbound.inbox,
                 inbound.idempotency_key,
                 inbound.body_sha256,
                 inbound.payload,
@@ -368,7 +371,7 @@ impl Store {
                  on conflict (message_id) do nothing",
                 args![
                     entry.message_id,
-                    entry.inbox.to_string(),
+                    entry.inbox,
                     entry.source_id,
                     entry.direction,
                     entry.content,
@@ -422,7 +425,7 @@ impl Store {
 
     /// [`Store::insert_inbound`] for several posts; returns the message ids of those recorded. A post
     /// missing from the answer was not recorded: its idempotency key, or its signature, was used meanwhile.
-    pub async fn insert_inbounds(tx: &mut Tx<'_>, inbounds: &[NewInbound<'_>]) -> Result<Vec<String>, StoreError> {
+    pub async fn insert_inbounds(tx: &mut Tx<'_>, inbounds: &[NewInbound<'_>]) -> Result<Vec<MessageId>, StoreError> {
         let rows: Vec<_> = inbounds
             .iter()
             .map(|inbound| {
@@ -439,7 +442,7 @@ impl Store {
                 )
             })
             .collect();
-        let recorded: Vec<(String,)> = tx
+        let recorded: Vec<(MessageId,)> = tx
             .fetch_all(
                 "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
                  message_id, received_at, signed_at) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
@@ -539,15 +542,15 @@ impl Store {
                  from transcript_entries where inbox_id = ? and source_id = ? \
                  order by created_at desc, message_id desc limit ?) as latest \
                  order by created_at, message_id",
-                args![inbox.to_string(), source_id, limit],
+                args![inbox, source_id, limit],
             )
             .await
     }
 
     pub async fn set_delivery_status(
         tx: &mut Tx<'_>,
-        message_id: &str,
-        status: &str,
+        message_id: MessageId,
+        status: DeliveryStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         tx.execute(
@@ -566,8 +569,8 @@ impl Store {
             args![
                 delivery.id,
                 delivery.message_id,
-                delivery.inbox.to_string(),
-                delivery.account.to_string(),
+                delivery.inbox,
+                delivery.account,
                 delivery.payload,
                 delivery.now_ms,
                 delivery.now_ms,
@@ -602,7 +605,7 @@ impl Store {
     /// took it first.
     pub async fn claim_delivery(
         &self,
-        id: &str,
+        id: DeliveryId,
         attempts: i64,
         lease_until: i64,
         now_ms: i64,
@@ -621,8 +624,8 @@ impl Store {
     /// Records an attempt's outcome: the new status, the error, and when to try again (pending only).
     pub async fn finish_attempt(
         tx: &mut Tx<'_>,
-        id: &str,
-        status: &str,
+        id: DeliveryId,
+        status: DeliveryStatus,
         last_error: Option<&str>,
         next_attempt_at: i64,
         now_ms: i64,

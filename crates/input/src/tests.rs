@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::AccountId;
 use contracts::channel::{
-    ChannelContact, ChannelKind, ChannelRegistration, InputPort, MessageReceived, RegistrationError,
+    ChannelContact, ChannelKind, ChannelRegistration, DeliveryStatus, InputPort, MessageReceived, RegistrationError,
 };
 use contracts::inbox::{ConversationId, InboxId, MessageCreated, MessageId, MessageKind};
 use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
@@ -20,9 +20,10 @@ use kernel::store::Migrations;
 use kernel::testing::{Scratch, published};
 
 use crate::channels::Channel;
-use crate::post::{Accepted, Origin, Post, sha256_hex};
+use crate::domain::Origin;
+use crate::post::{Accepted, Post, sha256_hex};
 use crate::recorder::{Answer, Recorder, Submission};
-use crate::store::Store;
+use crate::store::{Store, TranscriptRow};
 use crate::{Input, InputError, MIGRATIONS, Settings};
 use kernel::clock::now_ms;
 
@@ -121,9 +122,13 @@ impl Fixture {
         answers.into_iter().map(|mut answered| answered.try_recv().expect("answered")).collect()
     }
 
+    /// The transcript as its stored text: (direction, content, delivery status).
     async fn transcript(&self, channel: &Channel, source_id: &str) -> Vec<(String, String, Option<String>)> {
         let rows = self.input.store.transcript(channel.inbox, source_id, 100).await.expect("transcript");
-        rows.into_iter().map(|r| (r.direction, r.content, r.delivery_status)).collect()
+        let text = |row: TranscriptRow| {
+            (row.direction.as_str().to_owned(), row.content, row.delivery_status.map(|s| s.as_str().to_owned()))
+        };
+        rows.into_iter().map(text).collect()
     }
 }
 
@@ -190,6 +195,18 @@ async fn registering_an_inbox_twice_keeps_its_identifier_and_secret_and_updates_
     assert!(first.identifier.starts_with("inb_") && first.identifier.len() > 40, "{}", first.identifier);
     assert_eq!(second.callback_url.as_deref(), Some("https://example.jp/hooks"));
     assert_ne!(f.register(InboxId::new(), None).await.identifier, first.identifier);
+}
+
+#[tokio::test]
+async fn a_channel_whose_stored_kind_is_not_a_kind_is_an_error_not_an_api_channel() {
+    let f = fixture().await;
+    let channel = f.register(InboxId::new(), None).await;
+    f.scratch.namespace.execute("update channels set kind = 'fax'", vec![]).await.expect("update");
+
+    let read = f.input.store.channel_by_identifier(&channel.identifier).await;
+
+    let error = read.expect_err("a kind that is not one is not read as a default").to_string();
+    assert!(error.contains("`fax` is not a stored ChannelKind"), "{error}");
 }
 
 #[tokio::test]
@@ -755,7 +772,7 @@ async fn a_reply_that_never_gets_through_ends_failed_with_the_reason() {
 
     assert_eq!(target.hits.load(Ordering::SeqCst), 3);
     let rows = f.input.store.transcript(channel.inbox, "user-1", 10).await.expect("transcript");
-    assert_eq!(rows[0].delivery_status.as_deref(), Some("failed"));
+    assert_eq!(rows[0].delivery_status, Some(DeliveryStatus::Failed));
     assert_eq!(rows[0].delivery_reason.as_deref(), Some("HTTP 503"));
 }
 
@@ -771,7 +788,7 @@ async fn an_unreachable_receiver_is_reported_as_a_connection_failure() {
     deliver_all(&f, &fast(1)).await;
 
     let rows = f.input.store.transcript(channel.inbox, "user-1", 10).await.expect("transcript");
-    assert_eq!(rows[0].delivery_status.as_deref(), Some("failed"));
+    assert_eq!(rows[0].delivery_status, Some(DeliveryStatus::Failed));
     let reason = rows[0].delivery_reason.clone().unwrap_or_default();
     assert!(reason.contains("connect") || reason.contains("refused"), "{reason}");
 }
@@ -822,7 +839,7 @@ async fn a_reply_is_not_posted_to_a_private_address_unless_the_deployment_allows
     assert_eq!(target.hits.load(Ordering::SeqCst), 0, "nothing reached the receiver");
     for channel in channels {
         let rows = f.input.store.transcript(channel.inbox, "user-1", 10).await.expect("transcript");
-        assert_eq!(rows[0].delivery_status.as_deref(), Some("failed"));
+        assert_eq!(rows[0].delivery_status, Some(DeliveryStatus::Failed));
         let reason = rows[0].delivery_reason.clone().unwrap_or_default();
         assert!(reason.contains("private address"), "{reason}");
     }
