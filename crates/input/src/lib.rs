@@ -220,10 +220,10 @@ pub enum InputError {
     #[error("the plan's limit is reached")]
     PlanLimit(Box<Allowance>),
     #[error(transparent)]
-    Port(#[from] PortError),
+    Dependency(#[from] PortError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a stored row is unreadable: {0}")]
+    #[error("the stored rows disagree: {0}")]
     Corrupt(String),
     #[error("the recorder of accepted posts stopped before answering")]
     RecorderStopped,
@@ -265,7 +265,7 @@ impl From<InputError> for Problem {
             }
             InputError::Invalid(errors) => Problem::validation(errors),
             InputError::PlanLimit(allowance) => allowance.refusal(),
-            InputError::Port(error) => error.into(),
+            InputError::Dependency(error) => error.into(),
             InputError::Store(error) => Problem::internal(&error),
             InputError::Corrupt(reason) => Problem::internal(&reason),
             InputError::RecorderStopped => Problem::internal(&"the recorder of accepted posts stopped"),
