@@ -21,7 +21,7 @@ use contracts::channel::{ChannelContact, ChannelKind, MessageReceived};
 use contracts::inbox::{ConversationStatus, InboxId, MessageId};
 use kernel::args;
 use kernel::clock::now_ms;
-use kernel::store::{Migrations, Namespace};
+use kernel::store::Namespace;
 use kernel::testing::{Scratch, differing_rows, envelope_json, normalise, published};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -270,7 +270,7 @@ enum Path {
 
 /// Applies `actions` in a fresh namespace along `path`.
 async fn apply(world: &World, actions: &[Action], path: Path) -> Outcome {
-    let scratch = Scratch::open("inbox", Migrations { sqlite: &MIGRATIONS }).await;
+    let scratch = Scratch::open("inbox", MIGRATIONS).await;
     let namespace = &scratch.namespace;
     let feed = Feed::default();
     let mut tx = namespace.begin().await.expect("begins");

@@ -712,13 +712,13 @@ async fn search_everything(
     if query.q.chars().count() > 200 {
         return Err(InboxError::Invalid(vec![FieldError::new("q", "too_long", "`q` is limited to 200 characters.")]));
     }
-    let Some(fts) = search::match_query(&search::scope(caller.account), &query.q) else {
+    let Some(found) = search::parse(caller.account, &query.q) else {
         return Ok(Json(SearchResults { contacts: Vec::new(), conversations: Vec::new(), messages: Vec::new() }));
     };
     let member = (!caller.role.manages_members()).then_some(caller.user);
-    let contacts = desk.store.search_contacts(caller.account, &fts, limit).await?;
-    let conversations = desk.store.search_conversations(caller.account, &fts, member, limit).await?;
-    let messages = desk.store.search_messages(caller.account, &fts, member, limit).await?;
+    let contacts = desk.store.search_contacts(&found, limit).await?;
+    let conversations = desk.store.search_conversations(&found, member, limit).await?;
+    let messages = desk.store.search_messages(&found, member, limit).await?;
     Ok(Json(SearchResults {
         contacts: contacts.into_iter().map(ContactView::from).collect(),
         conversations: conversations.into_iter().map(ConversationView::from).collect(),

@@ -40,7 +40,8 @@ use kernel::ports::PortError;
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's tables, per engine.
+const MIGRATIONS: Migrations = kernel::migrations!();
 
 /// How often snoozed conversations are checked for their wake-up time.
 const SNOOZE_CHECK: Duration = Duration::from_secs(5);
@@ -66,7 +67,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     ],
     depends_on: &[contracts::services::PLAN, contracts::services::USER, contracts::services::INPUT],
     issues_tokens: false,
-    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    migrations: Some(MIGRATIONS),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -195,7 +196,7 @@ impl From<InboxError> for Problem {
             InboxError::Store(StoreError::UniqueViolation { .. }) => {
                 Problem::conflict("already_exists", "Something with this name already exists in your account.")
             }
-            InboxError::Store(error) => Problem::internal(&error),
+            InboxError::Store(error) => Problem::from_store(&error),
             InboxError::Internal(error) => Problem::internal(&error),
         }
     }

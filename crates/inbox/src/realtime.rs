@@ -193,7 +193,7 @@ async fn serve(
 /// The feed's last seq when `cursor` is past it (a cursor the server never gave), else `None`.
 async fn cursor_past_the_end(store: &Store, cursor: Option<i64>) -> Result<Option<i64>, Problem> {
     let Some(cursor) = cursor else { return Ok(None) };
-    let end = store.feed_end().await.map_err(|e| Problem::internal(&e))?.unwrap_or(0);
+    let end = store.feed_end().await.map_err(|e| Problem::from_store(&e))?.unwrap_or(0);
     Ok((cursor > end).then_some(end))
 }
 
@@ -312,7 +312,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("inbox.db").display());
         let pool = sqlx::SqlitePool::connect(&url).await.expect("opens");
         let before = sqlx::migrate::Migrator::with_migrations(
-            crate::MIGRATIONS.iter().filter(|m| m.version < 20261201000001).cloned().collect(),
+            crate::MIGRATIONS.sqlite.iter().filter(|m| m.version < 20261201000001).cloned().collect(),
         );
         before.run(&pool).await.expect("migrates to the version before");
         for sql in [
@@ -333,7 +333,7 @@ mod tests {
             sqlx::query(sql).execute(&pool).await.expect("writes the old rows");
         }
 
-        crate::MIGRATIONS.run(&pool).await.expect("migrates to the latest version");
+        crate::MIGRATIONS.sqlite.run(&pool).await.expect("migrates to the latest version");
 
         let rows: Vec<(i64, Option<String>)> = sqlx::query_as("select seq, inbox_id from realtime_feed order by seq")
             .fetch_all(&pool)

@@ -5,7 +5,10 @@
 //! words (Latin, Cyrillic, …) stay whole words, and runs of CJK characters (kanji, hiragana, katakana,
 //! hangul) become their overlapping two-character bigrams. A query is cut the same way: a CJK run becomes
 //! a phrase of its bigrams (so 返品したい must appear contiguously), a single CJK character or a word
-//! becomes a prefix match. FTS5 does the rest.
+//! becomes a prefix match. On SQLite FTS5 does the rest; on the other engines the tokens and their
+//! positions are rows of `search_terms`, and a phrase is its tokens at consecutive positions (no server
+//! setting is involved: MariaDB's FULLTEXT would ignore two-character tokens, PostgreSQL's parsers depend
+//! on the database's locale).
 
 /// The index text for `text`: its tokens, space-separated.
 pub fn index_text(text: &str) -> String {
@@ -26,9 +29,62 @@ pub fn index_text(text: &str) -> String {
     out
 }
 
+/// A search within one account: every phrase must match. SQLite's FTS5 reads it as a match expression,
+/// the other engines as rows of the portable index (`search_terms`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub account: contracts::AccountId,
+    /// The FTS5 match expression (SQLite).
+    pub fts: String,
+    /// The tokens to find, as JSON rows `[phrase, offset, from, to, phrase length]`: a document matches
+    /// a phrase where its tokens at consecutive positions (offsets 0, 1, …) fall in `from..=to` (one token
+    /// for a whole token, a range for a prefix).
+    pub terms: String,
+    /// How many phrases must all match.
+    pub phrases: i64,
+}
+
+/// The longest token the portable index keeps; longer words are cut to it, in the index and in queries.
+pub const MAX_TOKEN_CHARS: usize = 64;
+
+/// Beyond every character: a prefix's range ends at the prefix followed by it.
+const LAST_CHAR: char = '\u{10FFFF}';
+
+/// `query` within `account`, or `None` if it has nothing to search for.
+pub fn parse(account: contracts::AccountId, query: &str) -> Option<Query> {
+    let fts = match_query(&scope(account), query)?;
+    let mut rows: Vec<(i64, i64, String, String, i64)> = Vec::new();
+    let mut phrases = 0;
+    for run in runs(query) {
+        let tokens: Vec<(String, bool)> = match run {
+            Run::Word(word) => vec![(token(&word.to_lowercase()), true)],
+            Run::Cjk(chars) if chars.len() == 1 => vec![(chars[0].to_string(), true)],
+            Run::Cjk(chars) => chars.windows(2).map(|pair| (pair.iter().collect(), false)).collect(),
+        };
+        let length = i64::try_from(tokens.len()).unwrap_or(i64::MAX);
+        for (offset, (token, prefix)) in (0..).zip(tokens) {
+            let to = if prefix { format!("{token}{LAST_CHAR}") } else { token.clone() };
+            rows.push((phrases, offset, token, to, length));
+        }
+        phrases += 1;
+    }
+    let terms = serde_json::to_string(&rows).ok()?;
+    Some(Query { account, fts, terms, phrases })
+}
+
+/// The tokens of `text` with their positions, for the portable index: [`index_text`]'s, each cut to
+/// [`MAX_TOKEN_CHARS`].
+pub fn index_tokens(body: &str) -> Vec<(String, i64)> {
+    body.split(' ').filter(|t| !t.is_empty()).map(token).zip(0..).collect()
+}
+
+fn token(text: &str) -> String {
+    text.chars().take(MAX_TOKEN_CHARS).collect()
+}
+
 /// The FTS5 query for `query` within `scope` (the account), or `None` if the query has nothing to search
 /// for. Every term must match.
-pub fn match_query(scope: &str, query: &str) -> Option<String> {
+fn match_query(scope: &str, query: &str) -> Option<String> {
     let mut terms = Vec::new();
     for run in runs(query) {
         match run {
@@ -136,6 +192,24 @@ mod tests {
             match_query("abc", "返品したい refund").as_deref(),
             Some("scope:\"abc\" AND body:(\"返品 品し した たい\" AND \"refund\"*)")
         );
+    }
+
+    #[test]
+    fn a_query_for_the_portable_index_is_phrases_of_tokens_and_prefix_ranges() {
+        let account = contracts::AccountId::new();
+        let query = parse(account, "返品した Refund").expect("a query");
+        let rows: Vec<(i64, i64, String, String, i64)> = serde_json::from_str(&query.terms).expect("JSON");
+        assert_eq!(query.phrases, 2);
+        assert_eq!(
+            rows,
+            [
+                (0, 0, "返品".to_owned(), "返品".to_owned(), 3),
+                (0, 1, "品し".to_owned(), "品し".to_owned(), 3),
+                (0, 2, "した".to_owned(), "した".to_owned(), 3),
+                (1, 0, "refund".to_owned(), format!("refund{LAST_CHAR}"), 1),
+            ]
+        );
+        assert_eq!(index_tokens(&index_text("返品 Refund")), [("返品".to_owned(), 0), ("refund".to_owned(), 1)]);
     }
 
     #[test]

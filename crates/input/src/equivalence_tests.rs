@@ -20,7 +20,6 @@ use contracts::channel::{ChannelContact, ChannelKind, ChannelRegistration, Input
 use contracts::inbox::InboxId;
 use kernel::args;
 use kernel::clock::now_ms;
-use kernel::store::Migrations;
 use kernel::testing::{Scratch, differing_rows, envelope_json, normalise, published};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -266,7 +265,7 @@ const TABLES: [(&str, &str); 5] = [
 
 /// Records `sent` in a fresh namespace, one post at a time or (`batched`) in batches, as the posts say.
 async fn record(world: &World, case: &Case, sent: &[Sent], batched: bool) -> Outcome {
-    let scratch = Scratch::open("input", Migrations { sqlite: &MIGRATIONS }).await;
+    let scratch = Scratch::open("input", MIGRATIONS).await;
     let namespace = &scratch.namespace;
     let limits = [case.limits.0, case.limits.1];
     let plan = Arc::new(StandInPlan::default());

@@ -44,7 +44,8 @@ use kernel::ports::PortError;
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's tables, per engine.
+const MIGRATIONS: Migrations = kernel::migrations!();
 
 /// The input service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -53,7 +54,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     prefixes: &["/public/api", "/hooks/line", "/hooks/email"],
     depends_on: &[contracts::services::PLAN],
     issues_tokens: false,
-    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    migrations: Some(MIGRATIONS),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -266,7 +267,7 @@ impl From<InputError> for Problem {
             InputError::Invalid(errors) => Problem::validation(errors),
             InputError::PlanLimit(allowance) => allowance.refusal(),
             InputError::Dependency(error) => error.into(),
-            InputError::Store(error) => Problem::internal(&error),
+            InputError::Store(error) => Problem::from_store(&error),
             InputError::Corrupt(reason) => Problem::internal(&reason),
             InputError::RecorderStopped => Problem::internal(&"the recorder of accepted posts stopped"),
             InputError::RateLimited(retry_after) => Problem::too_many_requests("widget_rate_limited", retry_after),

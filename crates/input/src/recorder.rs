@@ -25,7 +25,7 @@ use contracts::AccountId;
 use contracts::channel::{ChannelContact, MessageReceived};
 use contracts::inbox::{InboxId, MessageId};
 use contracts::plan::{Allowance, Limited, PlanPort};
-use kernel::store::{StoreError, Tx};
+use kernel::store::Tx;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::InputError;
@@ -126,7 +126,7 @@ impl Recorder {
         let (answers, open) = match self.record_batch(&batch).await {
             Ok(answers) => (answers, true),
             Err(error) => {
-                let open = !matches!(error, InputError::Store(StoreError::Database(sqlx::Error::PoolClosed)));
+                let open = !matches!(&error, InputError::Store(store) if store.is_closed());
                 if open {
                     tracing::warn!(batch.posts = batch.len(), error = %error, "batch not recorded; recording its posts one by one");
                 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use contracts::channel::{DeliveryStatus, DeliveryUpdated};
 use kernel::clock::now_ms;
-use kernel::store::StoreError;
 use tokio::sync::Notify;
 
 use crate::channel_signature;
@@ -93,7 +92,7 @@ impl Worker {
                     Duration::from_millis(wait).min(self.poll)
                 }
                 Ok(None) => self.poll,
-                Err(InputError::Store(StoreError::Database(sqlx::Error::PoolClosed))) => return,
+                Err(InputError::Store(error)) if error.is_closed() => return,
                 Err(error) => {
                     tracing::warn!(error = %error, "reply delivery failed to run; retrying");
                     self.poll

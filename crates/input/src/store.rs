@@ -156,7 +156,7 @@ const INBOUND_BY_KEYS: &str = "select e.inbox_id, e.idempotency_key, e.body_sha2
 /// body and the signature's timestamp.
 const SIGNATURES_USED: &str = "select e.inbox_id, e.body_sha256, e.signed_at from jsonb_each(?) as s \
      join inbound_events e on e.inbox_id = s.value ->> 0 and e.body_sha256 = s.value ->> 1 \
-     and e.signed_at = s.value ->> 2";
+     and e.signed_at = cast(s.value ->> 2 as bigint)";
 
 /// The contacts with (inbox, source id) identities: read before a batch (for the plan) and inside its
 /// transaction (the state the upsert starts from).
@@ -446,8 +446,8 @@ impl Store {
             .fetch_all(
                 "insert into inbound_events (id, inbox_id, idempotency_key, body_sha256, payload, source_id, \
                  message_id, received_at, signed_at) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
-                 value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 from jsonb_each(?) where true \
-                 order by key on conflict do nothing returning message_id",
+                 value ->> 4, value ->> 5, value ->> 6, cast(value ->> 7 as bigint), cast(value ->> 8 as bigint) \
+                 from jsonb_each(?) where true order by key on conflict do nothing returning message_id",
                 args![json_rows(&rows)?],
             )
             .await?;
@@ -473,8 +473,8 @@ impl Store {
             .collect();
         tx.execute(
             "insert into channel_contacts (inbox_id, source_id, origin, name, email, phone, created_at) \
-             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-             from jsonb_each(?) where true order by key on conflict (inbox_id, source_id) do update set \
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+             cast(value ->> 6 as bigint) from jsonb_each(?) where true order by key on conflict (inbox_id, source_id) do update set \
              name = coalesce(excluded.name, channel_contacts.name), \
              email = coalesce(excluded.email, channel_contacts.email), \
              phone = coalesce(excluded.phone, channel_contacts.phone)",
@@ -520,8 +520,8 @@ impl Store {
         tx.execute(
             "insert into transcript_entries (message_id, inbox_id, source_id, direction, content, \
              conversation_id, created_at, delivery_status) select value ->> 0, value ->> 1, value ->> 2, \
-             value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 from jsonb_each(?) where true \
-             order by key on conflict (message_id) do nothing",
+             value ->> 3, value ->> 4, value ->> 5, cast(value ->> 6 as bigint), value ->> 7 from jsonb_each(?) \
+             where true order by key on conflict (message_id) do nothing",
             args![json_rows(&rows)?],
         )
         .await

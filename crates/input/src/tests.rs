@@ -16,7 +16,6 @@ use contracts::inbox::{ConversationId, InboxId, MessageCreated, MessageId, Messa
 use contracts::plan::{Allowance, Feature, FeatureAccess, Limited, PlanLimits, PlanPort, PlanSummary};
 use kernel::events::{Delivery, Envelope, Handler};
 use kernel::ports::PortError;
-use kernel::store::Migrations;
 use kernel::testing::{Scratch, published};
 
 use crate::channels::Channel;
@@ -79,7 +78,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let scratch = Scratch::open("input", Migrations { sqlite: &MIGRATIONS }).await;
+    let scratch = Scratch::open("input", MIGRATIONS).await;
     let plan = Arc::new(StandInPlan::default());
     // The tests' callback receivers listen on loopback.
     let input = Arc::new(Input::new(Store::new(scratch.namespace.clone()), plan.clone(), &fast(8)));

@@ -35,10 +35,10 @@ use kernel::store::{Location, Migrations, Namespace, Tx};
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use sqlx::migrate::Migrator;
 use tokio::sync::{Notify, watch};
 
-static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
+static FIXTURE: Migrations =
+    kernel::migrations!(sqlite: "src/store/test_migrations/sqlite", postgres: "src/store/test_migrations/postgres");
 
 /// Events produced and awaited before measuring, so connections, caches and the queue are warm.
 const WARM_UP: usize = 200;
@@ -148,7 +148,7 @@ impl Handler<ThingNamed> for StoreThing {
 
 async fn namespace(dir: &std::path::Path, service: &'static str) -> Namespace {
     let location = Location::default_for(dir, service);
-    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    let namespace = Namespace::open(service, &location, Some(FIXTURE)).await.expect("opens");
     namespace.migrate().await.expect("migrates");
     namespace
 }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::ports::{Port, RemoteClient, credential_matches, decode_args, respond};
 use crate::routes::RouteTable;
 use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec, Wiring};
-use crate::store::{Location, Namespace};
+use crate::store::{Location, Namespace, namespace_name};
 
 /// Every service this binary knows, in a stable order.
 pub type Catalogue = &'static [ServiceSpec];
@@ -352,7 +352,7 @@ pub async fn existing_namespace_of(
     catalogue: Catalogue,
     service: &str,
 ) -> anyhow::Result<Option<Namespace>> {
-    if !location_of(config, service)?.exists() {
+    if !location_of(config, service)?.exists().await? {
         return Ok(None);
     }
     namespace_of(config, catalogue, service).await.map(Some)
@@ -360,8 +360,15 @@ pub async fn existing_namespace_of(
 
 /// Where a service's namespace lives under this configuration.
 pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
-    match &config.service(service).database_url {
-        Some(url) => Location::parse(url).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}")),
+    if let Some(url) = &config.service(service).database_url {
+        let schema =
+            namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
+        return Location::parse(url, &schema).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}"));
+    }
+    match &config.data.url {
+        Some(url) => {
+            Location::on_server(url, &config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.url: {e}"))
+        }
         None => Ok(Location::default_for(&config.data.dir, service)),
     }
 }
@@ -410,12 +417,13 @@ struct Readiness(Vec<Namespace>, Arc<dyn Transport>, Option<Arc<revocation::Foll
 /// the answer `degraded`, still 200, with what is degraded named: an orchestrator keeps sending traffic to
 /// a process that can take it, and an operator sees what is wrong.
 async fn readyz(State(Readiness(namespaces, transport, revocations)): State<Readiness>) -> Response {
-    let mut failures = Vec::new();
-    for namespace in &namespaces {
-        if let Err(reason) = namespace.readiness().await {
-            failures.push(format!("{}: {reason}", namespace.service()));
-        }
-    }
+    // Checked side by side: a process's namespaces may all be on one server that is down.
+    let checks = futures_util::future::join_all(namespaces.iter().map(Namespace::readiness)).await;
+    let failures: Vec<String> = namespaces
+        .iter()
+        .zip(checks)
+        .filter_map(|(namespace, check)| check.err().map(|reason| format!("{}: {reason}", namespace.service())))
+        .collect();
     if !failures.is_empty() {
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", failures.join("; ")).into_response();
     }

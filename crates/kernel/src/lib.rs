@@ -17,6 +17,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod ports;
+pub mod redact;
 pub mod routes;
 pub mod service;
 pub mod signature;

@@ -13,6 +13,8 @@ use kernel::{Process, gateway, supervisor};
 use omnidesk::{CATALOGUE, service_names};
 use tokio::net::TcpListener;
 
+mod db;
+
 #[derive(Parser)]
 #[command(
     name = "omnidesk",
@@ -94,6 +96,11 @@ enum Command {
         #[arg(long, global = true, env = "OMNIDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Administer the database servers the namespaces live on.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Print the effective configuration (secrets redacted), or the commented example.
     Config {
         /// Print the commented example of every key instead (omnidesk.example.toml).
@@ -111,6 +118,32 @@ enum EventsCommand {
         /// Re-deliver only this event (its `event_id` in what `omnidesk events failed` prints).
         #[arg(long)]
         event: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Give every service (or those listed) a namespace on a PostgreSQL server and a login of its own
+    /// that can reach nothing else, and print the configuration that runs them with those logins
+    /// (`data.mode = "distributed"` and each `services.<name>.database_url`).
+    ///
+    /// Namespaces are named by data.namespace (default omnidesk_<service>); an existing one (made in
+    /// monolithic mode) keeps its data and is handed to the new login. Rerunning it changes nothing
+    /// except passwords, and those only with --reset-passwords.
+    Provision {
+        /// The server, as a login that may create roles and schemas, e.g. postgres://postgres@db/omnidesk.
+        #[arg(long)]
+        admin_url: String,
+        /// Write the configuration to this file (readable by its owner only) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Comma-separated services (default: every service).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Give existing logins new passwords (running processes keep their connections; new ones need
+        /// the new configuration).
+        #[arg(long)]
+        reset_passwords: bool,
     },
 }
 
@@ -224,6 +257,9 @@ async fn main() -> anyhow::Result<()> {
                 config.data.dir = dir;
             }
             events_command(&config, command).await
+        }
+        Command::Db { command: DbCommand::Provision { admin_url, out, services, reset_passwords } } => {
+            db::provision(&config, &admin_url, &services, out.as_deref(), reset_passwords).await
         }
         Command::Config { .. } => {
             print!("{}", config.redacted_toml());

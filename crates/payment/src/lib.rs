@@ -23,7 +23,8 @@ use kernel::http::{FieldError, Problem};
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's tables, per engine.
+const MIGRATIONS: Migrations = kernel::migrations!();
 
 /// The payment service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -32,7 +33,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     prefixes: &["/api/billing", "/hooks/stripe"],
     depends_on: &[],
     issues_tokens: false,
-    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    migrations: Some(MIGRATIONS),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -145,7 +146,7 @@ impl From<PaymentError> for Problem {
             }
             PaymentError::Signature(other) => Problem::bad_request("malformed_signature", other.to_string()),
             PaymentError::MalformedEvent(why) => Problem::bad_request("malformed_event", why),
-            PaymentError::Store(error) => Problem::internal(&error),
+            PaymentError::Store(error) => Problem::from_store(&error),
         }
     }
 }

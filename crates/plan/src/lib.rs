@@ -20,7 +20,8 @@ use kernel::http::Problem;
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's tables, per engine.
+const MIGRATIONS: Migrations = kernel::migrations!();
 
 /// The plan service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -29,7 +30,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     prefixes: &["/api/plan", "/api/plans"],
     depends_on: &[],
     issues_tokens: false,
-    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    migrations: Some(MIGRATIONS),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -91,7 +92,7 @@ impl From<PlanError> for Problem {
             PlanError::TokenExpired => {
                 Problem::new(StatusCode::GONE, "plan_token_expired", "This plan token has expired.")
             }
-            PlanError::Store(error) => Problem::internal(&error),
+            PlanError::Store(error) => Problem::from_store(&error),
         }
     }
 }

@@ -29,7 +29,8 @@ use kernel::ports::PortError;
 use kernel::store::{Migrations, StoreError};
 use kernel::{ServiceContext, ServiceSpec};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's tables, per engine.
+const MIGRATIONS: Migrations = kernel::migrations!();
 
 /// The user service, as the kernel sees it.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -38,7 +39,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     prefixes: &["/api/users"],
     depends_on: &[contracts::services::PLAN],
     issues_tokens: true,
-    migrations: Some(Migrations { sqlite: &MIGRATIONS }),
+    migrations: Some(MIGRATIONS),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };
@@ -151,7 +152,7 @@ impl From<UserError> for Problem {
                 Problem::conflict("last_owner", "An account keeps at least one owner; this is its last.")
             }
             UserError::Dependency(error) => error.into(),
-            UserError::Store(error) => Problem::internal(&error),
+            UserError::Store(error) => Problem::from_store(&error),
             UserError::SessionEnded => Problem::unauthorized(
                 "session_ended",
                 "The user's sessions were ended while this one was being opened; sign in again.",

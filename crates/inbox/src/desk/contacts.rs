@@ -8,15 +8,14 @@ pub fn contact_text(row: &ContactRow) -> String {
     search::index_text(&fields.into_iter().flatten().collect::<Vec<_>>().join(" "))
 }
 
-fn contact_document<'a>(scope: &'a str, text: &'a str, row: &ContactRow) -> Document<'a> {
-    Document { scope, body: text, kind: DocKind::Contact, id: row.id.0, conversation: None }
+fn contact_document<'a>(account: AccountId, text: &'a str, row: &ContactRow) -> Document<'a> {
+    Document { account, body: text, kind: DocKind::Contact, id: row.id.0, conversation: None }
 }
 
 /// Replaces the contact's search document with one of what it says now.
 async fn reindex_contact(tx: &mut Tx<'_>, account: AccountId, row: &ContactRow) -> Result<(), InboxError> {
-    let scope = search::scope(account);
-    Store::unindex(tx, &scope, DocKind::Contact, row.id.0).await?;
-    Store::index(tx, &contact_document(&scope, &contact_text(row), row)).await?;
+    Store::unindex(tx, account, DocKind::Contact, row.id.0).await?;
+    Store::index(tx, &contact_document(account, &contact_text(row), row)).await?;
     Ok(())
 }
 
@@ -120,7 +119,7 @@ pub(super) async fn identify(
                 updated_at: now,
             };
             Store::insert_contact(tx, account, &row, inbox, &contact.source_id).await?;
-            Store::index(tx, &contact_document(&search::scope(account), &contact_text(&row), &row)).await?;
+            Store::index(tx, &contact_document(account, &contact_text(&row), &row)).await?;
             changes.push_to_all(
                 FeedKind::ContactCreated,
                 json!({ "contact": crate::views::ContactView::from(row.clone()) }),

@@ -49,7 +49,7 @@ impl Desk {
         Store::insert_message(&mut tx, account, &message).await?;
         Store::touch_conversation(&mut tx, account, current.id, &preview(&content), kind, 0, now).await?;
         let document = Document {
-            scope: &search::scope(account),
+            account,
             body: &search::index_text(&content),
             kind: DocKind::Message,
             id: message.id.0,

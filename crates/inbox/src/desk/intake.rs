@@ -20,7 +20,6 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
     }
     let mut changes = Changes::in_inbox(account, inbox);
     let contact_row = identify(tx, &mut changes, account, inbox, contact, received_at).await?;
-    let scope = search::scope(account);
     let conversation = match Store::conversation_of_contact(tx, inbox, contact_row.id).await? {
         Some((id, status)) => {
             if status != ConversationStatus::Open {
@@ -37,13 +36,8 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
             tx.publish(&ConversationCreated { account, inbox, conversation: id, display_id, contact: contact_row.id })
                 .await?;
             let number = search::index_text(&format!("#{display_id}"));
-            let document = Document {
-                scope: &scope,
-                body: &number,
-                kind: DocKind::Conversation,
-                id: id.0,
-                conversation: Some(id),
-            };
+            let document =
+                Document { account, body: &number, kind: DocKind::Conversation, id: id.0, conversation: Some(id) };
             Store::index(tx, &document).await?;
             let view = updated_view(tx, account, id).await?;
             changes.push(FeedKind::ConversationCreated, json!({ "conversation": view }));
@@ -67,13 +61,8 @@ pub async fn receive_message(tx: &mut Tx<'_>, feed: &Feed, event: &MessageReceiv
     Store::touch_conversation(tx, account, conversation, &preview(content), MessageKind::Incoming, 1, received_at)
         .await?;
     let text = search::index_text(content);
-    let document = Document {
-        scope: &scope,
-        body: &text,
-        kind: DocKind::Message,
-        id: message.id.0,
-        conversation: Some(conversation),
-    };
+    let document =
+        Document { account, body: &text, kind: DocKind::Message, id: message.id.0, conversation: Some(conversation) };
     Store::index(tx, &document).await?;
     let view = updated_view(tx, account, conversation).await?;
     tx.publish(&MessageCreated {
@@ -188,13 +177,12 @@ async fn store_incoming(
         .collect();
     Store::touch_conversations(tx, &touches).await?;
 
-    let scopes: Vec<String> = run.iter().map(|(event, _)| search::scope(event.account)).collect();
     let texts: Vec<String> = stored.iter().map(|&i| search::index_text(&run[i].0.content)).collect();
     let documents: Vec<Document<'_>> = stored
         .iter()
         .zip(&texts)
         .map(|(&i, text)| Document {
-            scope: &scopes[i],
+            account: run[i].0.account,
             body: text,
             kind: DocKind::Message,
             id: run[i].0.message.0,

@@ -12,7 +12,7 @@ impl Store {
         self.db
             .fetch_all(
                 "select id, short_code, content, created_at, updated_at from canned_responses where account_id = ? \
-                 and (? is null or short_code like ?) order by short_code",
+                 and (? is null or lower(short_code) like lower(?)) order by short_code",
                 args![account, pattern.clone(), pattern],
             )
             .await

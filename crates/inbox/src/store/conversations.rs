@@ -42,14 +42,14 @@ impl Store {
     pub async fn tab_counts(&self, filter: &ListFilter) -> Result<TabCounts, StoreError> {
         let mut args = args![filter.caller, filter.account, filter.status, filter.status, filter.inbox, filter.inbox];
         let sql = if filter.label.is_none() && filter.member.is_none() {
-            "select coalesce(sum(case when assignee_id = ? then 1 else 0 end), 0) as mine, \
-             coalesce(sum(case when assignee_id is null then 1 else 0 end), 0) as unassigned, \
+            "select cast(coalesce(sum(case when assignee_id = ? then 1 else 0 end), 0) as bigint) as mine, \
+             cast(coalesce(sum(case when assignee_id is null then 1 else 0 end), 0) as bigint) as unassigned, \
              count(*) as all_count from conversations \
              where account_id = ? and (? is null or status = ?) and (? is null or inbox_id = ?)"
         } else {
             args.extend(args![filter.label.clone(), filter.label.clone(), filter.member, filter.member]);
-            "select coalesce(sum(case when c.assignee_id = ? then 1 else 0 end), 0) as mine, \
-             coalesce(sum(case when c.assignee_id is null then 1 else 0 end), 0) as unassigned, \
+            "select cast(coalesce(sum(case when c.assignee_id = ? then 1 else 0 end), 0) as bigint) as mine, \
+             cast(coalesce(sum(case when c.assignee_id is null then 1 else 0 end), 0) as bigint) as unassigned, \
              count(*) as all_count from conversations c \
              where c.account_id = ? and (? is null or c.status = ?) and (? is null or c.inbox_id = ?) \
              and (? is null or exists (select 1 from conversation_labels fl join labels f on f.id = fl.label_id \
@@ -113,8 +113,8 @@ impl Store {
     /// Conversations by id, as [`Store::conversation_in`] reads them, with one statement.
     pub async fn conversations_in(tx: &mut Tx<'_>, ids: &[ConversationId]) -> Result<Vec<ConversationRow>, StoreError> {
         tx.fetch_all(
-            concat!(conversation_card!(), "where c.id in (select value from jsonb_each(?))"),
-            args![json_rows(ids)?],
+            concat!(conversation_card!(), "where c.id in (select value ->> 0 from jsonb_each(?))"),
+            args![json_rows(&ids.iter().map(|id| (id,)).collect::<Vec<_>>())?],
         )
         .await
     }

@@ -93,10 +93,10 @@ impl Store {
     }
 
     pub async fn has_conversations(&self, account: AccountId, inbox: InboxId) -> Result<bool, StoreError> {
-        let found: Option<(i64,)> = self
+        let found: Option<(ConversationId,)> = self
             .db
             .fetch_optional(
-                "select 1 from conversations where account_id = ? and inbox_id = ? limit 1",
+                "select id from conversations where account_id = ? and inbox_id = ? limit 1",
                 args![account, inbox],
             )
             .await?;
@@ -133,10 +133,10 @@ impl Store {
     }
 
     pub async fn is_inbox_member(&self, account: AccountId, inbox: InboxId, user: UserId) -> Result<bool, StoreError> {
-        let found: Option<(i64,)> = self
+        let found: Option<(UserId,)> = self
             .db
             .fetch_optional(
-                "select 1 from inbox_members where account_id = ? and inbox_id = ? and user_id = ?",
+                "select user_id from inbox_members where account_id = ? and inbox_id = ? and user_id = ?",
                 args![account, inbox, user],
             )
             .await?;

@@ -23,7 +23,7 @@ impl Store {
 
     /// Whether a message with this id is stored (a redelivered event's).
     pub async fn has_message(tx: &mut Tx<'_>, id: MessageId) -> Result<bool, StoreError> {
-        let found: Option<(i64,)> = tx.fetch_optional("select 1 from messages where id = ?", args![id]).await?;
+        let found: Option<(MessageId,)> = tx.fetch_optional("select id from messages where id = ?", args![id]).await?;
         Ok(found.is_some())
     }
 
@@ -58,7 +58,7 @@ impl Store {
             .fetch_all(
                 "insert into messages (id, account_id, conversation_id, kind, content, created_at) \
                  select value ->> 'id', value ->> 'account', value ->> 'conversation', 'incoming', \
-                 value ->> 'content', value ->> 'created_at' from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
+                 value ->> 'content', cast(value ->> 'created_at' as bigint) from jsonb_each(?) where true order by key on conflict (id) do nothing returning id",
                 args![json_rows(messages)?],
             )
             .await?;
@@ -68,9 +68,10 @@ impl Store {
     /// [`Store::touch_conversation`] for several conversations with one statement.
     pub async fn touch_conversations(tx: &mut Tx<'_>, touches: &[Touch<'_>]) -> Result<(), StoreError> {
         tx.execute(
-            "update conversations set last_message_at = t.value ->> 'at', \
+            "update conversations set last_message_at = cast(t.value ->> 'at' as bigint), \
              last_message_preview = t.value ->> 'preview', last_message_kind = 'incoming', \
-             unread_count = unread_count + (t.value ->> 'unread'), updated_at = t.value ->> 'at' \
+             unread_count = unread_count + cast(t.value ->> 'unread' as bigint), \
+             updated_at = cast(t.value ->> 'at' as bigint) \
              from jsonb_each(?) as t \
              where conversations.account_id = t.value ->> 'account' and conversations.id = t.value ->> 'conversation'",
             args![json_rows(touches)?],

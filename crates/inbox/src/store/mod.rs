@@ -198,8 +198,7 @@ pub struct Touch<'a> {
 /// A search document ([`Store::index`], [`Store::index_all`]).
 #[derive(Debug, serde::Serialize)]
 pub struct Document<'a> {
-    /// The account's scope token (`search::scope`).
-    pub scope: &'a str,
+    pub account: AccountId,
     /// The indexed text.
     pub body: &'a str,
     pub kind: DocKind,

@@ -1,99 +1,240 @@
-//! The search index (Japanese and English; see `search.rs`).
+//! The search index (Japanese and English; see `search.rs`): SQLite's FTS5 table `search_index`, or on
+//! the other engines the portable `search_documents` and `search_terms`, whose statements are here beside
+//! their SQLite twins.
 
 use super::*;
+use crate::search::{Query, index_tokens};
+use kernel::store::Engine;
+
+/// The documents matching a [`Query`] on the portable index, `seq, doc_id, conversation_id`, among those
+/// `$which` selects (a condition on `d`). Binds: account, the query's terms, account, its phrase count. A
+/// phrase matches where its tokens sit at consecutive positions: grouped by document and start position,
+/// all of its offsets are there.
+macro_rules! portable_hits {
+    ($which:literal) => {
+        concat!(
+            "select d.seq, d.doc_id, d.conversation_id from search_documents d where d.account_id = ? and ",
+            $which,
+            " and d.seq in (select p.doc_seq from (select t.doc_seq, cast(q.value ->> 0 as bigint) as phrase \
+             from jsonb_each(?) as q join search_terms t on t.account_id = ? and t.term >= q.value ->> 2 \
+             and t.term <= q.value ->> 3 group by t.doc_seq, cast(q.value ->> 0 as bigint), \
+             t.position - cast(q.value ->> 1 as bigint) having count(*) = max(cast(q.value ->> 4 as bigint))) p \
+             group by p.doc_seq having count(distinct p.phrase) = ?)"
+        )
+    };
+}
 
 impl Store {
     pub async fn index(tx: &mut Tx<'_>, document: &Document<'_>) -> Result<(), StoreError> {
-        tx.execute(
-            "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) values (?, ?, ?, ?, ?)",
-            args![document.scope, document.body, document.kind.as_str(), document.id, document.conversation],
-        )
-        .await
-        .map(drop)
+        match tx.engine() {
+            Engine::Sqlite => tx
+                .execute(
+                    "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) values (?, ?, ?, ?, ?)",
+                    args![
+                        crate::search::scope(document.account),
+                        document.body,
+                        document.kind.as_str(),
+                        document.id,
+                        document.conversation
+                    ],
+                )
+                .await
+                .map(drop),
+            _ => Self::index_all(tx, std::slice::from_ref(document)).await,
+        }
     }
 
-    /// [`Store::index`] for several documents with one statement.
+    /// [`Store::index`] for several documents with one statement (two on the portable index).
     pub async fn index_all(tx: &mut Tx<'_>, documents: &[Document<'_>]) -> Result<(), StoreError> {
-        tx.execute(
-            "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) \
-             select value ->> 'scope', value ->> 'body', value ->> 'kind', value ->> 'id', \
-             value ->> 'conversation' from jsonb_each(?)",
-            args![json_rows(documents)?],
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn unindex(tx: &mut Tx<'_>, scope: &str, kind: DocKind, id: uuid::Uuid) -> Result<(), StoreError> {
-        tx.execute(
-            "delete from search_index where search_index = ? and doc_kind = ? and doc_id = ?",
-            args![format!("scope:\"{scope}\""), kind.as_str(), id],
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Contacts matching the FTS5 `query` (which names the account's scope itself), best first.
-    pub async fn search_contacts(
-        &self,
-        account: AccountId,
-        query: &str,
-        limit: i64,
-    ) -> Result<Vec<ContactRow>, StoreError> {
-        self.db
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> =
+            documents.iter().map(|d| (d.account, d.kind.as_str(), d.id, d.conversation, d.body)).collect();
+        if tx.engine() == Engine::Sqlite {
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(|(account, kind, id, conversation, body)| {
+                    (crate::search::scope(account), body, kind, id, conversation)
+                })
+                .collect();
+            return tx
+                .execute(
+                    "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) \
+                     select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from jsonb_each(?)",
+                    args![json_rows(&rows)?],
+                )
+                .await
+                .map(drop);
+        }
+        let stored: Vec<(i64, String, String)> = tx
             .fetch_all(
-                "select k.id, k.name, k.email, k.phone, k.created_at, k.updated_at from contacts k \
-                 join (select doc_id, rank from search_index where search_index = ? and doc_kind = 'contact' \
-                 order by rank limit ?) hit on hit.doc_id = k.id where k.account_id = ? order by hit.rank",
-                args![query, limit, account],
+                "insert into search_documents (account_id, doc_kind, doc_id, conversation_id) \
+                 select value ->> 0, value ->> 1, value ->> 2, value ->> 3 from jsonb_each(?) order by key \
+                 returning seq, doc_kind, doc_id",
+                args![json_rows(&rows)?],
             )
-            .await
+            .await?;
+        let mut terms = Vec::new();
+        for (seq, kind, id) in &stored {
+            let document = documents.iter().find(|d| d.kind.as_str() == kind && d.id.to_string() == *id);
+            if let Some(document) = document {
+                for (term, position) in index_tokens(document.body) {
+                    terms.push((document.account, term, *seq, position));
+                }
+            }
+        }
+        tx.execute(
+            "insert into search_terms (account_id, term, doc_seq, position) select value ->> 0, value ->> 1, \
+             cast(value ->> 2 as bigint), cast(value ->> 3 as bigint) from jsonb_each(?) on conflict do nothing",
+            args![json_rows(&terms)?],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn unindex(tx: &mut Tx<'_>, account: AccountId, kind: DocKind, id: uuid::Uuid) -> Result<(), StoreError> {
+        let deleted = match tx.engine() {
+            Engine::Sqlite => {
+                tx.execute(
+                    "delete from search_index where search_index = ? and doc_kind = ? and doc_id = ?",
+                    args![format!("scope:\"{}\"", crate::search::scope(account)), kind.as_str(), id],
+                )
+                .await
+            }
+            // The document's terms go with it (`on delete cascade`).
+            _ => {
+                tx.execute(
+                    "delete from search_documents where account_id = ? and doc_kind = ? and doc_id = ?",
+                    args![account, kind.as_str(), id],
+                )
+                .await
+            }
+        };
+        deleted.map(drop)
+    }
+
+    /// Contacts matching `query`, best first (on the portable index, latest first).
+    pub async fn search_contacts(&self, query: &Query, limit: i64) -> Result<Vec<ContactRow>, StoreError> {
+        let account = query.account;
+        match self.db.engine() {
+            Engine::Sqlite => {
+                self.db
+                    .fetch_all(
+                        "select k.id, k.name, k.email, k.phone, k.created_at, k.updated_at from contacts k \
+                         join (select doc_id, rank from search_index where search_index = ? and doc_kind = 'contact' \
+                         order by rank limit ?) hit on hit.doc_id = k.id where k.account_id = ? order by hit.rank",
+                        args![query.fts.as_str(), limit, account],
+                    )
+                    .await
+            }
+            _ => {
+                self.db
+                    .fetch_all(
+                        concat!(
+                            "select k.id, k.name, k.email, k.phone, k.created_at, k.updated_at from contacts k join (",
+                            portable_hits!("d.doc_kind = 'contact'"),
+                            " order by d.seq desc limit ?) hit on hit.doc_id = k.id where k.account_id = ? \
+                             order by hit.seq desc"
+                        ),
+                        args![account, query.terms.as_str(), account, query.phrases, limit, account],
+                    )
+                    .await
+            }
+        }
     }
 
     /// Conversations whose contact, number or messages match `query`, latest first; `member` restricts
     /// them to an agent's inboxes.
     pub async fn search_conversations(
         &self,
-        account: AccountId,
-        query: &str,
+        query: &Query,
         member: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        self.db
-            .fetch_all(
-                concat!(
-                    conversation_card!(),
-                    "where c.account_id = ? and (c.id in (select conversation_id from \
-                 search_index where search_index = ? and conversation_id is not null order by rank limit 500) or \
-                 c.contact_id in (select doc_id from search_index where search_index = ? and doc_kind = \
-                 'contact' order by rank limit 500)) and (? is null or c.inbox_id in (select m.inbox_id from \
-                 inbox_members m where m.account_id = c.account_id and m.user_id = ?)) order by \
-                 c.last_message_at desc, c.id desc limit ?"
-                ),
-                args![account, query, query, member, member, limit],
-            )
-            .await
+        let account = query.account;
+        match self.db.engine() {
+            Engine::Sqlite => {
+                let fts = query.fts.as_str();
+                self.db
+                    .fetch_all(
+                        concat!(
+                            conversation_card!(),
+                            "where c.account_id = ? and (c.id in (select conversation_id from \
+                         search_index where search_index = ? and conversation_id is not null order by rank limit 500) or \
+                         c.contact_id in (select doc_id from search_index where search_index = ? and doc_kind = \
+                         'contact' order by rank limit 500)) and (? is null or c.inbox_id in (select m.inbox_id from \
+                         inbox_members m where m.account_id = c.account_id and m.user_id = ?)) order by \
+                         c.last_message_at desc, c.id desc limit ?"
+                        ),
+                        args![account, fts, fts, member, member, limit],
+                    )
+                    .await
+            }
+            _ => {
+                let (terms, phrases) = (query.terms.as_str(), query.phrases);
+                self.db
+                    .fetch_all(
+                        concat!(
+                            conversation_card!(),
+                            "where c.account_id = ? and (c.id in (select hit.conversation_id from (",
+                            portable_hits!("d.conversation_id is not null"),
+                            " order by d.seq desc limit 500) hit) or c.contact_id in (select hit.doc_id from (",
+                            portable_hits!("d.doc_kind = 'contact'"),
+                            " order by d.seq desc limit 500) hit)) and (? is null or c.inbox_id in (select m.inbox_id \
+                             from inbox_members m where m.account_id = c.account_id and m.user_id = ?)) order by \
+                             c.last_message_at desc, c.id desc limit ?"
+                        ),
+                        args![
+                            account, account, terms, account, phrases, account, terms, account, phrases, member,
+                            member, limit
+                        ],
+                    )
+                    .await
+            }
+        }
     }
 
-    /// Messages (not activity entries) matching `query`, best first.
+    /// Messages (not activity entries) matching `query`, best first (on the portable index, latest first).
     pub async fn search_messages(
         &self,
-        account: AccountId,
-        query: &str,
+        query: &Query,
         member: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        self.db
-            .fetch_all(
-                "select m.id, m.conversation_id, m.kind, m.content, m.sender_id, m.attributes, m.delivery_status, \
-                 m.delivery_error, m.created_at from messages m \
-                 join (select doc_id, rank from search_index where search_index = ? and doc_kind = 'message' \
-                 order by rank limit 500) hit on hit.doc_id = m.id \
-                 join conversations c on c.id = m.conversation_id \
-                 where m.account_id = ? and (? is null or c.inbox_id in (select im.inbox_id from inbox_members im \
-                 where im.account_id = c.account_id and im.user_id = ?)) order by hit.rank limit ?",
-                args![query, account, member, member, limit],
-            )
-            .await
+        let account = query.account;
+        match self.db.engine() {
+            Engine::Sqlite => {
+                self.db
+                    .fetch_all(
+                        "select m.id, m.conversation_id, m.kind, m.content, m.sender_id, m.attributes, \
+                         m.delivery_status, m.delivery_error, m.created_at from messages m \
+                         join (select doc_id, rank from search_index where search_index = ? and doc_kind = 'message' \
+                         order by rank limit 500) hit on hit.doc_id = m.id \
+                         join conversations c on c.id = m.conversation_id \
+                         where m.account_id = ? and (? is null or c.inbox_id in (select im.inbox_id from inbox_members im \
+                         where im.account_id = c.account_id and im.user_id = ?)) order by hit.rank limit ?",
+                        args![query.fts.as_str(), account, member, member, limit],
+                    )
+                    .await
+            }
+            _ => {
+                self.db
+                    .fetch_all(
+                        concat!(
+                            "select m.id, m.conversation_id, m.kind, m.content, m.sender_id, m.attributes, \
+                             m.delivery_status, m.delivery_error, m.created_at from messages m join (",
+                            portable_hits!("d.doc_kind = 'message'"),
+                            " order by d.seq desc limit 500) hit on hit.doc_id = m.id \
+                             join conversations c on c.id = m.conversation_id \
+                             where m.account_id = ? and (? is null or c.inbox_id in (select im.inbox_id from \
+                             inbox_members im where im.account_id = c.account_id and im.user_id = ?)) \
+                             order by hit.seq desc limit ?"
+                        ),
+                        args![account, query.terms.as_str(), account, query.phrases, account, member, member, limit],
+                    )
+                    .await
+            }
+        }
     }
 }

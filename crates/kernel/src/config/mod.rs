@@ -13,11 +13,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::redact::{REDACTED, redact_url_password};
+
 /// The commented example configuration shipped with the binary (`omnidesk config --example`).
 pub const EXAMPLE: &str = include_str!("../../../../omnidesk.example.toml");
-
-/// What is shown instead of a secret.
-const REDACTED: &str = "<redacted>";
 
 /// The effective configuration of one process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -99,6 +98,11 @@ pub struct DataConfig {
     /// `DATABASE_MODE`: `monolithic` puts every namespace in one place (the data directory or one server);
     /// `distributed` lets each service name its own database with `services.<name>.database_url`.
     pub mode: DatabaseMode,
+    /// `DATABASE_URL`: the server every namespace lives on (`postgres://…`), one schema per service named
+    /// by `namespace`; without it, SQLite files under `dir`.
+    pub url: Option<String>,
+    /// The name of a service's namespace on a server (`{service}` is replaced): a PostgreSQL schema.
+    pub namespace: String,
     /// Apply pending migrations when a service starts (otherwise run `omnidesk migrate`).
     pub migrate_on_start: bool,
     /// Days the event bus keeps published outbox rows and the ids of processed events (which deduplicate
@@ -111,6 +115,8 @@ impl Default for DataConfig {
         Self {
             dir: PathBuf::from("data"),
             mode: DatabaseMode::Monolithic,
+            url: None,
+            namespace: crate::store::DEFAULT_NAMESPACE_TEMPLATE.to_owned(),
             migrate_on_start: true,
             event_retention_days: 30,
         }
@@ -160,7 +166,9 @@ impl std::str::FromStr for TopologyMode {
 pub struct ServiceConfig {
     /// Where the process hosting this service is reachable, for the gateway and for remote port calls.
     pub url: Option<String>,
-    /// Where this service's namespace lives (`sqlite://PATH`); default: `<data.dir>/<service>.db`.
+    /// Where this service's namespace lives with `DATABASE_MODE=distributed` (`sqlite://PATH`, or
+    /// `postgres://…` with the schema `data.namespace` names unless the URL gives `?schema=NAME`); default:
+    /// `data.url`'s server, else `<data.dir>/<service>.db`.
     pub database_url: Option<String>,
     /// The service's own settings (e.g. the payment provider's keys), read by the service itself. Values
     /// whose key contains `secret`, `key` or `password` are redacted when printed. Numbers and booleans
@@ -358,6 +366,7 @@ fn describe(e: &figment::Error) -> String {
 const SEED_VARIABLES: &[(&str, &str)] = &[
     ("ENVIRONMENT", "environment"),
     ("DATABASE_MODE", "data.mode"),
+    ("DATABASE_URL", "data.url"),
     ("REDIS_MODE", "redis.mode"),
     ("RABBIT_MQ_USER", "rabbitmq.user"),
     ("RABBIT_MQ_PASSWORD", "rabbitmq.password"),
@@ -415,7 +424,9 @@ impl Config {
                 return Err(ConfigError::key(&format!("services.{name}.url"), "must start with http:// or https://"));
             }
             if let Some(url) = &service.database_url {
-                crate::store::Location::parse(url)
+                let schema = crate::store::namespace_name(&self.data.namespace, name)
+                    .map_err(|e| ConfigError::key("data.namespace", e))?;
+                crate::store::Location::parse(url, &schema)
                     .map_err(|e| ConfigError::key(&format!("services.{name}.database_url"), e))?;
                 if self.data.mode == DatabaseMode::Monolithic {
                     return Err(ConfigError::key(
@@ -424,6 +435,18 @@ impl Config {
                     ));
                 }
             }
+        }
+        for service in known_services {
+            crate::store::namespace_name(&self.data.namespace, service)
+                .map_err(|e| ConfigError::key("data.namespace", e))?;
+        }
+        if let Some(url) = &self.data.url {
+            crate::store::Location::on_server(
+                url,
+                &self.data.namespace,
+                known_services.first().copied().unwrap_or("user"),
+            )
+            .map_err(|e| ConfigError::key("data.url", e))?;
         }
         if self.topology.mode == TopologyMode::Groups {
             let mut seen: Vec<&str> = Vec::new();
@@ -483,6 +506,9 @@ impl Config {
         redact(&mut shown.http.metrics_token);
         redact(&mut shown.rabbitmq.password);
         redact(&mut shown.redis.url);
+        if let Some(url) = &mut shown.data.url {
+            *url = redact_url_password(url);
+        }
         for service in shown.services.values_mut() {
             if let Some(url) = &mut service.database_url {
                 *url = redact_url_password(url);
@@ -507,22 +533,6 @@ impl Config {
             private_key: self.auth.private_key_file.clone().unwrap_or(default.private_key),
             public_key: self.auth.public_key_file.clone().unwrap_or(default.public_key),
         }
-    }
-}
-
-/// `scheme://user:secret@host` becomes `scheme://user:<redacted>@host`.
-fn redact_url_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:{REDACTED}{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

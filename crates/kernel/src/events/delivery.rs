@@ -333,11 +333,11 @@ impl Delivery {
 
     /// [`Delivery::claim`] for a batch, with one statement: the ids of the events not processed before.
     async fn claim_all(&self, tx: &mut Tx<'_>, envelopes: &[&Envelope]) -> Result<HashSet<Uuid>, StoreError> {
-        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+        let ids: Vec<(Uuid,)> = envelopes.iter().map(|e| (e.id,)).collect();
         let claimed: Vec<(String,)> = tx
             .kernel_fetch_all(
                 "insert into _processed_events (event_id, consumer, processed_at) \
-                 select value, ?, ? from jsonb_each(?) where true \
+                 select value ->> 0, ?, ? from jsonb_each(?) where true \
                  on conflict (event_id, consumer) do nothing returning event_id",
                 args![self.consumer, now_ms(), crate::store::json_rows(&ids)?],
             )

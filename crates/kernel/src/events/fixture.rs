@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Event;
-use crate::store::{Location, Migrations, Namespace};
-
-static FIXTURE: sqlx::migrate::Migrator = sqlx::migrate!("src/store/test_migrations");
+use crate::store::{Location, Namespace};
 
 /// A thing got a name; consumers store it in their `things` table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,7 +39,7 @@ impl Event for ThingNamed {
 /// `service`'s namespace under `dir`, migrated (the `things` table and the kernel's event tables).
 pub(crate) async fn namespace(dir: &std::path::Path, service: &'static str) -> Namespace {
     let location = Location::default_for(dir, service);
-    let namespace = Namespace::open(service, &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    let namespace = Namespace::open(service, &location, Some(crate::store::TEST_MIGRATIONS)).await.expect("opens");
     namespace.migrate().await.expect("migrates");
     namespace
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{Envelope, Event, Transport};
 use crate::args;
 use crate::clock::now_ms;
-use crate::store::{Namespace, StoreError, Tx};
+use crate::store::{Engine, Namespace, StoreError, Tx};
 
 impl Tx<'_> {
     /// Records `event` in this namespace's outbox, atomically with the rest of the transaction.
@@ -58,7 +58,8 @@ impl Tx<'_> {
         // `order by key` keeps the array's order in the outbox's sequence, which is the publishing order.
         self.kernel_execute(
             "insert into _outbox (id, kind, topic, version, occurred_at, producer, account_id, event_key, payload, \
-             trace) select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+             trace) select value ->> 0, value ->> 1, value ->> 2, cast(value ->> 3 as bigint), \
+             cast(value ->> 4 as bigint), value ->> 5, \
              value ->> 6, value ->> 7, value ->> 8, value ->> 9 from jsonb_each(?) order by key",
             crate::args![rows],
         )
@@ -225,22 +226,36 @@ pub async fn trim(namespace: &Namespace, before: i64) -> Result<u64, StoreError>
             args![before],
         )
         .await?;
-    // Ids are recorded in time order, so the old ones are those before the first recent one; finding it
-    // walks only the old rows, without an index on the time that every claim would have to maintain.
-    let first_kept: Vec<(i64,)> = namespace
-        .kernel_fetch_all(
-            "select rowid from _processed_events where processed_at >= ? order by rowid limit 1",
-            args![before],
-        )
-        .await?;
-    let first_kept = first_kept.first().map_or(i64::MAX, |(rowid,)| *rowid);
-    deleted += namespace
-        .kernel_delete_in_slices(
-            "delete from _processed_events where rowid in (select rowid from _processed_events \
-             where rowid < ? and processed_at < ? order by rowid limit ?)",
-            args![first_kept, before],
-        )
-        .await?;
+    deleted += match namespace.engine() {
+        // Ids are recorded in time order, so the old ones are those before the first recent one; finding it
+        // walks only the old rows, without an index on the time that every claim would have to maintain.
+        Engine::Sqlite => {
+            let first_kept: Vec<(i64,)> = namespace
+                .kernel_fetch_all(
+                    "select rowid from _processed_events where processed_at >= ? order by rowid limit 1",
+                    args![before],
+                )
+                .await?;
+            let first_kept = first_kept.first().map_or(i64::MAX, |(rowid,)| *rowid);
+            namespace
+                .kernel_delete_in_slices(
+                    "delete from _processed_events where rowid in (select rowid from _processed_events \
+                     where rowid < ? and processed_at < ? order by rowid limit ?)",
+                    args![first_kept, before],
+                )
+                .await?
+        }
+        // PostgreSQL has no row order to walk; a slice is any old rows, by their physical address.
+        Engine::Postgres => {
+            namespace
+                .kernel_delete_in_slices(
+                    "delete from _processed_events where ctid = any(array(select ctid from _processed_events \
+                     where processed_at < ? limit ?))",
+                    args![before],
+                )
+                .await?
+        }
+    };
     Ok(deleted)
 }
 

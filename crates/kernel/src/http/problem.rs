@@ -123,6 +123,21 @@ impl Problem {
         )
     }
 
+    /// The problem for a failed store call: 503 `database_unavailable` (with `Retry-After`) while the
+    /// database cannot be reached, so clients and load balancers retry; otherwise a 500 ([`Problem::internal`]).
+    pub fn from_store(error: &crate::store::StoreError) -> Self {
+        if !error.is_unavailable() {
+            return Self::internal(error);
+        }
+        tracing::warn!(%error, "database unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "The database is unreachable; retry shortly.",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(1))
+    }
+
     /// The generic problem for a bare status produced outside our handlers (router, layers).
     pub fn from_status(status: StatusCode) -> Self {
         let (code, detail) = match status {

@@ -13,19 +13,27 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Statement, visit_relations};
-use sqlparser::dialect::SQLiteDialect;
+use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlx::migrate::Migrator;
 
-use super::{MIGRATIONS_TABLE, StoreError};
+use super::{Engine, MIGRATIONS_TABLE, StoreError};
+
+/// The parser's dialect for text written for `engine`.
+fn dialect(engine: Engine) -> &'static dyn Dialect {
+    match engine {
+        Engine::Sqlite => &SQLiteDialect {},
+        Engine::Postgres => &PostgreSqlDialect {},
+    }
+}
 
 /// The tables (and views) the given migrations create, lowercased.
-pub fn tables_created(migrator: &Migrator) -> Result<HashSet<String>, String> {
+pub fn tables_created(migrator: &Migrator, engine: Engine) -> Result<HashSet<String>, String> {
     let mut tables = HashSet::new();
     for migration in migrator.iter() {
         let (sql, virtual_tables) = split_virtual_tables(migration.sql.as_str());
         tables.extend(virtual_tables);
-        let statements = Parser::parse_sql(&SQLiteDialect {}, &sql)
+        let statements = Parser::parse_sql(dialect(engine), &sql)
             .map_err(|e| format!("migration {} ({}): {e}", migration.version, migration.description))?;
         for statement in statements {
             match statement {
@@ -64,8 +72,8 @@ fn split_virtual_tables(sql: &str) -> (String, Vec<String>) {
 }
 
 /// Every table or view a statement reads or writes, lowercased, without schema qualifiers.
-pub fn tables_touched(sql: &str) -> Result<Vec<String>, String> {
-    let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| format!("{e} in `{sql}`"))?;
+pub fn tables_touched(sql: &str, engine: Engine) -> Result<Vec<String>, String> {
+    let statements = Parser::parse_sql(dialect(engine), sql).map_err(|e| format!("{e} in `{sql}`"))?;
     let mut ctes = HashSet::new();
     for statement in &statements {
         if let Statement::Query(query) = statement
@@ -85,13 +93,19 @@ pub fn tables_touched(sql: &str) -> Result<Vec<String>, String> {
     Ok(tables)
 }
 
-/// SQLite's built-in table-valued functions: they read their arguments, not a table, so anyone may use
-/// them (the set-based statements pass rows as one JSON array to `jsonb_each`).
-const TABLE_VALUED_FUNCTIONS: &[&str] = &["json_each", "json_tree", "jsonb_each", "jsonb_tree"];
+/// Built-in table-valued functions (SQLite's, PostgreSQL's): they read their arguments, not a table, so
+/// anyone may use them (the set-based statements pass rows as one JSON array to `jsonb_each`).
+const TABLE_VALUED_FUNCTIONS: &[&str] =
+    &["json_each", "json_tree", "jsonb_each", "jsonb_tree", "jsonb_array_elements", "json_array_elements"];
 
 /// Fails with [`StoreError::ForeignTable`] if `sql` names a table outside `owned`.
-pub fn check_owned(service: &'static str, owned: &HashSet<String>, sql: &str) -> Result<(), StoreError> {
-    for table in tables_touched(sql).map_err(StoreError::Unparsable)? {
+pub fn check_owned(
+    service: &'static str,
+    owned: &HashSet<String>,
+    sql: &str,
+    engine: Engine,
+) -> Result<(), StoreError> {
+    for table in tables_touched(sql, engine).map_err(StoreError::Unparsable)? {
         if table != MIGRATIONS_TABLE && !TABLE_VALUED_FUNCTIONS.contains(&table.as_str()) && !owned.contains(&table) {
             return Err(StoreError::ForeignTable { service, table });
         }
@@ -111,7 +125,7 @@ mod tests {
     fn joins_subqueries_and_writes_are_all_seen() {
         let sql = "insert into audit_log (id) select u.id from users u \
                    join memberships m on m.user_id = u.id where u.id in (select user_id from refresh_tokens)";
-        let mut tables = tables_touched(sql).expect("parses");
+        let mut tables = tables_touched(sql, Engine::Sqlite).expect("parses");
         tables.sort();
         assert_eq!(tables, ["audit_log", "memberships", "refresh_tokens", "users"]);
     }
@@ -129,22 +143,25 @@ mod tests {
     fn jsonb_each_is_not_a_foreign_table() {
         let owned = HashSet::from(["things".to_owned()]);
         let sql = "insert into things (id) select value from jsonb_each(?) where true on conflict do nothing";
-        check_owned("svc", &owned, sql).expect("jsonb_each is a function, not a table");
-        assert!(check_owned("svc", &owned, "select id from others, jsonb_each(?)").is_err());
+        check_owned("svc", &owned, sql, Engine::Sqlite).expect("jsonb_each is a function, not a table");
+        assert!(check_owned("svc", &owned, "select id from others, jsonb_each(?)", Engine::Sqlite).is_err());
     }
 
     #[test]
     fn a_cte_is_not_mistaken_for_a_table() {
-        let tables = tables_touched("with recent as (select id from users) select id from recent").expect("parses");
+        let tables = tables_touched("with recent as (select id from users) select id from recent", Engine::Sqlite)
+            .expect("parses");
         assert_eq!(tables, ["users"]);
     }
 
     #[test]
     fn a_statement_naming_another_services_table_fails_the_check() {
         let owned: HashSet<String> = ["users".to_owned()].into();
-        let error = check_owned("user", &owned, "select u.id, p.code from users u join subscriptions p on 1=1")
-            .expect_err("subscriptions belongs to plan");
+        let error =
+            check_owned("user", &owned, "select u.id, p.code from users u join subscriptions p on 1=1", Engine::Sqlite)
+                .expect_err("subscriptions belongs to plan");
         assert!(matches!(error, StoreError::ForeignTable { table, .. } if table == "subscriptions"));
-        check_owned("user", &owned, "select id from main.users where id = ?").expect("own table passes");
+        check_owned("user", &owned, "select id from main.users where id = ?", Engine::Sqlite)
+            .expect("own table passes");
     }
 }

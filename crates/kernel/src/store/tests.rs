@@ -1,11 +1,79 @@
+use std::path::Path;
+
+use super::sqlite::CHECKPOINT_EVERY;
 use super::*;
 use crate::args;
 
-static FIXTURE: Migrator = sqlx::migrate!("src/store/test_migrations");
+/// The PostgreSQL server the tests use (`TEST_POSTGRES_URL`; the test command starts it).
+fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A migrated fixture namespace on `engine`, and what removes it.
+async fn scratch(engine: Engine) -> (Namespace, Box<dyn std::any::Any>) {
+    match engine {
+        Engine::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            (fixture(dir.path()).await, Box::new(dir))
+        }
+        Engine::Postgres => {
+            let schema = format!("kernel_test_{}", uuid::Uuid::new_v4().simple());
+            let location = Location::Postgres { url: postgres_url(), schema: schema.clone() };
+            let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS))
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {} (is it running?): {e}", postgres_url()));
+            namespace.migrate().await.expect("migrates");
+            (namespace, Box::new(DropSchema(schema)))
+        }
+    }
+}
+
+/// Drops a scratch schema when the test ends.
+struct DropSchema(String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let schema = std::mem::take(&mut self.0);
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
+                let mut connection =
+                    sqlx::ConnectOptions::connect(&postgres_url().parse::<sqlx::postgres::PgConnectOptions>()?).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("drop schema if exists {schema} cascade")))
+                    .execute(&mut connection)
+                    .await
+                    .map(drop)
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Declares `$name` once per engine (`$name::sqlite`, `$name::postgres`), each given a fresh namespace.
+macro_rules! on_every_engine {
+    ($(async fn $name:ident($namespace:ident) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+
+            async fn check($namespace: Namespace) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (namespace, _cleanup) = scratch(Engine::Sqlite).await;
+                check(namespace).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let (namespace, _cleanup) = scratch(Engine::Postgres).await;
+                check(namespace).await;
+            }
+        }
+    )*};
+}
 
 async fn fixture(dir: &Path) -> Namespace {
     let location = Location::default_for(dir, "fixture");
-    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS)).await.expect("opens");
     namespace.migrate().await.expect("migrates");
     namespace
 }
@@ -16,7 +84,7 @@ async fn a_namespace_is_one_wal_file_with_its_own_migration_history() {
     let namespace = fixture(dir.path()).await;
 
     namespace.readiness().await.expect("ready after migrating");
-    let Pool::Sqlite(pool) = &namespace.pool;
+    let Pool::Sqlite(pool) = &namespace.pool else { panic!("a SQLite namespace") };
     let mode: String = sqlx::query_scalar("pragma journal_mode").fetch_one(pool).await.expect("pragma");
     assert_eq!(mode, "wal");
     assert!(dir.path().join("fixture.db").exists());
@@ -26,52 +94,9 @@ async fn a_namespace_is_one_wal_file_with_its_own_migration_history() {
 async fn a_fresh_namespace_is_not_ready_until_migrated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = Location::default_for(dir.path(), "fixture");
-    let namespace = Namespace::open("fixture", &location, Some(Migrations { sqlite: &FIXTURE })).await.expect("opens");
+    let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS)).await.expect("opens");
 
     assert!(namespace.readiness().await.is_err());
-}
-
-#[tokio::test]
-async fn sql_naming_a_table_the_service_does_not_own_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = fixture(dir.path()).await;
-
-    let error = namespace.execute("delete from users where id = ?", args!["u1"]).await.expect_err("refused");
-
-    assert!(matches!(error, StoreError::ForeignTable { ref table, .. } if table == "users"), "{error}");
-}
-
-#[tokio::test]
-async fn a_duplicate_is_reported_as_a_unique_violation() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = fixture(dir.path()).await;
-    namespace.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
-
-    let error = namespace
-        .execute("insert into things (id, name) values (?, ?)", args!["2", "a"])
-        .await
-        .expect_err("duplicate name");
-
-    assert!(matches!(error, StoreError::UniqueViolation { .. }), "{error}");
-}
-
-#[tokio::test]
-async fn a_transaction_dropped_without_commit_leaves_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = fixture(dir.path()).await;
-    {
-        let mut tx = namespace.begin().await.expect("begin");
-        tx.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
-    }
-    let rows: Vec<(String,)> = namespace.fetch_all("select id from things", args![]).await.expect("select");
-    assert!(rows.is_empty());
-}
-
-#[test]
-fn only_sqlite_urls_are_accepted_in_this_build() {
-    assert_eq!(Location::parse("sqlite://data/u.db"), Ok(Location::SqliteFile("data/u.db".into())));
-    assert!(Location::parse("postgres://localhost/x").expect_err("unsupported").contains("postgres"));
-    assert!(Location::parse("sqlite://").is_err());
 }
 
 #[tokio::test]
@@ -127,20 +152,82 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     assert!(largest < 32 << 20, "the WAL grew to {largest} bytes over {transactions} transactions");
 }
 
-#[tokio::test]
-async fn ids_are_bound_and_read_as_typed_columns_and_bad_stored_text_is_an_error_not_a_default() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = fixture(dir.path()).await;
-    let id = crate::auth::UserId::new();
-    namespace.execute("insert into things (id, name) values (?, ?)", args![id, "typed"]).await.expect("bound");
-    namespace.execute("insert into things (id, name) values (?, ?)", args!["not-a-uuid", "broken"]).await.expect("raw");
+on_every_engine! {
+    async fn sql_naming_a_table_the_service_does_not_own_is_refused(namespace) {
 
-    let read: Vec<(crate::auth::UserId,)> =
-        namespace.fetch_all("select id from things where name = ?", args!["typed"]).await.expect("read");
-    let broken =
-        namespace.fetch_all::<(crate::auth::UserId,)>("select id from things where name = ?", args!["broken"]).await;
+        let error = namespace.execute("delete from users where id = ?", args!["u1"]).await.expect_err("refused");
 
-    assert_eq!(read, [(id,)]);
-    let error = broken.expect_err("text that is no id is refused when read").to_string();
-    assert!(error.contains("not-a-uuid"), "{error}");
+        assert!(matches!(error, StoreError::ForeignTable { ref table, .. } if table == "users"), "{error}");
+    }
+
+    async fn a_duplicate_is_reported_as_a_unique_violation(namespace) {
+        namespace.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
+
+        let error = namespace
+            .execute("insert into things (id, name) values (?, ?)", args!["2", "a"])
+            .await
+            .expect_err("duplicate name");
+
+        assert!(matches!(error, StoreError::UniqueViolation { .. }), "{error}");
+    }
+
+    async fn a_transaction_dropped_without_commit_leaves_nothing(namespace) {
+        {
+            let mut tx = namespace.begin().await.expect("begin");
+            tx.execute("insert into things (id, name) values (?, ?)", args!["1", "a"]).await.expect("insert");
+        }
+        let rows: Vec<(String,)> = namespace.fetch_all("select id from things", args![]).await.expect("select");
+        assert!(rows.is_empty());
+    }
+
+    async fn ids_are_bound_and_read_as_typed_columns_and_bad_stored_text_is_an_error_not_a_default(namespace) {
+        let id = crate::auth::UserId::new();
+        namespace.execute("insert into things (id, name) values (?, ?)", args![id, "typed"]).await.expect("bound");
+        namespace.execute("insert into things (id, name) values (?, ?)", args!["not-a-uuid", "broken"]).await.expect("raw");
+
+        let read: Vec<(crate::auth::UserId,)> =
+            namespace.fetch_all("select id from things where name = ?", args!["typed"]).await.expect("read");
+        let broken =
+            namespace.fetch_all::<(crate::auth::UserId,)>("select id from things where name = ?", args!["broken"]).await;
+
+        assert_eq!(read, [(id,)]);
+        let error = broken.expect_err("text that is no id is refused when read").to_string();
+        assert!(error.contains("not-a-uuid"), "{error}");
+    }
+
+    async fn a_null_binds_as_its_column_type_and_set_based_statements_read_their_rows(namespace) {
+        let rows = [("1", "a", Some(3_i64)), ("2", "b", None)];
+        namespace
+            .execute(
+                "insert into things (id, name, count) select value ->> 0, value ->> 1, cast(value ->> 2 as bigint) \
+                 from jsonb_each(?) order by key",
+                args![json_rows(&rows).expect("JSON")],
+            )
+            .await
+            .expect("set-based insert");
+        namespace.execute("update things set count = ? where id = ?", args![None::<i64>, "1"]).await.expect("a typed null");
+
+        let read: Vec<(String, Option<i64>)> =
+            namespace.fetch_all("select name, count from things order by id", args![]).await.expect("read");
+
+        assert_eq!(read, [("a".to_owned(), None), ("b".to_owned(), None)]);
+    }
+
+    async fn write_transactions_of_one_namespace_run_one_after_another(namespace) {
+        let first = namespace.begin().await.expect("begin");
+        let other = namespace.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = other.begin().await.expect("begin");
+            tx.execute("insert into things (id, name) values (?, ?)", args!["2", "second"]).await.expect("insert");
+            tx.commit().await.expect("commit");
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "the second transaction waits for the first");
+        let mut first = first;
+        first.execute("insert into things (id, name) values (?, ?)", args!["1", "first"]).await.expect("insert");
+        first.commit().await.expect("commit");
+        second.await.expect("second");
+        let rows: Vec<(String,)> = namespace.fetch_all("select name from things order by id", args![]).await.expect("read");
+        assert_eq!(rows, [("first".to_owned(),), ("second".to_owned(),)]);
+    }
 }

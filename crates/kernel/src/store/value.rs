@@ -2,14 +2,17 @@
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
-use sqlx::{Sqlite, Type};
+use sqlx::{Postgres, Sqlite, Type};
 
 /// A value bound to a `?` placeholder. Types are the portable subset every engine stores the same way:
 /// ids and enums as text, instants as Unix milliseconds, flags as booleans.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Null,
+    /// A null of the column type it stands for: PostgreSQL checks a parameter's type against its column
+    /// even when it is null (a text null cannot be stored in a bigint column).
+    Null(Kind),
     Bool(bool),
     Int(i64),
     Real(f64),
@@ -17,55 +20,50 @@ pub enum Value {
     Bytes(Vec<u8>),
 }
 
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
+/// The type of a [`Value`], which a null keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    Real,
+    Text,
+    Bytes,
 }
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
+
+/// What a bindable type's null is: `None` of an `Option<T>` binds as `T`'s kind of null.
+pub trait Nullable {
+    const KIND: Kind;
 }
-impl From<i32> for Value {
-    fn from(v: i32) -> Self {
-        Value::Int(v.into())
-    }
+
+macro_rules! bindable {
+    ($($ty:ty => $kind:ident, |$v:ident| $value:expr;)*) => {$(
+        impl From<$ty> for Value {
+            fn from($v: $ty) -> Self {
+                $value
+            }
+        }
+        impl Nullable for $ty {
+            const KIND: Kind = Kind::$kind;
+        }
+    )*};
 }
-impl From<f64> for Value {
-    fn from(v: f64) -> Self {
-        Value::Real(v)
-    }
+
+bindable! {
+    bool => Bool, |v| Value::Bool(v);
+    i64 => Int, |v| Value::Int(v);
+    i32 => Int, |v| Value::Int(v.into());
+    f64 => Real, |v| Value::Real(v);
+    String => Text, |v| Value::Text(v);
+    &str => Text, |v| Value::Text(v.to_owned());
+    &String => Text, |v| Value::Text(v.clone());
+    // A bare UUID (a keyset cursor's id, a search document's), as its hyphenated text like the typed ids.
+    uuid::Uuid => Text, |v| Value::Text(v.to_string());
+    Vec<u8> => Bytes, |v| Value::Bytes(v);
 }
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Text(v)
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Text(v.to_owned())
-    }
-}
-impl From<&String> for Value {
-    fn from(v: &String) -> Self {
-        Value::Text(v.clone())
-    }
-}
-/// A bare UUID (a keyset cursor's id, a search document's), as its hyphenated text like the typed ids.
-impl From<uuid::Uuid> for Value {
-    fn from(v: uuid::Uuid) -> Self {
-        Value::Text(v.to_string())
-    }
-}
-impl From<Vec<u8>> for Value {
-    fn from(v: Vec<u8>) -> Self {
-        Value::Bytes(v)
-    }
-}
-impl<T: Into<Value>> From<Option<T>> for Value {
+
+impl<T: Into<Value> + Nullable> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
+        v.map_or(Value::Null(T::KIND), Into::into)
     }
 }
 
@@ -85,19 +83,32 @@ macro_rules! stored_as_text {
                 $crate::store::Value::Text(to_text(&value).to_string())
             }
         }
-        impl $crate::__sqlx::Type<$crate::__sqlx::Sqlite> for $ty {
-            fn type_info() -> $crate::__sqlx::sqlite::SqliteTypeInfo {
-                <&str as $crate::__sqlx::Type<$crate::__sqlx::Sqlite>>::type_info()
+        impl $crate::store::Nullable for $ty {
+            const KIND: $crate::store::Kind = $crate::store::Kind::Text;
+        }
+        $crate::__text_column!($ty, $from_text, $crate::__sqlx::Sqlite);
+        $crate::__text_column!($ty, $from_text, $crate::__sqlx::Postgres);
+    };
+}
+
+/// One engine's half of [`stored_as_text!`]: the type is its engine's text type, decoded through `from_text`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __text_column {
+    ($ty:ty, $from_text:expr, $db:ty) => {
+        impl $crate::__sqlx::Type<$db> for $ty {
+            fn type_info() -> <$db as $crate::__sqlx::Database>::TypeInfo {
+                <&str as $crate::__sqlx::Type<$db>>::type_info()
             }
-            fn compatible(ty: &$crate::__sqlx::sqlite::SqliteTypeInfo) -> bool {
-                <&str as $crate::__sqlx::Type<$crate::__sqlx::Sqlite>>::compatible(ty)
+            fn compatible(ty: &<$db as $crate::__sqlx::Database>::TypeInfo) -> bool {
+                <&str as $crate::__sqlx::Type<$db>>::compatible(ty)
             }
         }
-        impl<'r> $crate::__sqlx::Decode<'r, $crate::__sqlx::Sqlite> for $ty {
+        impl<'r> $crate::__sqlx::Decode<'r, $db> for $ty {
             fn decode(
-                value: $crate::__sqlx::sqlite::SqliteValueRef<'r>,
+                value: <$db as $crate::__sqlx::Database>::ValueRef<'r>,
             ) -> ::std::result::Result<Self, $crate::__sqlx::error::BoxDynError> {
-                let text = <&str as $crate::__sqlx::Decode<$crate::__sqlx::Sqlite>>::decode(value)?;
+                let text = <&str as $crate::__sqlx::Decode<$db>>::decode(value)?;
                 let from_text = $from_text;
                 from_text(text).ok_or_else(|| format!("`{text}` is not a stored {}", ::std::stringify!($ty)).into())
             }
@@ -113,31 +124,47 @@ macro_rules! args {
     };
 }
 
-impl<'q> sqlx::Encode<'q, Sqlite> for Value {
-    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Bool(v) => <bool as sqlx::Encode<Sqlite>>::encode_by_ref(v, buf),
-            Value::Int(v) => <i64 as sqlx::Encode<Sqlite>>::encode_by_ref(v, buf),
-            Value::Real(v) => <f64 as sqlx::Encode<Sqlite>>::encode_by_ref(v, buf),
-            Value::Text(v) => <String as sqlx::Encode<Sqlite>>::encode_by_ref(v, buf),
-            Value::Bytes(v) => <Vec<u8> as sqlx::Encode<Sqlite>>::encode_by_ref(v, buf),
+/// `Value` as a parameter of one engine: each variant as that engine's type of it.
+macro_rules! encode_value {
+    ($db:ty, $buffer:ty, $type_info:ty) => {
+        impl<'q> sqlx::Encode<'q, $db> for Value {
+            fn encode_by_ref(&self, buf: &mut $buffer) -> Result<IsNull, BoxDynError> {
+                match self {
+                    Value::Null(_) => Ok(IsNull::Yes),
+                    Value::Bool(v) => <bool as sqlx::Encode<$db>>::encode_by_ref(v, buf),
+                    Value::Int(v) => <i64 as sqlx::Encode<$db>>::encode_by_ref(v, buf),
+                    Value::Real(v) => <f64 as sqlx::Encode<$db>>::encode_by_ref(v, buf),
+                    Value::Text(v) => <String as sqlx::Encode<$db>>::encode_by_ref(v, buf),
+                    Value::Bytes(v) => <Vec<u8> as sqlx::Encode<$db>>::encode_by_ref(v, buf),
+                }
+            }
+
+            fn produces(&self) -> Option<$type_info> {
+                let kind = match self {
+                    Value::Null(kind) => *kind,
+                    Value::Bool(_) => Kind::Bool,
+                    Value::Int(_) => Kind::Int,
+                    Value::Real(_) => Kind::Real,
+                    Value::Text(_) => Kind::Text,
+                    Value::Bytes(_) => Kind::Bytes,
+                };
+                Some(match kind {
+                    Kind::Bool => <bool as Type<$db>>::type_info(),
+                    Kind::Int => <i64 as Type<$db>>::type_info(),
+                    Kind::Real => <f64 as Type<$db>>::type_info(),
+                    Kind::Text => <String as Type<$db>>::type_info(),
+                    Kind::Bytes => <Vec<u8> as Type<$db>>::type_info(),
+                })
+            }
         }
-    }
 
-    fn produces(&self) -> Option<SqliteTypeInfo> {
-        Some(match self {
-            Value::Null | Value::Text(_) => <String as Type<Sqlite>>::type_info(),
-            Value::Bool(_) => <bool as Type<Sqlite>>::type_info(),
-            Value::Int(_) => <i64 as Type<Sqlite>>::type_info(),
-            Value::Real(_) => <f64 as Type<Sqlite>>::type_info(),
-            Value::Bytes(_) => <Vec<u8> as Type<Sqlite>>::type_info(),
-        })
-    }
+        impl Type<$db> for Value {
+            fn type_info() -> $type_info {
+                <String as Type<$db>>::type_info()
+            }
+        }
+    };
 }
 
-impl Type<Sqlite> for Value {
-    fn type_info() -> SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-}
+encode_value!(Sqlite, SqliteArgumentsBuffer, SqliteTypeInfo);
+encode_value!(Postgres, PgArgumentBuffer, PgTypeInfo);

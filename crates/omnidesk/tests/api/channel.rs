@@ -327,16 +327,17 @@ async fn the_recorded_post_is_exactly_the_signed_bytes(app: TestApp) {
 }
 
 /// The `payload` column of every inbound event recorded for `inbox`, read from the input service's
-/// database file (the one place that shows what was kept for audit).
+/// namespace (the one place that shows what was kept for audit).
 async fn recorded_payloads(app: &TestApp, inbox: &str) -> Vec<String> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    let options = SqliteConnectOptions::new().filename(app.data_dir.join("input.db")).read_only(true);
-    let mut connection = sqlx::ConnectOptions::connect(&options).await.expect("input.db opens");
-    sqlx::query_scalar("select payload from inbound_events where inbox_id = ? order by received_at")
-        .bind(inbox)
-        .fetch_all(&mut connection)
+    let namespace = app.namespace(&input::SERVICE).await;
+    let rows: Vec<(String,)> = namespace
+        .fetch_all(
+            "select payload from inbound_events where inbox_id = ? order by received_at",
+            kernel::args![inbox.to_owned()],
+        )
         .await
-        .expect("inbound events")
+        .expect("inbound events");
+    rows.into_iter().map(|(payload,)| payload).collect()
 }
 
 /// Creates a widget contact on `inbox`; returns its source id.

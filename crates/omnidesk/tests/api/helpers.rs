@@ -29,6 +29,152 @@ pub struct TestApp {
 struct InProcess {
     _data: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
+    _namespaces: Option<ServerNamespaces>,
+}
+
+/// The database server the suite runs on, `TEST_DATABASE_URL` (`postgres://…`); unset, every
+/// test app keeps SQLite files in its data directory.
+pub fn test_database() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// A test app's namespaces on the test server: schemas `<prefix>_<service>`, dropped with it (the
+/// servers of this machine kind outlive the tests). The prefix is `t<pid>p<uuid>`, so that a run can
+/// sweep away what earlier runs' processes left behind (the shared topology's, a killed run's) without
+/// touching a run still going; the app's connections carry the prefix as their `application_name`, so
+/// the drop can end them first (an in-process server stopping with a transaction open would otherwise
+/// hold a lock the drop waits for).
+pub struct ServerNamespaces {
+    url: String,
+    prefix: String,
+}
+
+impl ServerNamespaces {
+    /// Fresh namespaces on the server of `server_url`.
+    pub fn new(server_url: &str) -> Self {
+        let prefix = fresh_prefix(server_url);
+        Self { url: app_url(server_url, &prefix), prefix }
+    }
+
+    /// The namespaces `config` names on the test server (made by [`monolith_config`]), to drop with it.
+    pub fn of(config: &kernel::Config) -> Option<Self> {
+        let url = config.data.url.clone()?;
+        Some(Self { url, prefix: config.data.namespace.trim_end_matches("_{service}").to_owned() })
+    }
+
+    /// `data.url` for these namespaces.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `data.namespace` for these namespaces.
+    pub fn template(&self) -> String {
+        format!("{}_{{service}}", self.prefix)
+    }
+
+    /// Writes `omnidesk.toml` naming these namespaces into `dir`, for the commands a test runs there.
+    fn write_config(&self, dir: &Path) {
+        let toml = format!("[data]\nurl = {:?}\nnamespace = {:?}\n", self.url, self.template());
+        std::fs::write(dir.join("omnidesk.toml"), toml).expect("omnidesk.toml");
+    }
+}
+
+impl Drop for ServerNamespaces {
+    fn drop(&mut self) {
+        // Straight to the server, not through the app's URL (which may lead through a test's relay).
+        let prefix = self.prefix.clone();
+        if let Some(server) = test_database() {
+            on_test_server(&server, Box::new(move |connection| Box::pin(drop_schemas(connection, prefix))));
+        }
+    }
+}
+
+/// A namespace prefix no one uses yet (sweeping, the first time, what gone runs left).
+fn fresh_prefix(server_url: &str) -> String {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep_stale_schemas(server_url));
+    format!("t{}p{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// The URL an app with namespaces `prefix` connects with: its connections named after them.
+fn app_url(server_url: &str, prefix: &str) -> String {
+    let separator = if server_url.contains('?') { '&' } else { '?' };
+    format!("{server_url}{separator}application_name={prefix}")
+}
+
+/// Drops the schemas of test runs whose process is gone.
+fn sweep_stale_schemas(url: &str) {
+    let sweep: OnConnection = Box::new(|connection| {
+        Box::pin(async move {
+            let prefixes: Vec<(String,)> = sqlx::query_as(
+                "select distinct substring(nspname from '^(t[0-9]+p[0-9a-f]+)_') from pg_namespace \
+                 where nspname ~ '^t[0-9]+p[0-9a-f]+_'",
+            )
+            .fetch_all(&mut *connection)
+            .await?;
+            for (prefix,) in prefixes {
+                let pid = prefix[1..].split('p').next().unwrap_or_default();
+                if !Path::new("/proc").join(pid).exists() {
+                    drop_schemas(connection, prefix).await?;
+                }
+            }
+            Ok(())
+        })
+    });
+    on_test_server(url, sweep);
+}
+
+/// Ends the connections of the namespaces with `prefix` and drops their schemas.
+async fn drop_schemas(connection: &mut sqlx::PgConnection, prefix: String) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1")
+        .bind(&prefix)
+        .execute(&mut *connection)
+        .await?;
+    let schemas: Vec<(String,)> =
+        sqlx::query_as("select nspname::text from pg_namespace where starts_with(nspname, $1)")
+            .bind(format!("{prefix}_"))
+            .fetch_all(&mut *connection)
+            .await?;
+    for (schema,) in schemas {
+        let drop = format!("drop schema if exists \"{schema}\" cascade");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *connection).await?;
+    }
+    // The logins `omnidesk db provision` made for them.
+    let roles: Vec<(String,)> = sqlx::query_as("select rolname::text from pg_roles where starts_with(rolname, $1)")
+        .bind(format!("{prefix}_"))
+        .fetch_all(&mut *connection)
+        .await?;
+    for (role,) in roles {
+        let drop = format!("drop role if exists \"{role}\"");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+type OnConnection = Box<
+    dyn for<'c> FnOnce(
+            &'c mut sqlx::PgConnection,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'c>>
+        + Send,
+>;
+
+/// Runs `work` on a connection to the test server, on a thread of its own (callers are `Drop`s and
+/// one-time set-up inside the tests' runtimes); a failure is reported, not raised.
+fn on_test_server(url: &str, work: OnConnection) {
+    let url = url.to_owned();
+    let done = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            use sqlx::{ConnectOptions, Connection};
+            let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+            let mut connection = options.application_name("omnidesk-tests").connect().await?;
+            work(&mut connection).await?;
+            connection.close().await
+        })
+    });
+    if let Ok(Err(error)) = done.join() {
+        eprintln!("cleaning up the test server's schemas: {error}");
+    }
 }
 
 /// A user registered by a test, with the credentials to log in.
@@ -79,6 +225,12 @@ pub const METRICS_TOKEN: &str = "scrape-omnidesk-test";
 pub fn monolith_config(data_dir: &Path) -> kernel::Config {
     let mut config = kernel::Config::default();
     config.data.dir = data_dir.to_owned();
+    if let Some(url) = test_database() {
+        // `monolith_with` takes charge of these namespaces (and drops them).
+        let prefix = fresh_prefix(&url);
+        config.data.url = Some(app_url(&url, &prefix));
+        config.data.namespace = format!("{prefix}_{{service}}");
+    }
     config.http.listen = "127.0.0.1:0".parse().expect("address");
     config.http.metrics_token = Some(METRICS_TOKEN.to_owned());
     config
@@ -121,9 +273,13 @@ impl TestApp {
 
     /// The monolith with a custom configuration (its data directory must be `data`).
     pub async fn monolith_with(config: kernel::Config, data: tempfile::TempDir) -> Self {
+        let namespaces = ServerNamespaces::of(&config);
+        if let Some(namespaces) = &namespaces {
+            namespaces.write_config(data.path());
+        }
         let (base_url, stop) = start_in_process(config).await;
         let data_dir = data.path().to_owned();
-        Self::new(base_url, data_dir, Some(Arc::new(InProcess { _data: data, _stop: stop })))
+        Self::new(base_url, data_dir, Some(Arc::new(InProcess { _data: data, _stop: stop, _namespaces: namespaces })))
     }
 
     /// Microservices: seven processes behind the gateway, shared by the tests of this binary.
@@ -149,6 +305,20 @@ impl TestApp {
     pub fn new(base_url: String, data_dir: PathBuf, resources: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Self { base_url, http, data_dir, _resources: resources }
+    }
+
+    /// Opens `spec`'s namespace where this app keeps it (a SQLite file in the data directory, or the
+    /// schema its `omnidesk.toml` names on the test server), for the few tests that check what was stored.
+    pub async fn namespace(&self, spec: &kernel::ServiceSpec) -> kernel::store::Namespace {
+        let file = self.data_dir.join("omnidesk.toml");
+        let mut config = if file.exists() {
+            kernel::Config::load(Some(&file)).expect("the app's omnidesk.toml loads")
+        } else {
+            kernel::Config::default()
+        };
+        config.data.dir = self.data_dir.clone();
+        let location = kernel::app::location_of(&config, spec.name).expect("a location");
+        kernel::store::Namespace::open(spec.name, &location, spec.migrations).await.expect("the namespace opens")
     }
 
     /// Runs `omnidesk ARGS --data-dir <this topology's data>`; returns its standard output.
@@ -318,6 +488,7 @@ pub struct Topology {
     exchange: String,
     child: Child,
     _data: tempfile::TempDir,
+    _namespaces: Option<ServerNamespaces>,
 }
 
 impl Topology {
@@ -351,6 +522,12 @@ impl Topology {
             None => format!("omnidesk-test.{}.events", uuid::Uuid::new_v4().simple()),
         };
         command.env("OMNIDESK_RABBITMQ__EXCHANGE", &exchange);
+        let namespaces = test_database().map(|url| {
+            let namespaces = ServerNamespaces::new(&url);
+            command.env("DATABASE_URL", namespaces.url()).env("OMNIDESK_DATA__NAMESPACE", namespaces.template());
+            namespaces.write_config(data.path());
+            namespaces
+        });
         let mut child = command.spawn().expect("omnidesk up starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -362,7 +539,7 @@ impl Topology {
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { base_url, data_dir: data.path().to_owned(), exchange, child, _data: data }
+        Self { base_url, data_dir: data.path().to_owned(), exchange, child, _data: data, _namespaces: namespaces }
     }
 
     /// The supervisor's state file.

@@ -3,6 +3,7 @@
 mod account;
 mod channel;
 mod conversations;
+mod database;
 mod desk;
 mod edge;
 mod helpers;

@@ -261,14 +261,16 @@ async fn logins_from_one_ip_are_rate_limited_across_addresses() {
 #[tokio::test]
 async fn data_survives_a_restart_of_the_monolith() {
     let data = tempfile::tempdir().expect("tempdir");
-    let (base_url, stop) = crate::helpers::start_in_process(crate::helpers::monolith_config(data.path())).await;
+    let config = crate::helpers::monolith_config(data.path());
+    let _namespaces = crate::helpers::ServerNamespaces::of(&config);
+    let (base_url, stop) = crate::helpers::start_in_process(config.clone()).await;
     let first = TestApp::new(base_url, data.path().to_owned(), None);
     let user = first.register().await;
     drop(stop);
     // Wait for the first process to let go of its port and databases.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let (base_url, _stop) = crate::helpers::start_in_process(crate::helpers::monolith_config(data.path())).await;
+    let (base_url, _stop) = crate::helpers::start_in_process(config).await;
     let second = TestApp::new(base_url, data.path().to_owned(), None);
     let session = second.login(&user).await;
 

@@ -1,4 +1,4 @@
-use kernel::store::{Location, Migrations, Namespace};
+use kernel::store::{Location, Namespace};
 
 use super::*;
 
@@ -27,13 +27,9 @@ fn user(email: &str) -> UserRow {
 /// A fresh namespace with one account and its owner.
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let namespace = Namespace::open(
-        "user",
-        &Location::SqliteFile(dir.path().join("user.db")),
-        Some(Migrations { sqlite: &crate::MIGRATIONS }),
-    )
-    .await
-    .expect("opens");
+    let namespace = Namespace::open("user", &Location::SqliteFile(dir.path().join("user.db")), Some(crate::MIGRATIONS))
+        .await
+        .expect("opens");
     namespace.migrate().await.expect("migrates");
     let store = Store::new(namespace);
     let owner = user("owner@example.jp");

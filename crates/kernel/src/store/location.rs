@@ -1,0 +1,169 @@
+//! Where a namespace lives: a SQLite file, or a schema on a PostgreSQL server.
+
+use std::path::{Path, PathBuf};
+
+use super::dialect::Engine;
+use crate::redact::redact_url_password;
+
+/// Where a namespace lives, parsed from configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file.
+    SqliteFile(PathBuf),
+    /// A schema of a PostgreSQL database: `url` names the server and database (without the `schema`
+    /// parameter), `schema` the namespace in it.
+    Postgres { url: String, schema: String },
+}
+
+/// The namespace name on a server when configuration names none: `omnidesk_<service>`.
+pub const DEFAULT_NAMESPACE_TEMPLATE: &str = "omnidesk_{service}";
+
+impl Location {
+    /// The default location of `service`'s namespace under the data directory.
+    pub fn default_for(data_dir: &Path, service: &str) -> Self {
+        Location::SqliteFile(data_dir.join(format!("{service}.db")))
+    }
+
+    /// `service`'s namespace on the server of `url` (`DATABASE_MODE=monolithic` with `data.url`): a
+    /// PostgreSQL schema named by `template` (`{service}` replaced), in the database the URL names.
+    pub fn on_server(url: &str, template: &str, service: &str) -> Result<Self, String> {
+        let name = namespace_name(template, service)?;
+        match Location::parse(url, &name)? {
+            Location::SqliteFile(_) => Err("data.url names a server (postgres://…); SQLite files are kept under \
+                                            data.dir without it"
+                .to_owned()),
+            located => Ok(located),
+        }
+    }
+
+    /// Parses a database URL: `sqlite://PATH`, or `postgres://…` (`postgresql://…`) whose namespace is
+    /// the schema given by a `schema` parameter, else `default_schema`.
+    pub fn parse(url: &str, default_schema: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err("a sqlite URL needs a file path, e.g. sqlite://data/user.db".to_owned());
+            }
+            return Ok(Location::SqliteFile(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (url, schema) = take_parameter(url, "schema");
+            let schema = schema.unwrap_or_else(|| default_schema.to_owned());
+            check_name(&schema)?;
+            url.parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| format!("not a PostgreSQL URL ({e}): {}", redact_url_password(&url)))?;
+            return Ok(Location::Postgres { url, schema });
+        }
+        let scheme = url.split(':').next().unwrap_or(url);
+        Err(format!("unsupported database scheme `{scheme}`; this build supports sqlite://PATH and postgres://…"))
+    }
+
+    /// Whether the namespace is there already (for commands that only read, which must not create one).
+    pub async fn exists(&self) -> Result<bool, super::StoreError> {
+        match self {
+            Location::SqliteFile(path) => Ok(path.exists()),
+            Location::Postgres { url, schema } => super::postgres::schema_exists(url, schema).await,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Location::SqliteFile(_) => Engine::Sqlite,
+            Location::Postgres { .. } => Engine::Postgres,
+        }
+    }
+}
+
+/// `template` with `{service}` replaced, checked as a namespace name.
+pub fn namespace_name(template: &str, service: &str) -> Result<String, String> {
+    let name = template.replace("{service}", service);
+    check_name(&name)?;
+    Ok(name)
+}
+
+/// Namespace names are unquoted identifiers on every engine: lowercase letters, digits and `_`, starting
+/// with a letter or `_`, at most 63 bytes (PostgreSQL's limit).
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a namespace name: lowercase letters, digits and `_`, not starting with a digit, \
+             at most 63 characters"
+        ))
+    }
+}
+
+/// `url` without its query parameter `key`, and that parameter's value.
+fn take_parameter(url: &str, key: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut value = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == key => {
+                value = Some(v.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, value)
+}
+
+/// Shown in messages and `omnidesk config`: never a password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+            Location::Postgres { url, schema } => {
+                let url = redact_url_password(url);
+                let separator = if url.contains('?') { '&' } else { '?' };
+                write!(f, "{url}{separator}schema={schema}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_file_or_a_schema_and_others_are_refused() {
+        assert_eq!(Location::parse("sqlite://data/u.db", "x"), Ok(Location::SqliteFile("data/u.db".into())));
+        assert!(Location::parse("sqlite://", "x").is_err());
+        assert_eq!(
+            Location::parse("postgres://app:pw@db:5432/omni?sslmode=disable&schema=desk", "x"),
+            Ok(Location::Postgres {
+                url: "postgres://app:pw@db:5432/omni?sslmode=disable".into(),
+                schema: "desk".into()
+            })
+        );
+        assert_eq!(
+            Location::parse("postgresql://db/omni", "omnidesk_user"),
+            Ok(Location::Postgres { url: "postgresql://db/omni".into(), schema: "omnidesk_user".into() })
+        );
+        assert!(Location::parse("postgres://db/omni?schema=Bad-Name", "x").is_err());
+        assert!(Location::parse("oracle://db", "x").expect_err("unsupported").contains("oracle"));
+    }
+
+    #[test]
+    fn a_server_url_gives_each_service_its_schema_and_passwords_are_never_shown() {
+        let location =
+            Location::on_server("postgres://app:hunter2@db/omni", DEFAULT_NAMESPACE_TEMPLATE, "inbox").expect("parses");
+        assert_eq!(location.to_string(), "postgres://app:<redacted>@db/omni?schema=omnidesk_inbox");
+        assert!(Location::on_server("sqlite://x.db", DEFAULT_NAMESPACE_TEMPLATE, "inbox").is_err());
+        assert!(Location::on_server("postgres://db/omni", "{service}-x", "inbox").is_err());
+    }
+}

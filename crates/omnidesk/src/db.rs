@@ -1,0 +1,62 @@
+//! `omnidesk db`: administering the database servers the namespaces live on.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use kernel::config::Config;
+use kernel::store::namespace_name;
+use omnidesk::service_names;
+
+/// `omnidesk db provision`: a namespace and a login per service; the configuration that uses them is
+/// printed, or written to `out` (mode 0600: it holds passwords).
+pub async fn provision(
+    config: &Config,
+    admin_url: &str,
+    services: &[String],
+    out: Option<&Path>,
+    reset_passwords: bool,
+) -> anyhow::Result<()> {
+    let known = service_names();
+    let chosen: Vec<&str> =
+        if services.is_empty() { known.clone() } else { services.iter().map(String::as_str).collect() };
+    if let Some(unknown) = chosen.iter().find(|name| !known.contains(name)) {
+        bail!("unknown service `{unknown}`; known: {}", known.join(", "));
+    }
+    let mut toml = String::from(
+        "# Written by `omnidesk db provision`: each service on its own login, which reaches only its own\n\
+         # namespace. Keep this file secret.\n[data]\nmode = \"distributed\"\n",
+    );
+    for service in chosen {
+        let name =
+            namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
+        let provisioned = kernel::store::provision(admin_url, &name, reset_passwords)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .with_context(|| format!("provisioning `{service}`"))?;
+        let what = match (provisioned.created, provisioned.password_set) {
+            (true, _) => "login and namespace created",
+            (false, true) => "login existed; new password set",
+            (false, false) => "login existed; password kept (the URL below has none: add it, or --reset-passwords)",
+        };
+        eprintln!("{service}: {name} ({what})");
+        toml.push_str(&format!("\n[services.{service}]\ndatabase_url = {:?}\n", provisioned.url));
+    }
+    match out {
+        None => print!("{toml}"),
+        Some(path) => {
+            write_private(path, &toml).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} (start with --config {0} or merge it into your configuration)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to a new or truncated file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // `mode` applies only to a new file.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
