@@ -37,8 +37,11 @@ use lapin::{Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-static FIXTURE: Migrations =
-    kernel::migrations!(sqlite: "src/store/test_migrations/sqlite", postgres: "src/store/test_migrations/postgres");
+static FIXTURE: Migrations = kernel::migrations!(
+    sqlite: "src/store/test_migrations/sqlite",
+    postgres: "src/store/test_migrations/postgres",
+    mysql: "src/store/test_migrations/mysql"
+);
 
 /// Events produced and awaited before measuring, so connections, caches and the queue are warm.
 const WARM_UP: usize = 200;

@@ -123,7 +123,7 @@ enum EventsCommand {
 
 #[derive(Subcommand)]
 enum DbCommand {
-    /// Give every service (or those listed) a namespace on a PostgreSQL server and a login of its own
+    /// Give every service (or those listed) a namespace on a PostgreSQL or MariaDB server and a login of its own
     /// that can reach nothing else, and print the configuration that runs them with those logins
     /// (`data.mode = "distributed"` and each `services.<name>.database_url`).
     ///
@@ -131,7 +131,8 @@ enum DbCommand {
     /// monolithic mode) keeps its data and is handed to the new login. Rerunning it changes nothing
     /// except passwords, and those only with --reset-passwords.
     Provision {
-        /// The server, as a login that may create roles and schemas, e.g. postgres://postgres@db/omnidesk.
+        /// The server, as a login that may create logins and namespaces, e.g. postgres://postgres@db/omnidesk
+        /// or mysql://root@db/.
         #[arg(long)]
         admin_url: String,
         /// Write the configuration to this file (readable by its owner only) instead of printing it.

@@ -98,7 +98,7 @@ pub struct DataConfig {
     /// `DATABASE_MODE`: `monolithic` puts every namespace in one place (the data directory or one server);
     /// `distributed` lets each service name its own database with `services.<name>.database_url`.
     pub mode: DatabaseMode,
-    /// `DATABASE_URL`: the server every namespace lives on (`postgres://…`), one schema per service named
+    /// `DATABASE_URL`: the server every namespace lives on (`postgres://…` or `mysql://…`), one schema or database per service named
     /// by `namespace`; without it, SQLite files under `dir`.
     pub url: Option<String>,
     /// The name of a service's namespace on a server (`{service}` is replaced): a PostgreSQL schema.

@@ -255,6 +255,11 @@ pub async fn trim(namespace: &Namespace, before: i64) -> Result<u64, StoreError>
                 )
                 .await?
         }
+        Engine::MySql => {
+            namespace
+                .kernel_delete_in_slices("delete from _processed_events where processed_at < ? limit ?", args![before])
+                .await?
+        }
     };
     Ok(deleted)
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Statement, visit_relations};
-use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlx::migrate::Migrator;
 
@@ -24,6 +24,7 @@ fn dialect(engine: Engine) -> &'static dyn Dialect {
     match engine {
         Engine::Sqlite => &SQLiteDialect {},
         Engine::Postgres => &PostgreSqlDialect {},
+        Engine::MySql => &MySqlDialect {},
     }
 }
 

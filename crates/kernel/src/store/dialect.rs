@@ -8,6 +8,16 @@
 //!   is each row and `key` its place, as in SQLite (`value ->> 'field'` is text there: a statement casts
 //!   what is not text, `cast(value ->> 'at' as bigint)`, which SQLite accepts as well).
 //!
+//! What is rewritten for MariaDB (placeholders stay `?`):
+//! - `jsonb_each(?) [as x]` becomes `json_table(?, '$[*]' columns (`key` for ordinality, value json path
+//!   '$')) as x`, and `v ->> 3` / `v ->> 'f'` become `json_value(v, '$[3]')` / `json_value(v, '$.f')`;
+//! - `key` (a reserved word there) is quoted, `"names"` become `` `names` ``, `cast(… as bigint)` becomes
+//!   `cast(… as signed)` and `cast(… as text)` `cast(… as char)`;
+//! - `on conflict … do nothing` becomes `insert ignore`, `on conflict … do update set a = excluded.a`
+//!   becomes `on duplicate key update a = values(a)`;
+//! - `in (select … limit ?)`, which MariaDB refuses, reads from a derived table: `in (select * from (select
+//!   … limit ?) as _inN)`.
+//!
 //! What cannot be rewritten (full-text search, a statement shaped differently per engine) is written per
 //! engine with [`dialects!`](crate::dialects), beside its twins in the service's store.
 
@@ -18,6 +28,8 @@ use std::fmt::Write as _;
 pub enum Engine {
     Sqlite,
     Postgres,
+    /// MariaDB (10.6 or later; MySQL 8 lacks `returning`, which the stores use).
+    MySql,
 }
 
 impl Engine {
@@ -25,6 +37,7 @@ impl Engine {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
         }
     }
 }
@@ -41,6 +54,7 @@ pub enum Sql {
 pub struct Dialects {
     pub sqlite: &'static str,
     pub postgres: &'static str,
+    pub mysql: &'static str,
 }
 
 impl From<&'static str> for Sql {
@@ -56,17 +70,18 @@ impl Sql {
             (Sql::Portable(sql), _) => sql,
             (Sql::PerEngine(d), Engine::Sqlite) => d.sqlite,
             (Sql::PerEngine(d), Engine::Postgres) => d.postgres,
+            (Sql::PerEngine(d), Engine::MySql) => d.mysql,
         }
     }
 }
 
 /// A statement whose text differs per engine, e.g. full-text search:
-/// `dialects! { sqlite: "… match ?", postgres: "… t.term >= ? …" }`. Each text is written with `?`
-/// placeholders and `jsonb_each(?)` row sources, rewritten for its engine like portable text.
+/// `dialects! { sqlite: "… match ?", postgres: "… t.term >= ? …", mysql: "…" }`. Each text is written
+/// with `?` placeholders and `jsonb_each(?)` row sources, rewritten for its engine like portable text.
 #[macro_export]
 macro_rules! dialects {
-    (sqlite: $sqlite:expr, postgres: $postgres:expr $(,)?) => {
-        $crate::store::Sql::PerEngine(&$crate::store::Dialects { sqlite: $sqlite, postgres: $postgres })
+    (sqlite: $sqlite:expr, postgres: $postgres:expr, mysql: $mysql:expr $(,)?) => {
+        $crate::store::Sql::PerEngine(&$crate::store::Dialects { sqlite: $sqlite, postgres: $postgres, mysql: $mysql })
     };
 }
 
@@ -75,6 +90,7 @@ pub fn translate(engine: Engine, sql: &str) -> String {
     match engine {
         Engine::Sqlite => sql.to_owned(),
         Engine::Postgres => to_postgres(sql),
+        Engine::MySql => to_mysql(sql),
     }
 }
 
@@ -119,6 +135,175 @@ fn to_postgres(sql: &str) -> String {
         }
     }
     out
+}
+
+/// SQLite's text rewritten for MariaDB (see the module doc).
+fn to_mysql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let (mut row_sources, mut subqueries, mut ignore) = (0, 0, false);
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        let at_word = c.is_ascii_alphabetic() && !out.ends_with(is_word_char);
+        let word = if at_word { &rest[..rest.find(|c: char| !is_word_char(c)).unwrap_or(rest.len())] } else { "" };
+        match c {
+            '\'' => {
+                let end = closing(rest, c);
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+            }
+            '"' => {
+                let end = closing(rest, c);
+                let _ = write!(out, "`{}`", &rest[1..end.saturating_sub(1).max(1)]);
+                rest = &rest[end..];
+            }
+            '-' if rest.starts_with("->>") => {
+                rest = rest[3..].trim_start();
+                let operand_start = out.trim_end().len();
+                let operand_from =
+                    out[..operand_start].rfind(|c: char| !is_word_char(c) && c != '.').map_or(0, |i| i + 1);
+                let operand = out[operand_from..operand_start].to_owned();
+                out.truncate(operand_from);
+                let path = if rest.starts_with('\'') {
+                    let end = closing(rest, '\'');
+                    let key = &rest[1..end - 1];
+                    rest = &rest[end..];
+                    if key.starts_with('$') { key.to_owned() } else { format!("$.{key}") }
+                } else {
+                    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                    let index = &rest[..end];
+                    rest = &rest[end..];
+                    format!("$[{index}]")
+                };
+                let _ = write!(out, "json_value({operand}, '{path}')");
+            }
+            '-' if rest.starts_with("--") => {
+                let end = rest.find('\n').unwrap_or(rest.len());
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+            }
+            _ if word == "jsonb_each" && rest.starts_with("jsonb_each(?)") => {
+                row_sources += 1;
+                rest = &rest["jsonb_each(?)".len()..];
+                let alias = take_alias(&mut rest).map_or_else(|| format!("_rows{row_sources}"), str::to_owned);
+                let _ =
+                    write!(out, "json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as {alias}");
+            }
+            _ if word == "key" && !out.trim_end().ends_with('.') => {
+                out.push_str("`key`");
+                rest = &rest[3..];
+            }
+            _ if matches!(word, "bigint" | "integer" | "text") && out.ends_with("as ") && {
+                let after = rest[word.len()..].trim_start();
+                after.starts_with(')')
+            } =>
+            {
+                out.push_str(if word == "text" { "char" } else { "signed" });
+                rest = &rest[word.len()..];
+            }
+            _ if word == "excluded" && rest[word.len()..].starts_with('.') => {
+                let column_from = word.len() + 1;
+                let len = rest[column_from..].find(|c: char| !is_word_char(c)).unwrap_or(rest.len() - column_from);
+                let _ = write!(out, "values({})", &rest[column_from..column_from + len]);
+                rest = &rest[column_from + len..];
+            }
+            _ if word == "on" && starts_with_words(&rest[2..], &["conflict"]) => {
+                // `on conflict [(columns)] do nothing | do update set`.
+                let mut after = rest[2..].trim_start()["conflict".len()..].trim_start();
+                if after.starts_with('(') {
+                    after = after[closing_paren(after)..].trim_start();
+                }
+                if let Some(tail) = strip_words(after, &["do", "nothing"]) {
+                    ignore = true;
+                    out.truncate(out.trim_end().len());
+                    rest = tail;
+                } else if let Some(tail) = strip_words(after, &["do", "update", "set"]) {
+                    out.push_str("on duplicate key update");
+                    rest = tail;
+                } else {
+                    out.push_str("on");
+                    rest = &rest[2..];
+                }
+            }
+            _ if word == "in" && {
+                let after = rest[2..].trim_start();
+                after.starts_with('(') && starts_with_words(&after[1..], &["select"])
+            } =>
+            {
+                let after = rest[2..].trim_start();
+                let end = closing_paren(after);
+                let inner = &after[1..end - 1];
+                let translated = to_mysql(inner);
+                if has_word(inner, "limit") {
+                    subqueries += 1;
+                    let _ = write!(out, "in (select * from ({translated}) as _in{subqueries})");
+                } else {
+                    let _ = write!(out, "in ({translated})");
+                }
+                rest = &after[end..];
+            }
+            _ if at_word => {
+                out.push_str(word);
+                rest = &rest[word.len()..];
+            }
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if ignore && let Some(at) = out.find("insert into") {
+        out.replace_range(at..at + "insert into".len(), "insert ignore into");
+    }
+    out
+}
+
+/// Whether `text`, after whitespace, starts with `words` separated by whitespace.
+fn starts_with_words(text: &str, words: &[&str]) -> bool {
+    strip_words(text, words).is_some()
+}
+
+/// `text` after `words` (each preceded by whitespace or nothing), if it starts with them.
+fn strip_words<'a>(text: &'a str, words: &[&str]) -> Option<&'a str> {
+    let mut rest = text;
+    for word in words {
+        rest = rest.trim_start().strip_prefix(word)?;
+        if rest.starts_with(is_word_char) && word.ends_with(is_word_char) {
+            return None;
+        }
+    }
+    Some(rest)
+}
+
+/// Whether `text` has `word` as a whole word outside literals (roughly: literals are not skipped, which
+/// only errs towards wrapping a subquery that did not need it).
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word)
+        .any(|(at, _)| !text[..at].ends_with(is_word_char) && !text[at + word.len()..].starts_with(is_word_char))
+}
+
+/// The length of the parenthesised text at the start of `text`, parentheses included (literals skipped).
+fn closing_paren(text: &str) -> usize {
+    let mut depth = 0;
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i..].chars().next().unwrap_or(' ');
+        match c {
+            '\'' | '"' => {
+                i += closing(&text[i..], c);
+                continue;
+            }
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += c.len_utf8();
+    }
+    text.len()
 }
 
 fn is_word_char(c: char) -> bool {
@@ -182,5 +367,51 @@ mod tests {
     fn sqlite_text_is_left_as_it_is() {
         let sql = "select value ->> 0 from jsonb_each(?) where a = ?";
         assert_eq!(translate(Engine::Sqlite, sql), sql);
+    }
+
+    #[test]
+    fn mariadb_reads_row_sets_from_json_table_and_fields_with_json_value() {
+        assert_eq!(
+            to_mysql(
+                "insert into t (a, b) select value ->> 0, cast(value ->> 1 as bigint) from jsonb_each(?) where true order by key"
+            ),
+            "insert into t (a, b) select json_value(value, '$[0]'), cast(json_value(value, '$[1]') as signed) from \
+             json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as _rows1 where true order by `key`"
+        );
+        assert_eq!(
+            to_mysql("select q.value ->> 'content', x.key from jsonb_each(?) as q"),
+            "select json_value(q.value, '$.content'), x.key from json_table(?, '$[*]' columns (`key` for ordinality, \
+             value json path '$')) as q"
+        );
+    }
+
+    #[test]
+    fn mariadb_upserts_and_ignores() {
+        assert_eq!(
+            to_mysql("insert into t (id, a) values (?, ?) on conflict (id) do nothing"),
+            "insert ignore into t (id, a) values (?, ?)"
+        );
+        assert_eq!(
+            to_mysql("insert into t (id, a) values (?, ?) on conflict do nothing returning id"),
+            "insert ignore into t (id, a) values (?, ?) returning id"
+        );
+        assert_eq!(
+            to_mysql(
+                "insert into c (k, v) values (?, ?) on conflict (k) do update set v = c.v + excluded.v, w = 'on conflict'"
+            ),
+            "insert into c (k, v) values (?, ?) on duplicate key update v = c.v + values(v), w = 'on conflict'"
+        );
+    }
+
+    #[test]
+    fn mariadb_reads_a_limited_subquery_from_a_derived_table() {
+        assert_eq!(
+            to_mysql("delete from t where seq in (select seq from t where a < ? order by seq limit ?)"),
+            "delete from t where seq in (select * from (select seq from t where a < ? order by seq limit ?) as _in1)"
+        );
+        assert_eq!(
+            to_mysql("select a from t where id in (select id from u where \"b\" = '?')"),
+            "select a from t where id in (select id from u where `b` = '?')"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Where a namespace lives: a SQLite file, or a schema on a PostgreSQL server.
+//! Where a namespace lives: a SQLite file, a schema on a PostgreSQL server, or a database on a MariaDB
+//! server.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,9 @@ pub enum Location {
     /// A schema of a PostgreSQL database: `url` names the server and database (without the `schema`
     /// parameter), `schema` the namespace in it.
     Postgres { url: String, schema: String },
+    /// A database on a MariaDB server: `url` names the server (without a database), `database` the
+    /// namespace.
+    MySql { url: String, database: String },
 }
 
 /// The namespace name on a server when configuration names none: `omnidesk_<service>`.
@@ -29,6 +33,8 @@ impl Location {
     pub fn on_server(url: &str, template: &str, service: &str) -> Result<Self, String> {
         let name = namespace_name(template, service)?;
         match Location::parse(url, &name)? {
+            // The server's URL may name a database to connect to; every service still gets its own.
+            Location::MySql { url, .. } => Ok(Location::MySql { url, database: name }),
             Location::SqliteFile(_) => Err("data.url names a server (postgres://…); SQLite files are kept under \
                                             data.dir without it"
                 .to_owned()),
@@ -53,8 +59,21 @@ impl Location {
                 .map_err(|e| format!("not a PostgreSQL URL ({e}): {}", redact_url_password(&url)))?;
             return Ok(Location::Postgres { url, schema });
         }
+        if let Some(rest) = url.strip_prefix("mysql://").or_else(|| url.strip_prefix("mariadb://")) {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let (database, query) = path.split_once('?').map_or((path, None), |(d, q)| (d, Some(q)));
+            let database = if database.is_empty() { default_schema.to_owned() } else { database.to_owned() };
+            check_name(&database)?;
+            let url = format!("mysql://{authority}/{}", query.map(|q| format!("?{q}")).unwrap_or_default());
+            url.parse::<sqlx::mysql::MySqlConnectOptions>()
+                .map_err(|e| format!("not a MariaDB URL ({e}): {}", redact_url_password(&url)))?;
+            return Ok(Location::MySql { url, database });
+        }
         let scheme = url.split(':').next().unwrap_or(url);
-        Err(format!("unsupported database scheme `{scheme}`; this build supports sqlite://PATH and postgres://…"))
+        Err(format!(
+            "unsupported database scheme `{scheme}`; this build supports sqlite://PATH, postgres://… and mysql://… \
+             (MariaDB)"
+        ))
     }
 
     /// Whether the namespace is there already (for commands that only read, which must not create one).
@@ -62,6 +81,7 @@ impl Location {
         match self {
             Location::SqliteFile(path) => Ok(path.exists()),
             Location::Postgres { url, schema } => super::postgres::schema_exists(url, schema).await,
+            Location::MySql { url, database } => super::mysql::database_exists(url, database).await,
         }
     }
 
@@ -69,6 +89,7 @@ impl Location {
         match self {
             Location::SqliteFile(_) => Engine::Sqlite,
             Location::Postgres { .. } => Engine::Postgres,
+            Location::MySql { .. } => Engine::MySql,
         }
     }
 }
@@ -124,6 +145,11 @@ impl std::fmt::Display for Location {
                 let url = redact_url_password(url);
                 let separator = if url.contains('?') { '&' } else { '?' };
                 write!(f, "{url}{separator}schema={schema}")
+            }
+            Location::MySql { url, database } => {
+                let url = redact_url_password(url);
+                let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+                write!(f, "{base}{database}{}", query.map(|q| format!("?{q}")).unwrap_or_default())
             }
         }
     }

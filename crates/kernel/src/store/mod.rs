@@ -26,6 +26,7 @@
 pub mod audit;
 mod dialect;
 mod location;
+mod mysql;
 mod postgres;
 mod provision;
 mod sqlite;
@@ -37,9 +38,10 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use sqlx::migrate::Migrator;
+use sqlx::mysql::MySqlRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, PgPool, SqlitePool};
+use sqlx::{FromRow, MySqlPool, PgPool, SqlitePool};
 
 pub use dialect::{Dialects, Engine, Sql, translate};
 pub use location::{DEFAULT_NAMESPACE_TEMPLATE, Location, namespace_name};
@@ -47,14 +49,20 @@ pub use provision::{Provisioned, provision};
 pub use value::{Kind, Nullable, Value};
 
 /// The kernel's own tables in every namespace: the event bus's outbox, processed events and dead letters.
-pub(crate) static KERNEL_MIGRATIONS: Migrations =
-    crate::migrations!(sqlite: "src/store/migrations/sqlite", postgres: "src/store/migrations/postgres");
+pub(crate) static KERNEL_MIGRATIONS: Migrations = crate::migrations!(
+    sqlite: "src/store/migrations/sqlite",
+    postgres: "src/store/migrations/postgres",
+    mysql: "src/store/migrations/mysql"
+);
 
 /// The kernel's test fixture namespace (a `things` table), for its own tests and benchmarks.
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
-pub static TEST_MIGRATIONS: Migrations =
-    crate::migrations!(sqlite: "src/store/test_migrations/sqlite", postgres: "src/store/test_migrations/postgres");
+pub static TEST_MIGRATIONS: Migrations = crate::migrations!(
+    sqlite: "src/store/test_migrations/sqlite",
+    postgres: "src/store/test_migrations/postgres",
+    mysql: "src/store/test_migrations/mysql"
+);
 
 /// Where the kernel keeps the history of [`KERNEL_MIGRATIONS`] in each namespace.
 pub(crate) const KERNEL_MIGRATIONS_TABLE: &str = "_kernel_migrations";
@@ -68,6 +76,7 @@ pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 pub struct Migrations {
     pub sqlite: &'static Migrator,
     pub postgres: &'static Migrator,
+    pub mysql: &'static Migrator,
 }
 
 impl Migrations {
@@ -75,19 +84,24 @@ impl Migrations {
         match engine {
             Engine::Sqlite => self.sqlite,
             Engine::Postgres => self.postgres,
+            Engine::MySql => self.mysql,
         }
     }
 }
 
 /// A crate's migrations for every engine, embedded from its `migrations/<engine>/` directories:
 /// `migrations: Some(kernel::migrations!())`; or from the directories given, relative to the crate:
-/// `kernel::migrations!(sqlite: "src/…/sqlite", postgres: "src/…/postgres")`.
+/// `kernel::migrations!(sqlite: "src/…/sqlite", postgres: "src/…/postgres", mysql: "src/…/mysql")`.
 #[macro_export]
 macro_rules! migrations {
     () => {
-        $crate::migrations!(sqlite: "./migrations/sqlite", postgres: "./migrations/postgres")
+        $crate::migrations!(
+            sqlite: "./migrations/sqlite",
+            postgres: "./migrations/postgres",
+            mysql: "./migrations/mysql"
+        )
     };
-    (sqlite: $sqlite:literal, postgres: $postgres:literal) => {
+    (sqlite: $sqlite:literal, postgres: $postgres:literal, mysql: $mysql:literal) => {
         $crate::store::Migrations {
             sqlite: {
                 static SQLITE: $crate::__sqlx::migrate::Migrator = $crate::__sqlx::migrate!($sqlite);
@@ -97,13 +111,23 @@ macro_rules! migrations {
                 static POSTGRES: $crate::__sqlx::migrate::Migrator = $crate::__sqlx::migrate!($postgres);
                 &POSTGRES
             },
+            mysql: {
+                static MYSQL: $crate::__sqlx::migrate::Migrator = $crate::__sqlx::migrate!($mysql);
+                &MYSQL
+            },
         }
     };
 }
 
 /// What a row type must be to be read on every engine: `#[derive(sqlx::FromRow)]` of fields that are.
-pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
-impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+pub trait Row:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, MySqlRow> + Send + Unpin
+{
+}
+impl<T> Row for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, MySqlRow> + Send + Unpin
+{
+}
 
 /// Why a storage call failed. Services map `UniqueViolation` to 409; the rest are internal errors.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +146,9 @@ pub enum StoreError {
     Unavailable(sqlx::Error),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The server is not one OmniDesk runs on (e.g. MySQL instead of MariaDB).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("migrating namespace `{service}`: {source}")]
     Migration { service: &'static str, source: sqlx::migrate::MigrateError },
 }
@@ -173,6 +200,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_millis(800);
 pub enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+    MySql(MySqlPool),
 }
 
 /// Runs `$body` with `$pool` bound to the native pool of whichever engine `$on` is.
@@ -181,6 +209,7 @@ macro_rules! on_pool {
         match $on {
             Pool::Sqlite($pool) => $body,
             Pool::Postgres($pool) => $body,
+            Pool::MySql($pool) => $body,
         }
     };
 }
@@ -191,6 +220,7 @@ macro_rules! on_tx {
         match $on {
             TxInner::Sqlite($tx) => $body,
             TxInner::Postgres($tx) => $body,
+            TxInner::MySql($tx) => $body,
         }
     };
 }
@@ -202,17 +232,22 @@ macro_rules! bound {
     };
 }
 
-/// Statements as PostgreSQL runs them, rewritten once each (by the address of their static text) and kept:
-/// a process runs a fixed set of statements.
-static POSTGRES_TEXT: LazyLock<RwLock<HashMap<(usize, usize), &'static str>>> = LazyLock::new(Default::default);
+/// Statements as another engine than SQLite runs them, rewritten once each (by the address of their static
+/// text) and kept: a process runs a fixed set of statements.
+/// A statement's static text by engine and address (pointer, length).
+type TextKey = (Engine, usize, usize);
+static ENGINE_TEXT: LazyLock<RwLock<HashMap<TextKey, &'static str>>> = LazyLock::new(Default::default);
 
-fn postgres_text(sql: &'static str) -> &'static str {
-    let key = (sql.as_ptr() as usize, sql.len());
-    if let Some(text) = POSTGRES_TEXT.read().ok().and_then(|texts| texts.get(&key).copied()) {
+fn engine_text(engine: Engine, sql: &'static str) -> &'static str {
+    if engine == Engine::Sqlite {
+        return sql;
+    }
+    let key = (engine, sql.as_ptr() as usize, sql.len());
+    if let Some(text) = ENGINE_TEXT.read().ok().and_then(|texts| texts.get(&key).copied()) {
         return text;
     }
-    let text: &'static str = Box::leak(translate(Engine::Postgres, sql).into_boxed_str());
-    if let Ok(mut texts) = POSTGRES_TEXT.write() {
+    let text: &'static str = Box::leak(translate(engine, sql).into_boxed_str());
+    if let Ok(mut texts) = ENGINE_TEXT.write() {
         texts.insert(key, text);
     }
     text
@@ -297,6 +332,10 @@ impl Namespace {
             Location::Postgres { url, schema } => {
                 let (pool, writer) = postgres::open(url, schema).await?;
                 (Pool::Postgres(pool), Pool::Postgres(writer), None)
+            }
+            Location::MySql { url, database } => {
+                let (pool, writer) = mysql::open(url, database).await?;
+                (Pool::MySql(pool), Pool::MySql(writer), None)
             }
         };
         let owned_tables = match migrations {
@@ -399,11 +438,7 @@ impl Namespace {
     /// [`Namespace::statement`] for the kernel's own statements (event-bus tables), which the ownership
     /// audit does not apply to.
     fn kernel_statement(&self, sql: Sql) -> &'static str {
-        let text = sql.text(self.engine);
-        match self.engine {
-            Engine::Sqlite => text,
-            Engine::Postgres => postgres_text(text),
-        }
+        engine_text(self.engine, sql.text(self.engine))
     }
 
     /// Checks (once per statement, in debug builds) that `sql`, written in `written_as`'s dialect, names
@@ -523,6 +558,11 @@ impl Namespace {
             Pool::Postgres(pool) => {
                 TxInner::Postgres(pool.begin_with(postgres::BEGIN).await.map_err(StoreError::classify)?)
             }
+            Pool::MySql(pool) => {
+                let mut tx = pool.begin().await.map_err(StoreError::classify)?;
+                sqlx::query(mysql::LOCK).execute(&mut *tx).await.map_err(StoreError::classify)?;
+                TxInner::MySql(tx)
+            }
         };
         Ok(Tx { namespace: self, inner, published: false, on_commit: Vec::new() })
     }
@@ -541,6 +581,7 @@ pub struct Tx<'a> {
 enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    MySql(sqlx::Transaction<'static, sqlx::MySql>),
 }
 
 impl Tx<'_> {

@@ -23,22 +23,41 @@ async fn scratch(engine: Engine) -> (Namespace, Box<dyn std::any::Any>) {
                 .await
                 .unwrap_or_else(|e| panic!("PostgreSQL at {} (is it running?): {e}", postgres_url()));
             namespace.migrate().await.expect("migrates");
-            (namespace, Box::new(DropSchema(schema)))
+            (namespace, Box::new(DropSchema(engine, schema)))
+        }
+        Engine::MySql => {
+            let database = format!("kernel_test_{}", uuid::Uuid::new_v4().simple());
+            let location = Location::MySql { url: mysql_url(), database: database.clone() };
+            let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS))
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB at {} (is it running?): {e}", mysql_url()));
+            namespace.migrate().await.expect("migrates");
+            (namespace, Box::new(DropSchema(engine, database)))
         }
     }
 }
 
-/// Drops a scratch schema when the test ends.
-struct DropSchema(String);
+/// The MariaDB server the tests use (`TEST_MYSQL_URL`; the test command starts it).
+fn mysql_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_owned())
+}
+
+/// Drops a scratch schema (PostgreSQL) or database (MariaDB) when the test ends.
+struct DropSchema(Engine, String);
 
 impl Drop for DropSchema {
     fn drop(&mut self) {
-        let schema = std::mem::take(&mut self.0);
+        let (engine, name) = (self.0, std::mem::take(&mut self.1));
         let dropped = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
-                let mut connection =
-                    sqlx::ConnectOptions::connect(&postgres_url().parse::<sqlx::postgres::PgConnectOptions>()?).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("drop schema if exists {schema} cascade")))
+                use sqlx::ConnectOptions as _;
+                if engine == Engine::MySql {
+                    let mut connection = mysql_url().parse::<sqlx::mysql::MySqlConnectOptions>()?.connect().await?;
+                    let statement = format!("drop database if exists {name}");
+                    return sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.map(drop);
+                }
+                let mut connection = postgres_url().parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("drop schema if exists {name} cascade")))
                     .execute(&mut connection)
                     .await
                     .map(drop)
@@ -48,7 +67,7 @@ impl Drop for DropSchema {
     }
 }
 
-/// Declares `$name` once per engine (`$name::sqlite`, `$name::postgres`), each given a fresh namespace.
+/// Declares `$name` once per engine (`$name::sqlite`, `$name::postgres`, `$name::mysql`), each given a fresh namespace.
 macro_rules! on_every_engine {
     ($(async fn $name:ident($namespace:ident) $body:block)*) => {$(
         mod $name {
@@ -65,6 +84,12 @@ macro_rules! on_every_engine {
             #[tokio::test]
             async fn postgres() {
                 let (namespace, _cleanup) = scratch(Engine::Postgres).await;
+                check(namespace).await;
+            }
+
+            #[tokio::test]
+            async fn mysql() {
+                let (namespace, _cleanup) = scratch(Engine::MySql).await;
                 check(namespace).await;
             }
         }

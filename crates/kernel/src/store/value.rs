@@ -2,9 +2,10 @@
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
+use sqlx::mysql::MySqlTypeInfo;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
-use sqlx::{Postgres, Sqlite, Type};
+use sqlx::{MySql, Postgres, Sqlite, Type};
 
 /// A value bound to a `?` placeholder. Types are the portable subset every engine stores the same way:
 /// ids and enums as text, instants as Unix milliseconds, flags as booleans.
@@ -88,6 +89,7 @@ macro_rules! stored_as_text {
         }
         $crate::__text_column!($ty, $from_text, $crate::__sqlx::Sqlite);
         $crate::__text_column!($ty, $from_text, $crate::__sqlx::Postgres);
+        $crate::__text_column!($ty, $from_text, $crate::__sqlx::MySql);
     };
 }
 
@@ -168,3 +170,4 @@ macro_rules! encode_value {
 
 encode_value!(Sqlite, SqliteArgumentsBuffer, SqliteTypeInfo);
 encode_value!(Postgres, PgArgumentBuffer, PgTypeInfo);
+encode_value!(MySql, Vec<u8>, MySqlTypeInfo);

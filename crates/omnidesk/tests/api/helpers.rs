@@ -83,8 +83,12 @@ impl Drop for ServerNamespaces {
     fn drop(&mut self) {
         // Straight to the server, not through the app's URL (which may lead through a test's relay).
         let prefix = self.prefix.clone();
-        if let Some(server) = test_database() {
-            on_test_server(&server, Box::new(move |connection| Box::pin(drop_schemas(connection, prefix))));
+        match test_database() {
+            Some(server) if is_mysql(&server) => on_mysql_server(&server, Some(prefix)),
+            Some(server) => {
+                on_test_server(&server, Box::new(move |connection| Box::pin(drop_schemas(connection, prefix))))
+            }
+            None => {}
         }
     }
 }
@@ -92,14 +96,86 @@ impl Drop for ServerNamespaces {
 /// A namespace prefix no one uses yet (sweeping, the first time, what gone runs left).
 fn fresh_prefix(server_url: &str) -> String {
     static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(|| sweep_stale_schemas(server_url));
+    SWEPT.call_once(|| {
+        if is_mysql(server_url) {
+            on_mysql_server(server_url, None);
+        } else {
+            sweep_stale_schemas(server_url);
+        }
+    });
     format!("t{}p{}", std::process::id(), uuid::Uuid::new_v4().simple())
 }
 
 /// The URL an app with namespaces `prefix` connects with: its connections named after them.
 fn app_url(server_url: &str, prefix: &str) -> String {
+    if is_mysql(server_url) {
+        // MariaDB's connections are found by the database they use instead.
+        return server_url.to_owned();
+    }
     let separator = if server_url.contains('?') { '&' } else { '?' };
     format!("{server_url}{separator}application_name={prefix}")
+}
+
+fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
+/// On a MariaDB test server: ends the connections to and drops the databases of `prefix`, or (without
+/// one) of every test run whose process is gone.
+fn on_mysql_server(url: &str, prefix: Option<String>) {
+    let url = url.to_owned();
+    let done = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            use sqlx::{ConnectOptions, Connection};
+            let options: sqlx::mysql::MySqlConnectOptions = url.parse()?;
+            let mut connection = options.connect().await?;
+            let databases: Vec<(String,)> = sqlx::query_as(
+                "select schema_name from information_schema.schemata where schema_name regexp '^t[0-9]+p[0-9a-f]+_'",
+            )
+            .fetch_all(&mut connection)
+            .await?;
+            for (database,) in databases {
+                let doomed = match &prefix {
+                    Some(prefix) => database.starts_with(&format!("{prefix}_")),
+                    None => !Path::new("/proc").join(database[1..].split('p').next().unwrap_or_default()).exists(),
+                };
+                if !doomed {
+                    continue;
+                }
+                let sessions: Vec<(i64,)> =
+                    sqlx::query_as("select cast(id as signed) from information_schema.processlist where db = ?")
+                        .bind(&database)
+                        .fetch_all(&mut connection)
+                        .await?;
+                for (session,) in sessions {
+                    let _ =
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("kill {session}"))).execute(&mut connection).await;
+                }
+                let drop = format!("drop database if exists `{database}`");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut connection).await?;
+            }
+            // The logins `omnidesk db provision` made for them.
+            let users: Vec<(String,)> =
+                sqlx::query_as("select user from mysql.user where user regexp '^t[0-9]+p[0-9a-f]+_'")
+                    .fetch_all(&mut connection)
+                    .await?;
+            for (user,) in users {
+                let doomed = match &prefix {
+                    Some(prefix) => user.starts_with(&format!("{prefix}_")),
+                    None => !Path::new("/proc").join(user[1..].split('p').next().unwrap_or_default()).exists(),
+                };
+                if doomed {
+                    let drop = format!("drop user if exists '{user}'@'%'");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut connection).await?;
+                }
+            }
+            connection.close().await
+        })
+    });
+    if let Ok(Err(error)) = done.join() {
+        eprintln!("cleaning up the test server's databases: {error}");
+    }
 }
 
 /// Drops the schemas of test runs whose process is gone.

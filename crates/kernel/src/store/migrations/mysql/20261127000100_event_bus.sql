@@ -49,3 +49,11 @@ create table _dead_letters (
     replay_requested_at bigint,
     primary key (event_id, consumer)
 );
+
+-- The namespace's write lock: every write transaction locks this one row first (`select … for update`),
+-- so processes writing to one namespace wait for each other as SQLite's single writer makes them, and
+-- auto_increment values are committed in the order they are taken.
+create table _write_lock (
+    id bigint not null primary key
+);
+insert into _write_lock (id) values (1);
