@@ -3,10 +3,9 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use kernel::config::Config;
 use kernel::store::namespace_name;
-use omnidesk::service_names;
 
 /// `omnidesk db provision`: a namespace and a login per service; the configuration that uses them is
 /// printed, or written to `out` (mode 0600: it holds passwords).
@@ -17,12 +16,7 @@ pub async fn provision(
     out: Option<&Path>,
     reset_passwords: bool,
 ) -> anyhow::Result<()> {
-    let known = service_names();
-    let chosen: Vec<&str> =
-        if services.is_empty() { known.clone() } else { services.iter().map(String::as_str).collect() };
-    if let Some(unknown) = chosen.iter().find(|name| !known.contains(name)) {
-        bail!("unknown service `{unknown}`; known: {}", known.join(", "));
-    }
+    let chosen = omnidesk::chosen_services(services.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
     let mut toml = String::from(
         "# Written by `omnidesk db provision`: each service on its own login, which reaches only its own\n\
          # namespace. Keep this file secret.\n[data]\nmode = \"distributed\"\n",

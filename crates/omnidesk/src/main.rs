@@ -229,13 +229,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(dir) = data_dir {
                 config.data.dir = dir;
             }
-            let services = match &service {
-                Some(name) if !service_names().contains(&name.as_str()) => {
-                    bail!("unknown service `{name}`; known: {}", service_names().join(", "))
-                }
-                Some(name) => vec![name.as_str()],
-                None => service_names(),
-            };
+            let services = omnidesk::chosen_services(service.as_deref()).map_err(anyhow::Error::msg)?;
             for line in kernel::app::migrate(&config, CATALOGUE, &services).await? {
                 println!("migrated {line}");
             }

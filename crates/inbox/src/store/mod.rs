@@ -196,7 +196,7 @@ pub struct Touch<'a> {
 }
 
 /// A search document ([`Store::index`], [`Store::index_all`]).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct Document<'a> {
     pub account: AccountId,
     /// The indexed text.

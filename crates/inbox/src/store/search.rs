@@ -26,22 +26,7 @@ macro_rules! portable_hits {
 
 impl Store {
     pub async fn index(tx: &mut Tx<'_>, document: &Document<'_>) -> Result<(), StoreError> {
-        match tx.engine() {
-            Engine::Sqlite => tx
-                .execute(
-                    "insert into search_index (scope, body, doc_kind, doc_id, conversation_id) values (?, ?, ?, ?, ?)",
-                    args![
-                        crate::search::scope(document.account),
-                        document.body,
-                        document.kind.as_str(),
-                        document.id,
-                        document.conversation
-                    ],
-                )
-                .await
-                .map(drop),
-            _ => Self::index_all(tx, std::slice::from_ref(document)).await,
-        }
+        Self::index_all(tx, std::slice::from_ref(document)).await
     }
 
     /// [`Store::index`] for several documents with one statement (two on the portable index).
@@ -49,14 +34,10 @@ impl Store {
         if documents.is_empty() {
             return Ok(());
         }
-        let rows: Vec<_> =
-            documents.iter().map(|d| (d.account, d.kind.as_str(), d.id, d.conversation, d.body)).collect();
         if tx.engine() == Engine::Sqlite {
-            let rows: Vec<_> = rows
-                .into_iter()
-                .map(|(account, kind, id, conversation, body)| {
-                    (crate::search::scope(account), body, kind, id, conversation)
-                })
+            let rows: Vec<_> = documents
+                .iter()
+                .map(|d| (crate::search::scope(d.account), d.body, d.kind.as_str(), d.id, d.conversation))
                 .collect();
             return tx
                 .execute(
@@ -67,6 +48,7 @@ impl Store {
                 .await
                 .map(drop);
         }
+        let rows: Vec<_> = documents.iter().map(|d| (d.account, d.kind.as_str(), d.id, d.conversation)).collect();
         let stored: Vec<(i64, String, String)> = tx
             .fetch_all(
                 "insert into search_documents (account_id, doc_kind, doc_id, conversation_id) \
@@ -75,18 +57,25 @@ impl Store {
                 args![json_rows(&rows)?],
             )
             .await?;
+        let by_key: std::collections::HashMap<(&str, String), &Document<'_>> =
+            documents.iter().map(|d| ((d.kind.as_str(), d.id.to_string()), d)).collect();
         let mut terms = Vec::new();
-        for (seq, kind, id) in &stored {
-            let document = documents.iter().find(|d| d.kind.as_str() == kind && d.id.to_string() == *id);
-            if let Some(document) = document {
-                for (term, position) in index_tokens(document.body) {
-                    terms.push((document.account, term, *seq, position));
-                }
+        for (seq, kind, id) in stored {
+            if let Some(document) = by_key.get(&(kind.as_str(), id)) {
+                terms.extend(
+                    index_tokens(document.body)
+                        .into_iter()
+                        .map(|(term, position)| (document.account, term, seq, position)),
+                );
             }
         }
+        if terms.is_empty() {
+            return Ok(());
+        }
+        // One term per position of a document: the key (account, term, document, position) cannot repeat.
         tx.execute(
             "insert into search_terms (account_id, term, doc_seq, position) select value ->> 0, value ->> 1, \
-             cast(value ->> 2 as bigint), cast(value ->> 3 as bigint) from jsonb_each(?) on conflict do nothing",
+             cast(value ->> 2 as bigint), cast(value ->> 3 as bigint) from jsonb_each(?)",
             args![json_rows(&terms)?],
         )
         .await

@@ -19,7 +19,8 @@
 //!   … limit ?) as _inN)`.
 //!
 //! What cannot be rewritten (full-text search, a statement shaped differently per engine) is written per
-//! engine with [`dialects!`](crate::dialects), beside its twins in the service's store.
+//! engine in the service's store, beside its twins, chosen by `match` on `Namespace::engine()` (inbox's
+//! search is the one so far).
 
 use std::fmt::Write as _;
 
@@ -40,49 +41,6 @@ impl Engine {
             Engine::MySql => "mysql",
         }
     }
-}
-
-/// A statement: one text for every engine, or one per engine ([`dialects!`](crate::dialects)).
-#[derive(Debug, Clone, Copy)]
-pub enum Sql {
-    Portable(&'static str),
-    PerEngine(&'static Dialects),
-}
-
-/// A statement's text on each engine.
-#[derive(Debug)]
-pub struct Dialects {
-    pub sqlite: &'static str,
-    pub postgres: &'static str,
-    pub mysql: &'static str,
-}
-
-impl From<&'static str> for Sql {
-    fn from(sql: &'static str) -> Self {
-        Sql::Portable(sql)
-    }
-}
-
-impl Sql {
-    /// The text written for `engine`, before [`translate`].
-    pub fn text(self, engine: Engine) -> &'static str {
-        match (self, engine) {
-            (Sql::Portable(sql), _) => sql,
-            (Sql::PerEngine(d), Engine::Sqlite) => d.sqlite,
-            (Sql::PerEngine(d), Engine::Postgres) => d.postgres,
-            (Sql::PerEngine(d), Engine::MySql) => d.mysql,
-        }
-    }
-}
-
-/// A statement whose text differs per engine, e.g. full-text search:
-/// `dialects! { sqlite: "… match ?", postgres: "… t.term >= ? …", mysql: "…" }`. Each text is written
-/// with `?` placeholders and `jsonb_each(?)` row sources, rewritten for its engine like portable text.
-#[macro_export]
-macro_rules! dialects {
-    (sqlite: $sqlite:expr, postgres: $postgres:expr, mysql: $mysql:expr $(,)?) => {
-        $crate::store::Sql::PerEngine(&$crate::store::Dialects { sqlite: $sqlite, postgres: $postgres, mysql: $mysql })
-    };
 }
 
 /// `sql` (SQLite's dialect) as `engine` runs it.

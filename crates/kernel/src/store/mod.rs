@@ -5,9 +5,10 @@
 //! store (`store.rs` or `store/`, declared with [`service_store!`](crate::service_store)), bind [`Value`]s
 //! with [`args!`](crate::args) (ids and enums directly, once made text columns by
 //! [`stored_as_text!`](crate::stored_as_text)), and read rows into `#[derive(sqlx::FromRow)]` structs. The
-//! engine behind a [`Namespace`] is chosen by its [`Location`]: a SQLite file (`sqlite.rs`) or a
-//! PostgreSQL schema (`postgres.rs`); the kernel rewrites the statements for the engine (`dialect.rs`),
-//! and the rare statement that must differ is written per engine with [`dialects!`](crate::dialects).
+//! engine behind a [`Namespace`] is chosen by its [`Location`]: a SQLite file (`sqlite.rs`), a
+//! PostgreSQL schema (`postgres.rs`) or a MariaDB database (`mysql.rs`); the kernel rewrites the statements
+//! for the engine (`dialect.rs`), and the rare statement that must differ is written per engine in the
+//! service's store, chosen by [`Namespace::engine`].
 //! Every statement a namespace runs is checked against the tables its migrations create, in debug builds
 //! ([`audit`]). The event bus's tables are created in every namespace by the kernel's own migrations
 //! (`src/store/migrations/<engine>/`, history in `_kernel_migrations`).
@@ -43,7 +44,8 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, MySqlPool, PgPool, SqlitePool};
 
-pub use dialect::{Dialects, Engine, Sql, translate};
+pub use dialect::Engine;
+use dialect::translate;
 pub use location::{DEFAULT_NAMESPACE_TEMPLATE, Location, namespace_name};
 pub use provision::{Provisioned, provision};
 pub use value::{Kind, Nullable, Value};
@@ -70,8 +72,8 @@ pub(crate) const KERNEL_MIGRATIONS_TABLE: &str = "_kernel_migrations";
 /// The table in every namespace where the migration history lives (sqlx's own bookkeeping).
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
-/// A service's migrations, one set per engine (`migrations/sqlite/`, `migrations/postgres/`), each with
-/// the same versions.
+/// A service's migrations, one set per engine (`migrations/{sqlite,postgres,mysql}/`), each with the same
+/// versions.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
     pub sqlite: &'static Migrator,
@@ -129,7 +131,8 @@ impl<T> Row for T where
 {
 }
 
-/// Why a storage call failed. Services map `UniqueViolation` to 409; the rest are internal errors.
+/// Why a storage call failed. Services map `UniqueViolation` to 409, `Unavailable` to 503
+/// ([`Problem::from_store`](crate::http::Problem::from_store)); the rest are internal errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unique constraint violated ({constraint})")]
@@ -232,10 +235,10 @@ macro_rules! bound {
     };
 }
 
-/// Statements as another engine than SQLite runs them, rewritten once each (by the address of their static
-/// text) and kept: a process runs a fixed set of statements.
 /// A statement's static text by engine and address (pointer, length).
 type TextKey = (Engine, usize, usize);
+/// Statements as another engine than SQLite runs them, rewritten once each (by the address of their static
+/// text) and kept: a process runs a fixed set of statements.
 static ENGINE_TEXT: LazyLock<RwLock<HashMap<TextKey, &'static str>>> = LazyLock::new(Default::default);
 
 fn engine_text(engine: Engine, sql: &'static str) -> &'static str {
@@ -291,8 +294,8 @@ pub struct Namespace {
     /// The one writer connection. SQLite admits one writer at a time anyway; queueing writers here, in
     /// order, instead of letting them collide in SQLite's busy handler (which sleeps and retries, and
     /// cannot save a read transaction that tries to upgrade after another write committed) gives both
-    /// higher throughput and no "database is locked" errors. On PostgreSQL it keeps the same guarantee:
-    /// a namespace's write transactions run one after another.
+    /// higher throughput and no "database is locked" errors. On PostgreSQL and MariaDB it keeps the same
+    /// guarantee: a namespace's write transactions run one after another.
     writer: Pool,
     migrations: Option<Migrations>,
     /// Tables this service's migrations create; every statement is checked against them in debug builds.
@@ -425,44 +428,40 @@ impl Namespace {
 
     /// The text of `sql` for this namespace's engine, audited (in debug builds) against the tables the
     /// service owns.
-    fn statement(&self, sql: Sql) -> Result<&'static str, StoreError> {
-        let run = self.kernel_statement(sql);
-        // Portable text is checked as written (SQLite's dialect); another engine's own text as it runs.
-        match sql {
-            Sql::PerEngine(_) if self.engine != Engine::Sqlite => self.audit(run, self.engine)?,
-            _ => self.audit(sql.text(self.engine), Engine::Sqlite)?,
-        }
-        Ok(run)
+    fn statement(&self, sql: &'static str) -> Result<&'static str, StoreError> {
+        // Checked as written, in SQLite's dialect, whichever engine runs it.
+        self.audit(sql)?;
+        Ok(self.kernel_statement(sql))
     }
 
     /// [`Namespace::statement`] for the kernel's own statements (event-bus tables), which the ownership
     /// audit does not apply to.
-    fn kernel_statement(&self, sql: Sql) -> &'static str {
-        engine_text(self.engine, sql.text(self.engine))
+    fn kernel_statement(&self, sql: &'static str) -> &'static str {
+        engine_text(self.engine, sql)
     }
 
-    /// Checks (once per statement, in debug builds) that `sql`, written in `written_as`'s dialect, names
-    /// only tables the service's migrations create.
-    fn audit(&self, sql: &'static str, written_as: Engine) -> Result<(), StoreError> {
+    /// Checks (once per statement, in debug builds) that `sql` names only tables the service's migrations
+    /// create.
+    fn audit(&self, sql: &'static str) -> Result<(), StoreError> {
         #[cfg(debug_assertions)]
         {
             let key = sql.as_ptr() as usize;
             if self.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
                 return Ok(());
             }
-            audit::check_owned(self.service, &self.owned_tables, sql, written_as)?;
+            audit::check_owned(self.service, &self.owned_tables, sql, Engine::Sqlite)?;
             if let Ok(mut seen) = self.audited.lock() {
                 seen.insert(key);
             }
         }
         #[cfg(not(debug_assertions))]
-        let _ = (sql, written_as);
+        let _ = sql;
         Ok(())
     }
 
     /// Runs a statement; returns the number of rows it affected.
-    pub async fn execute(&self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.statement(sql.into())?;
+    pub async fn execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.statement(sql)?;
         self.run(sql, args).await
     }
 
@@ -475,18 +474,14 @@ impl Namespace {
     /// Deletes in slices: runs `sql` — a delete of at most [`DELETE_SLICE`] rows, whose last placeholder
     /// takes that number after `args` — until a run deletes fewer; returns how many rows went. Each run is a
     /// short write transaction of its own, so the namespace's other writers wait for one slice at a time.
-    pub async fn delete_in_slices(&self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.statement(sql.into())?;
+    pub async fn delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.statement(sql)?;
         self.slices(sql, args).await
     }
 
     /// [`Namespace::delete_in_slices`] for the kernel's own tables.
-    pub(crate) async fn kernel_delete_in_slices(
-        &self,
-        sql: impl Into<Sql>,
-        args: Vec<Value>,
-    ) -> Result<u64, StoreError> {
-        let sql = self.kernel_statement(sql.into());
+    pub(crate) async fn kernel_delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.kernel_statement(sql);
         self.slices(sql, args).await
     }
 
@@ -504,15 +499,15 @@ impl Namespace {
     }
 
     /// Fetches at most one row.
-    pub async fn fetch_optional<T: Row>(&self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<Option<T>, StoreError> {
-        let sql = self.statement(sql.into())?;
+    pub async fn fetch_optional<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError> {
+        let sql = self.statement(sql)?;
         on_pool!(&self.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_optional(pool).await)
             .map_err(StoreError::classify)
     }
 
     /// Fetches every row.
-    pub async fn fetch_all<T: Row>(&self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
-        let sql = self.statement(sql.into())?;
+    pub async fn fetch_all<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
+        let sql = self.statement(sql)?;
         self.read_all(sql, args).await
     }
 
@@ -522,33 +517,29 @@ impl Namespace {
     }
 
     /// The kernel's own statements (event-bus tables), which the ownership audit does not apply to.
-    pub(crate) async fn kernel_execute(&self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.kernel_statement(sql.into());
+    pub(crate) async fn kernel_execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.kernel_statement(sql);
         self.run(sql, args).await
     }
 
     pub(crate) async fn kernel_fetch_all<T: Row>(
         &self,
-        sql: impl Into<Sql>,
+        sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Vec<T>, StoreError> {
-        let sql = self.kernel_statement(sql.into());
+        let sql = self.kernel_statement(sql);
         self.read_all(sql, args).await
     }
 
-    pub(crate) async fn kernel_fetch_one<T: Row>(
-        &self,
-        sql: impl Into<Sql>,
-        args: Vec<Value>,
-    ) -> Result<T, StoreError> {
-        let sql = self.kernel_statement(sql.into());
+    pub(crate) async fn kernel_fetch_one<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<T, StoreError> {
+        let sql = self.kernel_statement(sql);
         on_pool!(&self.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_one(pool).await)
             .map_err(StoreError::classify)
     }
 
     /// Starts a write transaction on the namespace's one writer connection; dropped without [`Tx::commit`]
     /// it rolls back. It takes the namespace's write lock at once (SQLite's `begin immediate`, PostgreSQL's
-    /// advisory lock), so a transaction never fails halfway when another process (the CLI) writes too; it
+    /// advisory lock, MariaDB's `_write_lock` row), so a transaction never fails halfway when another process (the CLI) writes too; it
     /// waits for it instead.
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
         let inner = match &self.writer {
@@ -600,8 +591,8 @@ impl Tx<'_> {
         self.published = true;
     }
 
-    pub async fn execute(&mut self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.namespace.statement(sql.into())?;
+    pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.namespace.statement(sql)?;
         self.run(sql, args).await
     }
 
@@ -613,16 +604,16 @@ impl Tx<'_> {
 
     pub async fn fetch_optional<T: Row>(
         &mut self,
-        sql: impl Into<Sql>,
+        sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Option<T>, StoreError> {
-        let sql = self.namespace.statement(sql.into())?;
+        let sql = self.namespace.statement(sql)?;
         on_tx!(&mut self.inner, tx => bound!(sqlx::query_as::<_, T>, sql, args).fetch_optional(&mut **tx).await)
             .map_err(StoreError::classify)
     }
 
-    pub async fn fetch_all<T: Row>(&mut self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
-        let sql = self.namespace.statement(sql.into())?;
+    pub async fn fetch_all<T: Row>(&mut self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
+        let sql = self.namespace.statement(sql)?;
         self.read_all(sql, args).await
     }
 
@@ -631,17 +622,17 @@ impl Tx<'_> {
             .map_err(StoreError::classify)
     }
 
-    pub(crate) async fn kernel_execute(&mut self, sql: impl Into<Sql>, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.namespace.kernel_statement(sql.into());
+    pub(crate) async fn kernel_execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = self.namespace.kernel_statement(sql);
         self.run(sql, args).await
     }
 
     pub(crate) async fn kernel_fetch_all<T: Row>(
         &mut self,
-        sql: impl Into<Sql>,
+        sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Vec<T>, StoreError> {
-        let sql = self.namespace.kernel_statement(sql.into());
+        let sql = self.namespace.kernel_statement(sql);
         self.read_all(sql, args).await
     }
 

@@ -1,5 +1,6 @@
-//! The database server going away and coming back (run on PostgreSQL: `TEST_DATABASE_URL`, as
-//! `scripts/test` does; SQLite has no server to lose).
+//! The database server going away and coming back, and per-service logins (run on a server:
+//! `TEST_DATABASE_URL`, PostgreSQL or MariaDB, as `scripts/test` does; SQLite has no server to lose and no
+//! logins).
 //!
 //! The monolith reaches the real test server through a TCP relay the test can cut, which is what a
 //! restarted PostgreSQL looks like from OmniDesk's side: open connections die, new ones are refused, then
@@ -78,17 +79,17 @@ impl Drop for Relay {
 
 /// `url` with its host and port replaced by `address`.
 fn through(url: &str, address: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let credentials = authority.rsplit_once('@').map(|(credentials, _)| format!("{credentials}@")).unwrap_or_default();
-    format!("{scheme}://{credentials}{address}/{path}")
+    let mut url = reqwest::Url::parse(url).expect("a URL");
+    url.set_ip_host(address.ip()).expect("a URL with a host");
+    url.set_port(Some(address.port())).expect("a URL with a host");
+    url.into()
 }
 
+/// The server's `host:port` (the engine's default port if the URL names none).
 fn host_and_port(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL").1;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    if host.contains(':') { host.to_owned() } else { format!("{host}:5432") }
+    let url = reqwest::Url::parse(url).expect("a URL");
+    let default = if url.scheme() == "mysql" { 3306 } else { 5432 };
+    format!("{}:{}", url.host_str().expect("a host"), url.port().unwrap_or(default))
 }
 
 #[tokio::test]
@@ -199,7 +200,11 @@ async fn a_service_on_its_provisioned_login_is_refused_another_services_tables()
     };
     assert_eq!(own.expect("its own tables").0, 0);
     let refused = refused.expect_err("another service's table");
-    // PostgreSQL: insufficient_privilege; MariaDB: 1142 (SELECT command denied), SQLSTATE 42000.
-    let code = refused.as_database_error().and_then(|e| e.code()).map(|code| code.into_owned());
-    assert!(matches!(code.as_deref(), Some("42501" | "42000")), "permission denied, not data: {refused}");
+    // PostgreSQL: insufficient_privilege (42501); MariaDB: 1142, SELECT command denied.
+    let database_error = refused.as_database_error().expect("a database error");
+    let denied = match database_error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        Some(mysql) => mysql.number() == 1142,
+        None => database_error.code().as_deref() == Some("42501"),
+    };
+    assert!(denied, "permission denied, not data: {refused}");
 }

@@ -32,7 +32,7 @@ struct InProcess {
     _namespaces: Option<ServerNamespaces>,
 }
 
-/// The database server the suite runs on, `TEST_DATABASE_URL` (`postgres://…`); unset, every
+/// The database server the suite runs on, `TEST_DATABASE_URL` (`postgres://…` or `mysql://…`); unset, every
 /// test app keeps SQLite files in its data directory.
 pub fn test_database() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
@@ -117,7 +117,13 @@ fn app_url(server_url: &str, prefix: &str) -> String {
 }
 
 fn is_mysql(url: &str) -> bool {
-    url.starts_with("mysql://") || url.starts_with("mariadb://")
+    kernel::store::Location::parse(url, "test").is_ok_and(|location| location.engine() == kernel::store::Engine::MySql)
+}
+
+/// Whether the test run that named `name` (`t<pid>p…`) has ended: its process is gone.
+fn run_is_gone(name: &str) -> bool {
+    let pid = name.strip_prefix('t').and_then(|rest| rest.split('p').next()).unwrap_or_default();
+    !Path::new("/proc").join(pid).exists()
 }
 
 /// On a MariaDB test server: ends the connections to and drops the databases of `prefix`, or (without
@@ -138,7 +144,7 @@ fn on_mysql_server(url: &str, prefix: Option<String>) {
             for (database,) in databases {
                 let doomed = match &prefix {
                     Some(prefix) => database.starts_with(&format!("{prefix}_")),
-                    None => !Path::new("/proc").join(database[1..].split('p').next().unwrap_or_default()).exists(),
+                    None => run_is_gone(&database),
                 };
                 if !doomed {
                     continue;
@@ -163,7 +169,7 @@ fn on_mysql_server(url: &str, prefix: Option<String>) {
             for (user,) in users {
                 let doomed = match &prefix {
                     Some(prefix) => user.starts_with(&format!("{prefix}_")),
-                    None => !Path::new("/proc").join(user[1..].split('p').next().unwrap_or_default()).exists(),
+                    None => run_is_gone(&user),
                 };
                 if doomed {
                     let drop = format!("drop user if exists '{user}'@'%'");
@@ -189,8 +195,7 @@ fn sweep_stale_schemas(url: &str) {
             .fetch_all(&mut *connection)
             .await?;
             for (prefix,) in prefixes {
-                let pid = prefix[1..].split('p').next().unwrap_or_default();
-                if !Path::new("/proc").join(pid).exists() {
+                if run_is_gone(&prefix) {
                     drop_schemas(connection, prefix).await?;
                 }
             }
