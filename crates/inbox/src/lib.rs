@@ -68,6 +68,10 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     depends_on: &[contracts::services::PLAN, contracts::services::USER, contracts::services::INPUT],
     issues_tokens: false,
     migrations: Some(MIGRATIONS),
+    derived: Some(kernel::service::Derived {
+        tables: &["search_index", "search_documents", "search_terms"],
+        rebuild: |namespace| Box::pin(async move { store::Store::new(namespace).rebuild_index().await }),
+    }),
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };

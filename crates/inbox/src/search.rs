@@ -10,6 +10,11 @@
 //! setting is involved: MariaDB's FULLTEXT would ignore two-character tokens, PostgreSQL's parsers depend
 //! on the database's locale).
 
+/// The index text of a contact: what it is found by.
+pub fn contact_text(name: Option<&str>, email: Option<&str>, phone: Option<&str>) -> String {
+    index_text(&[name, email, phone].into_iter().flatten().collect::<Vec<_>>().join(" "))
+}
+
 /// The index text for `text`: its tokens, space-separated.
 pub fn index_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 2);

@@ -55,6 +55,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     depends_on: &[contracts::services::PLAN],
     issues_tokens: false,
     migrations: Some(MIGRATIONS),
+    derived: None,
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };

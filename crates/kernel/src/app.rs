@@ -84,6 +84,8 @@ impl Process {
             let namespace = open_namespace(&config, spec).await?;
             if config.data.migrate_on_start {
                 namespace.migrate().await?;
+                // A namespace moved by `omnidesk data move` is followed to where it lives now.
+                crate::store::moves::settle(&namespace).await?;
             }
             let context = ServiceContext {
                 spec: *spec,
@@ -111,6 +113,7 @@ impl Process {
                 let keep = Duration::from_secs(config.data.event_retention_days.saturating_mul(24 * 3600));
                 tokio::spawn(trim_events(namespace.clone(), keep, stop.clone()));
             }
+            tokio::spawn(crate::store::moves::follow(namespace.clone(), stop.clone()));
             tokio::spawn(events::relay_metered(
                 namespace.clone(),
                 transport.clone(),
@@ -358,8 +361,20 @@ pub async fn existing_namespace_of(
     namespace_of(config, catalogue, service).await.map(Some)
 }
 
-/// Where a service's namespace lives under this configuration.
+/// Where a service's namespace lives: where a move put it (`<data.dir>/locations.toml`), else where the
+/// configuration says.
 pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
+    if let Some(url) = crate::data::recorded_location(&config.data.dir, service)? {
+        let schema =
+            namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
+        return Location::parse(&url, &schema)
+            .map_err(|e| anyhow::anyhow!("{}: {service}: {e}", crate::data::LOCATIONS_FILE));
+    }
+    configured_location_of(config, service)
+}
+
+/// Where the configuration alone puts a service's namespace.
+pub fn configured_location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
     if let Some(url) = &config.service(service).database_url {
         let schema =
             namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
@@ -373,7 +388,7 @@ pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
     }
 }
 
-async fn open_namespace(config: &Config, spec: &ServiceSpec) -> anyhow::Result<Namespace> {
+pub(crate) async fn open_namespace(config: &Config, spec: &ServiceSpec) -> anyhow::Result<Namespace> {
     let location = location_of(config, spec.name)?;
     Namespace::open(spec.name, &location, spec.migrations)
         .await

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod data;
 pub mod events;
 pub mod gateway;
 pub mod http;

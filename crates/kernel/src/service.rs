@@ -41,6 +41,9 @@ pub struct ServiceSpec {
     pub issues_tokens: bool,
     /// Its migrations, if it stores anything.
     pub migrations: Option<Migrations>,
+    /// Tables it can rebuild from its other tables (a search index), which a move to another engine
+    /// rebuilds there instead of copying (`omnidesk data move`).
+    pub derived: Option<Derived>,
     /// Its public routes (built by the same `routes::Routes` value as its router).
     pub routes: fn() -> Vec<RouteInfo>,
     /// Starts the service: provides its ports, acquires the ports it needs, returns its public router.
@@ -73,10 +76,22 @@ impl ServiceSpec {
             depends_on: &[],
             issues_tokens: false,
             migrations: None,
+            derived: None,
             routes: no_routes,
             start: start_empty,
         }
     }
+}
+
+/// Tables a service derives from its other tables, laid out per engine (its search index: FTS5 on SQLite,
+/// plain tables elsewhere). A move between engines does not copy them: the target's are rebuilt.
+#[derive(Clone, Copy)]
+pub struct Derived {
+    /// The derived tables, on every engine.
+    pub tables: &'static [&'static str],
+    /// Fills the (empty) derived tables of a namespace from its other tables; returns the rows derived
+    /// from. Runs before the copy is compared and switched to, with the namespace's writes held.
+    pub rebuild: fn(Namespace) -> BoxFuture<'static, Result<u64, crate::store::StoreError>>,
 }
 
 /// How a process reaches the services it does not host.

@@ -34,6 +34,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     depends_on: &[],
     issues_tokens: false,
     migrations: Some(MIGRATIONS),
+    derived: None,
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };

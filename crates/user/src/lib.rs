@@ -40,6 +40,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     depends_on: &[contracts::services::PLAN],
     issues_tokens: true,
     migrations: Some(MIGRATIONS),
+    derived: None,
     routes: || http::routes().table(),
     start: |context| Box::pin(start(context)),
 };

@@ -4,8 +4,7 @@ use super::*;
 
 /// What a contact is found by.
 pub fn contact_text(row: &ContactRow) -> String {
-    let fields = [row.name.as_deref(), row.email.as_deref(), row.phone.as_deref()];
-    search::index_text(&fields.into_iter().flatten().collect::<Vec<_>>().join(" "))
+    search::contact_text(row.name.as_deref(), row.email.as_deref(), row.phone.as_deref())
 }
 
 fn contact_document<'a>(account: AccountId, text: &'a str, row: &ContactRow) -> Document<'a> {

@@ -227,3 +227,103 @@ impl Store {
         }
     }
 }
+
+/// Rows read per batch while rebuilding the index.
+const REBUILD_BATCH: i64 = 1_000;
+
+impl Store {
+    /// Fills an empty search index from the contacts, conversations and messages (a namespace moved to
+    /// another engine, whose index is laid out differently: [`kernel::service::Derived`]). Each batch is
+    /// indexed in one transaction; returns the documents indexed.
+    pub async fn rebuild_index(&self) -> Result<u64, StoreError> {
+        let mut indexed = 0;
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, AccountId, Option<String>, Option<String>, Option<String>)> = self
+                .db
+                .fetch_all(
+                    "select id, account_id, name, email, phone from contacts where id > ? order by id limit ?",
+                    args![after.clone(), REBUILD_BATCH],
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.0.clone();
+            let texts: Vec<String> = rows
+                .iter()
+                .map(|(_, _, name, email, phone)| {
+                    crate::search::contact_text(name.as_deref(), email.as_deref(), phone.as_deref())
+                })
+                .collect();
+            let documents: Vec<Document<'_>> = rows
+                .iter()
+                .zip(&texts)
+                .filter_map(|((id, account, ..), body)| {
+                    let id = id.parse().ok()?;
+                    Some(Document { account: *account, body, kind: DocKind::Contact, id, conversation: None })
+                })
+                .collect();
+            indexed += self.index_batch(&documents).await?;
+        }
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(ConversationId, AccountId, i64)> = self
+                .db
+                .fetch_all(
+                    "select id, account_id, display_id from conversations where id > ? order by id limit ?",
+                    args![after.clone(), REBUILD_BATCH],
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.0.to_string();
+            let texts: Vec<String> =
+                rows.iter().map(|(_, _, display_id)| crate::search::index_text(&format!("#{display_id}"))).collect();
+            let documents: Vec<Document<'_>> = rows
+                .iter()
+                .zip(&texts)
+                .map(|((id, account, _), body)| Document {
+                    account: *account,
+                    body,
+                    kind: DocKind::Conversation,
+                    id: id.0,
+                    conversation: Some(*id),
+                })
+                .collect();
+            indexed += self.index_batch(&documents).await?;
+        }
+        let mut after = String::new();
+        loop {
+            // Activity lines are not searchable (they are rendered from their attributes).
+            let rows: Vec<(MessageId, AccountId, ConversationId, String)> = self
+                .db
+                .fetch_all(
+                    "select id, account_id, conversation_id, content from messages where id > ? and kind <> 'activity' \
+                     order by id limit ?",
+                    args![after.clone(), REBUILD_BATCH],
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.0.to_string();
+            let texts: Vec<String> = rows.iter().map(|(.., content)| crate::search::index_text(content)).collect();
+            let documents: Vec<Document<'_>> = rows
+                .iter()
+                .zip(&texts)
+                .map(|((id, account, conversation, _), body)| Document {
+                    account: *account,
+                    body,
+                    kind: DocKind::Message,
+                    id: id.0,
+                    conversation: Some(*conversation),
+                })
+                .collect();
+            indexed += self.index_batch(&documents).await?;
+        }
+        Ok(indexed)
+    }
+
+    async fn index_batch(&self, documents: &[Document<'_>]) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin().await?;
+        Self::index_all(&mut tx, documents).await?;
+        tx.commit().await?;
+        Ok(documents.len() as u64)
+    }
+}

@@ -225,6 +225,11 @@ impl Delivery {
             attempt += 1;
             match self.apply(handler.as_ref(), envelope).await {
                 Ok(outcome) => return Ok(outcome),
+                // The namespace is being moved: the event waits (in its queue, or the producer's outbox)
+                // and is applied once the move is done, never dead-lettered for it.
+                Err(error) if error.downcast_ref::<StoreError>().is_some_and(StoreError::is_moving) => {
+                    return Err(StoreError::Moving);
+                }
                 Err(error) if attempt < MAX_ATTEMPTS => {
                     tracing::warn!(consumer = self.consumer, event.id = %envelope.id, event.kind = %envelope.kind, attempt, error = %error, "event handling failed; retrying");
                     tokio::time::sleep(self.retry_base * 2u32.pow(attempt - 1)).await;

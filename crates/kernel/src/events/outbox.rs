@@ -152,6 +152,11 @@ struct OutboxRow {
 
 /// Publishes up to one batch of unpublished events; returns how many were published.
 pub(super) async fn relay_batch(namespace: &Namespace, transport: &dyn Transport) -> anyhow::Result<usize> {
+    // While a move copies the namespace its outbox stays as it is: what is unpublished is copied and
+    // published from the new location (`omnidesk data move`).
+    if !namespace.gate().admits(crate::store::Writer::Kernel) {
+        return Ok(0);
+    }
     let rows: Vec<OutboxRow> = namespace
         .kernel_fetch_all(
             "select seq, id, kind, topic, version, occurred_at, producer, account_id, event_key, payload, trace \

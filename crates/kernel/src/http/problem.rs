@@ -124,8 +124,18 @@ impl Problem {
     }
 
     /// The problem for a failed store call: 503 `database_unavailable` (with `Retry-After`) while the
-    /// database cannot be reached, so clients and load balancers retry; otherwise a 500 ([`Problem::internal`]).
+    /// database cannot be reached and 503 `service_moving` while a move of the namespace holds writes
+    /// (`omnidesk data move`), so clients and load balancers retry; otherwise a 500 ([`Problem::internal`]).
     pub fn from_store(error: &crate::store::StoreError) -> Self {
+        if error.is_moving() {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_moving",
+                "This service's data is being moved to another database; reads still answer, writes resume in a \
+                 few seconds.",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(2));
+        }
         if !error.is_unavailable() {
             return Self::internal(error);
         }

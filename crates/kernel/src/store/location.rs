@@ -136,22 +136,34 @@ fn take_parameter(url: &str, key: &str) -> (String, Option<String>) {
     (url, value)
 }
 
+impl Location {
+    /// The URL that names this location, password included (a move records it for the processes that
+    /// follow; never shown: [`Location`]'s `Display` hides the password).
+    pub fn url(&self) -> String {
+        self.render(str::to_owned)
+    }
+
+    fn render(&self, server: impl Fn(&str) -> String) -> String {
+        match self {
+            Location::SqliteFile(path) => format!("sqlite://{}", path.display()),
+            Location::Postgres { url, schema } => {
+                let url = server(url);
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}schema={schema}")
+            }
+            Location::MySql { url, database } => {
+                let url = server(url);
+                let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+                format!("{base}{database}{}", query.map(|q| format!("?{q}")).unwrap_or_default())
+            }
+        }
+    }
+}
+
 /// Shown in messages and `omnidesk config`: never a password.
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
-            Location::Postgres { url, schema } => {
-                let url = redact_url_password(url);
-                let separator = if url.contains('?') { '&' } else { '?' };
-                write!(f, "{url}{separator}schema={schema}")
-            }
-            Location::MySql { url, database } => {
-                let url = redact_url_password(url);
-                let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
-                write!(f, "{base}{database}{}", query.map(|q| format!("?{q}")).unwrap_or_default())
-            }
-        }
+        f.write_str(&self.render(redact_url_password))
     }
 }
 
@@ -191,5 +203,18 @@ mod tests {
         assert_eq!(location.to_string(), "postgres://app:<redacted>@db/omni?schema=omnidesk_inbox");
         assert!(Location::on_server("sqlite://x.db", DEFAULT_NAMESPACE_TEMPLATE, "inbox").is_err());
         assert!(Location::on_server("postgres://db/omni", "{service}-x", "inbox").is_err());
+    }
+
+    #[test]
+    fn a_location_url_parses_back_to_the_same_location() {
+        for url in [
+            "sqlite://data/inbox.db",
+            "postgres://app:pw@db/omni?sslmode=disable&schema=desk",
+            "mysql://root:pw@db:3306/desk?ssl-mode=disabled",
+        ] {
+            let location = Location::parse(url, "unused").expect("parses");
+            assert_eq!(location.url(), url);
+            assert_eq!(Location::parse(&location.url(), "unused"), Ok(location));
+        }
     }
 }

@@ -27,10 +27,12 @@
 pub mod audit;
 mod dialect;
 mod location;
+pub mod moves;
 mod mysql;
 mod postgres;
 mod provision;
 mod sqlite;
+pub mod transfer;
 mod value;
 
 use std::collections::{HashMap, HashSet};
@@ -149,6 +151,12 @@ pub enum StoreError {
     Unavailable(sqlx::Error),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A move of the namespace (`omnidesk data move`) is under way: writes wait until it ends.
+    #[error("the namespace is being moved; writes resume when the move ends")]
+    Moving,
+    /// This copy of the namespace was moved elsewhere; the process switches to the new one within a second.
+    #[error("the namespace has moved; its service writes to the new location")]
+    Moved,
     /// The server is not one OmniDesk runs on (e.g. MySQL instead of MariaDB).
     #[error("{0}")]
     Unsupported(String),
@@ -163,6 +171,8 @@ impl StoreError {
                 let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
                 StoreError::UniqueViolation { constraint }
             }
+            // Raised by `_kernel_write_fence()` at a PostgreSQL copy that a move has left.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("OD001") => StoreError::Moved,
             // SQLSTATE class 08 (connection exception), 57P01–57P03 (the server shutting down or starting).
             sqlx::Error::Database(db)
                 if db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
@@ -179,6 +189,19 @@ impl StoreError {
     /// Whether the database could not be reached (rather than refusing or failing the statement).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// Whether a move of the namespace refused the write (under way, or just done): retried later it
+    /// succeeds.
+    pub fn is_moving(&self) -> bool {
+        matches!(self, StoreError::Moving | StoreError::Moved)
+    }
+
+    /// Whether the same call can succeed later without anything being changed: the database was
+    /// unreachable or the namespace is moving. An event whose handling failed so is redelivered, never
+    /// dead-lettered.
+    pub fn is_transient(&self) -> bool {
+        self.is_unavailable() || self.is_moving()
     }
 
     /// Whether the namespace was closed (the process is shutting down): loops that use it stop.
@@ -284,10 +307,31 @@ where
     }
 }
 
-/// A service's own database namespace.
+/// A service's own database namespace. Clones share it; [`Namespace::switch_to`] moves every clone to
+/// another location at once (`omnidesk data move`).
 #[derive(Clone)]
 pub struct Namespace {
     service: &'static str,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a namespace shares.
+struct Shared {
+    /// Where the namespace lives now, and its pools; replaced whole by a move.
+    backend: RwLock<Arc<Backend>>,
+    migrations: Option<Migrations>,
+    /// Whether writes are refused because a move is under way ([`moves::Gate`]).
+    gate: moves::Gate,
+    /// Woken when a transaction that published events commits, so the relay publishes them at once.
+    outbox: Arc<tokio::sync::Notify>,
+    /// Statements already audited, by engine and address, so each is parsed once.
+    #[cfg(debug_assertions)]
+    audited: std::sync::Mutex<HashSet<(Engine, usize)>>,
+}
+
+/// A namespace at one location: its engine and pools.
+struct Backend {
+    location: Location,
     engine: Engine,
     /// Readers: several connections, each reading the latest committed state.
     pool: Pool,
@@ -297,40 +341,21 @@ pub struct Namespace {
     /// higher throughput and no "database is locked" errors. On PostgreSQL and MariaDB it keeps the same
     /// guarantee: a namespace's write transactions run one after another.
     writer: Pool,
-    migrations: Option<Migrations>,
-    /// Tables this service's migrations create; every statement is checked against them in debug builds.
+    /// Tables this service's migrations create for this engine; every statement is checked against them in
+    /// debug builds.
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
-    owned_tables: Arc<HashSet<String>>,
-    /// Woken when a transaction that published events commits, so the relay publishes them at once.
-    outbox: Arc<tokio::sync::Notify>,
-    /// Dropped with the last clone of the namespace, which stops SQLite's background checkpoints.
-    _checkpointing: Option<Arc<tokio::sync::oneshot::Sender<()>>>,
-    /// Statements already audited, by address, so each is parsed once.
-    #[cfg(debug_assertions)]
-    audited: Arc<std::sync::Mutex<HashSet<usize>>>,
+    owned_tables: HashSet<String>,
+    /// Dropped with the backend, which stops SQLite's background checkpoints.
+    _checkpointing: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl std::fmt::Debug for Namespace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace")
-            .field("service", &self.service)
-            .field("engine", &self.engine)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Namespace {
-    /// Opens (creating if needed) the namespace at `location`. Does not migrate; see [`Namespace::migrate`].
-    pub async fn open(
-        service: &'static str,
-        location: &Location,
-        migrations: Option<Migrations>,
-    ) -> Result<Self, StoreError> {
+impl Backend {
+    async fn open(location: &Location, migrations: Option<Migrations>) -> Result<Self, StoreError> {
         let engine = location.engine();
         let (pool, writer, checkpointing) = match location {
             Location::SqliteFile(path) => {
                 let (pool, writer, checkpointing) = sqlite::open(path).await?;
-                (Pool::Sqlite(pool), Pool::Sqlite(writer), Some(Arc::new(checkpointing)))
+                (Pool::Sqlite(pool), Pool::Sqlite(writer), Some(checkpointing))
             }
             Location::Postgres { url, schema } => {
                 let (pool, writer) = postgres::open(url, schema).await?;
@@ -345,18 +370,78 @@ impl Namespace {
             Some(m) => audit::tables_created(m.for_engine(engine), engine).map_err(StoreError::Unparsable)?,
             None => HashSet::new(),
         };
+        Ok(Self { location: location.clone(), engine, pool, writer, owned_tables, _checkpointing: checkpointing })
+    }
+
+    async fn close(&self) {
+        on_pool!(&self.pool, pool => pool.close().await);
+        on_pool!(&self.writer, pool => pool.close().await);
+    }
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("service", &self.service)
+            .field("location", &self.backend().location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace at `location`. Does not migrate; see [`Namespace::migrate`].
+    pub async fn open(
+        service: &'static str,
+        location: &Location,
+        migrations: Option<Migrations>,
+    ) -> Result<Self, StoreError> {
+        let backend = Backend::open(location, migrations).await?;
         Ok(Self {
             service,
-            engine,
-            pool,
-            writer,
-            migrations,
-            owned_tables: Arc::new(owned_tables),
-            outbox: Arc::default(),
-            _checkpointing: checkpointing,
-            #[cfg(debug_assertions)]
-            audited: Arc::default(),
+            shared: Arc::new(Shared {
+                backend: RwLock::new(Arc::new(backend)),
+                migrations,
+                gate: moves::Gate::default(),
+                outbox: Arc::default(),
+                #[cfg(debug_assertions)]
+                audited: Default::default(),
+            }),
         })
+    }
+
+    /// Where the namespace lives now, and its pools.
+    fn backend(&self) -> Arc<Backend> {
+        match self.shared.backend.read() {
+            Ok(backend) => backend.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Where the namespace lives now.
+    pub fn location(&self) -> Location {
+        self.backend().location.clone()
+    }
+
+    /// Moves every clone of this namespace to `location` (opened and migrated here), whose data a move has
+    /// copied: reads and writes begun from now on go there; those under way finish where they started.
+    pub async fn switch_to(&self, location: &Location) -> Result<(), StoreError> {
+        let backend = Arc::new(Backend::open(location, self.shared.migrations).await?);
+        migrate_backend(self.service, &backend, self.shared.migrations).await?;
+        let old = {
+            let mut current = match self.shared.backend.write() {
+                Ok(current) => current,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *current, backend)
+        };
+        // The old pools close once what is using them is done.
+        tokio::spawn(async move { old.close().await });
+        Ok(())
+    }
+
+    /// Whether writes are refused now because a move is under way.
+    pub(crate) fn gate(&self) -> &moves::Gate {
+        &self.shared.gate
     }
 
     pub fn service(&self) -> &'static str {
@@ -365,25 +450,18 @@ impl Namespace {
 
     /// The engine the namespace lives on.
     pub fn engine(&self) -> Engine {
-        self.engine
+        self.backend().engine
     }
 
-    /// Applies the kernel's tables (outbox, processed events, dead letters) and this service's pending
-    /// migrations, each recorded in the namespace's own history.
+    /// Applies the kernel's tables (outbox, processed events, dead letters, moves) and this service's
+    /// pending migrations, each recorded in the namespace's own history.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let service = self.service;
-        let failed = |source| StoreError::Migration { service, source };
-        let mut kernel = Migrator::with_migrations(KERNEL_MIGRATIONS.for_engine(self.engine).iter().cloned().collect());
-        kernel.dangerous_set_table_name(KERNEL_MIGRATIONS_TABLE);
-        on_pool!(&self.writer, pool => kernel.run(pool).await.map_err(failed))?;
-        let Some(migrations) = self.migrations else { return Ok(()) };
-        let migrator = migrations.for_engine(self.engine);
-        on_pool!(&self.writer, pool => migrator.run(pool).await.map_err(failed))
+        migrate_backend(self.service, &self.backend(), self.shared.migrations).await
     }
 
     /// Resolves when a transaction that published events has committed.
     pub(crate) fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
-        self.outbox.clone()
+        self.shared.outbox.clone()
     }
 
     /// Whether the database answers and every migration this build knows is applied.
@@ -394,7 +472,8 @@ impl Namespace {
     }
 
     async fn check_ready(&self) -> Result<(), String> {
-        let kernel_tables: Option<i64> = on_pool!(&self.pool, pool => {
+        let backend = self.backend();
+        let kernel_tables: Option<i64> = on_pool!(&backend.pool, pool => {
             sqlx::query("select 1").execute(pool).await.map_err(|e| format!("database unreachable: {e}"))?;
             sqlx::query_scalar("select max(version) from _kernel_migrations where success")
                 .fetch_one(pool)
@@ -404,11 +483,11 @@ impl Namespace {
         if kernel_tables.is_none() {
             return Err("event-bus tables missing".to_owned());
         }
-        let Some(migrations) = self.migrations else {
+        let Some(migrations) = self.shared.migrations else {
             return Ok(());
         };
-        let expected = migrations.for_engine(self.engine).iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = on_pool!(&self.pool, pool => {
+        let expected = migrations.for_engine(backend.engine).iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = on_pool!(&backend.pool, pool => {
             sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
                 .fetch_one(pool)
                 .await
@@ -422,75 +501,84 @@ impl Namespace {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        on_pool!(&self.pool, pool => pool.close().await);
-        on_pool!(&self.writer, pool => pool.close().await);
+        self.backend().close().await;
     }
 
-    /// The text of `sql` for this namespace's engine, audited (in debug builds) against the tables the
-    /// service owns.
-    fn statement(&self, sql: &'static str) -> Result<&'static str, StoreError> {
+    /// The text of `sql` for `backend`'s engine, audited (in debug builds) against the tables the service
+    /// owns there.
+    fn statement(&self, backend: &Backend, sql: &'static str) -> Result<&'static str, StoreError> {
         // Checked as written, in SQLite's dialect, whichever engine runs it.
-        self.audit(sql)?;
-        Ok(self.kernel_statement(sql))
+        self.audit(backend, sql)?;
+        Ok(engine_text(backend.engine, sql))
     }
 
-    /// [`Namespace::statement`] for the kernel's own statements (event-bus tables), which the ownership
-    /// audit does not apply to.
-    fn kernel_statement(&self, sql: &'static str) -> &'static str {
-        engine_text(self.engine, sql)
-    }
-
-    /// Checks (once per statement, in debug builds) that `sql` names only tables the service's migrations
-    /// create.
-    fn audit(&self, sql: &'static str) -> Result<(), StoreError> {
+    /// Checks (once per statement and engine, in debug builds) that `sql` names only tables the service's
+    /// migrations create.
+    fn audit(&self, backend: &Backend, sql: &'static str) -> Result<(), StoreError> {
         #[cfg(debug_assertions)]
         {
-            let key = sql.as_ptr() as usize;
-            if self.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
+            let key = (backend.engine, sql.as_ptr() as usize);
+            if self.shared.audited.lock().map(|seen| seen.contains(&key)).unwrap_or(false) {
                 return Ok(());
             }
-            audit::check_owned(self.service, &self.owned_tables, sql, Engine::Sqlite)?;
-            if let Ok(mut seen) = self.audited.lock() {
+            audit::check_owned(self.service, &backend.owned_tables, sql, Engine::Sqlite)?;
+            if let Ok(mut seen) = self.shared.audited.lock() {
                 seen.insert(key);
             }
         }
         #[cfg(not(debug_assertions))]
-        let _ = sql;
+        let _ = (backend, sql);
         Ok(())
     }
 
-    /// Runs a statement; returns the number of rows it affected.
+    /// Runs a statement in a write transaction of its own; returns the number of rows it affected.
     pub async fn execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.statement(sql)?;
-        self.run(sql, args).await
+        self.run(Writer::Service, sql, args, true).await
     }
 
-    async fn run(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        on_pool!(&self.writer, pool => {
-            Ok(bound!(sqlx::query, sql, args).execute(pool).await.map_err(StoreError::classify)?.rows_affected())
-        })
+    /// A statement as a write transaction of its own, so that it takes the namespace's lock (and its
+    /// fence) like every other write.
+    async fn run(&self, writer: Writer, sql: &'static str, args: Vec<Value>, audited: bool) -> Result<u64, StoreError> {
+        let mut tx = self.begin_as(writer).await?;
+        let ran = match if audited { self.statement(&tx.backend, sql) } else { Ok(engine_text(tx.backend.engine, sql)) }
+        {
+            Ok(sql) => tx.run(sql, args).await,
+            Err(error) => Err(error),
+        };
+        match ran {
+            Ok(affected) => tx.commit().await.map(|()| affected),
+            // Rolled back now, not when the connection is next used: the lock is released at once.
+            Err(error) => {
+                tx.rollback().await;
+                Err(error)
+            }
+        }
     }
 
     /// Deletes in slices: runs `sql` — a delete of at most [`DELETE_SLICE`] rows, whose last placeholder
     /// takes that number after `args` — until a run deletes fewer; returns how many rows went. Each run is a
     /// short write transaction of its own, so the namespace's other writers wait for one slice at a time.
     pub async fn delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.statement(sql)?;
-        self.slices(sql, args).await
+        self.slices(Writer::Service, sql, args, true).await
     }
 
     /// [`Namespace::delete_in_slices`] for the kernel's own tables.
     pub(crate) async fn kernel_delete_in_slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.kernel_statement(sql);
-        self.slices(sql, args).await
+        self.slices(Writer::Kernel, sql, args, false).await
     }
 
-    async fn slices(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
+    async fn slices(
+        &self,
+        writer: Writer,
+        sql: &'static str,
+        args: Vec<Value>,
+        audited: bool,
+    ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         loop {
             let mut slice_args = args.clone();
             slice_args.push(Value::from(DELETE_SLICE));
-            let slice = self.run(sql, slice_args).await?;
+            let slice = self.run(writer, sql, slice_args, audited).await?;
             deleted += slice;
             if slice < DELETE_SLICE as u64 {
                 return Ok(deleted);
@@ -500,26 +588,22 @@ impl Namespace {
 
     /// Fetches at most one row.
     pub async fn fetch_optional<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<Option<T>, StoreError> {
-        let sql = self.statement(sql)?;
-        on_pool!(&self.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_optional(pool).await)
+        let backend = self.backend();
+        let sql = self.statement(&backend, sql)?;
+        on_pool!(&backend.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_optional(pool).await)
             .map_err(StoreError::classify)
     }
 
     /// Fetches every row.
     pub async fn fetch_all<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
-        let sql = self.statement(sql)?;
-        self.read_all(sql, args).await
-    }
-
-    async fn read_all<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
-        on_pool!(&self.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_all(pool).await)
-            .map_err(StoreError::classify)
+        let backend = self.backend();
+        let sql = self.statement(&backend, sql)?;
+        read_all(&backend, sql, args).await
     }
 
     /// The kernel's own statements (event-bus tables), which the ownership audit does not apply to.
     pub(crate) async fn kernel_execute(&self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.kernel_statement(sql);
-        self.run(sql, args).await
+        self.run(Writer::Kernel, sql, args, false).await
     }
 
     pub(crate) async fn kernel_fetch_all<T: Row>(
@@ -527,41 +611,170 @@ impl Namespace {
         sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Vec<T>, StoreError> {
-        let sql = self.kernel_statement(sql);
-        self.read_all(sql, args).await
+        let backend = self.backend();
+        let sql = engine_text(backend.engine, sql);
+        read_all(&backend, sql, args).await
     }
 
     pub(crate) async fn kernel_fetch_one<T: Row>(&self, sql: &'static str, args: Vec<Value>) -> Result<T, StoreError> {
-        let sql = self.kernel_statement(sql);
-        on_pool!(&self.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_one(pool).await)
+        let backend = self.backend();
+        let sql = engine_text(backend.engine, sql);
+        on_pool!(&backend.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_one(pool).await)
             .map_err(StoreError::classify)
     }
 
     /// Starts a write transaction on the namespace's one writer connection; dropped without [`Tx::commit`]
     /// it rolls back. It takes the namespace's write lock at once (SQLite's `begin immediate`, PostgreSQL's
-    /// advisory lock, MariaDB's `_write_lock` row), so a transaction never fails halfway when another process (the CLI) writes too; it
-    /// waits for it instead.
+    /// advisory lock, MariaDB's `_write_lock` row), so a transaction never fails halfway when another
+    /// process (the CLI) writes too; it waits for it instead. It is refused with [`StoreError::Moving`]
+    /// while a move of the namespace is under way, and with [`StoreError::Moved`] at a copy a move has left.
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
-        let inner = match &self.writer {
+        self.begin_as(Writer::Service).await
+    }
+
+    pub(crate) async fn begin_as(&self, writer: Writer) -> Result<Tx<'_>, StoreError> {
+        if !self.shared.gate.admits(writer) {
+            return Err(StoreError::Moving);
+        }
+        let backend = self.backend();
+        let inner = match &backend.writer {
             Pool::Sqlite(pool) => {
-                TxInner::Sqlite(pool.begin_with("begin immediate").await.map_err(StoreError::classify)?)
+                let mut tx = pool.begin_with("begin immediate").await.map_err(StoreError::classify)?;
+                let moved: bool =
+                    sqlx::query_scalar(sqlite::FENCE).fetch_one(&mut *tx).await.map_err(StoreError::classify)?;
+                if moved {
+                    return Err(StoreError::Moved);
+                }
+                TxInner::Sqlite(tx)
             }
             Pool::Postgres(pool) => {
                 TxInner::Postgres(pool.begin_with(postgres::BEGIN).await.map_err(StoreError::classify)?)
             }
             Pool::MySql(pool) => {
                 let mut tx = pool.begin().await.map_err(StoreError::classify)?;
-                sqlx::query(mysql::LOCK).execute(&mut *tx).await.map_err(StoreError::classify)?;
+                let locked: Option<i64> =
+                    sqlx::query_scalar(mysql::LOCK).fetch_optional(&mut *tx).await.map_err(StoreError::classify)?;
+                if locked.is_none() {
+                    return Err(StoreError::Moved);
+                }
                 TxInner::MySql(tx)
             }
         };
-        Ok(Tx { namespace: self, inner, published: false, on_commit: Vec::new() })
+        Ok(Tx { namespace: self, backend, inner, published: false, on_commit: Vec::new() })
     }
+}
+
+impl Namespace {
+    /// Runs a statement built at run time (the copy's, over tables found in the catalogue) on the readers.
+    pub(crate) async fn raw_fetch(
+        &self,
+        sql: String,
+        args: Vec<Value>,
+    ) -> Result<Vec<Vec<transfer::Cell>>, StoreError> {
+        let backend = self.backend();
+        let sql = sqlx::AssertSqlSafe(sql);
+        let rows = on_pool!(&backend.pool, pool => {
+            bound!(sqlx::query, sql, args)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::classify)?
+                .iter()
+                .map(cells)
+                .collect::<Result<Vec<_>, _>>()
+        });
+        rows.map_err(StoreError::Database)
+    }
+
+    /// Runs a statement built at run time (the copy's DDL) on the writer, outside any transaction.
+    pub(crate) async fn raw_execute(&self, sql: String) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let sql = sqlx::AssertSqlSafe(sql);
+        on_pool!(&backend.writer, pool => sqlx::query(sql).execute(pool).await.map(drop).map_err(StoreError::classify))
+    }
+}
+
+/// A row's values as [`transfer::Cell`]s, by the type each value has (SQLite's are per value).
+fn cells<R>(row: &R) -> Result<Vec<transfer::Cell>, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use sqlx::{TypeInfo as _, ValueRef as _};
+    use transfer::Cell;
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i)?;
+            if raw.is_null() {
+                return Ok(Cell::Null);
+            }
+            let name = raw.type_info().name().to_ascii_uppercase();
+            Ok(if name.contains("INT") {
+                Cell::Int(row.try_get_unchecked::<i64, _>(i)?)
+            } else if name.contains("BOOL") {
+                Cell::Int(i64::from(row.try_get_unchecked::<bool, _>(i)?))
+            } else if ["REAL", "FLOAT", "DOUBLE"].iter().any(|t| name.contains(t)) {
+                Cell::Real(row.try_get_unchecked::<f64, _>(i)?)
+            } else if name.contains("BYTEA")
+                || (name.contains("BLOB") && !name.contains("TEXT"))
+                || name.contains("BINARY")
+            {
+                Cell::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i)?)
+            } else {
+                Cell::Text(row.try_get_unchecked::<String, _>(i)?)
+            })
+        })
+        .collect()
+}
+
+impl Tx<'_> {
+    /// Runs a statement built at run time (the copy's inserts) in this transaction.
+    pub(crate) async fn raw_execute(&mut self, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        on_tx!(&mut self.inner, tx => {
+            Ok(bound!(sqlx::query, sql, args).execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
+        })
+    }
+}
+
+/// Who asks to write, which decides what a move under way lets through ([`moves::Gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// The service's own writes, and the event consumers' (which are the service's too).
+    Service,
+    /// The event bus's bookkeeping: the relay stamping what it published, trims, dead letters.
+    Kernel,
+}
+
+async fn read_all<T: Row>(backend: &Backend, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
+    on_pool!(&backend.pool, pool => bound!(sqlx::query_as::<_, T>, sql, args).fetch_all(pool).await)
+        .map_err(StoreError::classify)
+}
+
+/// Applies the kernel's migrations and then the service's (if any) at `backend`.
+async fn migrate_backend(
+    service: &'static str,
+    backend: &Backend,
+    migrations: Option<Migrations>,
+) -> Result<(), StoreError> {
+    let failed = |source| StoreError::Migration { service, source };
+    let mut kernel = Migrator::with_migrations(KERNEL_MIGRATIONS.for_engine(backend.engine).iter().cloned().collect());
+    kernel.dangerous_set_table_name(KERNEL_MIGRATIONS_TABLE);
+    on_pool!(&backend.writer, pool => kernel.run(pool).await.map_err(failed))?;
+    let Some(migrations) = migrations else { return Ok(()) };
+    let migrator = migrations.for_engine(backend.engine);
+    on_pool!(&backend.writer, pool => migrator.run(pool).await.map_err(failed))
 }
 
 /// A transaction in one namespace. It cannot span namespaces: that is the point.
 pub struct Tx<'a> {
     namespace: &'a Namespace,
+    /// Where it runs: a move switching the namespace meanwhile does not move it.
+    backend: Arc<Backend>,
     inner: TxInner,
     /// Whether this transaction wrote to the outbox (the relay is woken on commit).
     published: bool,
@@ -583,7 +796,7 @@ impl Tx<'_> {
 
     /// The engine the transaction runs on.
     pub fn engine(&self) -> Engine {
-        self.namespace.engine
+        self.backend.engine
     }
 
     /// Notes that this transaction wrote to the outbox, so that the relay is woken when it commits.
@@ -592,7 +805,7 @@ impl Tx<'_> {
     }
 
     pub async fn execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.namespace.statement(sql)?;
+        let sql = self.namespace.statement(&self.backend, sql)?;
         self.run(sql, args).await
     }
 
@@ -607,13 +820,13 @@ impl Tx<'_> {
         sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Option<T>, StoreError> {
-        let sql = self.namespace.statement(sql)?;
+        let sql = self.namespace.statement(&self.backend, sql)?;
         on_tx!(&mut self.inner, tx => bound!(sqlx::query_as::<_, T>, sql, args).fetch_optional(&mut **tx).await)
             .map_err(StoreError::classify)
     }
 
     pub async fn fetch_all<T: Row>(&mut self, sql: &'static str, args: Vec<Value>) -> Result<Vec<T>, StoreError> {
-        let sql = self.namespace.statement(sql)?;
+        let sql = self.namespace.statement(&self.backend, sql)?;
         self.read_all(sql, args).await
     }
 
@@ -623,7 +836,7 @@ impl Tx<'_> {
     }
 
     pub(crate) async fn kernel_execute(&mut self, sql: &'static str, args: Vec<Value>) -> Result<u64, StoreError> {
-        let sql = self.namespace.kernel_statement(sql);
+        let sql = engine_text(self.backend.engine, sql);
         self.run(sql, args).await
     }
 
@@ -632,7 +845,7 @@ impl Tx<'_> {
         sql: &'static str,
         args: Vec<Value>,
     ) -> Result<Vec<T>, StoreError> {
-        let sql = self.namespace.kernel_statement(sql);
+        let sql = engine_text(self.backend.engine, sql);
         self.read_all(sql, args).await
     }
 
@@ -642,10 +855,17 @@ impl Tx<'_> {
         self.on_commit.push(Box::new(hook));
     }
 
+    /// Rolls back now (dropping a transaction rolls it back when its connection is next used).
+    pub async fn rollback(self) {
+        if let Err(error) = on_tx!(self.inner, tx => tx.rollback().await) {
+            tracing::debug!(error = %error, "rolling back failed; the connection is discarded");
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
-        on_tx!(self.inner, tx => tx.commit().await)?;
+        on_tx!(self.inner, tx => tx.commit().await).map_err(StoreError::classify)?;
         if self.published {
-            self.namespace.outbox.notify_one();
+            self.namespace.shared.outbox.notify_one();
         }
         for hook in self.on_commit {
             hook();

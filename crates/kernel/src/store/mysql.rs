@@ -16,7 +16,8 @@ use sqlx::{ConnectOptions, Connection, Executor, MySqlPool};
 
 use super::StoreError;
 
-/// What a write transaction runs first: the namespace's write lock, held until it ends.
+/// What a write transaction runs first: the namespace's write lock, held until it ends. It finds no row at a
+/// copy of the namespace that a move has left (the switch deletes it), and the transaction is refused.
 pub(super) const LOCK: &str = "select id from _write_lock where id = 1 for update";
 
 /// How long a request waits for a connection before the namespace is reported unavailable.

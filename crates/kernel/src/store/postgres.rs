@@ -16,8 +16,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::StoreError;
 
 /// How a write transaction starts: read committed (the default), holding the namespace's advisory lock
-/// (keyed by the schema, which `search_path` makes the current one) until it ends.
-pub(super) const BEGIN: &str = "begin; select pg_advisory_xact_lock(hashtext(current_schema()))";
+/// (keyed by the schema, which `search_path` makes the current one) until it ends, then refused (SQLSTATE
+/// `OD001`) if a move has left this copy of the namespace.
+pub(super) const BEGIN: &str =
+    "begin; select pg_advisory_xact_lock(hashtext(current_schema())); select _kernel_write_fence()";
 
 /// How long a request waits for a connection before the namespace is reported unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -25,6 +25,10 @@ const WAL_AUTOCHECKPOINT: u32 = 16_384;
 /// and the next round has to allocate them again while a checkpoint's fsync holds the file's block map.
 const JOURNAL_SIZE_LIMIT: u64 = WAL_AUTOCHECKPOINT as u64 * 4096;
 
+/// What a write transaction asks right after `begin immediate`: whether a move has left this copy of the
+/// namespace, which must then not be written to again.
+pub(super) const FENCE: &str = "select exists (select 1 from _kernel_moves where state = 'switched')";
+
 /// How often the WAL is checkpointed in the background (four times as often in the kernel's own tests,
 /// which watch several rounds).
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(if cfg!(test) { 50 } else { 200 });

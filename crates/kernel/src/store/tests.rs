@@ -109,7 +109,8 @@ async fn a_namespace_is_one_wal_file_with_its_own_migration_history() {
     let namespace = fixture(dir.path()).await;
 
     namespace.readiness().await.expect("ready after migrating");
-    let Pool::Sqlite(pool) = &namespace.pool else { panic!("a SQLite namespace") };
+    let backend = namespace.backend();
+    let Pool::Sqlite(pool) = &backend.pool else { panic!("a SQLite namespace") };
     let mode: String = sqlx::query_scalar("pragma journal_mode").fetch_one(pool).await.expect("pragma");
     assert_eq!(mode, "wal");
     assert!(dir.path().join("fixture.db").exists());

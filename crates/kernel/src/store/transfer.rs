@@ -1,0 +1,771 @@
+//! Copying a namespace's rows to another location, any engine to any engine, and comparing two copies
+//! (`omnidesk data move`, `verify`, `status`).
+//!
+//! - Tables are found in each database's catalogue, without the bookkeeping every namespace has of its
+//!   own (migration histories, moves, MariaDB's write lock) and without SQLite's FTS5 shadow tables. Both
+//!   copies have the service's migrations applied, so they have the same tables, save what the service
+//!   declares *derived* (its search index, which each engine keeps its own way): those are not copied but
+//!   rebuilt on the target by the service ([`Derived`](crate::service::Derived)).
+//! - Rows are read in primary-key order, in batches that continue after the last key read (the source's
+//!   own order, so text keys need no common collation), and written parents first (foreign keys) in one
+//!   target transaction per batch, which also records the last key copied: an interrupted copy continues
+//!   where it stopped.
+//! - A table's checksum is the wrapping sum of its rows' digests (SHA-256 of each row's values, engine
+//!   independent: integers as integers, text as UTF-8), so both copies are summed in their own order. When
+//!   counts or sums differ, the source is walked again and each batch's keys looked up in the target, to
+//!   name the first rows that differ.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::{Engine, Namespace, StoreError, Value};
+
+/// Rows read from the source per batch (and written to the target per transaction).
+pub const BATCH: usize = 2_000;
+/// Placeholders one statement may bind on every engine (SQLite allows 32,766).
+const MAX_BINDS: usize = 30_000;
+/// Differing rows named per table when two copies disagree.
+const DIFFERENCES_NAMED: usize = 3;
+/// Where a copy records how far it got, in the target (bookkeeping, never copied itself).
+const PROGRESS_TABLE: &str = "_kernel_copy_progress";
+
+/// A value as read from any engine: what a checksum digests and what is written to the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Cell {
+    fn digest_into(&self, hasher: &mut Sha256) {
+        match self {
+            Cell::Null => hasher.update([0]),
+            Cell::Int(v) => {
+                hasher.update([1]);
+                hasher.update(v.to_le_bytes());
+            }
+            Cell::Real(v) => {
+                hasher.update([2]);
+                hasher.update(v.to_bits().to_le_bytes());
+            }
+            Cell::Text(v) => {
+                hasher.update([3]);
+                hasher.update((v.len() as u64).to_le_bytes());
+                hasher.update(v.as_bytes());
+            }
+            Cell::Bytes(v) => {
+                hasher.update([4]);
+                hasher.update((v.len() as u64).to_le_bytes());
+                hasher.update(v);
+            }
+        }
+    }
+
+    /// The value bound for a column of `kind` (a null keeps the column's type, as PostgreSQL wants).
+    fn bind(&self, kind: super::Kind) -> Value {
+        match self {
+            Cell::Null => Value::Null(kind),
+            Cell::Int(v) if kind == super::Kind::Bool => Value::Bool(*v != 0),
+            Cell::Int(v) => Value::Int(*v),
+            Cell::Real(v) => Value::Real(*v),
+            Cell::Text(v) => Value::Text(v.clone()),
+            Cell::Bytes(v) => Value::Bytes(v.clone()),
+        }
+    }
+
+    fn key_text(&self) -> String {
+        match self {
+            Cell::Null => "null".to_owned(),
+            Cell::Int(v) => v.to_string(),
+            Cell::Real(v) => v.to_string(),
+            Cell::Text(v) => v.clone(),
+            Cell::Bytes(v) => format!("{} bytes", v.len()),
+        }
+    }
+}
+
+/// A row's digest: the first 128 bits of SHA-256 over its values.
+fn row_digest(row: &[Cell]) -> u128 {
+    let mut hasher = Sha256::new();
+    for cell in row {
+        cell.digest_into(&mut hasher);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// A table as a copy sees it: its columns (and their kinds), its primary key and the tables it refers to.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<String>,
+    kinds: Vec<super::Kind>,
+    /// Positions in `columns` of the primary key, in key order.
+    key: Vec<usize>,
+    references: Vec<String>,
+}
+
+/// The tables of a namespace that a copy moves, parents before the tables that refer to them.
+pub async fn tables(namespace: &Namespace) -> Result<Vec<Table>, StoreError> {
+    let engine = namespace.engine();
+    let names = namespace.raw_fetch(engine_sql(engine, Catalogue::Tables), vec![]).await?;
+    let mut names: Vec<String> = names.into_iter().filter_map(|row| text(&row, 0)).collect();
+    let shadows: HashSet<String> = if engine == Engine::Sqlite {
+        let virtuals = namespace
+            .raw_fetch(
+                "select name from sqlite_master where type = 'table' and sql like 'create virtual table%'".into(),
+                vec![],
+            )
+            .await?;
+        virtuals
+            .iter()
+            .filter_map(|row| text(row, 0))
+            .flat_map(|v| ["data", "idx", "content", "docsize", "config"].map(|s| format!("{v}_{s}")))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    names.retain(|name| !bookkeeping(name) && !shadows.contains(name));
+    let mut tables = Vec::with_capacity(names.len());
+    for name in names {
+        tables.push(describe(namespace, engine, name).await?);
+    }
+    Ok(parents_first(tables))
+}
+
+/// Tables every namespace keeps for itself, which are never copied: migration histories, moves, copy
+/// progress, MariaDB's write lock.
+fn bookkeeping(name: &str) -> bool {
+    name.starts_with("_sqlx_migrations") || name.starts_with("_kernel_") || name == "_write_lock"
+}
+
+enum Catalogue {
+    Tables,
+    Columns,
+    Key,
+    References,
+}
+
+/// The catalogue queries of each engine: table names; a table's columns (name, type); its primary key's
+/// columns in order; the tables it refers to.
+fn engine_sql(engine: Engine, what: Catalogue) -> String {
+    let sql = match (engine, what) {
+        (Engine::Sqlite, Catalogue::Tables) => {
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by rowid"
+        }
+        (Engine::Sqlite, Catalogue::Columns) => "select name, type from pragma_table_info(?) order by cid",
+        (Engine::Sqlite, Catalogue::Key) => "select name from pragma_table_info(?) where pk > 0 order by pk",
+        (Engine::Sqlite, Catalogue::References) => "select distinct \"table\" from pragma_foreign_key_list(?)",
+        (Engine::Postgres, Catalogue::Tables) => {
+            "select table_name::text from information_schema.tables where table_schema = current_schema() \
+             and table_type = 'BASE TABLE' order by table_name"
+        }
+        (Engine::Postgres, Catalogue::Columns) => {
+            "select column_name::text, data_type::text from information_schema.columns \
+             where table_schema = current_schema() and table_name = $1 order by ordinal_position"
+        }
+        (Engine::Postgres, Catalogue::Key) => {
+            "select a.attname::text from pg_index i join pg_attribute a on a.attrelid = i.indrelid \
+             and a.attnum = any(i.indkey) where i.indrelid = (quote_ident(current_schema()) || '.' || \
+             quote_ident($1))::regclass and i.indisprimary order by array_position(i.indkey, a.attnum)"
+        }
+        (Engine::Postgres, Catalogue::References) => {
+            "select distinct p.relname::text from pg_constraint c join pg_class t on t.oid = c.conrelid \
+             join pg_class p on p.oid = c.confrelid where c.contype = 'f' and t.relname = $1 \
+             and t.relnamespace = current_schema()::regnamespace"
+        }
+        (Engine::MySql, Catalogue::Tables) => {
+            "select table_name from information_schema.tables where table_schema = database() \
+             and table_type = 'BASE TABLE' order by table_name"
+        }
+        (Engine::MySql, Catalogue::Columns) => {
+            "select column_name, data_type from information_schema.columns where table_schema = database() \
+             and table_name = ? order by ordinal_position"
+        }
+        (Engine::MySql, Catalogue::Key) => {
+            "select column_name from information_schema.key_column_usage where table_schema = database() \
+             and table_name = ? and constraint_name = 'PRIMARY' order by ordinal_position"
+        }
+        (Engine::MySql, Catalogue::References) => {
+            "select distinct referenced_table_name from information_schema.key_column_usage \
+             where table_schema = database() and table_name = ? and referenced_table_name is not null"
+        }
+    };
+    sql.to_owned()
+}
+
+async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result<Table, StoreError> {
+    let arg = || vec![Value::Text(name.clone())];
+    let columns = namespace.raw_fetch(engine_sql(engine, Catalogue::Columns), arg()).await?;
+    let mut names = Vec::new();
+    let mut kinds = Vec::new();
+    for row in &columns {
+        let (Some(column), Some(declared)) = (text(row, 0), text(row, 1)) else { continue };
+        kinds.push(declared_kind(&declared));
+        names.push(column);
+    }
+    let mut key_names: Vec<String> = namespace
+        .raw_fetch(engine_sql(engine, Catalogue::Key), arg())
+        .await?
+        .iter()
+        .filter_map(|r| text(r, 0))
+        .collect();
+    if key_names.is_empty() && engine == Engine::Sqlite {
+        // A SQLite table without a declared key (an FTS5 table) is keyed by its rowid, copied along.
+        names.insert(0, "rowid".to_owned());
+        kinds.insert(0, super::Kind::Int);
+        key_names.push("rowid".to_owned());
+    }
+    if key_names.is_empty() {
+        return Err(StoreError::Unsupported(format!(
+            "table `{name}` has no primary key, so it cannot be copied in order and resumed"
+        )));
+    }
+    let key = key_names
+        .iter()
+        .map(|k| names.iter().position(|c| c == k))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| StoreError::Unsupported(format!("table `{name}`: its key names a column it lacks")))?;
+    let references = namespace
+        .raw_fetch(engine_sql(engine, Catalogue::References), arg())
+        .await?
+        .iter()
+        .filter_map(|r| text(r, 0))
+        .filter(|parent| *parent != name)
+        .collect();
+    Ok(Table { name, columns: names, kinds, key, references })
+}
+
+/// What a declared column type binds as, on any engine.
+fn declared_kind(declared: &str) -> super::Kind {
+    let declared = declared.to_ascii_lowercase();
+    if declared.contains("int") {
+        super::Kind::Int
+    } else if declared.contains("bool") {
+        super::Kind::Bool
+    } else if ["real", "double", "float", "numeric", "decimal"].iter().any(|t| declared.contains(t)) {
+        super::Kind::Real
+    } else if ["blob", "bytea", "binary"].iter().any(|t| declared.contains(t)) {
+        super::Kind::Bytes
+    } else {
+        super::Kind::Text
+    }
+}
+
+/// `tables` ordered so that a table comes after those it refers to.
+fn parents_first(mut tables: Vec<Table>) -> Vec<Table> {
+    let mut ordered: Vec<Table> = Vec::with_capacity(tables.len());
+    while !tables.is_empty() {
+        let ready = tables
+            .iter()
+            .position(|t| {
+                t.references
+                    .iter()
+                    .all(|p| ordered.iter().any(|o| &o.name == p) || !tables.iter().any(|x| &x.name == p))
+            })
+            .unwrap_or(0);
+        ordered.push(tables.remove(ready));
+    }
+    ordered
+}
+
+fn text(row: &[Cell], at: usize) -> Option<String> {
+    match row.get(at) {
+        Some(Cell::Text(t)) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// How an identifier is quoted on `engine`.
+fn quote(engine: Engine, name: &str) -> String {
+    match engine {
+        Engine::MySql => format!("`{name}`"),
+        _ if name == "rowid" => name.to_owned(),
+        _ => format!("\"{name}\""),
+    }
+}
+
+/// Placeholder number `n` (from 1) on `engine`.
+fn placeholder(engine: Engine, n: usize) -> String {
+    if engine == Engine::Postgres { format!("${n}") } else { "?".to_owned() }
+}
+
+/// Reads `table` in key order: the batch of at most `limit` rows after `after` (a key), all columns.
+fn select_after(engine: Engine, table: &Table, after: Option<&[Cell]>, limit: usize) -> (String, Vec<Value>) {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
+    let key: Vec<String> = table.key.iter().map(|&i| quote(engine, &table.columns[i])).collect();
+    let mut sql = format!("select {} from {}", columns.join(", "), quote(engine, &table.name));
+    let mut args = Vec::new();
+    if let Some(after) = after {
+        // k1 > ? or (k1 = ? and (k2 > ? or (k2 = ? and …))): every engine can use the key's index.
+        let mut condition = String::new();
+        for (i, column) in key.iter().enumerate().rev() {
+            let kind = table.kinds[table.key[i]];
+            let value = after[i].bind(kind);
+            let greater = format!("{column} > {}", placeholder(engine, 0));
+            condition = if condition.is_empty() {
+                args.insert(0, value);
+                greater
+            } else {
+                args.insert(0, value.clone());
+                args.insert(0, value);
+                format!("{greater} or ({column} = {} and ({condition}))", placeholder(engine, 0))
+            };
+        }
+        sql.push_str(&format!(" where {condition}"));
+    }
+    sql.push_str(&format!(" order by {} limit {limit}", key.join(", ")));
+    (numbered(engine, &sql), args)
+}
+
+/// `sql` with PostgreSQL's placeholders numbered in order (`$0` written for each).
+fn numbered(engine: Engine, sql: &str) -> String {
+    if engine != Engine::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut rest = sql;
+    while let Some(at) = rest.find("$0") {
+        n += 1;
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("${n}"));
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One table's rows as a copy counts them: how many, and the sum of their digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    pub rows: u64,
+    pub checksum: u128,
+}
+
+impl Tally {
+    fn add(&mut self, row: &[Cell]) {
+        self.rows += 1;
+        self.checksum = self.checksum.wrapping_add(row_digest(row));
+    }
+}
+
+/// Calls `each` with every batch of `table`'s rows at `namespace`, in key order, from after `after`.
+async fn each_batch<F>(
+    namespace: &Namespace,
+    table: &Table,
+    after: Option<Vec<Cell>>,
+    mut each: F,
+) -> Result<(), StoreError>
+where
+    F: AsyncFnMut(Vec<Vec<Cell>>) -> Result<(), StoreError>,
+{
+    let engine = namespace.engine();
+    let mut after = after;
+    loop {
+        let (sql, args) = select_after(engine, table, after.as_deref(), BATCH);
+        let rows = namespace.raw_fetch(sql, args).await?;
+        let full = rows.len() == BATCH;
+        after = rows.last().map(|row| table.key.iter().map(|&i| row[i].clone()).collect());
+        if !rows.is_empty() {
+            each(rows).await?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Counts and sums `table` at `namespace`.
+pub async fn tally(namespace: &Namespace, table: &Table) -> Result<Tally, StoreError> {
+    let mut tally = Tally::default();
+    each_batch(namespace, table, None, async |rows| {
+        for row in &rows {
+            tally.add(row);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(tally)
+}
+
+/// How a copy is getting on, for a progress display.
+pub trait Progress: Send {
+    /// Before anything is copied: every table with the rows it has at the source.
+    fn start(&mut self, tables: &[(String, u64)]);
+    /// `rows` more rows of `table` were copied.
+    fn copied(&mut self, table: &str, rows: u64);
+    /// The move entered another stage (draining, copying, rebuilding, comparing, switched), in words.
+    fn stage(&mut self, _what: &str) {}
+}
+
+/// What a copy did: rows copied now, and rows an earlier, interrupted run had copied already.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Copied {
+    pub rows: u64,
+    pub resumed: u64,
+}
+
+/// The tables both copies have, and those only one has, which must all be `derived`.
+pub async fn common_tables(
+    source: &Namespace,
+    target: &Namespace,
+    derived: &[&str],
+) -> Result<Vec<(Table, Table)>, StoreError> {
+    let from = tables(source).await?;
+    let to = tables(target).await?;
+    let mut common = Vec::new();
+    for table in &from {
+        match to.iter().find(|t| t.name == table.name) {
+            Some(other) => {
+                if derived.contains(&table.name.as_str()) && source.engine() != target.engine() {
+                    continue;
+                }
+                if other.columns != table.columns {
+                    return Err(StoreError::Unsupported(format!(
+                        "table `{}` has columns {:?} here and {:?} at the target: are both on the same migrations?",
+                        table.name, table.columns, other.columns
+                    )));
+                }
+                common.push((table.clone(), other.clone()));
+            }
+            None if derived.contains(&table.name.as_str()) => {}
+            None => {
+                return Err(StoreError::Unsupported(format!("table `{}` is missing at the target", table.name)));
+            }
+        }
+    }
+    if let Some(extra) =
+        to.iter().find(|t| !from.iter().any(|f| f.name == t.name) && !derived.contains(&t.name.as_str()))
+    {
+        return Err(StoreError::Unsupported(format!("the target has a table `{}` the source lacks", extra.name)));
+    }
+    // Parents first, as the target orders them.
+    common.sort_by_key(|(_, t)| to.iter().position(|x| x.name == t.name));
+    Ok(common)
+}
+
+/// Copies every row of `tables` from `source` to `target`, continuing an interrupted copy where it
+/// stopped.
+pub async fn copy(
+    source: &Namespace,
+    target: &Namespace,
+    tables: &[(Table, Table)],
+    progress: &mut dyn Progress,
+) -> Result<Copied, StoreError> {
+    target
+        .raw_execute(format!(
+            "create table if not exists {PROGRESS_TABLE} (table_name varchar(200) not null primary key, \
+             last_key text not null, copied bigint not null)"
+        ))
+        .await?;
+    let done = copied_so_far(target).await?;
+    let mut totals = Vec::with_capacity(tables.len());
+    for (table, _) in tables {
+        totals.push((table.name.clone(), count(source, table).await?));
+    }
+    progress.start(&totals);
+    let mut copied = Copied::default();
+    for (table, target_table) in tables {
+        let (after, before) = match done.get(&table.name) {
+            Some((key, rows)) => (Some(key.clone()), *rows),
+            None => (None, 0),
+        };
+        if before > 0 {
+            progress.copied(&table.name, before);
+            copied.resumed += before;
+        }
+        let mut so_far = before;
+        each_batch(source, table, after, async |rows| {
+            so_far += rows.len() as u64;
+            write_batch(target, target_table, &rows, so_far).await?;
+            progress.copied(&table.name, rows.len() as u64);
+            copied.rows += rows.len() as u64;
+            Ok(())
+        })
+        .await?;
+    }
+    fix_sequences(target, tables).await?;
+    Ok(copied)
+}
+
+/// How many rows `table` has at `namespace`.
+pub async fn count(namespace: &Namespace, table: &Table) -> Result<u64, StoreError> {
+    let (sql, args) = count_sql(namespace.engine(), table);
+    let rows = namespace.raw_fetch(sql, args).await?;
+    Ok(match rows.first().and_then(|r| r.first()) {
+        Some(Cell::Int(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// Whether `target` holds an unfinished copy (its progress table), which a rerun continues.
+pub async fn has_unfinished_copy(target: &Namespace) -> Result<bool, StoreError> {
+    let names = target.raw_fetch(engine_sql(target.engine(), Catalogue::Tables), vec![]).await?;
+    Ok(names.iter().filter_map(|row| text(row, 0)).any(|name| name == PROGRESS_TABLE))
+}
+
+/// Deletes every row of `names` (those that exist) at `namespace`, in the order given.
+pub async fn empty_tables(namespace: &Namespace, names: &[&str]) -> Result<(), StoreError> {
+    let present: Vec<String> = tables(namespace).await?.into_iter().map(|t| t.name).collect();
+    for name in names.iter().filter(|n| present.iter().any(|p| p == *n)) {
+        namespace.raw_execute(format!("delete from {}", quote(namespace.engine(), name))).await?;
+    }
+    Ok(())
+}
+
+fn count_sql(engine: Engine, table: &Table) -> (String, Vec<Value>) {
+    (format!("select count(*) from {}", quote(engine, &table.name)), vec![])
+}
+
+/// The last key and row count of each table an earlier run copied (from the target's progress table).
+async fn copied_so_far(target: &Namespace) -> Result<HashMap<String, (Vec<Cell>, u64)>, StoreError> {
+    let rows = target.raw_fetch(format!("select table_name, last_key, copied from {PROGRESS_TABLE}"), vec![]).await?;
+    let mut done = HashMap::new();
+    for row in rows {
+        let (Some(table), Some(key), Some(Cell::Int(copied))) = (text(&row, 0), text(&row, 1), row.get(2).cloned())
+        else {
+            continue;
+        };
+        let key: Vec<serde_json::Value> = serde_json::from_str(&key)?;
+        let key = key
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::Number(n) => n.as_i64().map_or(Cell::Null, Cell::Int),
+                serde_json::Value::String(s) => Cell::Text(s),
+                _ => Cell::Null,
+            })
+            .collect();
+        done.insert(table, (key, u64::try_from(copied).unwrap_or(0)));
+    }
+    Ok(done)
+}
+
+/// Writes `rows` into `table` at `target` in one transaction that also records the last key written.
+async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copied: u64) -> Result<(), StoreError> {
+    let engine = target.engine();
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
+    let per_statement = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
+    let overriding = if engine == Engine::Postgres { " overriding system value" } else { "" };
+    let mut tx = target.begin_as(super::Writer::Kernel).await?;
+    for chunk in rows.chunks(per_statement) {
+        let mut sql =
+            format!("insert into {} ({}){overriding} values ", quote(engine, &table.name), columns.join(", "));
+        let mut args = Vec::with_capacity(chunk.len() * columns.len());
+        for (r, row) in chunk.iter().enumerate() {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for (c, cell) in row.iter().enumerate() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&placeholder(engine, args.len() + 1));
+                args.push(cell.bind(table.kinds[c]));
+            }
+            sql.push(')');
+        }
+        tx.raw_execute(sql, args).await?;
+    }
+    let last = rows.last().map(|row| {
+        let key: Vec<serde_json::Value> = table
+            .key
+            .iter()
+            .map(|&i| match &row[i] {
+                Cell::Int(v) => serde_json::Value::from(*v),
+                Cell::Text(v) => serde_json::Value::from(v.clone()),
+                _ => serde_json::Value::Null,
+            })
+            .collect();
+        serde_json::Value::from(key).to_string()
+    });
+    if let Some(last) = last {
+        let p = |n| placeholder(engine, n);
+        let delete = format!("delete from {PROGRESS_TABLE} where table_name = {}", p(1));
+        let insert = format!(
+            "insert into {PROGRESS_TABLE} (table_name, last_key, copied) values ({}, {}, {})",
+            p(1),
+            p(2),
+            p(3)
+        );
+        tx.raw_execute(delete, vec![Value::Text(table.name.clone())]).await?;
+        let copied = i64::try_from(copied).unwrap_or(i64::MAX);
+        tx.raw_execute(insert, vec![Value::Text(table.name.clone()), Value::Text(last), Value::Int(copied)]).await?;
+    }
+    tx.commit().await
+}
+
+/// Sets PostgreSQL's identity sequences past the rows copied with their own values (SQLite and MariaDB
+/// move theirs on an explicit insert).
+async fn fix_sequences(target: &Namespace, tables: &[(Table, Table)]) -> Result<(), StoreError> {
+    if target.engine() != Engine::Postgres {
+        return Ok(());
+    }
+    for (_, table) in tables {
+        let identities = target
+            .raw_fetch(
+                "select column_name::text from information_schema.columns where table_schema = current_schema() \
+                 and table_name = $1 and (is_identity = 'YES' or column_default like 'nextval(%')"
+                    .to_owned(),
+                vec![Value::Text(table.name.clone())],
+            )
+            .await?;
+        for column in identities.iter().filter_map(|r| text(r, 0)) {
+            let name = quote(Engine::Postgres, &table.name);
+            let column = quote(Engine::Postgres, &column);
+            target
+                .raw_execute(format!(
+                    "select setval(pg_get_serial_sequence('{name}', '{}'), coalesce(max({column}), 0) + 1, false) from {name}",
+                    column.trim_matches('"')
+                ))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the copy's bookkeeping from the target once the move is done.
+pub async fn finish(target: &Namespace) -> Result<(), StoreError> {
+    target.raw_execute(format!("drop table if exists {PROGRESS_TABLE}")).await
+}
+
+/// How one table compares between two copies.
+#[derive(Debug, Clone)]
+pub struct TableComparison {
+    pub table: String,
+    pub source: Tally,
+    pub target: Tally,
+    /// The first rows that differ, by key: missing at the target, or with other values.
+    pub differing: Vec<String>,
+}
+
+impl TableComparison {
+    pub fn matches(&self) -> bool {
+        self.source == self.target
+    }
+}
+
+/// Compares every table both copies have (counts and checksums), naming the first differing keys.
+pub async fn compare(
+    source: &Namespace,
+    target: &Namespace,
+    tables: &[(Table, Table)],
+) -> Result<Vec<TableComparison>, StoreError> {
+    let mut comparisons = Vec::with_capacity(tables.len());
+    for (from, to) in tables {
+        let (source_tally, target_tally) = tokio::try_join!(tally(source, from), tally(target, to))?;
+        let mut comparison = TableComparison {
+            table: from.name.clone(),
+            source: source_tally,
+            target: target_tally,
+            differing: Vec::new(),
+        };
+        if !comparison.matches() {
+            comparison.differing = first_differences(source, target, from, to).await?;
+        }
+        comparisons.push(comparison);
+    }
+    Ok(comparisons)
+}
+
+/// Walks the source and looks each batch's keys up at the target, until [`DIFFERENCES_NAMED`] rows differ.
+async fn first_differences(
+    source: &Namespace,
+    target: &Namespace,
+    from: &Table,
+    to: &Table,
+) -> Result<Vec<String>, StoreError> {
+    let mut differing = Vec::new();
+    let mut at_target = 0u64;
+    let engine = target.engine();
+    let outcome = each_batch(source, from, None, async |rows| {
+        for chunk in rows.chunks((MAX_BINDS / from.key.len().max(1)).min(500)) {
+            // select … where (k1 = ? and k2 = ?) or (…): the same rows, looked up by key.
+            let mut args = Vec::new();
+            let mut conditions = Vec::new();
+            for row in chunk {
+                // Both copies have the same columns (checked by `common_tables`), so the same key positions.
+                let parts: Vec<String> = from
+                    .key
+                    .iter()
+                    .map(|&i| {
+                        args.push(row[i].bind(to.kinds[i]));
+                        format!("{} = {}", quote(engine, &to.columns[i]), placeholder(engine, 0))
+                    })
+                    .collect();
+                conditions.push(format!("({})", parts.join(" and ")));
+            }
+            let columns: Vec<String> = to.columns.iter().map(|c| quote(engine, c)).collect();
+            let sql = numbered(
+                engine,
+                &format!(
+                    "select {} from {} where {}",
+                    columns.join(", "),
+                    quote(engine, &to.name),
+                    conditions.join(" or ")
+                ),
+            );
+            let found = target.raw_fetch(sql, args).await?;
+            at_target += found.len() as u64;
+            let key_of = |row: &[Cell]| from.key.iter().map(|&i| row[i].key_text()).collect::<Vec<_>>();
+            let by_key: HashMap<Vec<String>, u128> = found.iter().map(|r| (key_of(r), row_digest(r))).collect();
+            for row in chunk {
+                let key = key_of(row);
+                let what = match by_key.get(&key) {
+                    None => "missing at the target",
+                    Some(&digest) if digest != row_digest(row) => "different at the target",
+                    Some(_) => continue,
+                };
+                differing.push(format!("{} = {} ({what})", key_label(from), key.join(", ")));
+                if differing.len() >= DIFFERENCES_NAMED {
+                    return Err(StoreError::Unsupported(String::new()));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match outcome {
+        Ok(()) | Err(StoreError::Unsupported(_)) => {}
+        Err(error) => return Err(error),
+    }
+    if differing.is_empty() {
+        differing.push(format!("rows only at the target (it has {at_target} of the source's keys)"));
+    }
+    Ok(differing)
+}
+
+fn key_label(table: &Table) -> String {
+    let names: Vec<&str> = table.key.iter().map(|&i| table.columns[i].as_str()).collect();
+    format!("({})", names.join(", "))
+}
+
+/// Drops every table of `namespace` (an aborted move's target): the copy's tables, children first, and
+/// its bookkeeping, so that it can be migrated and copied into afresh.
+pub async fn clear(namespace: &Namespace) -> Result<Vec<String>, StoreError> {
+    let engine = namespace.engine();
+    let mut names: Vec<String> = namespace
+        .raw_fetch(engine_sql(engine, Catalogue::Tables), vec![])
+        .await?
+        .iter()
+        .filter_map(|r| text(r, 0))
+        .collect();
+    let ordered: Vec<String> = tables(namespace).await?.into_iter().rev().map(|t| t.name).collect();
+    names.retain(|n| !ordered.contains(n));
+    let mut dropped = Vec::new();
+    for name in ordered.into_iter().chain(names) {
+        if engine == Engine::Sqlite && name.starts_with("sqlite_") {
+            continue;
+        }
+        namespace.raw_execute(format!("drop table if exists {}", quote(engine, &name))).await?;
+        dropped.push(name);
+    }
+    if engine == Engine::Postgres {
+        namespace.raw_execute("drop function if exists _kernel_write_fence()".to_owned()).await?;
+    }
+    Ok(dropped)
+}
