@@ -226,7 +226,7 @@ pub async fn move_service(
     let record = moves::start(&source, &to.url()).await?;
     let lease = Lease::spawn(source.clone(), record.id.clone());
     let moved = run_move(spec, &source, &target, &tables, &record.id, &lease, progress).await;
-    lease.stop().await;
+    lease.stop();
     match moved {
         Ok(moved) => {
             transfer::finish(&target).await?;
@@ -344,8 +344,10 @@ impl Lease {
                 tokio::time::sleep(moves::RENEW_EVERY).await;
                 let current = *watched.borrow_and_update();
                 let until = crate::clock::now_ms() + moves::millis(moves::LEASE);
-                if let Err(error) = moves::set_stage(&namespace, &move_id, current, until).await {
-                    tracing::warn!(error = %error, "renewing the move's lease failed; retrying");
+                match moves::set_stage(&namespace, &move_id, current, until).await {
+                    Ok(()) => {}
+                    Err(StoreError::Unsupported(_)) => return,
+                    Err(error) => tracing::warn!(error = %error, "renewing the move's lease failed; retrying"),
                 }
             }
         });
@@ -359,9 +361,15 @@ impl Lease {
         moves::set_stage(&self.source, &self.id, stage, until).await
     }
 
-    async fn stop(self) {
+    fn stop(&self) {
         self.task.abort();
-        let _ = self.task.await;
+    }
+}
+
+impl Drop for Lease {
+    /// A move dropped half way (Ctrl-C) stops renewing: its lease lapses unless the move is given up.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -13,6 +13,7 @@ use kernel::{Process, gateway, supervisor};
 use omnidesk::{CATALOGUE, service_names};
 use tokio::net::TcpListener;
 
+mod data;
 mod db;
 
 #[derive(Parser)]
@@ -100,6 +101,16 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// Move services' data between databases (any engine to any engine), verified, while OmniDesk runs;
+    /// compare two copies; show where each service's data lives.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+        /// Data directory (default: data.dir, ./data): SQLite namespaces, and locations.toml, which
+        /// records where moves put namespaces.
+        #[arg(long, global = true, env = "OMNIDESK_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Print the effective configuration (secrets redacted), or the commented example.
     Config {
@@ -256,7 +267,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Db { command: DbCommand::Provision { admin_url, out, services, reset_passwords } } => {
             db::provision(&config, &admin_url, &services, out.as_deref(), reset_passwords).await
         }
+        Command::Data { command, data_dir } => {
+            if let Some(dir) = data_dir {
+                config.data.dir = dir;
+            }
+            data::run(&config, command).await
+        }
         Command::Config { .. } => {
+            let recorded = kernel::data::recorded_locations(&config.data.dir)?;
+            for (service, url) in &recorded {
+                config.services.entry(service.clone()).or_default().database_url = Some(url.clone());
+            }
+            if !recorded.is_empty() {
+                println!(
+                    "# services.{{{}}}.database_url: where `omnidesk data move` put them ({}), which every start uses",
+                    recorded.keys().cloned().collect::<Vec<_>>().join(","),
+                    config.data.dir.join(kernel::data::LOCATIONS_FILE).display()
+                );
+            }
             print!("{}", config.redacted_toml());
             Ok(())
         }

@@ -222,7 +222,9 @@ pub async fn start(namespace: &Namespace, target: &str) -> Result<MoveRecord, St
                     redacted(&record.target)
                 )));
             }
-            _ => set_stage(namespace, &record.id, Stage::Aborted, now).await?,
+            _ => {
+                abort(namespace).await?;
+            }
         }
     }
     let id = uuid::Uuid::new_v4().to_string();
@@ -236,22 +238,32 @@ pub async fn start(namespace: &Namespace, target: &str) -> Result<MoveRecord, St
     Ok(MoveRecord { id, target: target.to_owned(), stage: Stage::Draining, lease_until, started_at: now })
 }
 
-/// Moves the record on to `stage`, leased until `lease_until` (Unix ms).
+/// Moves the record of a move under way on to `stage`, leased until `lease_until` (Unix ms). Refused
+/// once the move was given up (`--abort`, from another command) or done.
 pub async fn set_stage(namespace: &Namespace, id: &str, stage: Stage, lease_until: i64) -> Result<(), StoreError> {
-    namespace
+    let updated = namespace
         .kernel_execute(
-            "update _kernel_moves set state = ?, lease_until = ?, updated_at = ? where id = ?",
+            "update _kernel_moves set state = ?, lease_until = ?, updated_at = ? where id = ? \
+             and state in ('draining', 'copying')",
             args![stage.as_str(), lease_until, now_ms(), id],
         )
-        .await
-        .map(drop)
+        .await?;
+    if updated == 0 {
+        return Err(StoreError::Unsupported("the move was given up meanwhile (omnidesk data move --abort)".to_owned()));
+    }
+    Ok(())
 }
 
 /// Gives up the move under way, if any: writes resume on the source. Returns the record given up.
 pub async fn abort(namespace: &Namespace) -> Result<Option<MoveRecord>, StoreError> {
     match current(namespace).await? {
         Some(record) if record.stage != Stage::Switched => {
-            set_stage(namespace, &record.id, Stage::Aborted, now_ms()).await?;
+            namespace
+                .kernel_execute(
+                    "update _kernel_moves set state = 'aborted', lease_until = ?, updated_at = ? where id = ?",
+                    args![now_ms(), now_ms(), record.id.clone()],
+                )
+                .await?;
             Ok(Some(record))
         }
         _ => Ok(None),
