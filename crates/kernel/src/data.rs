@@ -492,7 +492,7 @@ async fn size(namespace: &Namespace, location: &Location) -> anyhow::Result<u64>
              where table_schema = database()"
         }
     };
-    let rows = namespace.raw_fetch(sql.to_owned(), vec![]).await?;
+    let rows = namespace.raw_fetch(sql.to_owned(), vec![], &[]).await?;
     match rows.first().and_then(|r| r.first()) {
         Some(transfer::Cell::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
         _ => Ok(0),

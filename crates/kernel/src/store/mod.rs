@@ -666,10 +666,13 @@ impl Namespace {
 
 impl Namespace {
     /// Runs a statement built at run time (the copy's, over tables found in the catalogue) on the readers.
+    /// `kinds` are the declared kinds of the columns read, where known: text and bytes are told apart by
+    /// them (MariaDB reports a text column of a binary collation as bytes); other columns by their values.
     pub(crate) async fn raw_fetch(
         &self,
         sql: String,
         args: Vec<Value>,
+        kinds: &[Kind],
     ) -> Result<Vec<Vec<transfer::Cell>>, StoreError> {
         let backend = self.backend();
         let sql = sqlx::AssertSqlSafe(sql);
@@ -679,7 +682,7 @@ impl Namespace {
                 .await
                 .map_err(StoreError::classify)?
                 .iter()
-                .map(cells)
+                .map(|row| cells(row, kinds))
                 .collect::<Result<Vec<_>, _>>()
         });
         rows.map_err(StoreError::Database)
@@ -693,8 +696,9 @@ impl Namespace {
     }
 }
 
-/// A row's values as [`transfer::Cell`]s, by the type each value has (SQLite's are per value).
-fn cells<R>(row: &R) -> Result<Vec<transfer::Cell>, sqlx::Error>
+/// A row's values as [`transfer::Cell`]s: text and bytes by the column's declared kind when known, else
+/// by the type each value has (SQLite's are per value).
+fn cells<R>(row: &R, kinds: &[Kind]) -> Result<Vec<transfer::Cell>, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
@@ -711,6 +715,11 @@ where
             let raw = row.try_get_raw(i)?;
             if raw.is_null() {
                 return Ok(Cell::Null);
+            }
+            match kinds.get(i) {
+                Some(Kind::Text) => return Ok(Cell::Text(row.try_get_unchecked::<String, _>(i)?)),
+                Some(Kind::Bytes) => return Ok(Cell::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i)?)),
+                _ => {}
             }
             let name = raw.type_info().name().to_ascii_uppercase();
             Ok(if name.contains("INT") {

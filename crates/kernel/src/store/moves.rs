@@ -314,3 +314,9 @@ fn redacted(url: &str) -> String {
 pub(crate) fn hold_writes(namespace: &Namespace, draining: bool) {
     namespace.gate().set(if draining { DRAINING } else { COPYING });
 }
+
+/// Lets the test suites open the gate as [`follow`] does when no move is under way.
+#[cfg(test)]
+pub(crate) fn open_gate(namespace: &Namespace) {
+    namespace.gate().set(OPEN);
+}

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{Engine, Namespace, StoreError, Value};
+use super::{Engine, Kind, Namespace, StoreError, Value};
 
 /// Rows read from the source per batch (and written to the target per transaction).
 pub const BATCH: usize = 2_000;
@@ -114,13 +114,14 @@ pub struct Table {
 /// The tables of a namespace that a copy moves, parents before the tables that refer to them.
 pub async fn tables(namespace: &Namespace) -> Result<Vec<Table>, StoreError> {
     let engine = namespace.engine();
-    let names = namespace.raw_fetch(engine_sql(engine, Catalogue::Tables), vec![]).await?;
+    let names = namespace.raw_fetch(engine_sql(engine, Catalogue::Tables), vec![], &[]).await?;
     let mut names: Vec<String> = names.into_iter().filter_map(|row| text(&row, 0)).collect();
     let shadows: HashSet<String> = if engine == Engine::Sqlite {
         let virtuals = namespace
             .raw_fetch(
                 "select name from sqlite_master where type = 'table' and sql like 'create virtual table%'".into(),
                 vec![],
+                &[],
             )
             .await?;
         virtuals
@@ -202,7 +203,7 @@ fn engine_sql(engine: Engine, what: Catalogue) -> String {
 
 async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result<Table, StoreError> {
     let arg = || vec![Value::Text(name.clone())];
-    let columns = namespace.raw_fetch(engine_sql(engine, Catalogue::Columns), arg()).await?;
+    let columns = namespace.raw_fetch(engine_sql(engine, Catalogue::Columns), arg(), &[]).await?;
     let mut names = Vec::new();
     let mut kinds = Vec::new();
     for row in &columns {
@@ -211,7 +212,7 @@ async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result
         names.push(column);
     }
     let mut key_names: Vec<String> = namespace
-        .raw_fetch(engine_sql(engine, Catalogue::Key), arg())
+        .raw_fetch(engine_sql(engine, Catalogue::Key), arg(), &[])
         .await?
         .iter()
         .filter_map(|r| text(r, 0))
@@ -233,7 +234,7 @@ async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| StoreError::Unsupported(format!("table `{name}`: its key names a column it lacks")))?;
     let references = namespace
-        .raw_fetch(engine_sql(engine, Catalogue::References), arg())
+        .raw_fetch(engine_sql(engine, Catalogue::References), arg(), &[])
         .await?
         .iter()
         .filter_map(|r| text(r, 0))
@@ -370,7 +371,7 @@ where
     let mut after = after;
     loop {
         let (sql, args) = select_after(engine, table, after.as_deref(), BATCH);
-        let rows = namespace.raw_fetch(sql, args).await?;
+        let rows = namespace.raw_fetch(sql, args, &table.kinds).await?;
         let full = rows.len() == BATCH;
         after = rows.last().map(|row| table.key.iter().map(|&i| row[i].clone()).collect());
         if !rows.is_empty() {
@@ -498,7 +499,7 @@ pub async fn copy(
 /// How many rows `table` has at `namespace`.
 pub async fn count(namespace: &Namespace, table: &Table) -> Result<u64, StoreError> {
     let (sql, args) = count_sql(namespace.engine(), table);
-    let rows = namespace.raw_fetch(sql, args).await?;
+    let rows = namespace.raw_fetch(sql, args, &[]).await?;
     Ok(match rows.first().and_then(|r| r.first()) {
         Some(Cell::Int(n)) => u64::try_from(*n).unwrap_or(0),
         _ => 0,
@@ -507,7 +508,7 @@ pub async fn count(namespace: &Namespace, table: &Table) -> Result<u64, StoreErr
 
 /// Whether `target` holds an unfinished copy (its progress table), which a rerun continues.
 pub async fn has_unfinished_copy(target: &Namespace) -> Result<bool, StoreError> {
-    let names = target.raw_fetch(engine_sql(target.engine(), Catalogue::Tables), vec![]).await?;
+    let names = target.raw_fetch(engine_sql(target.engine(), Catalogue::Tables), vec![], &[]).await?;
     Ok(names.iter().filter_map(|row| text(row, 0)).any(|name| name == PROGRESS_TABLE))
 }
 
@@ -526,7 +527,13 @@ fn count_sql(engine: Engine, table: &Table) -> (String, Vec<Value>) {
 
 /// The last key and row count of each table an earlier run copied (from the target's progress table).
 async fn copied_so_far(target: &Namespace) -> Result<HashMap<String, (Vec<Cell>, u64)>, StoreError> {
-    let rows = target.raw_fetch(format!("select table_name, last_key, copied from {PROGRESS_TABLE}"), vec![]).await?;
+    let rows = target
+        .raw_fetch(
+            format!("select table_name, last_key, copied from {PROGRESS_TABLE}"),
+            vec![],
+            &[Kind::Text, Kind::Text, Kind::Int],
+        )
+        .await?;
     let mut done = HashMap::new();
     for row in rows {
         let (Some(table), Some(key), Some(Cell::Int(copied))) = (text(&row, 0), text(&row, 1), row.get(2).cloned())
@@ -612,6 +619,7 @@ async fn fix_sequences(target: &Namespace, tables: &[(Table, Table)]) -> Result<
                  and table_name = $1 and (is_identity = 'YES' or column_default like 'nextval(%')"
                     .to_owned(),
                 vec![Value::Text(table.name.clone())],
+                &[],
             )
             .await?;
         for column in identities.iter().filter_map(|r| text(r, 0)) {
@@ -709,7 +717,7 @@ async fn first_differences(
                     conditions.join(" or ")
                 ),
             );
-            let found = target.raw_fetch(sql, args).await?;
+            let found = target.raw_fetch(sql, args, &to.kinds).await?;
             at_target += found.len() as u64;
             let key_of = |row: &[Cell]| from.key.iter().map(|&i| row[i].key_text()).collect::<Vec<_>>();
             let by_key: HashMap<Vec<String>, u128> = found.iter().map(|r| (key_of(r), row_digest(r))).collect();
@@ -749,7 +757,7 @@ fn key_label(table: &Table) -> String {
 pub async fn clear(namespace: &Namespace) -> Result<Vec<String>, StoreError> {
     let engine = namespace.engine();
     let mut names: Vec<String> = namespace
-        .raw_fetch(engine_sql(engine, Catalogue::Tables), vec![])
+        .raw_fetch(engine_sql(engine, Catalogue::Tables), vec![], &[])
         .await?
         .iter()
         .filter_map(|r| text(r, 0))
