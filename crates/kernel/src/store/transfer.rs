@@ -756,6 +756,17 @@ fn key_label(table: &Table) -> String {
 /// its bookkeeping, so that it can be migrated and copied into afresh.
 pub async fn clear(namespace: &Namespace) -> Result<Vec<String>, StoreError> {
     let engine = namespace.engine();
+    // Views first: they name the tables (and the migrations create them again).
+    let views = match engine {
+        Engine::Sqlite => "select name from sqlite_master where type = 'view'",
+        Engine::Postgres => {
+            "select table_name::text from information_schema.views where table_schema = current_schema()"
+        }
+        Engine::MySql => "select table_name from information_schema.views where table_schema = database()",
+    };
+    for view in namespace.raw_fetch(views.to_owned(), vec![], &[Kind::Text]).await?.iter().filter_map(|r| text(r, 0)) {
+        namespace.raw_execute(format!("drop view if exists {}", quote(engine, &view))).await?;
+    }
     let mut names: Vec<String> = namespace
         .raw_fetch(engine_sql(engine, Catalogue::Tables), vec![], &[])
         .await?

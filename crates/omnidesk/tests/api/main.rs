@@ -9,5 +9,6 @@ mod edge;
 mod helpers;
 mod hostile;
 mod members;
+mod moves;
 mod supervision;
 mod users;
