@@ -228,6 +228,9 @@ impl Store {
     }
 }
 
+/// A contact as the index is rebuilt from it: id, account, name, e-mail, phone.
+type ContactFields = (String, AccountId, Option<String>, Option<String>, Option<String>);
+
 /// Rows read per batch while rebuilding the index.
 const REBUILD_BATCH: i64 = 1_000;
 
@@ -239,7 +242,7 @@ impl Store {
         let mut indexed = 0;
         let mut after = String::new();
         loop {
-            let rows: Vec<(String, AccountId, Option<String>, Option<String>, Option<String>)> = self
+            let rows: Vec<ContactFields> = self
                 .db
                 .fetch_all(
                     "select id, account_id, name, email, phone from contacts where id > ? order by id limit ?",

@@ -66,10 +66,10 @@ impl Cell {
     }
 
     /// The value bound for a column of `kind` (a null keeps the column's type, as PostgreSQL wants).
-    fn bind(&self, kind: super::Kind) -> Value {
+    fn bind(&self, kind: Kind) -> Value {
         match self {
             Cell::Null => Value::Null(kind),
-            Cell::Int(v) if kind == super::Kind::Bool => Value::Bool(*v != 0),
+            Cell::Int(v) if kind == Kind::Bool => Value::Bool(*v != 0),
             Cell::Int(v) => Value::Int(*v),
             Cell::Real(v) => Value::Real(*v),
             Cell::Text(v) => Value::Text(v.clone()),
@@ -105,7 +105,7 @@ fn row_digest(row: &[Cell]) -> u128 {
 pub struct Table {
     pub name: String,
     pub columns: Vec<String>,
-    kinds: Vec<super::Kind>,
+    kinds: Vec<Kind>,
     /// Positions in `columns` of the primary key, in key order.
     key: Vec<usize>,
     references: Vec<String>,
@@ -220,7 +220,7 @@ async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result
     if key_names.is_empty() && engine == Engine::Sqlite {
         // A SQLite table without a declared key (an FTS5 table) is keyed by its rowid, copied along.
         names.insert(0, "rowid".to_owned());
-        kinds.insert(0, super::Kind::Int);
+        kinds.insert(0, Kind::Int);
         key_names.push("rowid".to_owned());
     }
     if key_names.is_empty() {
@@ -244,18 +244,18 @@ async fn describe(namespace: &Namespace, engine: Engine, name: String) -> Result
 }
 
 /// What a declared column type binds as, on any engine.
-fn declared_kind(declared: &str) -> super::Kind {
+fn declared_kind(declared: &str) -> Kind {
     let declared = declared.to_ascii_lowercase();
     if declared.contains("int") {
-        super::Kind::Int
+        Kind::Int
     } else if declared.contains("bool") {
-        super::Kind::Bool
+        Kind::Bool
     } else if ["real", "double", "float", "numeric", "decimal"].iter().any(|t| declared.contains(t)) {
-        super::Kind::Real
+        Kind::Real
     } else if ["blob", "bytea", "binary"].iter().any(|t| declared.contains(t)) {
-        super::Kind::Bytes
+        Kind::Bytes
     } else {
-        super::Kind::Text
+        Kind::Text
     }
 }
 
