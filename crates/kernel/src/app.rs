@@ -17,11 +17,12 @@ use crate::auth::{RevocationLog, revocation};
 use crate::config::Config;
 use crate::events::{self, Transport};
 use crate::http::{self, EdgeSettings, ListenerSettings, Problem, ScrapeAccess};
+use crate::locations::{location_of, open_namespace};
 use crate::metrics::Metrics;
 use crate::ports::{Port, RemoteClient, credential_matches, decode_args, respond};
 use crate::routes::RouteTable;
 use crate::service::{PortRegistry, Remote, ServiceContext, ServiceSpec, Wiring};
-use crate::store::{Location, Namespace, namespace_name};
+use crate::store::Namespace;
 
 /// Every service this binary knows, in a stable order.
 pub type Catalogue = &'static [ServiceSpec];
@@ -359,40 +360,6 @@ pub async fn existing_namespace_of(
         return Ok(None);
     }
     namespace_of(config, catalogue, service).await.map(Some)
-}
-
-/// Where a service's namespace lives: where a move put it (`<data.dir>/locations.toml`), else where the
-/// configuration says.
-pub fn location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
-    if let Some(url) = crate::data::recorded_location(&config.data.dir, service)? {
-        let schema =
-            namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
-        return Location::parse(&url, &schema)
-            .map_err(|e| anyhow::anyhow!("{}: {service}: {e}", crate::data::LOCATIONS_FILE));
-    }
-    configured_location_of(config, service)
-}
-
-/// Where the configuration alone puts a service's namespace.
-pub fn configured_location_of(config: &Config, service: &str) -> anyhow::Result<Location> {
-    if let Some(url) = &config.service(service).database_url {
-        let schema =
-            namespace_name(&config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.namespace: {e}"))?;
-        return Location::parse(url, &schema).map_err(|e| anyhow::anyhow!("services.{service}.database_url: {e}"));
-    }
-    match &config.data.url {
-        Some(url) => {
-            Location::on_server(url, &config.data.namespace, service).map_err(|e| anyhow::anyhow!("data.url: {e}"))
-        }
-        None => Ok(Location::default_for(&config.data.dir, service)),
-    }
-}
-
-pub(crate) async fn open_namespace(config: &Config, spec: &ServiceSpec) -> anyhow::Result<Namespace> {
-    let location = location_of(config, spec.name)?;
-    Namespace::open(spec.name, &location, spec.migrations)
-        .await
-        .with_context(|| format!("opening the `{}` namespace at {location}", spec.name))
 }
 
 /// The hosted services, each after the hosted services it depends on.

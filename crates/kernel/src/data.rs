@@ -6,92 +6,23 @@
 //! rebuilds what the service derives (its search index) when the engine changes, then compares both
 //! copies under the source's write lock and, only if every table matches, records the switch that fences
 //! the source. The new location is written to `<data.dir>/locations.toml`, which every later start reads
-//! before the configuration ([`location_of`](crate::app::location_of)).
+//! before the configuration ([`location_of`](crate::locations::location_of)).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::locations::{location_of, open_namespace, record_location, recorded_location};
 use crate::service::ServiceSpec;
 use crate::store::moves::{self, Stage};
 use crate::store::transfer::{self, Progress, TableComparison};
 use crate::store::{Location, Namespace, StoreError};
 
-/// The file under the data directory that records where moves put namespaces.
-pub const LOCATIONS_FILE: &str = "locations.toml";
-
 /// How long a move waits for the service's outbox to be published before copying it as it is (what is
 /// left is copied and published from the new location).
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Recorded {
-    #[serde(default)]
-    services: BTreeMap<String, RecordedService>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RecordedService {
-    database_url: String,
-}
-
-fn locations_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(LOCATIONS_FILE)
-}
-
-fn read_recorded(data_dir: &Path) -> anyhow::Result<Recorded> {
-    let path = locations_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display())),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Recorded::default()),
-        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// The URL a move recorded for `service` under `data_dir`, if any.
-pub fn recorded_location(data_dir: &Path, service: &str) -> anyhow::Result<Option<String>> {
-    Ok(read_recorded(data_dir)?.services.remove(service).map(|s| s.database_url))
-}
-
-/// Every recorded location, by service (for `omnidesk config`).
-pub fn recorded_locations(data_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    Ok(read_recorded(data_dir)?.services.into_iter().map(|(name, s)| (name, s.database_url)).collect())
-}
-
-/// Records that `service` lives at `location` now; forgets the record when that is where the
-/// configuration alone puts it. The file holds passwords: its owner alone may read it.
-fn record_location(config: &Config, service: &str, location: &Location) -> anyhow::Result<()> {
-    let mut recorded = read_recorded(&config.data.dir)?;
-    if crate::app::configured_location_of(config, service)? == *location {
-        recorded.services.remove(service);
-    } else {
-        recorded.services.insert(service.to_owned(), RecordedService { database_url: location.url() });
-    }
-    let text = format!(
-        "# Written by `omnidesk data move`: where each moved namespace lives now. Every start reads it before\n\
-         # the configuration. Keep it secret (it holds database passwords).\n{}",
-        toml::to_string_pretty(&recorded)?
-    );
-    std::fs::create_dir_all(&config.data.dir)?;
-    write_private(&locations_path(&config.data.dir), &text)
-}
-
-/// Writes `text` to a new or truncated file only its owner can read, replacing it whole.
-pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let partial = path.with_extension("partial");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
-    // `mode` applies only to a new file.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
-}
 
 /// What a finished move did.
 #[derive(Debug)]
@@ -146,7 +77,7 @@ pub struct Planned {
 
 /// The source of `spec`'s namespace, opened, migrated and followed to where it lives now.
 async fn open_source(config: &Config, spec: &ServiceSpec) -> anyhow::Result<Namespace> {
-    let namespace = crate::app::open_namespace(config, spec).await?;
+    let namespace = open_namespace(config, spec).await?;
     namespace.migrate().await?;
     moves::settle(&namespace).await?;
     Ok(namespace)
@@ -261,7 +192,7 @@ async fn run_move(
     // Every serving process hears of the move within a poll.
     tokio::time::sleep(moves::POLL * 2).await;
     let deadline = Instant::now() + DRAIN_LIMIT;
-    while moves::unpublished(source).await? > 0 && Instant::now() < deadline {
+    while crate::events::outbox_backlog(source).await? > 0 && Instant::now() < deadline {
         tokio::time::sleep(moves::POLL).await;
     }
     lease.set(Stage::Copying).await?;
@@ -437,7 +368,7 @@ pub struct Status {
 pub async fn status(config: &Config, catalogue: crate::Catalogue) -> anyhow::Result<Vec<Status>> {
     let mut all = Vec::new();
     for spec in catalogue.iter().filter(|s| s.migrations.is_some()) {
-        let location = crate::app::location_of(config, spec.name)?;
+        let location = location_of(config, spec.name)?;
         let recorded = recorded_location(&config.data.dir, spec.name)?.is_some();
         if !location.exists().await? {
             all.push(Status {

@@ -16,6 +16,7 @@ pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod limits;
+pub mod locations;
 pub mod metrics;
 pub mod ports;
 pub mod redact;

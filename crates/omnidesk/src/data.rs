@@ -93,7 +93,7 @@ pub async fn run(config: &Config, command: DataCommand) -> anyhow::Result<()> {
         DataCommand::Split { to, dry_run } | DataCommand::Merge { to, dry_run } => {
             for spec in CATALOGUE.iter().filter(|s| s.migrations.is_some()) {
                 let target = kernel::data::target_for(config, &to, spec.name)?;
-                if kernel::app::location_of(config, spec.name)? == target {
+                if kernel::locations::location_of(config, spec.name)? == target {
                     println!("{}: already at {target}", spec.name);
                     continue;
                 }

@@ -1,6 +1,5 @@
 //! `omnidesk db`: administering the database servers the namespaces live on.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -39,18 +38,9 @@ pub async fn provision(
     match out {
         None => print!("{toml}"),
         Some(path) => {
-            write_private(path, &toml).with_context(|| format!("writing {}", path.display()))?;
+            kernel::locations::write_private(path, &toml).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {} (start with --config {0} or merge it into your configuration)", path.display());
         }
     }
     Ok(())
-}
-
-/// Writes `text` to a new or truncated file only its owner can read.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    // `mode` applies only to a new file.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())
 }

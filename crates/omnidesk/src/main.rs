@@ -274,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
             data::run(&config, command).await
         }
         Command::Config { .. } => {
-            let recorded = kernel::data::recorded_locations(&config.data.dir)?;
+            let recorded = kernel::locations::recorded_locations(&config.data.dir)?;
             for (service, url) in &recorded {
                 config.services.entry(service.clone()).or_default().database_url = Some(url.clone());
             }
@@ -282,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "# services.{{{}}}.database_url: where `omnidesk data move` put them ({}), which every start uses",
                     recorded.keys().cloned().collect::<Vec<_>>().join(","),
-                    config.data.dir.join(kernel::data::LOCATIONS_FILE).display()
+                    config.data.dir.join(kernel::locations::LOCATIONS_FILE).display()
                 );
             }
             print!("{}", config.redacted_toml());

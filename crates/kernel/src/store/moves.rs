@@ -296,11 +296,6 @@ impl SwitchLock<'_> {
     }
 }
 
-/// Unpublished events in `namespace`'s outbox.
-pub async fn unpublished(namespace: &Namespace) -> Result<i64, StoreError> {
-    crate::events::outbox_backlog(namespace).await
-}
-
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

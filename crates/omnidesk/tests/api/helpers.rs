@@ -398,7 +398,7 @@ impl TestApp {
             kernel::Config::default()
         };
         config.data.dir = self.data_dir.clone();
-        let location = kernel::app::location_of(&config, spec.name).expect("a location");
+        let location = kernel::locations::location_of(&config, spec.name).expect("a location");
         kernel::store::Namespace::open(spec.name, &location, spec.migrations).await.expect("the namespace opens")
     }
 
