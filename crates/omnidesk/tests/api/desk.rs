@@ -79,13 +79,13 @@ impl TestApp {
         Reply { status, content_type: String::new(), headers, body }
     }
 
-    /// Waits until the account's conversation list (all statuses) satisfies `done`.
     /// Snoozes the conversation at `path` (`/api/conversations/{id}`) until `until` (Unix milliseconds).
     pub async fn snooze(&self, path: &str, token: &str, until: i64) -> Reply {
         let body = json!({ "status": "snoozed", "snoozed_until": until });
         self.call(Method::POST, &format!("{path}/status"), token, Some(body)).await
     }
 
+    /// Waits until the account's conversation list (all statuses) satisfies `done`.
     pub async fn conversations_until(&self, token: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let reply = self
             .eventually("/api/conversations?status=all&limit=100", token, |body| {

@@ -45,6 +45,8 @@ pub fn test_database() -> Option<String> {
 /// the drop can end them first (an in-process server stopping with a transaction open would otherwise
 /// hold a lock the drop waits for).
 pub struct ServerNamespaces {
+    /// The server as the tests reach it (not through the app's URL, which may lead through a relay).
+    server: String,
     url: String,
     prefix: String,
 }
@@ -53,13 +55,14 @@ impl ServerNamespaces {
     /// Fresh namespaces on the server of `server_url`.
     pub fn new(server_url: &str) -> Self {
         let prefix = fresh_prefix(server_url);
-        Self { url: app_url(server_url, &prefix), prefix }
+        Self { server: server_url.to_owned(), url: app_url(server_url, &prefix), prefix }
     }
 
     /// The namespaces `config` names on the test server (made by [`monolith_config`]), to drop with it.
     pub fn of(config: &kernel::Config) -> Option<Self> {
         let url = config.data.url.clone()?;
-        Some(Self { url, prefix: config.data.namespace.trim_end_matches("_{service}").to_owned() })
+        let server = test_database()?;
+        Some(Self { server, url, prefix: config.data.namespace.trim_end_matches("_{service}").to_owned() })
     }
 
     /// `data.url` for these namespaces.
@@ -70,6 +73,17 @@ impl ServerNamespaces {
     /// `data.namespace` for these namespaces.
     pub fn template(&self) -> String {
         format!("{}_{{service}}", self.prefix)
+    }
+
+    /// The URL of `service`'s namespace among these, as `omnidesk data` takes it; with `{service}` for
+    /// `service`, the template `omnidesk data split` takes.
+    pub fn service_url(&self, service: &str) -> String {
+        let name = format!("{}_{service}", self.prefix);
+        if is_mysql(&self.server) {
+            format!("{}/{name}", self.server.trim_end_matches('/'))
+        } else {
+            format!("{}&schema={name}", self.url)
+        }
     }
 
     /// Writes `omnidesk.toml` naming these namespaces into `dir`, for the commands a test runs there.
@@ -83,12 +97,10 @@ impl Drop for ServerNamespaces {
     fn drop(&mut self) {
         // Straight to the server, not through the app's URL (which may lead through a test's relay).
         let prefix = self.prefix.clone();
-        match test_database() {
-            Some(server) if is_mysql(&server) => on_mysql_server(&server, Some(prefix)),
-            Some(server) => {
-                on_test_server(&server, Box::new(move |connection| Box::pin(drop_schemas(connection, prefix))))
-            }
-            None => {}
+        if is_mysql(&self.server) {
+            on_mysql_server(&self.server, Some(prefix));
+        } else {
+            on_test_server(&self.server, Box::new(move |connection| Box::pin(drop_schemas(connection, prefix))));
         }
     }
 }
@@ -568,27 +580,36 @@ pub struct Topology {
     /// The RabbitMQ exchange of this topology; its queues are `<exchange>.<service>`.
     exchange: String,
     child: Child,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
     _namespaces: Option<ServerNamespaces>,
 }
 
 impl Topology {
-    /// Starts `omnidesk up --topology <mode>` on a free port and waits for its ready line.
+    /// Starts `omnidesk up --topology <mode>` on a free port and a fresh data directory, and waits for its
+    /// ready line.
     pub fn spawn(mode: &str, env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut topology = Self::spawn_on(mode, env, data.path());
+        topology._data = Some(data);
+        topology
+    }
+
+    /// [`Topology::spawn`] on the data directory `data_dir`, which the caller keeps (topologies started
+    /// one after another on the same data, as an operator switches).
+    pub fn spawn_on(mode: &str, env: &[(&str, &str)], data_dir: &Path) -> Self {
         // Topologies start one at a time. Each supervisor picks free loopback ports for its children and
         // releases them just before the children bind them; two supervisors starting at once could pick
         // the same port in that window, and one gateway would then reach the other's process.
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let data = tempfile::tempdir().expect("tempdir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_omnidesk"));
         command
             .args(["up", "--topology", mode, "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
+            .arg(data_dir)
             .env("OMNIDESK_PARENT_PID", std::process::id().to_string())
             .env("OMNIDESK_LOG", "warn")
             .env_remove("OMNIDESK_CONFIG")
-            .current_dir(data.path())
+            .current_dir(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -606,7 +627,7 @@ impl Topology {
         let namespaces = test_database().map(|url| {
             let namespaces = ServerNamespaces::new(&url);
             command.env("DATABASE_URL", namespaces.url()).env("OMNIDESK_DATA__NAMESPACE", namespaces.template());
-            namespaces.write_config(data.path());
+            namespaces.write_config(data_dir);
             namespaces
         });
         let mut child = command.spawn().expect("omnidesk up starts");
@@ -620,7 +641,7 @@ impl Topology {
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { base_url, data_dir: data.path().to_owned(), exchange, child, _data: data, _namespaces: namespaces }
+        Self { base_url, data_dir: data_dir.to_owned(), exchange, child, _data: None, _namespaces: namespaces }
     }
 
     /// The supervisor's state file.

@@ -10,5 +10,6 @@ mod helpers;
 mod hostile;
 mod members;
 mod moves;
+mod runbook;
 mod supervision;
 mod users;

@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt as _;
 
 use crate::helpers::{ServerNamespaces, TestApp, test_database};
 
-fn postgres_url() -> String {
+pub fn postgres_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
@@ -34,7 +34,7 @@ fn data_command(app: &TestApp, args: &[&str]) -> tokio::process::Command {
     command
 }
 
-async fn run_data(app: &TestApp, args: &[&str]) -> String {
+pub async fn run_data(app: &TestApp, args: &[&str]) -> String {
     let output = data_command(app, args).output().await.expect("omnidesk data runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "omnidesk data {args:?} failed:\n{stdout}\n{stderr}");
