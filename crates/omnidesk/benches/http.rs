@@ -1,6 +1,6 @@
 //! Request rates through the public API, monolith versus microservices, each as real processes.
 //!
-//! `cargo bench -p omnidesk --bench http` (optionally `-- SECONDS CONCURRENCY`, default 10 and 16).
+//! `cargo bench -p omnidesk --bench http` (optionally `-- SECONDS CONCURRENCY TOPOLOGY`, default 10, 16 and both).
 //! For each topology it starts the release binary (`omnidesk serve`, then `omnidesk up --topology
 //! microservices`, events through the local RabbitMQ), registers one user per client, and measures for
 //! SECONDS each:
@@ -103,10 +103,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let seconds = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrency = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let only = args.get(2).map(String::as_str);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     println!("{seconds} s per scenario, {concurrency} concurrent clients, keep-alive HTTP/1.1 on loopback");
     for (topology, args) in [("monolith", vec!["serve"]), ("microservices", vec!["up", "--topology", "microservices"])]
     {
+        if only.is_some_and(|only| only != topology) {
+            continue;
+        }
         let server = Server::start(&args);
         for (scenario, with_login) in [("login + get-user", true), ("get-user", false)] {
             let (elapsed, samples) = runtime.block_on(run(&server.base_url, seconds, concurrency, with_login));
