@@ -35,7 +35,9 @@ pub struct Moved {
     pub resumed: u64,
     /// Documents of the derived tables rebuilt at the target (engines differ).
     pub rebuilt: u64,
+    /// Copying the rows, and then rebuilding the derived tables at the target.
     pub copy_time: Duration,
+    pub rebuild_time: Duration,
     /// How long the service's writes were held: from the end of draining to the switch.
     pub write_pause: Duration,
 }
@@ -201,8 +203,9 @@ async fn run_move(
     progress.stage("copying");
     let started = Instant::now();
     let mut copied = transfer::copy(source, target, tables, progress).await?;
-    let mut rebuilt = rebuild_derived(spec, source, target, progress).await?;
     let mut copy_time = started.elapsed();
+    let mut rebuilt = rebuild_derived(spec, source, target, progress).await?;
+    let mut rebuild_time = started.elapsed() - copy_time;
     progress.stage("comparing both copies under the source's write lock");
     let mut lock = moves::lock_for_switch(source).await?;
     let mut compared = transfer::compare(source, target, tables).await?;
@@ -214,8 +217,9 @@ async fn run_move(
         target.migrate().await?;
         let started = Instant::now();
         copied = transfer::copy(source, target, tables, progress).await?;
-        rebuilt = rebuild_derived(spec, source, target, progress).await?;
         copy_time = started.elapsed();
+        rebuilt = rebuild_derived(spec, source, target, progress).await?;
+        rebuild_time = started.elapsed() - copy_time;
         lock = moves::lock_for_switch(source).await?;
         compared = transfer::compare(source, target, tables).await?;
     }
@@ -235,6 +239,7 @@ async fn run_move(
         resumed: copied.resumed,
         rebuilt,
         copy_time,
+        rebuild_time,
         write_pause,
     })
 }

@@ -188,7 +188,11 @@ async fn move_one(config: &Config, spec: &ServiceSpec, to: &Location) -> anyhow:
         moved.copy_time.as_secs_f64(),
         moved.rows as f64 / moved.copy_time.as_secs_f64().max(0.001),
         if moved.resumed > 0 { format!(" ({} by the interrupted run)", moved.resumed) } else { String::new() },
-        if moved.rebuilt > 0 { format!("; {} search documents rebuilt", moved.rebuilt) } else { String::new() },
+        if moved.rebuilt > 0 {
+            format!("; {} search documents rebuilt in {:.1}s", moved.rebuilt, moved.rebuild_time.as_secs_f64())
+        } else {
+            String::new()
+        },
         moved.write_pause.as_secs_f64()
     );
     Ok(())

@@ -30,7 +30,8 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
-async fn deliver(app: &TestApp, delivery: &WebhookDelivery) -> Reply {
+/// Delivers a signed payment-provider webhook to `/hooks/stripe`.
+pub async fn deliver(app: &TestApp, delivery: &WebhookDelivery) -> Reply {
     let response = app
         .http
         .post(format!("{}/hooks/stripe", app.base_url))

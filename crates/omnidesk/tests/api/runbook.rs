@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::desk::{ApiInbox, unix_now};
-use crate::helpers::{SPLIT_ENV, ServerNamespaces, TestApp, TestUser, Topology, WEBHOOK_SECRET, test_database};
+use crate::helpers::{ServerNamespaces, TestApp, TestUser, Topology, WEBHOOK_SECRET, test_database};
 use crate::moves::{postgres_url, run_data};
 
 const CONVERSATIONS: usize = 2_000;
@@ -44,9 +44,7 @@ fn stateful_services() -> Vec<&'static str> {
 
 /// Starts `omnidesk up --topology MODE` on `data`, as an operator would after a move.
 fn start(mode: &str, data: &std::path::Path) -> Topology {
-    let env = [("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")];
-    assert!(SPLIT_ENV.iter().all(|(key, _)| *key != env[0].0));
-    Topology::spawn_on(mode, &env, data)
+    Topology::spawn_on(mode, &[("OMNIDESK_AUTH__LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "1000000")], data)
 }
 
 /// An account of the fill, signed in as its owner (the token outlives the topologies: every process
@@ -63,17 +61,8 @@ async fn owner(app: &TestApp, name: &'static str) -> (TestUser, Account) {
 }
 
 async fn deliver(app: &TestApp, event: &Value) {
-    let delivery = WebhookDelivery::signed(event, WEBHOOK_SECRET, unix_now());
-    let reply = app
-        .http
-        .post(format!("{}/hooks/stripe", app.base_url))
-        .header("content-type", "application/json")
-        .header("stripe-signature", &delivery.signature)
-        .body(delivery.body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(reply.status(), StatusCode::OK);
+    let delivered = crate::account::deliver(app, &WebhookDelivery::signed(event, WEBHOOK_SECRET, unix_now())).await;
+    assert_eq!(delivered.status, StatusCode::OK, "{delivered:?}");
 }
 
 fn subscription(user: &TestUser, plan: &str, amount: i64) -> SubscriptionFixture {
