@@ -304,22 +304,30 @@ fn select_after(engine: Engine, table: &Table, after: Option<&[Cell]>, limit: us
     let mut sql = format!("select {} from {}", columns.join(", "), quote(engine, &table.name));
     let mut args = Vec::new();
     if let Some(after) = after {
-        // k1 > ? or (k1 = ? and (k2 > ? or (k2 = ? and …))): every engine can use the key's index.
-        let mut condition = String::new();
-        for (i, column) in key.iter().enumerate().rev() {
-            let kind = table.kinds[table.key[i]];
-            let value = after[i].bind(kind);
-            let greater = format!("{column} > {}", placeholder(engine, 0));
-            condition = if condition.is_empty() {
-                args.insert(0, value);
-                greater
-            } else {
-                args.insert(0, value.clone());
-                args.insert(0, value);
-                format!("{greater} or ({column} = {} and ({condition}))", placeholder(engine, 0))
-            };
+        let values = key.iter().enumerate().map(|(i, _)| after[i].bind(table.kinds[table.key[i]]));
+        if engine == Engine::MySql && key.len() > 1 {
+            // k1 > ? or (k1 = ? and (k2 > ? or (k2 = ? and …))): MariaDB scans the whole table for a row
+            // value comparison, and uses the key's index for this.
+            let mut condition = String::new();
+            for (column, value) in key.iter().zip(values).rev() {
+                let greater = format!("{column} > ?");
+                condition = if condition.is_empty() {
+                    args.insert(0, value);
+                    greater
+                } else {
+                    args.insert(0, value.clone());
+                    args.insert(0, value);
+                    format!("{greater} or ({column} = ? and ({condition}))")
+                };
+            }
+            sql.push_str(&format!(" where {condition}"));
+        } else {
+            // (k1, k2, …) > (?, ?, …): PostgreSQL and SQLite seek the key's index to it (PostgreSQL reads the
+            // nested form above as a filter over the whole index).
+            let marks: Vec<String> = (0..key.len()).map(|_| placeholder(engine, 0)).collect();
+            sql.push_str(&format!(" where ({}) > ({})", key.join(", "), marks.join(", ")));
+            args.extend(values);
         }
-        sql.push_str(&format!(" where {condition}"));
     }
     sql.push_str(&format!(" order by {} limit {limit}", key.join(", ")));
     (numbered(engine, &sql), args)
@@ -357,7 +365,8 @@ impl Tally {
     }
 }
 
-/// Calls `each` with every batch of `table`'s rows at `namespace`, in key order, from after `after`.
+/// Calls `each` with every batch of `table`'s rows at `namespace`, in key order, from after `after`. The
+/// next batch is read while `each` handles this one.
 async fn each_batch<F>(
     namespace: &Namespace,
     table: &Table,
@@ -367,20 +376,21 @@ async fn each_batch<F>(
 where
     F: AsyncFnMut(Vec<Vec<Cell>>) -> Result<(), StoreError>,
 {
-    let engine = namespace.engine();
-    let mut after = after;
-    loop {
-        let (sql, args) = select_after(engine, table, after.as_deref(), BATCH);
-        let rows = namespace.raw_fetch(sql, args, &table.kinds).await?;
-        let full = rows.len() == BATCH;
-        after = rows.last().map(|row| table.key.iter().map(|&i| row[i].clone()).collect());
-        if !rows.is_empty() {
-            each(rows).await?;
-        }
-        if !full {
-            return Ok(());
-        }
+    let fetch = async |after: Option<&[Cell]>| {
+        let (sql, args) = select_after(namespace.engine(), table, after, BATCH);
+        namespace.raw_fetch(sql, args, &table.kinds).await
+    };
+    let mut rows = fetch(after.as_deref()).await?;
+    while rows.len() == BATCH {
+        let after: Option<Vec<Cell>> = rows.last().map(|row| table.key.iter().map(|&i| row[i].clone()).collect());
+        let (next, handled) = tokio::join!(fetch(after.as_deref()), each(rows));
+        handled?;
+        rows = next?;
     }
+    if !rows.is_empty() {
+        each(rows).await?;
+    }
+    Ok(())
 }
 
 /// Counts and sums `table` at `namespace`.
