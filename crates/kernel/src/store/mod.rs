@@ -748,6 +748,21 @@ impl Tx<'_> {
             Ok(bound!(sqlx::query, sql, args).execute(&mut **tx).await.map_err(StoreError::classify)?.rows_affected())
         })
     }
+
+    /// Loads `data`, rows in PostgreSQL's COPY text format, with `statement` (`copy … from stdin`) in this
+    /// transaction: the copy's bulk path where the engine has one over the wire (PostgreSQL's).
+    pub(crate) async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<u64, StoreError> {
+        let TxInner::Postgres(tx) = &mut self.inner else {
+            return Err(StoreError::Unsupported(format!("copy from stdin on {:?}", self.backend.engine)));
+        };
+        let mut copy = tx.copy_in_raw(statement).await.map_err(StoreError::classify)?;
+        if let Err(error) = copy.send(data).await {
+            // The connection is usable again only once the copy is ended; the send's error is the one to tell.
+            let _ = copy.abort("the copy's data could not be sent").await;
+            return Err(StoreError::classify(error));
+        }
+        copy.finish().await.map_err(StoreError::classify)
+    }
 }
 
 /// Who asks to write, which decides what a move under way lets through ([`moves::Gate`]).

@@ -275,9 +275,12 @@ async fn fill(namespace: &Namespace, samples: i64) {
     tx.execute("insert into things (id, name, count) values (?, ?, ?)", args!["t1", "返品したいです", 3_i64])
         .await
         .expect("thing");
-    tx.execute("insert into things (id, name, count) values (?, ?, ?)", args!["t2", "plain", Value::Null(Kind::Int)])
-        .await
-        .expect("thing");
+    tx.execute(
+        "insert into things (id, name, count) values (?, ?, ?)",
+        args!["t2", "tab\there\nline \\ back\r", Value::Null(Kind::Int)],
+    )
+    .await
+    .expect("thing");
     for i in 1..=samples {
         let amount = if i % 7 == 0 { Value::Null(Kind::Real) } else { Value::Real(i as f64 * 0.25) };
         let payload = if i % 5 == 0 { Value::Null(Kind::Bytes) } else { Value::Bytes(vec![0, 255, (i % 256) as u8]) };

@@ -8,8 +8,8 @@
 //!   rebuilt on the target by the service ([`Derived`](crate::service::Derived)).
 //! - Rows are read in primary-key order, in batches that continue after the last key read (the source's
 //!   own order, so text keys need no common collation), and written parents first (foreign keys) in one
-//!   target transaction per batch, which also records the last key copied: an interrupted copy continues
-//!   where it stopped.
+//!   target transaction per batch (by `COPY` on PostgreSQL), which also records the last key copied: an
+//!   interrupted copy continues where it stopped.
 //! - A table's checksum is the wrapping sum of its rows' digests (SHA-256 of each row's values, engine
 //!   independent: integers as integers, text as UTF-8), so both copies are summed in their own order. When
 //!   counts or sums differ, the source is walked again and each batch's keys looked up in the target, to
@@ -569,24 +569,27 @@ async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copi
     let engine = target.engine();
     let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
     let per_statement = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
-    let overriding = if engine == Engine::Postgres { " overriding system value" } else { "" };
     let mut tx = target.begin_as(super::Writer::Kernel).await?;
-    for chunk in rows.chunks(per_statement) {
-        let mut sql =
-            format!("insert into {} ({}){overriding} values ", quote(engine, &table.name), columns.join(", "));
-        let mut args = Vec::with_capacity(chunk.len() * columns.len());
-        for (r, row) in chunk.iter().enumerate() {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for (c, cell) in row.iter().enumerate() {
-                if c > 0 {
-                    sql.push_str(", ");
+    if engine == Engine::Postgres {
+        let statement = format!("copy {} ({}) from stdin", quote(engine, &table.name), columns.join(", "));
+        tx.copy_in(&statement, copy_text(table, rows)).await?;
+    } else {
+        for chunk in rows.chunks(per_statement) {
+            let mut sql = format!("insert into {} ({}) values ", quote(engine, &table.name), columns.join(", "));
+            let mut args = Vec::with_capacity(chunk.len() * columns.len());
+            for (r, row) in chunk.iter().enumerate() {
+                sql.push_str(if r == 0 { "(" } else { ", (" });
+                for (c, cell) in row.iter().enumerate() {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&placeholder(engine, args.len() + 1));
+                    args.push(cell.bind(table.kinds[c]));
                 }
-                sql.push_str(&placeholder(engine, args.len() + 1));
-                args.push(cell.bind(table.kinds[c]));
+                sql.push(')');
             }
-            sql.push(')');
+            tx.raw_execute(sql, args).await?;
         }
-        tx.raw_execute(sql, args).await?;
     }
     let last = rows.last().map(|row| {
         let key: Vec<serde_json::Value> = table
@@ -614,6 +617,48 @@ async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copi
         tx.raw_execute(insert, vec![Value::Text(table.name.clone()), Value::Text(last), Value::Int(copied)]).await?;
     }
     tx.commit().await
+}
+
+/// `rows` in PostgreSQL's COPY text format: a line per row, a tab between values, `\\N` for a null, and
+/// backslash escapes for what would end a value or a line.
+fn copy_text(table: &Table, rows: &[Vec<Cell>]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(rows.len() * 256);
+    for row in rows {
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                out.push('\t');
+            }
+            // Writing to a String cannot fail.
+            let _ = match cell {
+                Cell::Null => write!(out, "\\N"),
+                Cell::Int(v) if table.kinds[c] == Kind::Bool => write!(out, "{}", if *v != 0 { 't' } else { 'f' }),
+                Cell::Int(v) => write!(out, "{v}"),
+                Cell::Real(v) if v.is_nan() => write!(out, "NaN"),
+                Cell::Real(v) if v.is_infinite() => write!(out, "{}Infinity", if *v < 0.0 { "-" } else { "" }),
+                Cell::Real(v) => write!(out, "{v}"),
+                Cell::Text(v) => {
+                    for ch in v.chars() {
+                        match ch {
+                            '\\' => out.push_str("\\\\"),
+                            '\t' => out.push_str("\\t"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            ch => out.push(ch),
+                        }
+                    }
+                    Ok(())
+                }
+                // bytea's hex input `\x…`, its backslash escaped for COPY.
+                Cell::Bytes(v) => {
+                    out.push_str("\\\\x");
+                    v.iter().try_for_each(|b| write!(out, "{b:02x}"))
+                }
+            };
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 /// Sets PostgreSQL's identity sequences past the rows copied with their own values (SQLite and MariaDB
