@@ -20,6 +20,7 @@ drop() {
 }
 trap drop EXIT
 
+command -v wrk >/dev/null || { echo "the conversation list is measured with wrk: apt-get install wrk" >&2; exit 1; }
 cargo bench -p omnidesk --bench http --bench desk --no-run --quiet
 for engine in sqlite postgres mariadb; do
   echo "=== $engine"

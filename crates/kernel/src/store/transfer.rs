@@ -568,12 +568,12 @@ async fn copied_so_far(target: &Namespace) -> Result<HashMap<String, (Vec<Cell>,
 async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copied: u64) -> Result<(), StoreError> {
     let engine = target.engine();
     let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
-    let per_statement = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
     let mut tx = target.begin_as(super::Writer::Kernel).await?;
     if engine == Engine::Postgres {
         let statement = format!("copy {} ({}) from stdin", quote(engine, &table.name), columns.join(", "));
         tx.copy_in(&statement, copy_text(table, rows)).await?;
     } else {
+        let per_statement = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
         for chunk in rows.chunks(per_statement) {
             let mut sql = format!("insert into {} ({}) values ", quote(engine, &table.name), columns.join(", "));
             let mut args = Vec::with_capacity(chunk.len() * columns.len());
