@@ -6,14 +6,24 @@ a tenth of them agents' replies.
     python3 bench/fill_inbox.py DATA_DIR/inbox.db MESSAGES [CONVERSATIONS]
 
 Written straight to the file (a million messages through the API would take the benchmark minutes of
-ingest); the rows are shaped as the inbox service writes them. The search index is left empty: a move
+ingest); the rows are shaped as the inbox service writes them (version-7, time-ordered ids). The search index is left empty: a move
 between engines rebuilds it at the target from these rows, and `bench/data_move.sh` measures that apart.
 """
 
+import os
 import sqlite3
 import sys
 import time
 import uuid
+
+
+def uuid7(ms: int) -> str:
+    """A version-7 UUID for the instant `ms` (Unix milliseconds), as the services make their ids: time
+    ordered, so that rows written later sort later by key."""
+    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big") & ((1 << 80) - 1)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
+    return str(uuid.UUID(int=value))
 
 LINES = [
     "注文した商品がまだ届きません。確認をお願いします。",
@@ -36,7 +46,7 @@ def main() -> None:
     (existing,) = db.execute("select count(*) from messages").fetchone()
     if existing:
         sys.exit(f"{path} already has {existing} messages")
-    account, inbox = str(uuid.uuid4()), str(uuid.uuid4())
+    account, inbox = uuid7(int(time.time() * 1000)), uuid7(int(time.time() * 1000))
     start = int(time.time() * 1000) - messages * 10
     with db:
         db.execute(
@@ -44,8 +54,8 @@ def main() -> None:
             " values (?, ?, 'Website API', 'api', ?, null, ?, ?)",
             (inbox, account, uuid.uuid4().hex, start, start),
         )
-        contacts = [str(uuid.uuid4()) for _ in range(conversations)]
-        threads = [str(uuid.uuid4()) for _ in range(conversations)]
+        contacts = [uuid7(start + n) for n in range(conversations)]
+        threads = [uuid7(start + n) for n in range(conversations)]
         db.executemany(
             "insert into contacts (id, account_id, name, email, phone, created_at, updated_at)"
             " values (?, ?, ?, ?, null, ?, ?)",
@@ -71,7 +81,7 @@ def main() -> None:
             for n in range(messages):
                 outgoing = n % 10 == 9
                 yield (
-                    str(uuid.uuid4()),
+                    uuid7(start + n * 10),
                     account,
                     threads[n % conversations],
                     "outgoing" if outgoing else "incoming",
