@@ -202,7 +202,7 @@ async fn run_move(
     tokio::time::sleep(moves::POLL * 2).await;
     progress.stage("copying");
     let started = Instant::now();
-    let mut copied = transfer::copy(source, target, tables, progress).await?;
+    let mut copied = copy_rows(source, target, tables, progress).await?;
     let mut copy_time = started.elapsed();
     let mut rebuilt = rebuild_derived(spec, source, target, progress).await?;
     let mut rebuild_time = started.elapsed() - copy_time;
@@ -216,7 +216,7 @@ async fn run_move(
         transfer::clear(target).await?;
         target.migrate().await?;
         let started = Instant::now();
-        copied = transfer::copy(source, target, tables, progress).await?;
+        copied = copy_rows(source, target, tables, progress).await?;
         copy_time = started.elapsed();
         rebuilt = rebuild_derived(spec, source, target, progress).await?;
         rebuild_time = started.elapsed() - copy_time;
@@ -244,6 +244,22 @@ async fn run_move(
     })
 }
 
+/// Copies `tables`' rows from `source` to `target` with the target's secondary indexes dropped, and builds
+/// them after (the copy's time includes it).
+async fn copy_rows(
+    source: &Namespace,
+    target: &Namespace,
+    tables: &[(transfer::Table, transfer::Table)],
+    progress: &mut dyn Progress,
+) -> Result<transfer::Copied, StoreError> {
+    let names: Vec<&str> = tables.iter().map(|(_, t)| t.name.as_str()).collect();
+    transfer::defer_indexes(target, &names).await?;
+    let copied = transfer::copy(source, target, tables, progress).await?;
+    progress.stage("building the target's indexes");
+    transfer::restore_indexes(target).await?;
+    Ok(copied)
+}
+
 /// Rebuilds `spec`'s derived tables at `target` when its engine differs from the source's (they were
 /// not copied).
 async fn rebuild_derived(
@@ -260,7 +276,11 @@ async fn rebuild_derived(
     // Children first, so that an interrupted rebuild is started again from nothing.
     let children_first: Vec<&str> = derived.tables.iter().rev().copied().collect();
     transfer::empty_tables(target, &children_first).await?;
-    (derived.rebuild)(target.clone()).await
+    transfer::defer_indexes(target, derived.tables).await?;
+    let rebuilt = (derived.rebuild)(target.clone()).await?;
+    progress.stage(&format!("building the indexes of {}", derived.tables.join(", ")));
+    transfer::restore_indexes(target).await?;
+    Ok(rebuilt)
 }
 
 /// Renews a move's lease while the command runs, so the serving processes keep holding writes.

@@ -332,7 +332,21 @@ async fn copies_between(from: Engine, to: Engine) {
         2
     );
 
-    // The first run dies after its first batch (as a killed command would, between two commits).
+    // The target's secondary indexes (and PostgreSQL's foreign keys) are dropped for the copy, recorded.
+    let names: Vec<&str> = tables.iter().map(|(_, t)| t.name.as_str()).collect();
+    let secondary = transfer::deferrable(&target, &names).await.expect("catalogue");
+    // The outbox's index and the fixture's, and on PostgreSQL the tags' foreign key.
+    let expected = match to {
+        Engine::Sqlite => 2,
+        Engine::Postgres => 3,
+        Engine::MySql => 0,
+    };
+    assert_eq!(secondary.len(), expected, "{secondary:?}");
+    assert_eq!(transfer::defer_indexes(&target, &names).await.expect("defers"), expected);
+    assert!(transfer::deferrable(&target, &names).await.expect("catalogue").is_empty());
+
+    // The first run dies after its first batch (as a killed command would, between two commits), before
+    // the indexes are built again.
     let interrupted = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(transfer::copy(
         &source,
         &target,
@@ -341,8 +355,13 @@ async fn copies_between(from: Engine, to: Engine) {
     )))
     .await;
     assert!(interrupted.is_err(), "the first run died");
+    // The rerun defers again (nothing is left to drop) and builds everything the first run dropped.
+    assert_eq!(transfer::defer_indexes(&target, &names).await.expect("defers"), 0);
     let rerun = transfer::copy(&source, &target, &tables, &mut Counting(None)).await.expect("copies");
     assert!(rerun.resumed >= 2_000, "the rerun continued where the first stopped: {rerun:?}");
+    assert_eq!(transfer::restore_indexes(&target).await.expect("restores"), expected);
+    assert_eq!(transfer::deferrable(&target, &names).await.expect("catalogue"), secondary);
+    transfer::finish(&target).await.expect("finishes");
 
     let compared = transfer::compare(&source, &target, &tables).await.expect("compares");
     for table in &compared {

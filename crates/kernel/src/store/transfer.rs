@@ -10,6 +10,11 @@
 //!   own order, so text keys need no common collation), and written parents first (foreign keys) in one
 //!   target transaction per batch (by `COPY` on PostgreSQL), which also records the last key copied: an
 //!   interrupted copy continues where it stopped.
+//! - A PostgreSQL or SQLite target's secondary indexes (not unique ones) and PostgreSQL's foreign keys are
+//!   dropped before the rows are written and built again after ([`defer_indexes`], [`restore_indexes`]):
+//!   building an index once over the table is several times faster than maintaining it row by row. What
+//!   was dropped is recorded at the target first, so an interrupted copy's rerun builds it too. MariaDB
+//!   keeps its indexes and skips foreign key checks in the copy's transactions instead.
 //! - A table's checksum is the wrapping sum of its rows' digests (SHA-256 of each row's values, engine
 //!   independent: integers as integers, text as UTF-8), so both copies are summed in their own order. When
 //!   counts or sums differ, the source is walked again and each batch's keys looked up in the target, to
@@ -29,6 +34,8 @@ const MAX_BINDS: usize = 30_000;
 const DIFFERENCES_NAMED: usize = 3;
 /// Where a copy records how far it got, in the target (bookkeeping, never copied itself).
 const PROGRESS_TABLE: &str = "_kernel_copy_progress";
+/// Where a copy records the indexes and foreign keys it dropped at the target, to build them again after.
+const DEFERRED_TABLE: &str = "_kernel_copy_deferred";
 
 /// A value as read from any engine: what a checksum digests and what is written to the target.
 #[derive(Debug, Clone, PartialEq)]
@@ -569,6 +576,11 @@ async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copi
     let engine = target.engine();
     let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
     let mut tx = target.begin_as(super::Writer::Kernel).await?;
+    if engine == Engine::MySql {
+        // Parents are copied first and both copies compared after; the checks would only cost a lookup
+        // per row. Session scoped, so set back before the connection returns to the pool.
+        tx.raw_execute("set foreign_key_checks = 0".to_owned(), vec![]).await?;
+    }
     if engine == Engine::Postgres {
         let statement = format!("copy {} ({}) from stdin", quote(engine, &table.name), columns.join(", "));
         tx.copy_in(&statement, copy_text(table, rows)).await?;
@@ -615,6 +627,9 @@ async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copi
         tx.raw_execute(delete, vec![Value::Text(table.name.clone())]).await?;
         let copied = i64::try_from(copied).unwrap_or(i64::MAX);
         tx.raw_execute(insert, vec![Value::Text(table.name.clone()), Value::Text(last), Value::Int(copied)]).await?;
+    }
+    if engine == Engine::MySql {
+        tx.raw_execute("set foreign_key_checks = 1".to_owned(), vec![]).await?;
     }
     tx.commit().await
 }
@@ -693,7 +708,170 @@ async fn fix_sequences(target: &Namespace, tables: &[(Table, Table)]) -> Result<
 
 /// Drops the copy's bookkeeping from the target once the move is done.
 pub async fn finish(target: &Namespace) -> Result<(), StoreError> {
-    target.raw_execute(format!("drop table if exists {PROGRESS_TABLE}")).await
+    target.raw_execute(format!("drop table if exists {PROGRESS_TABLE}")).await?;
+    target.raw_execute(format!("drop table if exists {DEFERRED_TABLE}")).await
+}
+
+/// An index or foreign key a copy dropped at the target, with what builds it again.
+#[derive(Debug, PartialEq)]
+pub(super) struct Deferred {
+    table: String,
+    name: String,
+    foreign_key: bool,
+    /// `create index …` (as the catalogue gives it) or a foreign key's definition (`foreign key (…) references …`).
+    definition: String,
+}
+
+impl Deferred {
+    fn drop_sql(&self, engine: Engine) -> String {
+        if self.foreign_key {
+            format!("alter table {} drop constraint {}", quote(engine, &self.table), quote(engine, &self.name))
+        } else {
+            format!("drop index {}", quote(engine, &self.name))
+        }
+    }
+
+    fn create_sql(&self, engine: Engine) -> String {
+        if self.foreign_key {
+            format!(
+                "alter table {} add constraint {} {}",
+                quote(engine, &self.table),
+                quote(engine, &self.name),
+                self.definition
+            )
+        } else {
+            self.definition.clone()
+        }
+    }
+}
+
+/// The secondary, non-unique indexes of `names` at `target` (and on PostgreSQL their foreign keys): what a
+/// copy into them need not maintain row by row. Unique indexes stay, since statements rely on them.
+pub(super) async fn deferrable(target: &Namespace, names: &[&str]) -> Result<Vec<Deferred>, StoreError> {
+    let engine = target.engine();
+    let marks: Vec<String> = names.iter().enumerate().map(|(i, _)| placeholder(engine, i + 1)).collect();
+    let marks = marks.join(", ");
+    let args = || names.iter().map(|n| Value::Text((*n).to_owned())).collect::<Vec<_>>();
+    let mut queries = Vec::new();
+    match engine {
+        Engine::Sqlite => queries.push((
+            false,
+            format!(
+                "select m.tbl_name, m.name, m.sql from sqlite_master m join pragma_index_list(m.tbl_name) l \
+                 on l.name = m.name where m.type = 'index' and l.origin = 'c' and l.\"unique\" = 0 \
+                 and m.tbl_name in ({marks}) order by m.tbl_name, m.name"
+            ),
+        )),
+        Engine::Postgres => {
+            queries.push((
+                false,
+                format!(
+                    "select t.relname::text, c.relname::text, pg_get_indexdef(i.indexrelid) from pg_index i \
+                     join pg_class c on c.oid = i.indexrelid join pg_class t on t.oid = i.indrelid \
+                     where t.relnamespace = current_schema()::regnamespace and t.relname::text in ({marks}) \
+                     and not i.indisprimary and not i.indisunique \
+                     and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid) \
+                     order by 1, 2"
+                ),
+            ));
+            queries.push((
+                true,
+                format!(
+                    "select t.relname::text, k.conname::text, pg_get_constraintdef(k.oid) from pg_constraint k \
+                     join pg_class t on t.oid = k.conrelid where k.contype = 'f' \
+                     and t.relnamespace = current_schema()::regnamespace and t.relname::text in ({marks}) \
+                     order by 1, 2"
+                ),
+            ));
+        }
+        Engine::MySql => {}
+    }
+    let mut deferred = Vec::new();
+    for (foreign_key, sql) in queries {
+        for row in target.raw_fetch(sql, args(), &[Kind::Text, Kind::Text, Kind::Text]).await? {
+            if let (Some(table), Some(name), Some(definition)) = (text(&row, 0), text(&row, 1), text(&row, 2)) {
+                deferred.push(Deferred { table, name, foreign_key, definition });
+            }
+        }
+    }
+    Ok(deferred)
+}
+
+/// Drops the secondary indexes (and PostgreSQL's foreign keys) of the tables `names` at `target` before a
+/// copy writes into them, each recorded at the target in the transaction that drops it. Returns how many.
+pub async fn defer_indexes(target: &Namespace, names: &[&str]) -> Result<usize, StoreError> {
+    let engine = target.engine();
+    if engine == Engine::MySql || names.is_empty() {
+        return Ok(0);
+    }
+    target
+        .raw_execute(format!(
+            "create table if not exists {DEFERRED_TABLE} (table_name varchar(200) not null, \
+             name varchar(200) not null, foreign_key integer not null, definition text not null, \
+             primary key (table_name, name))"
+        ))
+        .await?;
+    let deferred = deferrable(target, names).await?;
+    let p = |n| placeholder(engine, n);
+    let record = format!(
+        "insert into {DEFERRED_TABLE} (table_name, name, foreign_key, definition) values ({}, {}, {}, {})",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    );
+    // Foreign keys first: an index may be what one of them leans on.
+    for item in deferred.iter().filter(|d| d.foreign_key).chain(deferred.iter().filter(|d| !d.foreign_key)) {
+        let mut tx = target.begin_as(super::Writer::Kernel).await?;
+        let args = vec![
+            Value::Text(item.table.clone()),
+            Value::Text(item.name.clone()),
+            Value::Int(i64::from(item.foreign_key)),
+            Value::Text(item.definition.clone()),
+        ];
+        tx.raw_execute(record.clone(), args).await?;
+        tx.raw_execute(item.drop_sql(engine), vec![]).await?;
+        tx.commit().await?;
+    }
+    Ok(deferred.len())
+}
+
+/// Builds again at `target` every index and foreign key a copy deferred there (indexes first, so that the
+/// foreign keys' checks can use them), each with its record deleted in the same transaction. Returns how
+/// many.
+pub async fn restore_indexes(target: &Namespace) -> Result<usize, StoreError> {
+    let engine = target.engine();
+    if engine == Engine::MySql {
+        return Ok(0);
+    }
+    let present = target.raw_fetch(engine_sql(engine, Catalogue::Tables), vec![], &[]).await?;
+    if !present.iter().filter_map(|row| text(row, 0)).any(|name| name == DEFERRED_TABLE) {
+        return Ok(0);
+    }
+    let rows = target
+        .raw_fetch(
+            format!("select table_name, name, foreign_key, definition from {DEFERRED_TABLE} order by foreign_key, table_name, name"),
+            vec![],
+            &[Kind::Text, Kind::Text, Kind::Int, Kind::Text],
+        )
+        .await?;
+    let p = |n| placeholder(engine, n);
+    let forget = format!("delete from {DEFERRED_TABLE} where table_name = {} and name = {}", p(1), p(2));
+    let mut restored = 0;
+    for row in rows {
+        let (Some(table), Some(name), Some(Cell::Int(foreign_key)), Some(definition)) =
+            (text(&row, 0), text(&row, 1), row.get(2).cloned(), text(&row, 3))
+        else {
+            continue;
+        };
+        let item = Deferred { table, name, foreign_key: foreign_key != 0, definition };
+        let mut tx = target.begin_as(super::Writer::Kernel).await?;
+        tx.raw_execute(item.create_sql(engine), vec![]).await?;
+        tx.raw_execute(forget.clone(), vec![Value::Text(item.table), Value::Text(item.name)]).await?;
+        tx.commit().await?;
+        restored += 1;
+    }
+    Ok(restored)
 }
 
 /// How one table compares between two copies.
