@@ -73,15 +73,19 @@ impl Cell {
     }
 
     /// The value bound for a column of `kind` (a null keeps the column's type, as PostgreSQL wants).
-    fn bind(&self, kind: Kind) -> Value {
+    fn into_value(self, kind: Kind) -> Value {
         match self {
             Cell::Null => Value::Null(kind),
-            Cell::Int(v) if kind == Kind::Bool => Value::Bool(*v != 0),
-            Cell::Int(v) => Value::Int(*v),
-            Cell::Real(v) => Value::Real(*v),
-            Cell::Text(v) => Value::Text(v.clone()),
-            Cell::Bytes(v) => Value::Bytes(v.clone()),
+            Cell::Int(v) if kind == Kind::Bool => Value::Bool(v != 0),
+            Cell::Int(v) => Value::Int(v),
+            Cell::Real(v) => Value::Real(v),
+            Cell::Text(v) => Value::Text(v),
+            Cell::Bytes(v) => Value::Bytes(v),
         }
+    }
+
+    fn bind(&self, kind: Kind) -> Value {
+        self.clone().into_value(kind)
     }
 
     fn key_text(&self) -> String {
@@ -500,11 +504,13 @@ pub async fn copy(
             copied.resumed += before;
         }
         let mut so_far = before;
+        let writes = Writes::new(target.engine(), target_table);
         each_batch(source, table, after, async |rows| {
-            so_far += rows.len() as u64;
-            write_batch(target, target_table, &rows, so_far).await?;
-            progress.copied(&table.name, rows.len() as u64);
-            copied.rows += rows.len() as u64;
+            let batch = rows.len() as u64;
+            so_far += batch;
+            writes.write(target, rows, so_far).await?;
+            progress.copied(&table.name, batch);
+            copied.rows += batch;
             Ok(())
         })
         .await?;
@@ -571,67 +577,117 @@ async fn copied_so_far(target: &Namespace) -> Result<HashMap<String, (Vec<Cell>,
     Ok(done)
 }
 
-/// Writes `rows` into `table` at `target` in one transaction that also records the last key written.
-async fn write_batch(target: &Namespace, table: &Table, rows: &[Vec<Cell>], copied: u64) -> Result<(), StoreError> {
-    let engine = target.engine();
-    let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
-    let mut tx = target.begin_as(super::Writer::Kernel).await?;
-    if engine == Engine::MySql {
-        // Parents are copied first and both copies compared after; the checks would only cost a lookup
-        // per row. Session scoped, so set back before the connection returns to the pool.
-        tx.raw_execute("set foreign_key_checks = 0".to_owned(), vec![]).await?;
-    }
-    if engine == Engine::Postgres {
-        let statement = format!("copy {} ({}) from stdin", quote(engine, &table.name), columns.join(", "));
-        tx.copy_in(&statement, copy_text(table, rows)).await?;
-    } else {
-        let per_statement = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
-        for chunk in rows.chunks(per_statement) {
-            let mut sql = format!("insert into {} ({}) values ", quote(engine, &table.name), columns.join(", "));
-            let mut args = Vec::with_capacity(chunk.len() * columns.len());
-            for (r, row) in chunk.iter().enumerate() {
-                sql.push_str(if r == 0 { "(" } else { ", (" });
-                for (c, cell) in row.iter().enumerate() {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&placeholder(engine, args.len() + 1));
-                    args.push(cell.bind(table.kinds[c]));
-                }
-                sql.push(')');
-            }
-            tx.raw_execute(sql, args).await?;
-        }
-    }
-    let last = rows.last().map(|row| {
-        let key: Vec<serde_json::Value> = table
-            .key
-            .iter()
-            .map(|&i| match &row[i] {
-                Cell::Int(v) => serde_json::Value::from(*v),
-                Cell::Text(v) => serde_json::Value::from(v.clone()),
-                _ => serde_json::Value::Null,
-            })
-            .collect();
-        serde_json::Value::from(key).to_string()
-    });
-    if let Some(last) = last {
+/// The statements a copy writes one table's batches with, built once for the table.
+struct Writes<'t> {
+    table: &'t Table,
+    engine: Engine,
+    /// PostgreSQL's `copy … from stdin`, or the other engines' `insert into … values ` before the rows.
+    head: String,
+    /// Rows per insert (the engines' limit on placeholders), and the insert of that many.
+    per_insert: usize,
+    full_insert: String,
+    forget: String,
+    record: String,
+}
+
+impl<'t> Writes<'t> {
+    fn new(engine: Engine, table: &'t Table) -> Self {
+        let columns: Vec<String> = table.columns.iter().map(|c| quote(engine, c)).collect();
+        let (name, columns) = (quote(engine, &table.name), columns.join(", "));
+        let head = if engine == Engine::Postgres {
+            format!("copy {name} ({columns}) from stdin")
+        } else {
+            format!("insert into {name} ({columns}) values ")
+        };
+        let per_insert = (MAX_BINDS / table.columns.len().max(1)).clamp(1, 1_000);
         let p = |n| placeholder(engine, n);
-        let delete = format!("delete from {PROGRESS_TABLE} where table_name = {}", p(1));
-        let insert = format!(
-            "insert into {PROGRESS_TABLE} (table_name, last_key, copied) values ({}, {}, {})",
-            p(1),
-            p(2),
-            p(3)
-        );
-        tx.raw_execute(delete, vec![Value::Text(table.name.clone())]).await?;
+        let mut writes = Writes {
+            table,
+            engine,
+            head,
+            per_insert,
+            full_insert: String::new(),
+            forget: format!("delete from {PROGRESS_TABLE} where table_name = {}", p(1)),
+            record: format!(
+                "insert into {PROGRESS_TABLE} (table_name, last_key, copied) values ({}, {}, {})",
+                p(1),
+                p(2),
+                p(3)
+            ),
+        };
+        if engine != Engine::Postgres {
+            writes.full_insert = writes.insert(per_insert);
+        }
+        writes
+    }
+
+    /// The insert of `rows` rows (on the engines whose placeholders are all `?`).
+    fn insert(&self, rows: usize) -> String {
+        let marks = vec!["?"; self.table.columns.len()].join(", ");
+        let mut sql = String::with_capacity(self.head.len() + rows * (marks.len() + 4));
+        sql.push_str(&self.head);
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            sql.push_str(&marks);
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// Writes `rows` at `target` in one transaction that also records the last key written and that
+    /// `copied` rows of the table are copied now.
+    async fn write(&self, target: &Namespace, rows: Vec<Vec<Cell>>, copied: u64) -> Result<(), StoreError> {
+        let table = self.table;
+        let Some(last) = rows.last().map(|row| {
+            let key: Vec<serde_json::Value> = table
+                .key
+                .iter()
+                .map(|&i| match &row[i] {
+                    Cell::Int(v) => serde_json::Value::from(*v),
+                    Cell::Text(v) => serde_json::Value::from(v.as_str()),
+                    _ => serde_json::Value::Null,
+                })
+                .collect();
+            serde_json::Value::from(key).to_string()
+        }) else {
+            return Ok(());
+        };
+        let mut tx = target.begin_as(super::Writer::Kernel).await?;
+        match self.engine {
+            Engine::Postgres => {
+                tx.copy_in(&self.head, copy_text(table, &rows)).await?;
+            }
+            engine => {
+                if engine == Engine::MySql {
+                    // Parents are copied first and both copies compared after; the checks would only cost a
+                    // lookup per row. Session scoped, so set back before the connection returns to the pool.
+                    tx.raw_execute("set foreign_key_checks = 0".to_owned(), vec![]).await?;
+                }
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<Vec<Cell>> = rows.by_ref().take(self.per_insert).collect();
+                    let sql = if chunk.len() == self.per_insert {
+                        self.full_insert.clone()
+                    } else {
+                        self.insert(chunk.len())
+                    };
+                    let mut args = Vec::with_capacity(chunk.len() * table.columns.len());
+                    for row in chunk {
+                        args.extend(row.into_iter().zip(&table.kinds).map(|(cell, &kind)| cell.into_value(kind)));
+                    }
+                    tx.raw_execute(sql, args).await?;
+                }
+                if engine == Engine::MySql {
+                    tx.raw_execute("set foreign_key_checks = 1".to_owned(), vec![]).await?;
+                }
+            }
+        }
+        tx.raw_execute(self.forget.clone(), vec![Value::Text(table.name.clone())]).await?;
         let copied = i64::try_from(copied).unwrap_or(i64::MAX);
-        tx.raw_execute(insert, vec![Value::Text(table.name.clone()), Value::Text(last), Value::Int(copied)]).await?;
+        let args = vec![Value::Text(table.name.clone()), Value::Text(last), Value::Int(copied)];
+        tx.raw_execute(self.record.clone(), args).await?;
+        tx.commit().await
     }
-    if engine == Engine::MySql {
-        tx.raw_execute("set foreign_key_checks = 1".to_owned(), vec![]).await?;
-    }
-    tx.commit().await
 }
 
 /// `rows` in PostgreSQL's COPY text format: a line per row, a tab between values, `\\N` for a null, and
@@ -653,15 +709,19 @@ fn copy_text(table: &Table, rows: &[Vec<Cell>]) -> Vec<u8> {
                 Cell::Real(v) if v.is_infinite() => write!(out, "{}Infinity", if *v < 0.0 { "-" } else { "" }),
                 Cell::Real(v) => write!(out, "{v}"),
                 Cell::Text(v) => {
-                    for ch in v.chars() {
-                        match ch {
-                            '\\' => out.push_str("\\\\"),
-                            '\t' => out.push_str("\\t"),
-                            '\n' => out.push_str("\\n"),
-                            '\r' => out.push_str("\\r"),
-                            ch => out.push(ch),
-                        }
+                    // The runs between the characters to escape go in whole.
+                    let mut rest = v.as_str();
+                    while let Some(at) = rest.find(['\\', '\t', '\n', '\r']) {
+                        out.push_str(&rest[..at]);
+                        out.push_str(match rest.as_bytes()[at] {
+                            b'\\' => "\\\\",
+                            b'\t' => "\\t",
+                            b'\n' => "\\n",
+                            _ => "\\r",
+                        });
+                        rest = &rest[at + 1..];
                     }
+                    out.push_str(rest);
                     Ok(())
                 }
                 // bytea's hex input `\x…`, its backslash escaped for COPY.
