@@ -10,11 +10,12 @@
 //!   own order, so text keys need no common collation), and written parents first (foreign keys) in one
 //!   target transaction per batch (by `COPY` on PostgreSQL), which also records the last key copied: an
 //!   interrupted copy continues where it stopped.
-//! - A PostgreSQL or SQLite target's secondary indexes (not unique ones) and PostgreSQL's foreign keys are
+//! - A PostgreSQL target's indexes, keys and foreign keys, and a SQLite target's `create index` indexes, are
 //!   dropped before the rows are written and built again after ([`defer_indexes`], [`restore_indexes`]):
-//!   building an index once over the table is several times faster than maintaining it row by row. What
-//!   was dropped is recorded at the target first, so an interrupted copy's rerun builds it too. MariaDB
-//!   keeps its indexes and skips foreign key checks in the copy's transactions instead.
+//!   building an index once over the table is several times faster than maintaining it row by row, and
+//!   building a key checks it once. What was dropped is recorded at the target first, so an interrupted
+//!   copy's rerun builds it too. MariaDB keeps its indexes and skips foreign key checks in the copy's
+//!   transactions instead.
 //! - A table's checksum is the wrapping sum of its rows' digests (SHA-256 of each row's values, engine
 //!   independent: integers as integers, text as UTF-8), so both copies are summed in their own order. When
 //!   counts or sums differ, the source is walked again and each batch's keys looked up in the target, to
@@ -772,41 +773,62 @@ pub async fn finish(target: &Namespace) -> Result<(), StoreError> {
     target.raw_execute(format!("drop table if exists {DEFERRED_TABLE}")).await
 }
 
-/// An index or foreign key a copy dropped at the target, with what builds it again.
+/// What a copy drops at the target and builds again after, in the order it builds them: indexes, then
+/// keys (a primary key or unique constraint), then the foreign keys that lean on those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Build {
+    Index = 0,
+    Key = 1,
+    ForeignKey = 2,
+}
+
+impl Build {
+    fn from_stored(stored: i64) -> Self {
+        match stored {
+            0 => Build::Index,
+            1 => Build::Key,
+            _ => Build::ForeignKey,
+        }
+    }
+}
+
+/// An index or constraint a copy dropped at the target, with what builds it again.
 #[derive(Debug, PartialEq)]
 pub(super) struct Deferred {
     table: String,
     name: String,
-    foreign_key: bool,
-    /// `create index …` (as the catalogue gives it) or a foreign key's definition (`foreign key (…) references …`).
+    build: Build,
+    /// `create index …` (as the catalogue gives it), or a constraint's definition (`primary key (…)`,
+    /// `foreign key (…) references …`).
     definition: String,
 }
 
 impl Deferred {
     fn drop_sql(&self, engine: Engine) -> String {
-        if self.foreign_key {
-            format!("alter table {} drop constraint {}", quote(engine, &self.table), quote(engine, &self.name))
-        } else {
-            format!("drop index {}", quote(engine, &self.name))
+        match self.build {
+            Build::Index => format!("drop index {}", quote(engine, &self.name)),
+            Build::Key | Build::ForeignKey => {
+                format!("alter table {} drop constraint {}", quote(engine, &self.table), quote(engine, &self.name))
+            }
         }
     }
 
     fn create_sql(&self, engine: Engine) -> String {
-        if self.foreign_key {
-            format!(
+        match self.build {
+            Build::Index => self.definition.clone(),
+            Build::Key | Build::ForeignKey => format!(
                 "alter table {} add constraint {} {}",
                 quote(engine, &self.table),
                 quote(engine, &self.name),
                 self.definition
-            )
-        } else {
-            self.definition.clone()
+            ),
         }
     }
 }
 
-/// The secondary, non-unique indexes of `names` at `target` (and on PostgreSQL their foreign keys): what a
-/// copy into them need not maintain row by row. Unique indexes stay, since statements rely on them.
+/// What a copy into the tables `names` at `target` can drop and build again after: on PostgreSQL every
+/// index, primary key, unique constraint and foreign key; on SQLite the indexes made by `create index`
+/// (its keys are part of the table). Nothing on MariaDB.
 pub(super) async fn deferrable(target: &Namespace, names: &[&str]) -> Result<Vec<Deferred>, StoreError> {
     let engine = target.engine();
     let marks: Vec<String> = names.iter().enumerate().map(|(i, _)| placeholder(engine, i + 1)).collect();
@@ -815,50 +837,50 @@ pub(super) async fn deferrable(target: &Namespace, names: &[&str]) -> Result<Vec
     let mut queries = Vec::new();
     match engine {
         Engine::Sqlite => queries.push((
-            false,
+            Build::Index,
             format!(
                 "select m.tbl_name, m.name, m.sql from sqlite_master m join pragma_index_list(m.tbl_name) l \
-                 on l.name = m.name where m.type = 'index' and l.origin = 'c' and l.\"unique\" = 0 \
-                 and m.tbl_name in ({marks}) order by m.tbl_name, m.name"
+                 on l.name = m.name where m.type = 'index' and l.origin = 'c' and m.tbl_name in ({marks}) \
+                 order by m.tbl_name, m.name"
             ),
         )),
         Engine::Postgres => {
+            let on_tables = format!("t.relnamespace = current_schema()::regnamespace and t.relname::text in ({marks})");
             queries.push((
-                false,
+                Build::Index,
                 format!(
                     "select t.relname::text, c.relname::text, pg_get_indexdef(i.indexrelid) from pg_index i \
                      join pg_class c on c.oid = i.indexrelid join pg_class t on t.oid = i.indrelid \
-                     where t.relnamespace = current_schema()::regnamespace and t.relname::text in ({marks}) \
-                     and not i.indisprimary and not i.indisunique \
-                     and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid) \
-                     order by 1, 2"
+                     where {on_tables} and not exists (select 1 from pg_constraint k \
+                     where k.conindid = i.indexrelid and k.contype in ('p', 'u', 'x')) order by 1, 2"
                 ),
             ));
-            queries.push((
-                true,
-                format!(
-                    "select t.relname::text, k.conname::text, pg_get_constraintdef(k.oid) from pg_constraint k \
-                     join pg_class t on t.oid = k.conrelid where k.contype = 'f' \
-                     and t.relnamespace = current_schema()::regnamespace and t.relname::text in ({marks}) \
-                     order by 1, 2"
-                ),
-            ));
+            for (build, types) in [(Build::Key, "'p', 'u'"), (Build::ForeignKey, "'f'")] {
+                queries.push((
+                    build,
+                    format!(
+                        "select t.relname::text, k.conname::text, pg_get_constraintdef(k.oid) from pg_constraint k \
+                         join pg_class t on t.oid = k.conrelid where k.contype in ({types}) and {on_tables} \
+                         order by 1, 2"
+                    ),
+                ));
+            }
         }
         Engine::MySql => {}
     }
     let mut deferred = Vec::new();
-    for (foreign_key, sql) in queries {
+    for (build, sql) in queries {
         for row in target.raw_fetch(sql, args(), &[Kind::Text, Kind::Text, Kind::Text]).await? {
             if let (Some(table), Some(name), Some(definition)) = (text(&row, 0), text(&row, 1), text(&row, 2)) {
-                deferred.push(Deferred { table, name, foreign_key, definition });
+                deferred.push(Deferred { table, name, build, definition });
             }
         }
     }
     Ok(deferred)
 }
 
-/// Drops the secondary indexes (and PostgreSQL's foreign keys) of the tables `names` at `target` before a
-/// copy writes into them, each recorded at the target in the transaction that drops it. Returns how many.
+/// Drops what [`deferrable`] finds on the tables `names` at `target` before a copy writes into them, each
+/// recorded at the target in the transaction that drops it. Returns how many.
 pub async fn defer_indexes(target: &Namespace, names: &[&str]) -> Result<usize, StoreError> {
     let engine = target.engine();
     if engine == Engine::MySql || names.is_empty() {
@@ -867,26 +889,27 @@ pub async fn defer_indexes(target: &Namespace, names: &[&str]) -> Result<usize, 
     target
         .raw_execute(format!(
             "create table if not exists {DEFERRED_TABLE} (table_name varchar(200) not null, \
-             name varchar(200) not null, foreign_key integer not null, definition text not null, \
+             name varchar(200) not null, build integer not null, definition text not null, \
              primary key (table_name, name))"
         ))
         .await?;
-    let deferred = deferrable(target, names).await?;
+    let mut deferred = deferrable(target, names).await?;
     let p = |n| placeholder(engine, n);
     let record = format!(
-        "insert into {DEFERRED_TABLE} (table_name, name, foreign_key, definition) values ({}, {}, {}, {})",
+        "insert into {DEFERRED_TABLE} (table_name, name, build, definition) values ({}, {}, {}, {})",
         p(1),
         p(2),
         p(3),
         p(4)
     );
-    // Foreign keys first: an index may be what one of them leans on.
-    for item in deferred.iter().filter(|d| d.foreign_key).chain(deferred.iter().filter(|d| !d.foreign_key)) {
+    // Dropped in the reverse of the order they are built in: a foreign key leans on a key.
+    deferred.sort_by_key(|d| std::cmp::Reverse(d.build as i64));
+    for item in &deferred {
         let mut tx = target.begin_as(super::Writer::Kernel).await?;
         let args = vec![
             Value::Text(item.table.clone()),
             Value::Text(item.name.clone()),
-            Value::Int(i64::from(item.foreign_key)),
+            Value::Int(item.build as i64),
             Value::Text(item.definition.clone()),
         ];
         tx.raw_execute(record.clone(), args).await?;
@@ -896,9 +919,9 @@ pub async fn defer_indexes(target: &Namespace, names: &[&str]) -> Result<usize, 
     Ok(deferred.len())
 }
 
-/// Builds again at `target` every index and foreign key a copy deferred there (indexes first, so that the
-/// foreign keys' checks can use them), each with its record deleted in the same transaction. Returns how
-/// many.
+/// Builds again at `target` everything a copy deferred there, in [`Build`]'s order, each with its record
+/// deleted in the same transaction. Returns how many. A key the copied rows violate fails here, and the
+/// move with it.
 pub async fn restore_indexes(target: &Namespace) -> Result<usize, StoreError> {
     let engine = target.engine();
     if engine == Engine::MySql {
@@ -910,7 +933,9 @@ pub async fn restore_indexes(target: &Namespace) -> Result<usize, StoreError> {
     }
     let rows = target
         .raw_fetch(
-            format!("select table_name, name, foreign_key, definition from {DEFERRED_TABLE} order by foreign_key, table_name, name"),
+            format!(
+                "select table_name, name, build, definition from {DEFERRED_TABLE} order by build, table_name, name"
+            ),
             vec![],
             &[Kind::Text, Kind::Text, Kind::Int, Kind::Text],
         )
@@ -919,12 +944,12 @@ pub async fn restore_indexes(target: &Namespace) -> Result<usize, StoreError> {
     let forget = format!("delete from {DEFERRED_TABLE} where table_name = {} and name = {}", p(1), p(2));
     let mut restored = 0;
     for row in rows {
-        let (Some(table), Some(name), Some(Cell::Int(foreign_key)), Some(definition)) =
+        let (Some(table), Some(name), Some(Cell::Int(build)), Some(definition)) =
             (text(&row, 0), text(&row, 1), row.get(2).cloned(), text(&row, 3))
         else {
             continue;
         };
-        let item = Deferred { table, name, foreign_key: foreign_key != 0, definition };
+        let item = Deferred { table, name, build: Build::from_stored(build), definition };
         let mut tx = target.begin_as(super::Writer::Kernel).await?;
         tx.raw_execute(item.create_sql(engine), vec![]).await?;
         tx.raw_execute(forget.clone(), vec![Value::Text(item.table), Value::Text(item.name)]).await?;
