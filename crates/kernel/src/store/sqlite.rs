@@ -121,7 +121,10 @@ pub(super) async fn open(
     let readers = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 8));
     let pool = SqlitePoolOptions::new()
         .max_connections(u32::try_from(readers).unwrap_or(4))
-        .connect_with(options.clone())
+        // A reader's worker thread hands rows to the caller through a channel of this many (sqlx's
+        // default is 50): the size of a copy's batch, so that the worker reads it without stopping
+        // to wake the caller and wait for it every 50 rows.
+        .connect_with(options.clone().row_buffer_size(super::transfer::BATCH))
         .await?;
     let (checkpointing, stop_checkpointing) = tokio::sync::oneshot::channel();
     let checkpointer = sqlx::ConnectOptions::connect(&options).await?;
