@@ -244,8 +244,8 @@ async fn run_move(
     })
 }
 
-/// Copies `tables`' rows from `source` to `target` with the target's secondary indexes dropped, and builds
-/// them after (the copy's time includes it).
+/// Copies `tables`' rows from `source` to `target` with the target's indexes and keys dropped
+/// ([`transfer::defer_indexes`]), and builds them after (the copy's time includes it).
 async fn copy_rows(
     source: &Namespace,
     target: &Namespace,

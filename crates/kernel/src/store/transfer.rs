@@ -532,8 +532,13 @@ pub async fn count(namespace: &Namespace, table: &Table) -> Result<u64, StoreErr
 
 /// Whether `target` holds an unfinished copy (its progress table), which a rerun continues.
 pub async fn has_unfinished_copy(target: &Namespace) -> Result<bool, StoreError> {
-    let names = target.raw_fetch(engine_sql(target.engine(), Catalogue::Tables), vec![], &[]).await?;
-    Ok(names.iter().filter_map(|row| text(row, 0)).any(|name| name == PROGRESS_TABLE))
+    has_table(target, PROGRESS_TABLE).await
+}
+
+/// Whether `namespace` has a table `name` (its bookkeeping included).
+async fn has_table(namespace: &Namespace, name: &str) -> Result<bool, StoreError> {
+    let names = namespace.raw_fetch(engine_sql(namespace.engine(), Catalogue::Tables), vec![], &[]).await?;
+    Ok(names.iter().filter_map(|row| text(row, 0)).any(|found| found == name))
 }
 
 /// Deletes every row of `names` (those that exist) at `namespace`, in the order given.
@@ -927,8 +932,7 @@ pub async fn restore_indexes(target: &Namespace) -> Result<usize, StoreError> {
     if engine == Engine::MySql {
         return Ok(0);
     }
-    let present = target.raw_fetch(engine_sql(engine, Catalogue::Tables), vec![], &[]).await?;
-    if !present.iter().filter_map(|row| text(row, 0)).any(|name| name == DEFERRED_TABLE) {
+    if !has_table(target, DEFERRED_TABLE).await? {
         return Ok(0);
     }
     let rows = target
