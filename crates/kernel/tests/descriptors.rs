@@ -54,21 +54,21 @@ async fn a_listener_out_of_descriptors_pauses_between_accepts_and_serves_the_wai
         max_connections_per_ip: 0,
         trusted_proxies: [].into(),
     };
-    tokio::spawn(kernel::http::serve(listener, router, settings, std::future::pending()));
-    // Every descriptor of the process is taken; then clients connect, each on a descriptor freed for it
-    // alone (the kernel completes the handshake from the backlog), and send their requests: the
-    // listener's accepts fail for lack of descriptors.
-    let mut filler = Vec::new();
-    while let Ok(file) = std::fs::File::open("/dev/null") {
-        filler.push(file);
-    }
+    // Clients connect before the listener serves (the kernel completes their handshakes into the
+    // backlog) and send their requests; then every descriptor of the process is taken and the listener
+    // starts: its accepts fail for lack of descriptors. (Freeing a descriptor per client while the
+    // listener runs races: the listener may take it before the client does.)
     let mut clients = Vec::new();
     for _ in 0..5 {
-        drop(filler.pop());
         let mut client = tokio::net::TcpStream::connect(address).await.expect("connects");
         client.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").await.expect("sent");
         clients.push(client);
     }
+    let mut filler = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        filler.push(file);
+    }
+    tokio::spawn(kernel::http::serve(listener, router, settings, std::future::pending()));
 
     // Act: two seconds out of descriptors, then some free up.
     tokio::time::sleep(Duration::from_secs(2)).await;
