@@ -1,5 +1,8 @@
 //! All of the input service's SQL.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use contracts::AccountId;
 use contracts::channel::{ChannelKind, DeliveryStatus};
 use contracts::inbox::{ConversationId, InboxId, MessageId};
@@ -457,20 +460,33 @@ impl Store {
     /// [`Store::upsert_contact`] for several posts, applied in their order: a contact named twice ends with
     /// what the later post said, and fields a post leaves out keep what an earlier one said.
     pub async fn upsert_contacts(tx: &mut Tx<'_>, contacts: &[ContactDetails<'_>]) -> Result<(), StoreError> {
-        let rows: Vec<_> = contacts
-            .iter()
-            .map(|contact| {
-                (
-                    contact.inbox,
-                    contact.source_id,
-                    contact.origin,
-                    contact.name,
-                    contact.email,
-                    contact.phone,
-                    contact.now_ms,
-                )
-            })
-            .collect();
+        // One row per contact, as the posts leave it (PostgreSQL refuses to upsert a row twice in one
+        // statement): the first post's origin and time (which only an insert writes), each field the
+        // last post that gave it.
+        let mut rows: Vec<_> = Vec::with_capacity(contacts.len());
+        let mut at: HashMap<(InboxId, &str), usize> = HashMap::with_capacity(contacts.len());
+        for contact in contacts {
+            match at.entry((contact.inbox, contact.source_id)) {
+                Entry::Occupied(place) => {
+                    let row: &mut (_, _, _, Option<&str>, Option<&str>, Option<&str>, _) = &mut rows[*place.get()];
+                    row.3 = contact.name.or(row.3);
+                    row.4 = contact.email.or(row.4);
+                    row.5 = contact.phone.or(row.5);
+                }
+                Entry::Vacant(place) => {
+                    place.insert(rows.len());
+                    rows.push((
+                        contact.inbox,
+                        contact.source_id,
+                        contact.origin,
+                        contact.name,
+                        contact.email,
+                        contact.phone,
+                        contact.now_ms,
+                    ));
+                }
+            }
+        }
         tx.execute(
             "insert into channel_contacts (inbox_id, source_id, origin, name, email, phone, created_at) \
              select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
@@ -490,11 +506,14 @@ impl Store {
         identities: &[(InboxId, &str)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        // The time rides in each row: MariaDB's form of this statement reads the rows ahead of the `set`.
+        let rows: Vec<(InboxId, &str, i64)> =
+            identities.iter().map(|&(inbox, source_id)| (inbox, source_id, now_ms)).collect();
         tx.execute(
-            "update channel_contacts set first_message_at = ? from jsonb_each(?) as i \
+            "update channel_contacts set first_message_at = cast(i.value ->> 2 as bigint) from jsonb_each(?) as i \
              where channel_contacts.inbox_id = i.value ->> 0 and channel_contacts.source_id = i.value ->> 1 \
              and channel_contacts.first_message_at is null",
-            args![now_ms, json_rows(identities)?],
+            args![json_rows(&rows)?],
         )
         .await
         .map(drop)

@@ -26,7 +26,7 @@ pub mod signature;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use app::{Catalogue, Process};

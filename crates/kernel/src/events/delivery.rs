@@ -283,7 +283,7 @@ impl Delivery {
                     return Ok(());
                 }
                 Err(error) => {
-                    tracing::debug!(consumer = self.consumer, error = %error, "a batch failed; delivering its events one by one");
+                    tracing::warn!(consumer = self.consumer, error = %error, "a batch failed; delivering its events one by one");
                 }
             }
         }

@@ -15,6 +15,8 @@
 //!   `cast(… as signed)` and `cast(… as text)` `cast(… as char)`;
 //! - `on conflict … do nothing` becomes `insert ignore`, `on conflict … do update set a = excluded.a`
 //!   becomes `on duplicate key update a = values(a)`;
+//! - `update t set … from source where …` becomes `update t, source set … where …` (the `set` clause may
+//!   not hold a placeholder: the source's moves ahead of it);
 //! - `in (select … limit ?)`, which MariaDB refuses, reads from a derived table: `in (select * from (select
 //!   … limit ?) as _inN)`.
 //!
@@ -97,6 +99,9 @@ fn to_postgres(sql: &str) -> String {
 
 /// SQLite's text rewritten for MariaDB (see the module doc).
 fn to_mysql(sql: &str) -> String {
+    if let Some(multi_table) = update_from_as_multi_table(sql) {
+        return to_mysql(&multi_table);
+    }
     let mut out = String::with_capacity(sql.len() + 64);
     let (mut row_sources, mut subqueries, mut ignore) = (0, 0, false);
     let mut rest = sql;
@@ -213,6 +218,62 @@ fn to_mysql(sql: &str) -> String {
         out.replace_range(at..at + "insert into".len(), "insert ignore into");
     }
     out
+}
+
+/// `update t set … from source where …` (SQLite's and PostgreSQL's form) as MariaDB's multi-table
+/// update, `update t, source set … where …`; `None` if `sql` is not such a statement.
+///
+/// MariaDB's placeholders are positional and the source moves ahead of the `set` clause, so a `set`
+/// clause must not hold one (carry the value in the source's rows instead): a debug build panics on one,
+/// and MariaDB would bind the values to the wrong places.
+fn update_from_as_multi_table(sql: &str) -> Option<String> {
+    let body = strip_words(sql, &["update"])?;
+    let set = top_level_word(body, "set")?;
+    let from = set + top_level_word(&body[set..], "from")?;
+    let (target, assignments) = (body[..set].trim(), body[set + "set".len()..from].trim());
+    let after_from = &body[from + "from".len()..];
+    let (source, rest) = match top_level_word(after_from, "where") {
+        Some(at) => (after_from[..at].trim(), &after_from[at..]),
+        None => (after_from.trim(), ""),
+    };
+    debug_assert!(
+        top_level_char(assignments, '?').is_none(),
+        "a placeholder in the set clause of an update … from, which MariaDB would bind out of order: {sql}"
+    );
+    Some(format!("update {target}, {source} set {assignments} {rest}"))
+}
+
+/// Where `word` first stands as a whole word in `text` outside literals, quoted names and parentheses.
+fn top_level_word(text: &str, word: &str) -> Option<usize> {
+    top_level(text, |at| {
+        text[at..].starts_with(word)
+            && !text[..at].ends_with(is_word_char)
+            && !text[at + word.len()..].starts_with(is_word_char)
+    })
+}
+
+/// Where `wanted` first stands in `text` outside literals, quoted names and parentheses.
+fn top_level_char(text: &str, wanted: char) -> Option<usize> {
+    top_level(text, |at| text[at..].starts_with(wanted))
+}
+
+/// The first place in `text`, outside literals, quoted names and parentheses, where `found` holds.
+fn top_level(text: &str, found: impl Fn(usize) -> bool) -> Option<usize> {
+    let (mut depth, mut i) = (0_usize, 0);
+    while let Some(c) = text[i..].chars().next() {
+        match c {
+            '\'' | '"' => {
+                i += closing(&text[i..], c);
+                continue;
+            }
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 && found(i) => return Some(i),
+            _ => {}
+        }
+        i += c.len_utf8();
+    }
+    None
 }
 
 /// Whether `text`, after whitespace, starts with `words` separated by whitespace.
@@ -359,6 +420,31 @@ mod tests {
             ),
             "insert into c (k, v) values (?, ?) on duplicate key update v = c.v + values(v), w = 'on conflict'"
         );
+    }
+
+    #[test]
+    fn mariadb_updates_from_a_row_source_as_a_multi_table_update() {
+        assert_eq!(
+            to_mysql(
+                "update t set a = x.value ->> 0, b = coalesce(b, '(from) where') from jsonb_each(?) as x \
+                 where t.id = x.value ->> 1 and t.c in (select c from u where d = ?)"
+            ),
+            "update t, json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as x \
+             set a = json_value(x.value, '$[0]'), b = coalesce(b, '(from) where') where t.id = json_value(x.value, '$[1]') \
+             and t.c in (select c from u where d = ?)"
+        );
+        // Not an update from a source: left to the other rules.
+        assert_eq!(
+            to_mysql("update t set a = ? where b in (select b from u)"),
+            "update t set a = ? where b in (select b from u)"
+        );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a placeholder in the set clause")]
+    fn mariadb_refuses_a_placeholder_it_would_bind_out_of_order() {
+        let _ = to_mysql("update t set a = ? from jsonb_each(?) as x where t.id = x.value ->> 0");
     }
 
     #[test]

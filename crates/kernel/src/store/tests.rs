@@ -4,77 +4,10 @@ use super::sqlite::CHECKPOINT_EVERY;
 use super::*;
 use crate::args;
 
-/// The PostgreSQL server the tests use (`TEST_POSTGRES_URL`; the test command starts it).
-fn postgres_url() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A migrated fixture namespace on `engine`, and what removes it.
 async fn scratch(engine: Engine) -> (Namespace, Box<dyn std::any::Any>) {
-    match engine {
-        Engine::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            (fixture(dir.path()).await, Box::new(dir))
-        }
-        Engine::Postgres => {
-            let schema = format!("kernel_test_{}", uuid::Uuid::new_v4().simple());
-            let location = Location::Postgres { url: postgres_url(), schema: schema.clone() };
-            let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS))
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {} (is it running?): {e}", postgres_url()));
-            namespace.migrate().await.expect("migrates");
-            (namespace, Box::new(DropSchema(engine, schema)))
-        }
-        Engine::MySql => {
-            let database = format!("kernel_test_{}", uuid::Uuid::new_v4().simple());
-            let location = Location::MySql { url: mysql_url(), database: database.clone() };
-            let namespace = Namespace::open("fixture", &location, Some(TEST_MIGRATIONS))
-                .await
-                .unwrap_or_else(|e| panic!("MariaDB at {} (is it running?): {e}", mysql_url()));
-            namespace.migrate().await.expect("migrates");
-            (namespace, Box::new(DropSchema(engine, database)))
-        }
-    }
-}
-
-/// The MariaDB server the tests use (`TEST_MYSQL_URL`; the test command starts it).
-fn mysql_url() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".to_owned())
-}
-
-/// Drops a scratch schema (PostgreSQL) or database (MariaDB) when the test ends.
-struct DropSchema(Engine, String);
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let (engine, name) = (self.0, std::mem::take(&mut self.1));
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
-                use sqlx::ConnectOptions as _;
-                if engine == Engine::MySql {
-                    let mut connection = mysql_url().parse::<sqlx::mysql::MySqlConnectOptions>()?.connect().await?;
-                    // A failed test may leave a session with a transaction open, which the drop would wait for.
-                    let sessions: Vec<(i64,)> = sqlx::query_as(
-                        "select cast(id as signed) from information_schema.processlist where db = ? and id <> connection_id()",
-                    )
-                    .bind(&name)
-                    .fetch_all(&mut connection)
-                    .await?;
-                    for (id,) in sessions {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("kill {id}"))).execute(&mut connection).await;
-                    }
-                    let statement = format!("drop database if exists {name}");
-                    return sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.map(drop);
-                }
-                let mut connection = postgres_url().parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("drop schema if exists {name} cascade")))
-                    .execute(&mut connection)
-                    .await
-                    .map(drop)
-            })
-        });
-        let _ = dropped.join();
-    }
+    let scratch = crate::testing::Scratch::open_on(engine, "fixture", TEST_MIGRATIONS).await;
+    (scratch.namespace.clone(), Box::new(scratch))
 }
 
 /// Declares `$name` once per engine (`$name::sqlite`, `$name::postgres`, `$name::mysql`), each given a fresh namespace.
