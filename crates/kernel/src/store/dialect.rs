@@ -15,8 +15,12 @@
 //!   `cast(… as signed)` and `cast(… as text)` `cast(… as char)`;
 //! - `on conflict … do nothing` becomes `insert ignore`, `on conflict … do update set a = excluded.a`
 //!   becomes `on duplicate key update a = values(a)`;
-//! - `update t set … from source where …` becomes `update t, source set … where …` (the `set` clause may
-//!   not hold a placeholder: the source's moves ahead of it);
+//! - a select whose `from` starts with a row source reads its tables in the written order (`join` becomes
+//!   `straight_join`): the rows of a batch lead, each finding its rows by key, whatever the optimizer
+//!   believes of the tables' sizes (InnoDB's statistics of a growing or tiny table can say it is empty,
+//!   and then a batch of 40 keys scanned an inbox's every contact);
+//! - `update t set … from source where …` becomes `update source straight_join t set … where …` (the
+//!   `set` clause may not hold a placeholder: the source moves ahead of it);
 //! - `in (select … limit ?)`, which MariaDB refuses, reads from a derived table: `in (select * from (select
 //!   … limit ?) as _inN)`.
 //!
@@ -104,6 +108,9 @@ fn to_mysql(sql: &str) -> String {
     }
     let mut out = String::with_capacity(sql.len() + 64);
     let (mut row_sources, mut subqueries, mut ignore) = (0, 0, false);
+    // The parenthesis depth of the scan, and the depth of a `from` that a row source leads, whose joins
+    // are read in the written order.
+    let (mut depth, mut led_by_rows) = (0_usize, None);
     let mut rest = sql;
     while let Some(c) = rest.chars().next() {
         let at_word = c.is_ascii_alphabetic() && !out.ends_with(is_word_char);
@@ -148,8 +155,19 @@ fn to_mysql(sql: &str) -> String {
                 row_sources += 1;
                 rest = &rest["jsonb_each(?)".len()..];
                 let alias = take_alias(&mut rest).map_or_else(|| format!("_rows{row_sources}"), str::to_owned);
+                if out.trim_end().strip_suffix("from").is_some_and(|before| !before.ends_with(is_word_char)) {
+                    led_by_rows = Some(depth);
+                }
                 let _ =
                     write!(out, "json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as {alias}");
+            }
+            _ if word == "join" && led_by_rows == Some(depth) && {
+                let before = out.trim_end();
+                !["left", "right", "inner", "outer", "cross", "natural"].iter().any(|kind| before.ends_with(kind))
+            } =>
+            {
+                out.push_str("straight_join");
+                rest = &rest[word.len()..];
             }
             _ if word == "key" && !out.trim_end().ends_with('.') => {
                 out.push_str("`key`");
@@ -209,6 +227,14 @@ fn to_mysql(sql: &str) -> String {
                 rest = &rest[word.len()..];
             }
             _ => {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth = depth.saturating_sub(1);
+                        led_by_rows = led_by_rows.filter(|&led| led <= depth);
+                    }
+                    _ => {}
+                }
                 out.push(c);
                 rest = &rest[c.len_utf8()..];
             }
@@ -221,7 +247,8 @@ fn to_mysql(sql: &str) -> String {
 }
 
 /// `update t set … from source where …` (SQLite's and PostgreSQL's form) as MariaDB's multi-table
-/// update, `update t, source set … where …`; `None` if `sql` is not such a statement.
+/// update, `update source straight_join t set … where …` (the source's rows lead, as in a select they
+/// lead); `None` if `sql` is not such a statement.
 ///
 /// MariaDB's placeholders are positional and the source moves ahead of the `set` clause, so a `set`
 /// clause must not hold one (carry the value in the source's rows instead): a debug build panics on one,
@@ -240,7 +267,7 @@ fn update_from_as_multi_table(sql: &str) -> Option<String> {
         top_level_char(assignments, '?').is_none(),
         "a placeholder in the set clause of an update … from, which MariaDB would bind out of order: {sql}"
     );
-    Some(format!("update {target}, {source} set {assignments} {rest}"))
+    Some(format!("update {source} straight_join {target} set {assignments} {rest}"))
 }
 
 /// Where `word` first stands as a whole word in `text` outside literals, quoted names and parentheses.
@@ -405,6 +432,32 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_reads_a_select_led_by_a_row_source_in_the_written_order() {
+        let rows = "json_table(?, '$[*]' columns (`key` for ordinality, value json path '$'))";
+        assert_eq!(
+            to_mysql("select e.a from jsonb_each(?) as k join e on e.id = k.value ->> 0 left join f on f.id = e.f"),
+            format!(
+                "select e.a from {rows} as k straight_join e on e.id = json_value(k.value, '$[0]') left join f on f.id = e.f"
+            )
+        );
+        // Only the joins of the `from` the rows lead, not those of the statement around it.
+        assert_eq!(
+            to_mysql(
+                "select p.a from (select t.a from jsonb_each(?) as q join t on t.b = q.value ->> 0) p join u on u.a = p.a"
+            ),
+            format!(
+                "select p.a from (select t.a from {rows} as q straight_join t on t.b = json_value(q.value, '$[0]')) p \
+                 join u on u.a = p.a"
+            )
+        );
+        // Rows that do not lead the `from` leave the optimizer its choice.
+        assert_eq!(
+            to_mysql("select t.a from t join jsonb_each(?) as q on t.b = q.value ->> 0 join u on u.a = t.a"),
+            format!("select t.a from t join {rows} as q on t.b = json_value(q.value, '$[0]') join u on u.a = t.a")
+        );
+    }
+
+    #[test]
     fn mariadb_upserts_and_ignores() {
         assert_eq!(
             to_mysql("insert into t (id, a) values (?, ?) on conflict (id) do nothing"),
@@ -429,7 +482,7 @@ mod tests {
                 "update t set a = x.value ->> 0, b = coalesce(b, '(from) where') from jsonb_each(?) as x \
                  where t.id = x.value ->> 1 and t.c in (select c from u where d = ?)"
             ),
-            "update t, json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as x \
+            "update json_table(?, '$[*]' columns (`key` for ordinality, value json path '$')) as x straight_join t \
              set a = json_value(x.value, '$[0]'), b = coalesce(b, '(from) where') where t.id = json_value(x.value, '$[1]') \
              and t.c in (select c from u where d = ?)"
         );
