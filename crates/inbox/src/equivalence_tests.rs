@@ -283,10 +283,7 @@ fn tables_on(engine: Engine) -> &'static [TableRead] {
                 }
                 if engine == Engine::Postgres {
                     let (object, from) = sql.split_at(sql.rfind(") from ").expect("an object from a table") + 1);
-                    format!(
-                        "{} as text){from}",
-                        object.replacen("select json_object(", "select cast(json_build_object(", 1)
-                    )
+                    format!("{} as text){from}", object.replacen("json_object(", "cast(json_build_object(", 1))
                 } else {
                     sql
                 }

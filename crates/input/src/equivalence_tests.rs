@@ -281,7 +281,7 @@ fn tables_on(engine: Engine) -> &'static [TableRead] {
             (
                 Engine::Postgres,
                 rewritten(|sql| {
-                    let built = sql.replace("select json_object(", "select cast(json_build_object(");
+                    let built = sql.replacen("json_object(", "cast(json_build_object(", 1);
                     built.replace(" from ", " as text) from ").replace(" order by rowid", "")
                 }),
             ),

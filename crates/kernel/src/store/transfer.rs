@@ -640,6 +640,21 @@ impl<'t> Writes<'t> {
         sql
     }
 
+    /// Inserts `rows` in `tx`, as many a statement as the engine takes.
+    async fn insert_rows(&self, tx: &mut super::Tx<'_>, rows: Vec<Vec<Cell>>) -> Result<(), StoreError> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Cell>> = rows.by_ref().take(self.per_insert).collect();
+            let sql = if chunk.len() == self.per_insert { self.full_insert.clone() } else { self.insert(chunk.len()) };
+            let mut args = Vec::with_capacity(chunk.len() * self.table.columns.len());
+            for row in chunk {
+                args.extend(row.into_iter().zip(&self.table.kinds).map(|(cell, &kind)| cell.into_value(kind)));
+            }
+            tx.raw_execute(sql, args).await?;
+        }
+        Ok(())
+    }
+
     /// Writes `rows` at `target` in one transaction that also records the last key written and that
     /// `copied` rows of the table are copied now.
     async fn write(&self, target: &Namespace, rows: Vec<Vec<Cell>>, copied: u64) -> Result<(), StoreError> {
@@ -663,30 +678,17 @@ impl<'t> Writes<'t> {
             Engine::Postgres => {
                 tx.copy_in(&self.head, copy_text(table, &rows)).await?;
             }
-            engine => {
-                if engine == Engine::MySql {
-                    // Parents are copied first and both copies compared after; the checks would only cost a
-                    // lookup per row. Session scoped, so set back before the connection returns to the pool.
-                    tx.raw_execute("set foreign_key_checks = 0".to_owned(), vec![]).await?;
-                }
-                let mut rows = rows.into_iter().peekable();
-                while rows.peek().is_some() {
-                    let chunk: Vec<Vec<Cell>> = rows.by_ref().take(self.per_insert).collect();
-                    let sql = if chunk.len() == self.per_insert {
-                        self.full_insert.clone()
-                    } else {
-                        self.insert(chunk.len())
-                    };
-                    let mut args = Vec::with_capacity(chunk.len() * table.columns.len());
-                    for row in chunk {
-                        args.extend(row.into_iter().zip(&table.kinds).map(|(cell, &kind)| cell.into_value(kind)));
-                    }
-                    tx.raw_execute(sql, args).await?;
-                }
-                if engine == Engine::MySql {
-                    tx.raw_execute("set foreign_key_checks = 1".to_owned(), vec![]).await?;
-                }
+            Engine::MySql => {
+                // Parents are copied first and both copies compared after; the checks would only cost a
+                // lookup per row. Session scoped, so set back, whatever the inserts did, before the
+                // connection can return to the pool.
+                tx.raw_execute("set foreign_key_checks = 0".to_owned(), vec![]).await?;
+                let inserted = self.insert_rows(&mut tx, rows).await;
+                let restored = tx.raw_execute("set foreign_key_checks = 1".to_owned(), vec![]).await;
+                inserted?;
+                restored?;
             }
+            Engine::Sqlite => self.insert_rows(&mut tx, rows).await?,
         }
         tx.raw_execute(self.forget.clone(), vec![Value::Text(table.name.clone())]).await?;
         let copied = i64::try_from(copied).unwrap_or(i64::MAX);
