@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{AccountId, InboxId, MessageId};
 
 /// The kind of channel an inbox receives from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
     /// Any system that calls the public API (server-to-server, signed) or a widget-style client.
@@ -51,7 +51,7 @@ impl TryFrom<String> for ChannelKind {
 }
 
 /// What inbox tells input when an inbox is created or its channel settings change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelRegistration {
     pub account: AccountId,
     pub inbox: InboxId,
@@ -62,14 +62,14 @@ pub struct ChannelRegistration {
 
 /// An inbox's public endpoint: the identifier in its public URLs and the secret that signs
 /// server-to-server posts and reply callbacks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelCredentials {
     pub identifier: String,
     pub secret: String,
 }
 
 /// Why a channel could not be registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum RegistrationError {
     /// The callback URL is not an absolute http(s) URL.
     InvalidCallbackUrl(String),
@@ -94,7 +94,7 @@ kernel::port! {
 
 /// A customer as a channel identifies them: `source_id` is unique within the inbox (the same identity on
 /// one channel is the same contact); the rest is what the channel knows of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelContact {
     pub source_id: String,
     pub name: Option<String>,
@@ -104,7 +104,7 @@ pub struct ChannelContact {
 
 /// A customer's message arrived on a channel and was recorded (deduplicated) by the input service.
 /// Published by input; inbox turns it into contact, conversation and message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageReceived {
     pub account: AccountId,
     pub inbox: InboxId,
@@ -119,7 +119,7 @@ pub struct MessageReceived {
 
 /// A customer identified themselves on a channel (a widget-style client created its contact) before or
 /// without writing. Published by input; inbox creates or updates the contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContactIdentified {
     pub account: AccountId,
     pub inbox: InboxId,
@@ -127,7 +127,7 @@ pub struct ContactIdentified {
 }
 
 /// The outcome of delivering an agent's reply to the channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -158,7 +158,7 @@ kernel::stored_as_text!(DeliveryStatus: |status: &DeliveryStatus| status.as_str(
 
 /// Input delivered (or gave up delivering, or is still retrying) an agent's reply. Published by input;
 /// inbox shows it on the message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryUpdated {
     pub account: AccountId,
     pub inbox: InboxId,

@@ -9,7 +9,7 @@ use crate::{AccountId, UserId};
 pub use crate::{ContactId, ConversationId, InboxId, MessageId};
 
 /// What a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// From the contact.
@@ -53,7 +53,7 @@ impl TryFrom<String> for MessageKind {
 }
 
 /// Where a conversation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     /// Waiting for an agent.
@@ -90,7 +90,7 @@ kernel::stored_as_text!(ConversationStatus: |status: &ConversationStatus| status
 
 /// A message was added to a conversation. Published by inbox; input delivers outgoing messages of its
 /// channels to the contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageCreated {
     pub account: AccountId,
     pub inbox: InboxId,
@@ -107,7 +107,7 @@ pub struct MessageCreated {
 }
 
 /// A conversation started. Published by inbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationCreated {
     pub account: AccountId,
     pub inbox: InboxId,
@@ -118,7 +118,7 @@ pub struct ConversationCreated {
 }
 
 /// A conversation's status changed (open, pending, resolved, snoozed). Published by inbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationStatusChanged {
     pub account: AccountId,
     pub conversation: ConversationId,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::AccountId;
 
 /// The plan an account is on, as other services need to show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanSummary {
     /// Stable code: `free`, `starter`, `pro`, `business`.
     pub code: String,
@@ -14,7 +14,7 @@ pub struct PlanSummary {
 }
 
 /// The limits of a plan; `None` is unlimited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanLimits {
     pub agents: Option<u64>,
     pub inboxes: Option<u64>,
@@ -25,7 +25,7 @@ pub struct PlanLimits {
 
 /// Something a plan includes or not. Only what OmniDesk has is named here, and each one is checked where it
 /// is used: a plan advertises nothing it does not enforce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
     /// Signed server-to-server posts to an API inbox, and replies delivered to its callback URL.
@@ -57,7 +57,7 @@ impl Feature {
 }
 
 /// Whether an account's plan includes a feature, and which plan would.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureAccess {
     pub feature: Feature,
     pub allowed: bool,
@@ -86,7 +86,7 @@ impl FeatureAccess {
 }
 
 /// Something a plan limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Limited {
     /// Agents in the account (the caller says how many there are now).
@@ -98,7 +98,7 @@ pub enum Limited {
 }
 
 /// Whether one more of something is allowed, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Allowance {
     pub allowed: bool,
     pub limited: Limited,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{AccountId, Role, UserId};
 
 /// A member of an account, as other services need to show and check them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Member {
     pub user: UserId,
     pub name: String,

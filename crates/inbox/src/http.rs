@@ -13,14 +13,16 @@ use contracts::inbox::{ContactId, ConversationId, ConversationStatus, InboxId};
 use contracts::plan::Feature;
 use kernel::auth::Caller;
 use kernel::clock::now_ms;
-use kernel::http::{FieldError, Json, Path, Query};
+use kernel::http::{FieldError, Json, Path, Problem, Query};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::InboxError;
 use crate::desk::{self, Desk, require_manager};
 use crate::domain::{CannedResponseId, LabelId, Priority};
-use crate::realtime::connect_realtime;
+use crate::realtime;
 use crate::search;
 use crate::store::{Before, CannedRow, LabelRow, ListFilter, TabCounts};
 use crate::views::{
@@ -38,36 +40,26 @@ const MAX_PAGE: i64 = 100;
 
 pub fn routes() -> Routes<AppState> {
     Routes::new()
-        .get("/api/inboxes", list_inboxes)
-        .post("/api/inboxes", create_inbox)
-        .get("/api/inboxes/{id}", get_inbox)
-        .put("/api/inboxes/{id}", update_inbox)
-        .delete("/api/inboxes/{id}", delete_inbox)
-        .get("/api/inboxes/{id}/members", list_inbox_members)
-        .put("/api/inboxes/{id}/members", set_inbox_members)
-        .get("/api/contacts", list_contacts)
-        .get("/api/contacts/{id}", get_contact)
-        .put("/api/contacts/{id}", update_contact)
-        .get("/api/contacts/{id}/conversations", list_contact_conversations)
-        .get("/api/conversations", list_conversations)
-        .get("/api/conversations/{id}", get_conversation)
-        .get("/api/conversations/{id}/messages", list_messages)
-        .post("/api/conversations/{id}/messages", create_message)
-        .post("/api/conversations/{id}/status", change_status)
-        .post("/api/conversations/{id}/assignee", assign_conversation)
-        .post("/api/conversations/{id}/priority", change_priority)
-        .put("/api/conversations/{id}/labels", set_conversation_labels)
-        .post("/api/conversations/{id}/read", mark_conversation_read)
-        .get("/api/labels", list_labels)
-        .post("/api/labels", create_label)
-        .put("/api/labels/{id}", update_label)
-        .delete("/api/labels/{id}", delete_label)
-        .get("/api/canned-responses", list_canned_responses)
-        .post("/api/canned-responses", create_canned_response)
-        .put("/api/canned-responses/{id}", update_canned_response)
-        .delete("/api/canned-responses/{id}", delete_canned_response)
-        .get("/api/search", search_everything)
-        .get("/api/realtime", connect_realtime)
+        .route(routes!(list_inboxes, create_inbox))
+        .route(routes!(get_inbox, update_inbox, delete_inbox))
+        .route(routes!(list_inbox_members, set_inbox_members))
+        .route(routes!(list_contacts))
+        .route(routes!(get_contact, update_contact))
+        .route(routes!(list_contact_conversations))
+        .route(routes!(list_conversations))
+        .route(routes!(get_conversation))
+        .route(routes!(list_messages, create_message))
+        .route(routes!(change_status))
+        .route(routes!(assign_conversation))
+        .route(routes!(change_priority))
+        .route(routes!(set_conversation_labels))
+        .route(routes!(mark_conversation_read))
+        .route(routes!(list_labels, create_label))
+        .route(routes!(update_label, delete_label))
+        .route(routes!(list_canned_responses, create_canned_response))
+        .route(routes!(update_canned_response, delete_canned_response))
+        .route(routes!(search_everything))
+        .route(routes!(realtime::connect_realtime))
 }
 
 // Validation helpers: input is parsed once, here, into what the domain takes.
@@ -107,7 +99,7 @@ fn before(cursor_param: Option<&str>) -> Result<Before, InboxError> {
 
 // Inboxes.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateInbox {
     name: String,
     channel: String,
@@ -115,18 +107,36 @@ struct CreateInbox {
     callback_url: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateInbox {
     name: String,
     #[serde(default)]
     callback_url: Option<String>,
 }
 
+/// The account's inboxes.
+#[utoipa::path(get, path = "/api/inboxes", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every inbox of the account, oldest first", body = [InboxView]),
+    ),
+)]
 async fn list_inboxes(State(desk): State<AppState>, caller: Caller) -> Reply<Vec<InboxView>> {
     let rows = desk.store.inboxes(caller.account).await?;
     Ok(Json(rows.into_iter().map(InboxView::from).collect()))
 }
 
+/// Creates an inbox and its channel endpoint.
+///
+/// Owners and admins, within the plan's inbox limit. The answer holds the channel's `secret`, which signs
+/// what is posted to the endpoint; afterwards only owners and admins see it (`GET /api/inboxes/{id}`).
+#[utoipa::path(post, path = "/api/inboxes", security(("bearer" = [])),
+    request_body = CreateInbox,
+    responses(
+        (status = 201, description = "The inbox, with its endpoint `identifier` and `secret`", body = InboxView),
+        (status = 403, description = "`forbidden`: owners and admins only; `plan_limit_reached`: the plan's inbox limit", body = Problem),
+        (status = 422, description = "`validation_failed` (name, channel, callback_url); `channel_not_available`: LINE and e-mail are not built yet", body = Problem),
+    ),
+)]
 async fn create_inbox(
     State(desk): State<AppState>,
     caller: Caller,
@@ -147,6 +157,14 @@ async fn create_inbox(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// One inbox; owners and admins also see its channel `secret`.
+#[utoipa::path(get, path = "/api/inboxes/{id}", security(("bearer" = [])),
+    params(("id" = InboxId, Path, description = "The inbox")),
+    responses(
+        (status = 200, description = "The inbox", body = InboxView),
+        (status = 404, description = "`inbox_not_found`: no such inbox in your account", body = Problem),
+    ),
+)]
 async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<InboxId>) -> Reply<InboxView> {
     let row = desk.store.inbox(caller.account, id).await?.ok_or(InboxError::NotFound("inbox"))?;
     let mut view = InboxView::from(row);
@@ -156,6 +174,19 @@ async fn get_inbox(State(desk): State<AppState>, caller: Caller, Path(id): Path<
     Ok(Json(view))
 }
 
+/// Renames an inbox and sets where its replies are delivered (`callback_url`).
+///
+/// Owners and admins.
+#[utoipa::path(put, path = "/api/inboxes/{id}", security(("bearer" = [])),
+    params(("id" = InboxId, Path, description = "The inbox")),
+    request_body = UpdateInbox,
+    responses(
+        (status = 200, description = "The inbox as stored", body = InboxView),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`inbox_not_found`: no such inbox in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn update_inbox(
     State(desk): State<AppState>,
     caller: Caller,
@@ -169,6 +200,18 @@ async fn update_inbox(
     Ok(Json(InboxView::from(row)))
 }
 
+/// Deletes an inbox that has no conversations, and closes its channel endpoint.
+///
+/// Owners and admins. Conversations are the account's history: an inbox with any is kept.
+#[utoipa::path(delete, path = "/api/inboxes/{id}", security(("bearer" = [])),
+    params(("id" = InboxId, Path, description = "The inbox")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`inbox_not_found`: no such inbox in your account", body = Problem),
+        (status = 409, description = "`inbox_not_empty`: the inbox has conversations", body = Problem),
+    ),
+)]
 async fn delete_inbox(
     State(desk): State<AppState>,
     caller: Caller,
@@ -178,11 +221,19 @@ async fn delete_inbox(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 struct InboxMembers {
     user_ids: Vec<UserId>,
 }
 
+/// Who answers an inbox: the agents who see its conversations.
+#[utoipa::path(get, path = "/api/inboxes/{id}/members", security(("bearer" = [])),
+    params(("id" = InboxId, Path, description = "The inbox")),
+    responses(
+        (status = 200, description = "The members' user ids", body = InboxMembers),
+        (status = 404, description = "`inbox_not_found`: no such inbox in your account", body = Problem),
+    ),
+)]
 async fn list_inbox_members(
     State(desk): State<AppState>,
     caller: Caller,
@@ -192,6 +243,19 @@ async fn list_inbox_members(
     Ok(Json(InboxMembers { user_ids: desk.store.inbox_members(caller.account, id).await? }))
 }
 
+/// Sets who answers an inbox; each must be a member of the account.
+///
+/// Owners and admins. Repetitions are dropped.
+#[utoipa::path(put, path = "/api/inboxes/{id}/members", security(("bearer" = [])),
+    params(("id" = InboxId, Path, description = "The inbox")),
+    request_body = InboxMembers,
+    responses(
+        (status = 200, description = "The members as stored", body = InboxMembers),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`inbox_not_found`: no such inbox in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: a user who is not a member of the account (`not_a_member`), or too many (`too_many`)", body = Problem),
+    ),
+)]
 async fn set_inbox_members(
     State(desk): State<AppState>,
     caller: Caller,
@@ -203,32 +267,42 @@ async fn set_inbox_members(
 
 // Contacts.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     cursor: Option<String>,
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ContactDetail {
     #[serde(flatten)]
     contact: ContactView,
     identities: Vec<Identity>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Identity {
     inbox_id: InboxId,
     source_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateContact {
     name: Option<String>,
     email: Option<String>,
     phone: Option<String>,
 }
 
+/// The account's contacts, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/contacts", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of contacts", body = Page<ContactView>),
+        (status = 400, description = "`invalid_cursor`: not a `next_cursor` this API gave", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn list_contacts(
     State(desk): State<AppState>,
     caller: Caller,
@@ -239,9 +313,17 @@ async fn list_contacts(
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
         .then(|| rows.last().map(|r| cursor(r.created_at, r.id)))
         .flatten();
-    Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor, meta: None }))
+    Ok(Json(Page { data: rows.into_iter().map(ContactView::from).collect(), next_cursor }))
 }
 
+/// A contact, with the channel identities it writes from.
+#[utoipa::path(get, path = "/api/contacts/{id}", security(("bearer" = [])),
+    params(("id" = ContactId, Path, description = "The contact")),
+    responses(
+        (status = 200, description = "The contact", body = ContactDetail),
+        (status = 404, description = "`contact_not_found`: no such contact in your account", body = Problem),
+    ),
+)]
 async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Path<ContactId>) -> Reply<ContactDetail> {
     let row = desk.store.contact(caller.account, id).await?.ok_or(InboxError::NotFound("contact"))?;
     let identities = desk.store.contact_identities(caller.account, id).await?;
@@ -251,6 +333,16 @@ async fn get_contact(State(desk): State<AppState>, caller: Caller, Path(id): Pat
     }))
 }
 
+/// Changes a contact's name, e-mail or phone; absent fields are kept.
+#[utoipa::path(put, path = "/api/contacts/{id}", security(("bearer" = [])),
+    params(("id" = ContactId, Path, description = "The contact")),
+    request_body = UpdateContact,
+    responses(
+        (status = 200, description = "The contact as stored", body = ContactView),
+        (status = 404, description = "`contact_not_found`: no such contact in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn update_contact(
     State(desk): State<AppState>,
     caller: Caller,
@@ -272,6 +364,14 @@ async fn update_contact(
     Ok(Json(ContactView::from(row)))
 }
 
+/// A contact's conversations the caller can see, latest activity first.
+#[utoipa::path(get, path = "/api/contacts/{id}/conversations", security(("bearer" = [])),
+    params(("id" = ContactId, Path, description = "The contact")),
+    responses(
+        (status = 200, description = "The conversations", body = [ConversationView]),
+        (status = 404, description = "`contact_not_found`: no such contact in your account", body = Problem),
+    ),
+)]
 async fn list_contact_conversations(
     State(desk): State<AppState>,
     caller: Caller,
@@ -285,7 +385,8 @@ async fn list_contact_conversations(
 
 // Conversations.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// open (default), pending, resolved, snoozed or all.
     status: Option<String>,
@@ -297,12 +398,21 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// A page of the conversation list, with the tabs' counts.
+#[derive(Serialize, ToSchema)]
+struct ConversationList {
+    data: Vec<ConversationView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+    meta: ListMeta,
+}
+
+#[derive(Serialize, ToSchema)]
 struct ListMeta {
     counts: Counts,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Counts {
     mine: i64,
     unassigned: i64,
@@ -315,9 +425,17 @@ impl From<TabCounts> for Counts {
     }
 }
 
-/// `GET /api/conversations`: two queries whatever the page size — the page (with contacts and labels
-/// joined in) and the tab counts — and none while the account has not changed since the same caller asked
-/// the same question, or while that answer is being rendered (see `lists.rs`).
+/// The conversation list: a page of conversations, latest activity first, with the tabs' counts.
+///
+/// Two queries whatever the page size — the page (with contacts and labels joined in) and the tab counts — and none while the account has not changed since the same caller asked the same question, or while that answer is being rendered (see `lists.rs`). Agents see the conversations of their inboxes only.
+#[utoipa::path(get, path = "/api/conversations", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of conversations; `meta.counts` are the mine / unassigned / all tabs under the same filters", body = ConversationList),
+        (status = 400, description = "`invalid_cursor`: not a `next_cursor` this API gave", body = Problem),
+        (status = 422, description = "`validation_failed`: an unknown `status` or `assignee`, or `limit` out of range", body = Problem),
+    ),
+)]
 async fn list_conversations(
     State(desk): State<AppState>,
     caller: Caller,
@@ -336,11 +454,7 @@ fn json_bytes(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
-async fn render_conversations(
-    desk: &Desk,
-    caller: &Caller,
-    query: ListQuery,
-) -> Result<Page<ConversationView, ListMeta>, InboxError> {
+async fn render_conversations(desk: &Desk, caller: &Caller, query: ListQuery) -> Result<ConversationList, InboxError> {
     let status = match query.status.as_deref() {
         None => Some(ConversationStatus::Open),
         Some("all") => None,
@@ -386,13 +500,21 @@ async fn render_conversations(
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
         .then(|| rows.last().map(|r| cursor(r.last_message_at, r.id)))
         .flatten();
-    Ok(Page {
+    Ok(ConversationList {
         data: rows.into_iter().map(ConversationView::from).collect(),
         next_cursor,
-        meta: Some(ListMeta { counts: counts.into() }),
+        meta: ListMeta { counts: counts.into() },
     })
 }
 
+/// One conversation.
+#[utoipa::path(get, path = "/api/conversations/{id}", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+    ),
+)]
 async fn get_conversation(
     State(desk): State<AppState>,
     caller: Caller,
@@ -401,8 +523,18 @@ async fn get_conversation(
     Ok(Json(ConversationView::from(desk.visible_conversation(&caller, id).await?)))
 }
 
-/// `GET /api/conversations/{id}/messages`: newest page first (`cursor` pages back in time); each page is in
-/// chronological order.
+/// A conversation's messages: the newest page first, each page in chronological order.
+///
+/// `cursor` pages back in time.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation"), PageQuery),
+    responses(
+        (status = 200, description = "A page of messages, oldest first", body = Page<MessageView>),
+        (status = 400, description = "`invalid_cursor`: not a `next_cursor` this API gave", body = Problem),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn list_messages(
     State(desk): State<AppState>,
     caller: Caller,
@@ -417,10 +549,10 @@ async fn list_messages(
         .then(|| rows.last().map(|r| cursor(r.created_at, r.id)))
         .flatten();
     rows.reverse();
-    Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor, meta: None }))
+    Ok(Json(Page { data: rows.into_iter().map(MessageView::from).collect(), next_cursor }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateMessage {
     content: String,
     /// A private note for agents, never sent to the contact.
@@ -428,6 +560,18 @@ struct CreateMessage {
     private: bool,
 }
 
+/// Replies to the contact, or adds a private note (`private: true`) only agents see.
+///
+/// A reply is delivered through the inbox's channel; its `delivery_status` follows (pending, sent, failed with `delivery_error`).
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = CreateMessage,
+    responses(
+        (status = 201, description = "The message as stored", body = MessageView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn create_message(
     State(desk): State<AppState>,
     caller: Caller,
@@ -441,13 +585,23 @@ async fn create_message(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChangeStatus {
     status: String,
     /// Unix ms; required when snoozing, and in the future.
     snoozed_until: Option<i64>,
 }
 
+/// Opens, resolves, marks pending or snoozes a conversation (until `snoozed_until`).
+#[utoipa::path(post, path = "/api/conversations/{id}/status", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = ChangeStatus,
+    responses(
+        (status = 200, description = "The conversation as stored", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn change_status(
     State(desk): State<AppState>,
     caller: Caller,
@@ -472,12 +626,22 @@ async fn change_status(
     Ok(Json(desk.change_status(&caller, id, status, body.snoozed_until).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Assign {
     /// `null` unassigns.
     assignee_id: Option<UserId>,
 }
 
+/// Assigns a conversation to a member of the account, or unassigns it (`null`).
+#[utoipa::path(post, path = "/api/conversations/{id}/assignee", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = Assign,
+    responses(
+        (status = 200, description = "The conversation as stored", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: the assignee is not a member of the account (`not_a_member`)", body = Problem),
+    ),
+)]
 async fn assign_conversation(
     State(desk): State<AppState>,
     caller: Caller,
@@ -487,11 +651,21 @@ async fn assign_conversation(
     Ok(Json(desk.assign(&caller, id, body.assignee_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChangePriority {
     priority: String,
 }
 
+/// Sets a conversation's priority.
+#[utoipa::path(post, path = "/api/conversations/{id}/priority", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = ChangePriority,
+    responses(
+        (status = 200, description = "The conversation as stored", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn change_priority(
     State(desk): State<AppState>,
     caller: Caller,
@@ -508,11 +682,21 @@ async fn change_priority(
     Ok(Json(desk.set_priority(&caller, id, priority).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SetLabels {
     labels: Vec<String>,
 }
 
+/// Sets a conversation's labels, by name; each must exist in the account.
+#[utoipa::path(put, path = "/api/conversations/{id}/labels", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = SetLabels,
+    responses(
+        (status = 200, description = "The conversation as stored", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+        (status = 422, description = "`validation_failed`: a label that does not exist (`unknown_label`), or too many (`too_many`)", body = Problem),
+    ),
+)]
 async fn set_conversation_labels(
     State(desk): State<AppState>,
     caller: Caller,
@@ -522,6 +706,14 @@ async fn set_conversation_labels(
     Ok(Json(desk.set_labels(&caller, id, body.labels).await?))
 }
 
+/// Marks a conversation read for the caller: its `unread_count` becomes 0.
+#[utoipa::path(post, path = "/api/conversations/{id}/read", security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    responses(
+        (status = 200, description = "The conversation as stored", body = ConversationView),
+        (status = 404, description = "`conversation_not_found`: no such conversation in your account", body = Problem),
+    ),
+)]
 async fn mark_conversation_read(
     State(desk): State<AppState>,
     caller: Caller,
@@ -532,7 +724,7 @@ async fn mark_conversation_read(
 
 // Labels.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LabelBody {
     name: String,
     colour: String,
@@ -553,10 +745,26 @@ fn parse_label(body: LabelBody, id: LabelId, created_at: i64) -> Result<LabelRow
     Ok(LabelRow { id, name, colour: body.colour.to_lowercase(), description, created_at })
 }
 
+/// The account's labels.
+#[utoipa::path(get, path = "/api/labels", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The labels, by name", body = [LabelView]),
+    ),
+)]
 async fn list_labels(State(desk): State<AppState>, caller: Caller) -> Reply<Vec<LabelView>> {
     Ok(Json(desk.store.labels(caller.account).await?.into_iter().map(LabelView::from).collect()))
 }
 
+/// Creates a label. Owners and admins.
+#[utoipa::path(post, path = "/api/labels", security(("bearer" = [])),
+    request_body = LabelBody,
+    responses(
+        (status = 201, description = "The label as stored", body = LabelView),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 409, description = "`label_exists`: a label of this name exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn create_label(
     State(desk): State<AppState>,
     caller: Caller,
@@ -568,6 +776,18 @@ async fn create_label(
     Ok((StatusCode::CREATED, Json(LabelView::from(row))))
 }
 
+/// Renames or recolours a label. Owners and admins.
+#[utoipa::path(put, path = "/api/labels/{id}", security(("bearer" = [])),
+    params(("id" = LabelId, Path, description = "The label")),
+    request_body = LabelBody,
+    responses(
+        (status = 200, description = "The label as stored", body = LabelView),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`label_not_found`: no such label in your account", body = Problem),
+        (status = 409, description = "`label_exists`: a label of this name exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn update_label(
     State(desk): State<AppState>,
     caller: Caller,
@@ -583,6 +803,15 @@ async fn update_label(
     Ok(Json(LabelView::from(row)))
 }
 
+/// Deletes a label, and takes it off every conversation. Owners and admins.
+#[utoipa::path(delete, path = "/api/labels/{id}", security(("bearer" = [])),
+    params(("id" = LabelId, Path, description = "The label")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`label_not_found`: no such label in your account", body = Problem),
+    ),
+)]
 async fn delete_label(
     State(desk): State<AppState>,
     caller: Caller,
@@ -607,13 +836,14 @@ fn name_taken(code: &'static str) -> impl Fn(kernel::store::StoreError) -> Inbox
 
 // Canned responses.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CannedQuery {
     /// Short-code prefix, as typed after `/` in the reply box.
     q: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CannedBody {
     short_code: String,
     content: String,
@@ -637,6 +867,14 @@ fn parse_canned(body: CannedBody, id: CannedResponseId, created_at: i64) -> Resu
     Ok(CannedRow { id, short_code, content, created_at, updated_at: now_ms() })
 }
 
+/// The account's canned responses, by short code; `q` filters by short-code prefix.
+#[utoipa::path(get, path = "/api/canned-responses", security(("bearer" = [])),
+    params(CannedQuery),
+    responses(
+        (status = 200, description = "The canned responses", body = [CannedView]),
+        (status = 403, description = "`plan_feature_unavailable`: the plan has no canned responses", body = Problem),
+    ),
+)]
 async fn list_canned_responses(
     State(desk): State<AppState>,
     caller: Caller,
@@ -647,6 +885,16 @@ async fn list_canned_responses(
     Ok(Json(rows.into_iter().map(CannedView::from).collect()))
 }
 
+/// Creates a canned response. Owners and admins, on plans with canned responses.
+#[utoipa::path(post, path = "/api/canned-responses", security(("bearer" = [])),
+    request_body = CannedBody,
+    responses(
+        (status = 201, description = "The canned response as stored", body = CannedView),
+        (status = 403, description = "`forbidden`: owners and admins only; `plan_feature_unavailable`: the plan has no canned responses", body = Problem),
+        (status = 409, description = "`short_code_exists`: one with this short code exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn create_canned_response(
     State(desk): State<AppState>,
     caller: Caller,
@@ -659,6 +907,18 @@ async fn create_canned_response(
     Ok((StatusCode::CREATED, Json(CannedView::from(row))))
 }
 
+/// Changes a canned response. Owners and admins, on plans with canned responses.
+#[utoipa::path(put, path = "/api/canned-responses/{id}", security(("bearer" = [])),
+    params(("id" = CannedResponseId, Path, description = "The canned response")),
+    request_body = CannedBody,
+    responses(
+        (status = 200, description = "The canned response as stored", body = CannedView),
+        (status = 403, description = "`forbidden`: owners and admins only; `plan_feature_unavailable`: the plan has no canned responses", body = Problem),
+        (status = 404, description = "`canned_response_not_found`", body = Problem),
+        (status = 409, description = "`short_code_exists`: one with this short code exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn update_canned_response(
     State(desk): State<AppState>,
     caller: Caller,
@@ -674,6 +934,15 @@ async fn update_canned_response(
     Ok(Json(CannedView::from(row)))
 }
 
+/// Deletes a canned response. Owners and admins.
+#[utoipa::path(delete, path = "/api/canned-responses/{id}", security(("bearer" = [])),
+    params(("id" = CannedResponseId, Path, description = "The canned response")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`canned_response_not_found`", body = Problem),
+    ),
+)]
 async fn delete_canned_response(
     State(desk): State<AppState>,
     caller: Caller,
@@ -688,21 +957,30 @@ async fn delete_canned_response(
 
 // Search.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     q: String,
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SearchResults {
     contacts: Vec<ContactView>,
     conversations: Vec<ConversationView>,
     messages: Vec<MessageView>,
 }
 
-/// `GET /api/search?q=`: contacts, conversations and messages matching every term of `q`, in Japanese or
-/// any spaced language. Three queries.
+/// Searches contacts, conversations and messages for every term of `q`, in Japanese or any spaced language.
+///
+/// Japanese text is matched by its character bigrams, so 返品 finds 返品したいです. Three queries. Agents find what they can see only.
+#[utoipa::path(get, path = "/api/search", security(("bearer" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "What matched, each list best first", body = SearchResults),
+        (status = 422, description = "`validation_failed`: see `errors`", body = Problem),
+    ),
+)]
 async fn search_everything(
     State(desk): State<AppState>,
     caller: Caller,

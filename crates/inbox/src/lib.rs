@@ -73,6 +73,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
         rebuild: |namespace| Box::pin(async move { store::Store::new(namespace).rebuild_index().await }),
     }),
     routes: || http::routes().table(),
+    openapi: || http::routes().openapi(),
     start: |context| Box::pin(start(context)),
 };
 

@@ -53,7 +53,8 @@ const POLL: Duration = Duration::from_secs(5);
 /// How long a client that did not send a token in the header has to send it.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RealtimeQuery {
     /// The last seq the client saw; events after it are sent first.
     cursor: Option<i64>,
@@ -66,7 +67,18 @@ struct AuthFrame {
     token: String,
 }
 
-/// `GET /api/realtime`: upgrades to the feed's WebSocket.
+/// The realtime feed: upgrades to a WebSocket that pushes every change the caller can see, in order.
+///
+/// Authenticate with `Authorization: Bearer <access token>`, or (browsers) send
+/// `{"type":"auth","token":"…"}` as the first frame. The server sends
+/// `{"type":"ready","cursor":N,"expires_at":T,"resync":false}`, then `{"type":"event","seq":N,"kind":"…","data":{…}}`
+/// frames. Reconnect with `?cursor=` the last `seq` seen to miss nothing. Close codes: 4400 a cursor past the
+/// feed's end, 4401 the token expired or was revoked (send a fresh one as an `auth` frame before
+/// `expires_at` to stay connected), 4403 a token of another user or account.
+#[utoipa::path(get, path = "/api/realtime", security((), ("bearer" = [])), params(RealtimeQuery), responses(
+    (status = 101, description = "Switching to the WebSocket protocol"),
+    (status = 400, description = "`invalid_cursor`: negative, or past the feed's end (with a token in the header)", body = Problem),
+))]
 pub async fn connect_realtime(
     State(desk): State<Arc<Desk>>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::domain::{CannedResponseId, LabelId, Priority};
 use crate::store::{Before, CannedRow, ContactRow, ConversationRow, InboxRow, LabelRow, MessageRow};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboxView {
     pub id: InboxId,
     pub name: String,
@@ -38,7 +38,7 @@ impl From<InboxRow> for InboxView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContactView {
     pub id: ContactId,
     pub name: Option<String>,
@@ -62,7 +62,7 @@ impl From<ContactRow> for ContactView {
 }
 
 /// The contact as a conversation shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContactSummary {
     pub id: ContactId,
     pub name: Option<String>,
@@ -70,13 +70,13 @@ pub struct ContactSummary {
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LastMessage {
     pub preview: String,
     pub kind: MessageKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationView {
     pub id: ConversationId,
     pub display_id: i64,
@@ -127,7 +127,7 @@ impl From<ConversationRow> for ConversationView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -158,7 +158,7 @@ impl From<MessageRow> for MessageView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelView {
     pub id: LabelId,
     pub name: String,
@@ -179,7 +179,7 @@ impl From<LabelRow> for LabelView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CannedView {
     pub id: CannedResponseId,
     pub short_code: String,
@@ -201,12 +201,11 @@ impl From<CannedRow> for CannedView {
 }
 
 /// A page of a list, with the cursor of the next page (`None` on the last).
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T, M = ()> {
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
     pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub meta: Option<M>,
 }
 
 /// Encodes a keyset cursor: the sort instant and the id of the last row of a page.

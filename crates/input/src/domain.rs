@@ -37,8 +37,9 @@ impl Origin {
 kernel::stored_as_text!(Origin: |origin: &Origin| origin.as_str(), Origin::parse);
 
 /// Which way a transcript line went: the customer's message, or an agent's reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TranscriptDirection)]
 pub enum Direction {
     Incoming,
     Outgoing,

@@ -22,23 +22,33 @@ const MAX_PHONE_CHARS: usize = 32;
 /// The header that makes a post safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// A contact's details as a client sends them (all optional).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A contact's details as a client sends them (all optional). Each is trimmed; a blank one counts as
+/// absent.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ContactFields {
+    /// The name agents see: at most 255 characters, no control characters.
     pub name: Option<String>,
+    /// An e-mail address (one `@`, a domain with a dot, no spaces), at most 254 characters.
     pub email: Option<String>,
+    /// A phone number: at most 32 characters, digits (at least one), spaces and `+ - ( ) .`.
     pub phone: Option<String>,
 }
 
 /// The body of the signed server-to-server route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignedPost {
     pub contact: SignedContact,
+    /// The message: not blank, at most 10,000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub content: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The contact a signed post is from, named by the caller's own id for its user, with its details.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignedContact {
+    /// The caller's id for its user, unique within the inbox (the same id is the same contact): not blank,
+    /// at most 255 characters, no control characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub source_id: String,
     #[serde(flatten)]
     pub fields: ContactFields,

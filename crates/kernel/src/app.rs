@@ -139,7 +139,11 @@ impl Process {
             None => None,
         };
         let settings = EdgeSettings::from(&config.http);
+        // In the catalogue's order, so that every process describes the same service the same way.
+        let hosted_specs: Vec<ServiceSpec> =
+            catalogue.iter().filter(|spec| hosted_names.contains(&spec.name)).copied().collect();
         let public = public
+            .merge(crate::openapi::router(crate::openapi::document(&hosted_specs)))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(Readiness(namespaces.clone(), transport.clone(), revocations)))
             .route(

@@ -26,7 +26,7 @@ pub use revocation::{Revocation, RevocationLog, Revoker};
 
 const ISSUER: &str = "omnidesk";
 
-/// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>`, serde as a plain string, a text
+/// Declares UUID newtype ids: `Display`, `FromStr`, `TryFrom<String>`, serde (and OpenAPI) as a plain string, a text
 /// column (bound and read as rows' fields: [`stored_as_text!`](crate::stored_as_text)), and `new()` for a
 /// fresh time-ordered (v7) id. Used here and by the contracts crate.
 #[macro_export]
@@ -65,6 +65,12 @@ macro_rules! uuid_id {
                 Self::new()
             }
         }
+        impl $crate::__utoipa::PartialSchema for $id {
+            fn schema() -> $crate::__utoipa::openapi::RefOr<$crate::__utoipa::openapi::schema::Schema> {
+                $crate::openapi::uuid_schema()
+            }
+        }
+        impl $crate::__utoipa::ToSchema for $id {}
         $crate::stored_as_text!($id: |id: &$id| id.0, |text: &str| text.parse::<$id>().ok());
     )*};
 }
@@ -77,7 +83,7 @@ uuid_id! {
 }
 
 /// A member's role in an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,

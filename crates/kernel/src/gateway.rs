@@ -144,8 +144,15 @@ struct Gateway {
     body_limit_bytes: usize,
 }
 
-/// Builds the gateway router: forwards each request to the process owning its path per the RouteTable.
-pub fn router(table: RouteTable, upstreams: Upstreams, metrics: Metrics, settings: &EdgeSettings) -> Router {
+/// Builds the gateway router: forwards each request to the process owning its path per the RouteTable, and
+/// serves the OpenAPI `document` of every service it routes to (`/api/openapi.json`, `/api/docs`) itself.
+pub fn router(
+    table: RouteTable,
+    document: utoipa::openapi::OpenApi,
+    upstreams: Upstreams,
+    metrics: Metrics,
+    settings: &EdgeSettings,
+) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_nodelay(true);
@@ -170,7 +177,8 @@ pub fn router(table: RouteTable, upstreams: Upstreams, metrics: Metrics, setting
         .route("/readyz", get(readyz).with_state(gateway.clone()))
         .route("/metrics", get(http::render_metrics_for_scraper).with_state(http::ScrapeAccess::new(metrics, settings)))
         .fallback(forward)
-        .with_state(gateway);
+        .with_state(gateway)
+        .merge(crate::openapi::router(document));
     http::edge(router, settings)
 }
 

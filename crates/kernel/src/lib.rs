@@ -4,7 +4,8 @@
 //! function. The kernel decides where it runs. [`app::Process`] hosts any subset of services in one process —
 //! all of them in the monolith, one per process in microservices — with the same code either way: [`ports`]
 //! turn a call to another service into a direct call or an HTTP request, [`store`] gives each service its own
-//! namespace, [`auth`] verifies tokens without a hop, and [`routes`] computes and checks who owns which path.
+//! namespace, [`auth`] verifies tokens without a hop, and [`routes`] computes and checks who owns which path
+//! (and [`openapi`] what each route takes and answers).
 //! [`gateway`] and [`supervisor`] run the split topologies.
 
 pub mod app;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod limits;
 pub mod locations;
 pub mod metrics;
+pub mod openapi;
 pub mod ports;
 pub mod redact;
 pub mod routes;
@@ -35,3 +37,6 @@ pub use service::{ServiceContext, ServiceSpec};
 /// For the macros (`uuid_id!`, `stored_as_text!`) expanded in other crates.
 #[doc(hidden)]
 pub use sqlx as __sqlx;
+/// For [`uuid_id!`]'s OpenAPI schema.
+#[doc(hidden)]
+pub use utoipa as __utoipa;

@@ -1,30 +1,37 @@
 //! The route table, computed from the services and checked (DESIGN §2).
 //!
 //! Each service claims path prefixes (whole segments: `/api/plan` owns `/api/plan` and `/api/plan/x`, not
-//! `/api/plans`) and declares its routes through [`Routes`], which builds its router from the same list, so
-//! what `omnidesk routes` prints is what is served. Two services claiming overlapping prefixes, a route
+//! `/api/plans`) and declares its routes through [`Routes`], which builds its router, its table and its part
+//! of the OpenAPI document from the same list, so what `omnidesk routes` prints and `/api/openapi.json`
+//! describes is what is served. A route is declared by its handler's `#[utoipa::path]` (method, path,
+//! parameters, bodies, answers), grouped per path by `utoipa_axum::routes!`. Two services claiming overlapping prefixes, a route
 //! outside its service's claims, or a claim on a path the kernel reserves are start-up errors.
 
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, on};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::UtoipaMethodRouter;
 
 pub use crate::service::RouteInfo;
 use crate::service::ServiceSpec;
 
 /// Paths every process serves itself; no service may claim them.
-pub const RESERVED_PREFIXES: &[&str] = &["/internal", "/healthz", "/readyz", "/metrics"];
+pub const RESERVED_PREFIXES: &[&str] =
+    &["/internal", "/healthz", "/readyz", "/metrics", crate::openapi::DOCUMENT_PATH, crate::openapi::DOCS_PATH];
 
-/// A service's public routes: the table and the router, built together so they cannot drift.
+/// A service's public routes: the table, the router and the OpenAPI paths, built together so they cannot
+/// drift.
 pub struct Routes<S> {
     router: Router<S>,
     table: Vec<RouteInfo>,
+    api: OpenApi,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
     fn default() -> Self {
-        Self { router: Router::new(), table: Vec::new() }
+        Self { router: Router::new(), table: Vec::new(), api: OpenApi::default() }
     }
 }
 
@@ -33,13 +40,35 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         Self::default()
     }
 
+    /// The handlers of one path, each documented by its `#[utoipa::path]`:
+    /// `.route(routes!(list_inboxes, create_inbox))`.
+    ///
+    /// # Panics
+    /// When the handlers name more than one path (a programming error, met on the first start or test).
+    pub fn route(mut self, (schemas, paths, handlers): UtoipaMethodRouter<S>) -> Self {
+        let mut declared = paths.paths.iter();
+        let (Some((path, item)), None) = (declared.next(), declared.next()) else {
+            panic!("one `routes!` per path: {:?}", paths.paths.keys().collect::<Vec<_>>());
+        };
+        for method in crate::openapi::methods(item) {
+            self.table.push(RouteInfo { method, path: path.clone() });
+        }
+        self.router = self.router.route(path, handlers);
+        let components = self.api.components.get_or_insert_with(Default::default);
+        components.schemas.extend(schemas);
+        self.api.paths.paths.extend(paths.paths);
+        self
+    }
+
+    /// An undocumented route: it is served and in the table, but not in the OpenAPI document — for
+    /// tests' services only; a real service's undocumented route fails `every_route_is_in_the_openapi_document`.
     fn add<H, T>(mut self, method: Method, filter: MethodFilter, path: &'static str, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
         self.router = self.router.route(path, on(filter, handler));
-        self.table.push(RouteInfo { method, path });
+        self.table.push(RouteInfo { method, path: path.to_owned() });
         self
     }
 
@@ -68,6 +97,11 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self.table.clone()
     }
 
+    /// The documented routes' part of the OpenAPI document: their paths and the schemas they name.
+    pub fn openapi(&self) -> OpenApi {
+        self.api.clone()
+    }
+
     /// The router, with its state supplied.
     pub fn into_router(self, state: S) -> Router {
         self.router.with_state(state)
@@ -80,7 +114,7 @@ pub enum RouteError {
     #[error("services `{a}` and `{b}` both claim paths under `{a_prefix}` / `{b_prefix}`")]
     Overlap { a: &'static str, a_prefix: &'static str, b: &'static str, b_prefix: &'static str },
     #[error("service `{service}` declares route {method} {path} outside its claimed prefixes")]
-    Unclaimed { service: &'static str, method: Method, path: &'static str },
+    Unclaimed { service: &'static str, method: Method, path: String },
     #[error("service `{service}` claims `{prefix}`, which the kernel reserves")]
     Reserved { service: &'static str, prefix: &'static str },
     #[error("service `{service}` claims `{prefix}`; a prefix starts with `/`, has no trailing `/` and no parameters")]
@@ -131,11 +165,11 @@ impl RouteTable {
         let mut routes = Vec::new();
         for service in services {
             for route in (service.routes)() {
-                if !service.prefixes.iter().any(|prefix| covers(prefix, route.path)) {
+                if !service.prefixes.iter().any(|prefix| covers(prefix, &route.path)) {
                     return Err(RouteError::Unclaimed {
                         service: service.name,
                         method: route.method,
-                        path: route.path,
+                        path: route.path.clone(),
                     });
                 }
                 routes.push(OwnedRoute { service: service.name, route });
@@ -176,7 +210,7 @@ mod tests {
     }
 
     fn users_routes() -> Vec<RouteInfo> {
-        vec![RouteInfo { method: Method::GET, path: "/api/users/{id}" }]
+        vec![RouteInfo { method: Method::GET, path: "/api/users/{id}".to_owned() }]
     }
 
     fn spec(name: &'static str, prefixes: &'static [&'static str]) -> ServiceSpec {
@@ -195,9 +229,12 @@ mod tests {
 
     #[test]
     fn two_services_claiming_overlapping_prefixes_is_an_error() {
-        let error = RouteTable::build(&[spec("user", &["/api/users"]), spec("inbox", &["/api"])])
-            .expect_err("the seed's catch-all /api group would swallow /api/users");
+        let error = RouteTable::build(&[spec("user", &["/api/users"]), spec("inbox", &["/api/users/inboxes"])])
+            .expect_err("/api/users would swallow /api/users/inboxes");
         assert!(matches!(error, RouteError::Overlap { a: "user", b: "inbox", .. }), "{error}");
+        // The seed's catch-all `/api` group would also swallow the kernel's `/api/openapi.json`.
+        let error = RouteTable::build(&[spec("user", &["/api/users"]), spec("inbox", &["/api"])]).expect_err("/api");
+        assert!(matches!(error, RouteError::Reserved { service: "inbox", .. }), "{error}");
     }
 
     #[test]

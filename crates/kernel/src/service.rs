@@ -22,7 +22,7 @@ use crate::store::{Migrations, Namespace};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
 }
 
 /// A service, as the kernel sees it. Each service crate exports one as `SERVICE`.
@@ -46,6 +46,8 @@ pub struct ServiceSpec {
     pub derived: Option<Derived>,
     /// Its public routes (built by the same `routes::Routes` value as its router).
     pub routes: fn() -> Vec<RouteInfo>,
+    /// Its part of the OpenAPI document: the documented routes' paths and schemas (the same `Routes`).
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
     /// Starts the service: provides its ports, acquires the ports it needs, returns its public router.
     pub start: fn(ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>>,
 }
@@ -66,6 +68,9 @@ impl ServiceSpec {
         fn no_routes() -> Vec<RouteInfo> {
             Vec::new()
         }
+        fn no_paths() -> utoipa::openapi::OpenApi {
+            utoipa::openapi::OpenApi::default()
+        }
         fn start_empty(_: ServiceContext) -> BoxFuture<'static, anyhow::Result<axum::Router>> {
             Box::pin(async { Ok(axum::Router::new()) })
         }
@@ -78,6 +83,7 @@ impl ServiceSpec {
             migrations: None,
             derived: None,
             routes: no_routes,
+            openapi: no_paths,
             start: start_empty,
         }
     }

@@ -203,7 +203,8 @@ pub async fn up(mut config: Config, catalogue: Catalogue, layout: Layout) -> any
     let upstreams: HashMap<&'static str, String> =
         groups.iter().flat_map(|group| group.services.iter().map(|service| (*service, group.url()))).collect();
     let settings = EdgeSettings::from(&config.http);
-    let router = gateway::router(table, Upstreams::new(upstreams), Metrics::new(), &settings);
+    let document = crate::openapi::document(catalogue);
+    let router = gateway::router(table, document, Upstreams::new(upstreams), Metrics::new(), &settings);
     let (gateway_stop, gateway_stopping) = oneshot::channel::<()>();
     let gateway_task = tokio::spawn(crate::http::serve(listener, router, (&config.http).into(), async move {
         let _ = gateway_stopping.await;

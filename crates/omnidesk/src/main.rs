@@ -60,6 +60,8 @@ enum Command {
         #[arg(long)]
         topology: Option<TopologyMode>,
     },
+    /// Print the public API's OpenAPI 3.1 document (what `/api/openapi.json` serves through the gateway).
+    Openapi,
     /// Apply pending migrations to every service's namespace (or one service's).
     Migrate {
         /// Migrate only this service's namespace (default: every service's).
@@ -236,6 +238,10 @@ async fn main() -> anyhow::Result<()> {
             print_routes(&config, topology.unwrap_or(config.topology.mode))?;
             Ok(())
         }
+        Command::Openapi => {
+            println!("{}", kernel::openapi::document(CATALOGUE).to_pretty_json()?);
+            Ok(())
+        }
         Command::Migrate { service, data_dir } => {
             if let Some(dir) = data_dir {
                 config.data.dir = dir;
@@ -319,7 +325,8 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
     }
     let settings = kernel::http::EdgeSettings::from(&config.http);
     let metrics = kernel::metrics::Metrics::new();
-    let router = gateway::router(table, gateway::Upstreams::new(upstreams), metrics.clone(), &settings);
+    let document = kernel::openapi::document(CATALOGUE);
+    let router = gateway::router(table, document, gateway::Upstreams::new(upstreams), metrics.clone(), &settings);
     let listener =
         TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
     println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);
@@ -398,7 +405,7 @@ fn route_listing(
         [method.to_owned(), path.to_owned(), service.to_owned(), process_of(service)]
     };
     let routes: Vec<_> =
-        table.routes().iter().map(|owned| row(owned.route.method.as_str(), owned.route.path, owned.service)).collect();
+        table.routes().iter().map(|owned| row(owned.route.method.as_str(), &owned.route.path, owned.service)).collect();
     // A prefix covers the paths that continue it by whole segments (as the route table checks claims).
     let under = |prefix: &str, path: &str| {
         path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -406,7 +413,7 @@ fn route_listing(
     let empty_claims: Vec<_> = table
         .claims()
         .into_iter()
-        .filter(|(prefix, _)| !table.routes().iter().any(|owned| under(prefix, owned.route.path)))
+        .filter(|(prefix, _)| !table.routes().iter().any(|owned| under(prefix, &owned.route.path)))
         .map(|(prefix, service)| row("*", &format!("{prefix}/**"), service))
         .collect();
     let claimed: Vec<&str> = table.claims().into_iter().map(|(_, service)| service).collect();
@@ -475,10 +482,10 @@ mod tests {
 
     fn things_routes() -> Vec<RouteInfo> {
         vec![
-            RouteInfo { method: Method::GET, path: "/api/things" },
+            RouteInfo { method: Method::GET, path: "/api/things".to_owned() },
             RouteInfo {
                 method: Method::DELETE,
-                path: "/api/things/{thing_id}/attachments/{attachment_id}/thumbnails/{size}",
+                path: "/api/things/{thing_id}/attachments/{attachment_id}/thumbnails/{size}".to_owned(),
             },
         ]
     }

@@ -105,6 +105,49 @@ fn the_ownership_scan_reads_the_tables_a_statement_fragment_names() {
     assert_eq!(named, ["conversations", "subscriptions"]);
 }
 
+/// Architecture Invariant: the OpenAPI document describes exactly the route table — every route is an
+/// operation, every operation a route — with one `operationId` per operation (the web client's function
+/// names), and no two services name different schemas alike (merging would keep only one of them).
+#[test]
+fn every_route_is_in_the_openapi_document() {
+    let table = RouteTable::build(CATALOGUE).expect("route table");
+    let document = kernel::openapi::document(CATALOGUE);
+    let mut routes: Vec<(String, String)> =
+        table.routes().iter().map(|owned| (owned.route.method.to_string(), owned.route.path.clone())).collect();
+    let mut operations: Vec<(String, String)> = document
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            kernel::openapi::methods(item).into_iter().map(move |method| (method.to_string(), path.clone()))
+        })
+        .collect();
+    routes.sort();
+    operations.sort();
+    assert_eq!(routes, operations, "the route table and the OpenAPI document differ");
+
+    let json = serde_json::to_value(&document).expect("document");
+    let mut ids = HashSet::new();
+    for (path, item) in json["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "operationId `{id}` is used twice");
+        }
+    }
+
+    let mut seen: std::collections::HashMap<String, (&str, serde_json::Value)> = std::collections::HashMap::new();
+    for spec in CATALOGUE {
+        let part = serde_json::to_value((spec.openapi)()).expect("part");
+        let Some(schemas) = part["components"]["schemas"].as_object() else { continue };
+        for (name, schema) in schemas {
+            if let Some((other, theirs)) = seen.get(name) {
+                assert_eq!(theirs, schema, "services `{other}` and `{}` both name a schema `{name}`", spec.name);
+            }
+            seen.insert(name.clone(), (spec.name, schema.clone()));
+        }
+    }
+}
+
 #[test]
 fn the_real_services_claim_disjoint_prefixes_and_the_seed_routes_belong_to_user() {
     let table = RouteTable::build(CATALOGUE).expect("the catalogue's route table is consistent");
@@ -112,7 +155,7 @@ fn the_real_services_claim_disjoint_prefixes_and_the_seed_routes_belong_to_user(
         .routes()
         .iter()
         .filter(|r| r.service == "user")
-        .map(|r| (r.route.method.to_string(), r.route.path))
+        .map(|r| (r.route.method.to_string(), r.route.path.as_str()))
         .collect();
     for (method, path) in [
         ("GET", "/api/users/{id}"),

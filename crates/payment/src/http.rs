@@ -8,10 +8,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use contracts::Role;
 use kernel::auth::Caller;
-use kernel::http::Json;
+use kernel::http::{Json, Problem};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::store::PaymentRow;
 use crate::{Billing, PaymentError, webhooks};
@@ -20,23 +21,36 @@ type AppState = Arc<Billing>;
 
 pub fn routes() -> Routes<AppState> {
     Routes::new()
-        .get("/api/billing", get_billing)
-        .get("/api/billing/payments", list_payments)
-        .post("/api/billing/checkout", start_checkout)
-        .post("/hooks/stripe", receive_stripe_webhook)
+        .route(routes!(get_billing))
+        .route(routes!(list_payments))
+        .route(routes!(start_checkout))
+        .route(routes!(receive_stripe_webhook))
 }
 
-#[derive(Serialize)]
+/// An account's billing status.
+#[derive(Serialize, ToSchema)]
 struct BillingView {
-    /// `none` until the account first pays; then the provider's subscription status.
+    /// `none` until the account first pays; then the provider's subscription status (`active`,
+    /// `past_due`, `canceled`, …).
     status: String,
+    /// The plan paid for, when known.
+    #[schema(required)]
     plan: Option<String>,
     /// When the paid period ends and the next charge is due, in Unix milliseconds.
+    #[schema(required)]
     next_renewal_at: Option<i64>,
+    /// The five most recent payments and failed attempts, newest first.
     last_payments: Vec<PaymentRow>,
 }
 
-/// `GET /api/billing`: the caller's account's billing status, next renewal and last payments.
+/// The caller's account's billing.
+///
+/// The account's billing status, next renewal and last payments.
+#[utoipa::path(get, path = "/api/billing", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account's billing status", body = BillingView),
+    ),
+)]
 async fn get_billing(State(billing): State<AppState>, caller: Caller) -> Result<Json<BillingView>, PaymentError> {
     let profile = billing.store.profile(caller.account).await?;
     let last_payments = billing.store.payments(caller.account, 5).await?;
@@ -51,24 +65,47 @@ async fn get_billing(State(billing): State<AppState>, caller: Caller) -> Result<
     }))
 }
 
-/// `GET /api/billing/payments`: the account's payments and failed attempts, newest first.
+/// The account's payments.
+///
+/// The account's payments and failed attempts, newest first (the last 100).
+#[utoipa::path(get, path = "/api/billing/payments", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The payments, newest first", body = [PaymentRow]),
+    ),
+)]
 async fn list_payments(State(billing): State<AppState>, caller: Caller) -> Result<Json<Vec<PaymentRow>>, PaymentError> {
     Ok(Json(billing.store.payments(caller.account, 100).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CheckoutRequest {
+    /// The code of the paid plan to buy (`starter`, `pro`, `business`).
+    #[schema(example = "pro")]
     plan: String,
 }
 
-#[derive(Serialize)]
+/// A started checkout.
+#[derive(Serialize, ToSchema)]
 struct CheckoutStarted {
+    /// The provider's checkout session id.
     session_id: String,
+    /// Where to send the customer to pay.
     checkout_url: String,
 }
 
-/// `POST /api/billing/checkout`: starts the provider's checkout for a paid plan; the client sends the
-/// customer to `checkout_url`. Owners and admins only.
+/// Starts a checkout.
+///
+/// Starts the provider's checkout for a paid plan; the client sends the customer to `checkout_url`. The
+/// plan changes once the provider reports the payment. Owners and admins only.
+#[utoipa::path(post, path = "/api/billing/checkout", security(("bearer" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 201, description = "The checkout session", body = CheckoutStarted),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 422, description = "`validation_failed`: `plan` is missing, or no paid plan with this code can be bought", body = Problem),
+        (status = 502, description = "`payment_provider_error`: the payment provider refused or failed", body = Problem),
+    ),
+)]
 async fn start_checkout(
     State(billing): State<AppState>,
     caller: Caller,
@@ -95,15 +132,37 @@ async fn start_checkout(
     Ok((StatusCode::CREATED, Json(CheckoutStarted { session_id: session.id, checkout_url: session.url })))
 }
 
-/// `POST /hooks/stripe`: the provider's signed webhook (see `webhooks.rs`).
+/// What the webhook answers a verified delivery.
+#[derive(Serialize, ToSchema)]
+struct WebhookReceived {
+    /// Always `true`.
+    received: bool,
+    /// `true` when the provider delivered this event before and nothing changed; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    duplicate: Option<bool>,
+}
+
+/// The payment provider's webhook.
+///
+/// Stripe's signed event deliveries (see `webhooks.rs`): verified against the `Stripe-Signature` header over
+/// the raw body, then recorded and applied once. Public; the signature authenticates it.
+#[utoipa::path(post, path = "/hooks/stripe",
+    params(("stripe-signature" = String, Header, description = "Stripe's signature over the raw body: `t=<timestamp>,v1=<signature>`")),
+    request_body(content = Object, content_type = "application/json", description = "A Stripe event, as Stripe sends it"),
+    responses(
+        (status = 200, description = "The event was applied, or had been already", body = WebhookReceived),
+        (status = 400, description = "`missing_signature`, `malformed_signature`, `stale_signature`, `invalid_signature`: the delivery is not verified; `malformed_event`: a verified body that is not a Stripe event", body = Problem),
+    ),
+)]
 async fn receive_stripe_webhook(
     State(billing): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, PaymentError> {
+) -> Result<Json<WebhookReceived>, PaymentError> {
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     Ok(Json(match webhooks::receive(&billing, signature, &body).await? {
-        webhooks::Received::Applied => json!({ "received": true }),
-        webhooks::Received::Duplicate => json!({ "received": true, "duplicate": true }),
+        webhooks::Received::Applied => WebhookReceived { received: true, duplicate: None },
+        webhooks::Received::Duplicate => WebhookReceived { received: true, duplicate: Some(true) },
     }))
 }

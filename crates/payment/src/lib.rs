@@ -36,6 +36,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     migrations: Some(MIGRATIONS),
     derived: None,
     routes: || http::routes().table(),
+    openapi: || http::routes().openapi(),
     start: |context| Box::pin(start(context)),
 };
 

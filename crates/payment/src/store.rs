@@ -11,15 +11,26 @@ pub struct ProfileRow {
     pub current_period_end: Option<i64>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+/// A payment or failed attempt, as stored and as `GET /api/billing/payments` answers it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentRow {
     pub id: String,
+    /// The provider's invoice id.
     pub provider_invoice_id: String,
+    /// `paid` or `failed`.
     pub status: String,
+    /// Paid (or due, when failed), in the currency's smallest unit.
     pub amount: i64,
+    /// The ISO 4217 currency code, lowercase (`jpy`).
     pub currency: String,
+    /// The plan the invoice was for, when it names one.
+    #[schema(required)]
     pub plan_code: Option<String>,
+    /// When the paid period ends, in Unix milliseconds.
+    #[schema(required)]
     pub period_end: Option<i64>,
+    /// When the payment was recorded, in Unix milliseconds.
     pub created_at: i64,
 }
 

@@ -5,7 +5,7 @@ use contracts::plan::{Feature, Limited, PlanLimits, PlanSummary};
 use serde::Serialize;
 
 /// One plan of the catalogue.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub code: &'static str,
     pub name: &'static str,

@@ -7,10 +7,12 @@ use axum::extract::State;
 use contracts::AccountId;
 use contracts::Role;
 use kernel::auth::Caller;
-use kernel::http::{Json, Path};
+use kernel::http::{Json, Path, Problem};
 use kernel::routes::Routes;
 use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::PlanError;
 use crate::catalogue::{self, PLANS, Plan};
@@ -19,13 +21,11 @@ use crate::plans::{Plans, period};
 type AppState = Arc<Plans>;
 
 pub fn routes() -> Routes<AppState> {
-    Routes::new()
-        .get("/api/plan", get_plan)
-        .get("/api/plans", list_plans)
-        .post("/api/plan/register/{plan_token}", register_plan)
+    Routes::new().route(routes!(get_plan)).route(routes!(list_plans)).route(routes!(register_plan))
 }
 
-#[derive(Serialize)]
+/// An account's plan as stored, with its month-to-date usage.
+#[derive(Serialize, ToSchema)]
 struct CurrentPlan {
     plan: &'static Plan,
     /// When the account moved to this plan (Unix ms); `None` until its subscription is recorded.
@@ -35,7 +35,7 @@ struct CurrentPlan {
     period: String,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, ToSchema)]
 struct Usage {
     conversations: i64,
 }
@@ -54,19 +54,33 @@ async fn current_plan(plans: &Plans, account: AccountId) -> Result<CurrentPlan, 
     Ok(CurrentPlan { plan, since: subscription.map(|s| s.changed_at), usage, period })
 }
 
-/// `GET /api/plan`: the caller's account's plan, its limits and month-to-date usage.
+/// The caller's account's plan, its limits and month-to-date usage.
+#[utoipa::path(get, path = "/api/plan", security(("bearer" = [])), responses(
+    (status = 200, description = "The account's plan", body = CurrentPlan),
+))]
 async fn get_plan(State(plans): State<AppState>, caller: Caller) -> Result<Json<CurrentPlan>, PlanError> {
     Ok(Json(current_plan(&plans, caller.account).await?))
 }
 
-/// `GET /api/plans`: the catalogue, public.
+/// The catalogue: every plan, its price, limits and features. Public.
+#[utoipa::path(get, path = "/api/plans", responses(
+    (status = 200, description = "The plans, least expensive first", body = [Plan]),
+))]
 async fn list_plans() -> Json<&'static [Plan]> {
     Json(PLANS)
 }
 
-/// `POST /api/plan/register/:plan_token`: moves the caller's account to the token's plan. Owners and
-/// admins only; the token is single-use, expiring and bound to one account. Answers the plan as stored
-/// after the change, as `GET /api/plan` would.
+/// Moves the caller's account to the token's plan. Owners and admins only; the token is single-use,
+/// expiring and bound to one account. Answers the plan as stored after the change, as `GET /api/plan` would.
+#[utoipa::path(post, path = "/api/plan/register/{plan_token}", security(("bearer" = [])),
+    params(("plan_token" = String, Path, description = "The plan token the operator minted for this account")),
+    responses(
+        (status = 200, description = "The account's plan after the change", body = CurrentPlan),
+        (status = 403, description = "`forbidden`: agents cannot change the plan", body = Problem),
+        (status = 404, description = "`plan_token_not_found`: no such token for this account", body = Problem),
+        (status = 409, description = "`plan_token_used`", body = Problem),
+        (status = 410, description = "`plan_token_expired`", body = Problem),
+))]
 async fn register_plan(
     State(plans): State<AppState>,
     caller: Caller,

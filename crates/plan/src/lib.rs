@@ -33,6 +33,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     migrations: Some(MIGRATIONS),
     derived: None,
     routes: || http::routes().table(),
+    openapi: || http::routes().openapi(),
     start: |context| Box::pin(start(context)),
 };
 

@@ -12,10 +12,12 @@ use axum::response::{IntoResponse, Response};
 use contracts::plan::{PlanPort, PlanSummary};
 use contracts::{AccountId, Role, UserId};
 use kernel::auth::{Caller, Revoker, TokenSigner};
-use kernel::http::{ClientIp, FieldError, Json, Path};
+use kernel::http::{ClientIp, FieldError, Json, Path, Problem};
 use kernel::routes::Routes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::UserError;
 use crate::credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password};
@@ -42,69 +44,85 @@ type AppState = Arc<Users>;
 /// The routes, declared once for the router and for the route table.
 pub fn routes() -> Routes<AppState> {
     Routes::new()
-        .post("/api/users/register", register_user)
-        .post("/api/users/login", login_user)
-        .post("/api/users/refresh", refresh_session)
-        .post("/api/users/logout", logout_user)
-        .post("/api/users/logout-all", logout_everywhere)
-        .put("/api/users/update-language", update_language)
-        .get("/api/users", members::list_members)
+        .route(routes!(register_user))
+        .route(routes!(login_user))
+        .route(routes!(refresh_session))
+        .route(routes!(logout_user))
+        .route(routes!(logout_everywhere))
+        .route(routes!(update_language))
+        .route(routes!(members::list_members))
         // Static segments win over `{id}` in the router, so these never reach the per-user routes below.
-        .get("/api/users/invitations", members::list_invitations)
-        .post("/api/users/invitations", members::invite_member)
-        .post("/api/users/invitations/accept", members::accept_invitation)
-        .delete("/api/users/invitations/{id}", members::revoke_invitation)
-        .get("/api/users/{id}", get_user)
-        .put("/api/users/{id}", update_user)
-        .delete("/api/users/{id}", members::remove_member)
+        .route(routes!(members::list_invitations, members::invite_member))
+        .route(routes!(members::accept_invitation))
+        .route(routes!(members::revoke_invitation))
+        .route(routes!(get_user, update_user, members::remove_member))
 }
 
 // ---- Request and response bodies -------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A new user and the account (workspace) they own.
+#[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
+    /// The sign-in address (at most 254 characters); trimmed and lowercased, unique across users.
     email: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    /// The user's display name: 1 to 100 characters after trimming.
     name: String,
+    /// The interface language, `ja` (the default) or `en`.
     #[serde(default)]
+    #[schema(example = "ja")]
     language: Option<String>,
     /// The new account's (workspace's) name; defaults to the user's name.
     #[serde(default)]
     account_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
+    /// The refresh token the last login or refresh answered.
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+/// The fields to change; at least one of `name`, `email`, `password`, `language`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserRequest {
+    /// 1 to 100 characters after trimming.
     #[serde(default)]
     name: Option<String>,
+    /// Only the user themselves may change it.
     #[serde(default)]
     email: Option<String>,
+    /// The new password, 8 to 128 characters; only the user themselves may change it, sending
+    /// `current_password` too. Changing it ends every session of the user, this one included.
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 128)]
     password: Option<String>,
+    /// The user's current password; required with `password`.
     #[serde(default)]
     current_password: Option<String>,
+    /// `ja` or `en`.
     #[serde(default)]
     language: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateLanguageRequest {
+    /// `ja` or `en`.
+    #[schema(example = "en")]
     language: String,
 }
 
-#[derive(Serialize)]
+/// A user.
+#[derive(Serialize, ToSchema)]
 struct UserView {
     id: UserId,
     email: String,
@@ -116,42 +134,67 @@ struct UserView {
     updated_at: OffsetDateTime,
 }
 
-#[derive(Serialize)]
+/// An account (workspace) as one of its members sees it.
+#[derive(Serialize, ToSchema)]
 struct AccountView {
     id: AccountId,
     name: String,
+    /// The user's role in this account.
     role: Role,
+    /// The account's plan; left out of the login, refresh and register answers.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     plan: Option<PlanSummary>,
 }
 
-#[derive(Serialize)]
+/// A user (their fields at the top level) with the account the caller shares with them.
+#[derive(Serialize, ToSchema)]
 struct UserWithAccount {
     #[serde(flatten)]
     user: UserView,
     account: AccountView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Registered {
     user: UserView,
     account: AccountView,
 }
 
-#[derive(Serialize)]
+/// A signed-in session: an access token for `authorization: Bearer …` and the refresh token that renews it.
+#[derive(Serialize, ToSchema)]
 struct Session {
+    /// The access token (a JWT).
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: u64,
+    /// The single-use token `POST /api/users/refresh` exchanges for a new session.
     refresh_token: String,
+    /// Seconds until the refresh token expires.
     refresh_expires_in: u64,
     user: UserView,
+    /// The account the session is signed in to.
     account: AccountView,
 }
 
 // ---- Handlers ---------------------------------------------------------------------------------------
 
-/// `POST /api/users/register`: creates the user and their account, with the user as its owner.
+/// Registers a user and their account.
+///
+/// Creates the user and their account (workspace), with the user as its owner. Public; the answer does not
+/// sign the user in (`POST /api/users/login` does).
+#[utoipa::path(post, path = "/api/users/register",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The user and their account", body = Registered,
+            headers(("location" = String, description = "The new user's URL, `/api/users/{id}`"))),
+        (status = 409, description = "`email_taken`: a user with this e-mail address exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors` (email, password, name, language, account_name)", body = Problem),
+    ),
+)]
 async fn register_user(
     State(users): State<AppState>,
     Json(body): Json<RegisterRequest>,
@@ -192,7 +235,20 @@ async fn register_user(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-/// `POST /api/users/login`: exchanges e-mail and password for an access token and a refresh token.
+/// Signs in.
+///
+/// Exchanges e-mail and password for an access token and a refresh token, in the user's home account
+/// (the one they joined first). Attempts are limited per client and per address.
+#[utoipa::path(post, path = "/api/users/login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "The new session", body = Session),
+        (status = 401, description = "`invalid_credentials`: wrong e-mail or password; `session_ended`: the user's sessions were ended while this one was being opened", body = Problem),
+        (status = 422, description = "`validation_failed`: `email` or `password` is missing or not a string", body = Problem),
+        (status = 429, description = "`login_rate_limited`: too many attempts", body = Problem,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+    ),
+)]
 async fn login_user(
     State(users): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -221,8 +277,18 @@ async fn login_user(
     Ok(Json(start_session(&users, user, membership, &family, started).await?))
 }
 
-/// `POST /api/users/refresh`: rotates a refresh token into a new session. Presenting a token that was
-/// already rotated means it leaked: the whole family is revoked.
+/// Renews a session.
+///
+/// Rotates a refresh token into a new session (a new access token and a new refresh token; the one sent
+/// stops working). Presenting a token that was already rotated means it leaked: the whole family is revoked.
+#[utoipa::path(post, path = "/api/users/refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The renewed session", body = Session),
+        (status = 401, description = "`invalid_refresh_token`: unknown, expired, revoked or already used; `session_ended`: the user's sessions were ended while this one was being opened", body = Problem),
+        (status = 422, description = "`validation_failed`: `refresh_token` is missing or not a string", body = Problem),
+    ),
+)]
 async fn refresh_session(
     State(users): State<AppState>,
     Json(body): Json<RefreshRequest>,
@@ -246,8 +312,17 @@ async fn refresh_session(
     Ok(Json(start_session(&users, user, membership, &token.family_id, now).await?))
 }
 
-/// `POST /api/users/logout`: revokes the session the refresh token belongs to. Always 204, so the
-/// endpoint says nothing about which tokens exist.
+/// Signs out of one session.
+///
+/// Revokes the session (the refresh token family) the refresh token belongs to. Always 204 for a
+/// well-formed body, so the endpoint says nothing about which tokens exist.
+#[utoipa::path(post, path = "/api/users/logout",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Signed out (or there was no such session)"),
+        (status = 422, description = "`validation_failed`: `refresh_token` is missing or not a string", body = Problem),
+    ),
+)]
 async fn logout_user(State(users): State<AppState>, Json(body): Json<RefreshRequest>) -> Result<StatusCode, UserError> {
     if let Some(token) = users.store.refresh_token_by_hash(&refresh_token_hash(&body.refresh_token)).await? {
         users.store.revoke_refresh_family(&token.family_id, now_ms()).await?;
@@ -255,8 +330,15 @@ async fn logout_user(State(users): State<AppState>, Json(body): Json<RefreshRequ
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/users/logout-all`: ends every session of the caller, in every account: refresh tokens are
-/// revoked, and access tokens (this one included) are refused everywhere within a second.
+/// Signs out everywhere.
+///
+/// Ends every session of the caller, in every account: refresh tokens are revoked, and access tokens
+/// (this one included) are refused everywhere within a second.
+#[utoipa::path(post, path = "/api/users/logout-all", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session ended"),
+    ),
+)]
 async fn logout_everywhere(State(users): State<AppState>, caller: Caller) -> Result<StatusCode, UserError> {
     let revocation = users.store.end_sessions_of_user(caller.user, now_ms()).await?;
     users.revoker.revoked(&[revocation]);
@@ -264,7 +346,17 @@ async fn logout_everywhere(State(users): State<AppState>, caller: Caller) -> Res
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/users/:id`: the caller, or a member of the caller's account, with the account's plan.
+/// A user of the caller's account.
+///
+/// The caller, or a member of the caller's account, with the account (and its plan). Users of other
+/// accounts are not found.
+#[utoipa::path(get, path = "/api/users/{id}", security(("bearer" = [])),
+    params(("id" = UserId, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user and the account", body = UserWithAccount),
+        (status = 404, description = "`user_not_found`: no such user in your account", body = Problem),
+    ),
+)]
 async fn get_user(
     State(users): State<AppState>,
     caller: Caller,
@@ -275,8 +367,22 @@ async fn get_user(
     Ok(Json(UserWithAccount { user: view(&user), account: account_view(membership, Some(plan)) }))
 }
 
-/// `PUT /api/users/:id`: a user changes their own name, e-mail, password (with the current one) and
-/// language; an account's owner or admin may change a member's name and language.
+/// Changes a user.
+///
+/// A user changes their own name, e-mail, password (with the current one) and language; an account's
+/// owner or admin may change a member's name and language. A new password ends every session of the
+/// user, the caller's included.
+#[utoipa::path(put, path = "/api/users/{id}", security(("bearer" = [])),
+    params(("id" = UserId, Path, description = "The user")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The user as stored, and the account", body = UserWithAccount),
+        (status = 403, description = "`forbidden`: only owners and admins change other members, and only the user their own e-mail or password", body = Problem),
+        (status = 404, description = "`user_not_found`: no such user in your account", body = Problem),
+        (status = 409, description = "`email_taken`: another user has this e-mail address", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors` (name, email, password, current_password missing or incorrect, language, an empty body, unknown fields)", body = Problem),
+    ),
+)]
 async fn update_user(
     State(users): State<AppState>,
     caller: Caller,
@@ -349,7 +455,17 @@ async fn update_user(
     Ok(Json(UserWithAccount { user: view(&updated), account: account_view(membership, Some(plan)) }))
 }
 
-/// `PUT /api/users/update-language`: the caller's interface language (`ja` or `en`).
+/// Changes the caller's language.
+///
+/// Sets the caller's interface language (`ja` or `en`).
+#[utoipa::path(put, path = "/api/users/update-language", security(("bearer" = [])),
+    request_body = UpdateLanguageRequest,
+    responses(
+        (status = 200, description = "The caller as stored", body = UserView),
+        (status = 404, description = "`user_not_found`: the caller's user no longer exists", body = Problem),
+        (status = 422, description = "`validation_failed`: `language` is missing or not `ja` or `en`", body = Problem),
+    ),
+)]
 async fn update_language(
     State(users): State<AppState>,
     caller: Caller,

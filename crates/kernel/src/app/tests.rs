@@ -100,7 +100,7 @@ async fn overlapping_claims_stop_a_process_from_starting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalogue: &'static [ServiceSpec] = Box::leak(Box::new([
         ServiceSpec::without_features("user", "", &["/api/users"]),
-        ServiceSpec::without_features("inbox", "", &["/api"]),
+        ServiceSpec::without_features("inbox", "", &["/api/users/inboxes"]),
     ]));
 
     let error = Process::build(Arc::new(config_in(dir.path())), catalogue, &["user", "inbox"]).await.err();

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem document with OmniDesk's extensions (`code`, `errors`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type; `about:blank` plus a `code` is enough for our clients.
     #[serde(rename = "type")]
@@ -36,6 +36,7 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Further members specific to one `code` (RFC 9457 §3.2), e.g. which plan limit was reached.
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(ignore)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`); not part of the body.
     #[serde(skip)]
@@ -43,7 +44,7 @@ pub struct Problem {
 }
 
 /// Why one input field was rejected.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name as the client sent it (`email`, `password`).
     pub field: String,

@@ -18,6 +18,7 @@ in_every_topology!(
     metrics_are_prometheus_text,
     internal_endpoints_are_not_public,
     every_response_carries_a_request_id,
+    the_openapi_document_describes_every_route_and_swagger_ui_browses_it,
 );
 
 async fn malformed_json_is_a_400_problem(app: TestApp) {
@@ -140,4 +141,45 @@ async fn every_response_carries_a_request_id(app: TestApp) {
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let generated = app.http.get(format!("{}/nowhere", app.base_url)).send().await.expect("sent");
     assert!(generated.headers().contains_key("x-request-id"));
+}
+
+/// The completeness test, on what is served: every route of the route table is an operation of the
+/// document at `/api/openapi.json` (in microservices, the gateway's merged one), and each `$ref` in it
+/// names a schema it holds.
+async fn the_openapi_document_describes_every_route_and_swagger_ui_browses_it(app: TestApp) {
+    let reply = app.request(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let document = reply.body;
+    assert_eq!(document["openapi"], "3.1.0");
+    let table = kernel::routes::RouteTable::build(omnidesk::CATALOGUE).expect("route table");
+    let missing: Vec<String> = table
+        .routes()
+        .iter()
+        .filter(|owned| document["paths"][&owned.route.path][owned.route.method.as_str().to_lowercase()].is_null())
+        .map(|owned| format!("{} {}", owned.route.method, owned.route.path))
+        .collect();
+    assert!(missing.is_empty(), "routes missing from /api/openapi.json: {missing:?}");
+    let mut refs = Vec::new();
+    collect_refs(&document, &mut refs);
+    for reference in refs {
+        let name = reference.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("a $ref {reference}"));
+        assert!(document["components"]["schemas"][name].is_object(), "{reference} names no schema");
+    }
+
+    let docs = app.http.get(format!("{}/api/docs/", app.base_url)).send().await.expect("GET /api/docs/");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("page").contains("swagger-ui"), "/api/docs/ is Swagger UI");
+}
+
+fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(reference)) = map.get("$ref") {
+                refs.push(reference.clone());
+            }
+            map.values().for_each(|value| collect_refs(value, refs));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|value| collect_refs(value, refs)),
+        _ => {}
+    }
 }

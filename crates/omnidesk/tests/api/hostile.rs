@@ -48,7 +48,7 @@ async fn no_route_answers_bad_input_with_a_5xx_a_slow_answer_or_an_error_that_is
         let method = Method::from_bytes(owned.route.method.as_str().as_bytes()).expect("method");
         let oversize = vec![b'x'; 2 * 1024 * 1024];
         for (index, value) in path_values().into_iter().enumerate() {
-            let path = fill(owned.route.path, &value);
+            let path = fill(&owned.route.path, &value);
             for token in [None, Some(session.access_token.as_str())] {
                 let mut cases = bodies();
                 // Once a route: an oversize body, with an unknown id and a token.

@@ -2,6 +2,7 @@
 
 mod account;
 mod channel;
+mod contract;
 mod conversations;
 mod database;
 mod desk;

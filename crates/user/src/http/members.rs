@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use contracts::plan::Limited;
 use contracts::{Role, UserId};
 use kernel::auth::Caller;
-use kernel::http::{Json, Path};
+use kernel::http::{Json, Path, Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-use super::{AppState, from_ms, start_session};
+use super::{AppState, Session, from_ms, start_session};
 use crate::UserError;
 use crate::credentials::hash_password;
 use crate::domain::{DisplayName, Email, Fields, InvitationId, InvitedRole, Language, Password};
@@ -22,57 +23,84 @@ use crate::registration;
 use crate::store::{InvitationRow, MemberRow, NewInvitation, Removal, UserRow};
 use kernel::clock::now_ms;
 
-#[derive(Deserialize)]
+/// Whom to invite, and as what.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InviteRequest {
+    /// The invitee's address; nobody may already have it.
     email: String,
+    /// `admin` or `agent` (owners are not invited).
+    #[schema(example = "agent")]
     role: String,
+    /// The invitee's name, to show with the invitation.
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// An invitee accepts: the invitation's token and the new user's details.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AcceptRequest {
+    /// The invitation's secret token, as `POST /api/users/invitations` answered it.
     token: String,
+    /// The new user's display name: 1 to 100 characters after trimming.
     name: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    /// The interface language, `ja` (the default) or `en`.
     #[serde(default)]
     language: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A member of the account.
+#[derive(Serialize, ToSchema)]
 pub(super) struct MemberView {
     id: UserId,
     name: String,
     email: String,
     role: Role,
     language: Language,
+    /// When the user was created.
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
 }
 
-#[derive(Serialize)]
+/// A pending invitation.
+#[derive(Serialize, ToSchema)]
 pub(super) struct InvitationView {
     id: InvitationId,
+    /// The address the invitee will sign in with.
     email: String,
+    /// The invitee's name, when the inviter gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     name: Option<String>,
+    /// The role accepting grants: `admin` or `agent`.
     role: Role,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
+    /// After this the token no longer works.
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
 }
 
-#[derive(Serialize)]
+/// A new invitation and its token.
+#[derive(Serialize, ToSchema)]
 pub(super) struct Invited {
     invitation: InvitationView,
     /// The secret to hand to the invitee; it is not stored and cannot be shown again.
     token: String,
 }
 
-/// `GET /api/users`: the members of the caller's account, in the order they joined. Every member may read it.
+/// The account's members.
+///
+/// The members of the caller's account, in the order they joined. Every member may read it.
+#[utoipa::path(get, path = "/api/users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The members, in the order they joined", body = [MemberView]),
+    ),
+)]
 pub(super) async fn list_members(
     State(users): State<AppState>,
     caller: Caller,
@@ -81,9 +109,20 @@ pub(super) async fn list_members(
     Ok(Json(members.into_iter().map(member_view).collect()))
 }
 
-/// `POST /api/users/invitations`: an owner or admin invites an e-mail address as an admin or an agent. The
-/// invitation takes a seat of the plan's agent limit until it is accepted, revoked or expires; inviting an
-/// address again replaces its pending invitation.
+/// Invites a member.
+///
+/// An owner or admin invites an e-mail address as an admin or an agent. The invitation takes a seat of the
+/// plan's agent limit until it is accepted, revoked or expires; inviting an address again replaces its
+/// pending invitation. The answer holds the invitation's token, which is shown only once.
+#[utoipa::path(post, path = "/api/users/invitations", security(("bearer" = [])),
+    request_body = InviteRequest,
+    responses(
+        (status = 201, description = "The invitation and its token", body = Invited),
+        (status = 403, description = "`forbidden`: owners and admins only; `plan_limit_reached`: the plan's agent limit", body = Problem),
+        (status = 409, description = "`email_taken`: a user with this e-mail address exists", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors` (email, role, name, unknown fields)", body = Problem),
+    ),
+)]
 pub(super) async fn invite_member(
     State(users): State<AppState>,
     caller: Caller,
@@ -140,7 +179,15 @@ pub(super) async fn invite_member(
     Ok((StatusCode::CREATED, Json(Invited { invitation, token })).into_response())
 }
 
-/// `GET /api/users/invitations`: the account's pending invitations (owners and admins).
+/// The account's pending invitations.
+///
+/// Invitations not yet accepted, revoked or expired. Owners and admins only.
+#[utoipa::path(get, path = "/api/users/invitations", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The pending invitations", body = [InvitationView]),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+    ),
+)]
 pub(super) async fn list_invitations(
     State(users): State<AppState>,
     caller: Caller,
@@ -150,8 +197,17 @@ pub(super) async fn list_invitations(
     Ok(Json(pending.into_iter().map(invitation_view).collect()))
 }
 
-/// `DELETE /api/users/invitations/{id}`: revokes a pending invitation (owners and admins); its token stops
-/// working.
+/// Revokes an invitation.
+///
+/// Revokes a pending invitation; its token stops working. Owners and admins only.
+#[utoipa::path(delete, path = "/api/users/invitations/{id}", security(("bearer" = [])),
+    params(("id" = InvitationId, Path, description = "The invitation")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "`forbidden`: owners and admins only", body = Problem),
+        (status = 404, description = "`invitation_not_found`: no such invitation in your account, or it was accepted already", body = Problem),
+    ),
+)]
 pub(super) async fn revoke_invitation(
     State(users): State<AppState>,
     caller: Caller,
@@ -165,8 +221,21 @@ pub(super) async fn revoke_invitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/users/invitations/accept`: public. Whoever holds the token becomes a member of the inviting
-/// account with the invited role, under the invited e-mail address, and is signed in (the login body).
+/// Accepts an invitation.
+///
+/// Public: whoever holds the token becomes a member of the inviting account with the invited role, under
+/// the invited e-mail address, and is signed in (the answer is the login's).
+#[utoipa::path(post, path = "/api/users/invitations/accept",
+    request_body = AcceptRequest,
+    responses(
+        (status = 201, description = "The new member's session", body = Session),
+        (status = 401, description = "`session_ended`: the user's sessions were ended while this one was being opened", body = Problem),
+        (status = 404, description = "`invitation_not_found`: no such invitation; it may have been revoked or replaced", body = Problem),
+        (status = 409, description = "`invitation_used`: accepted already; `email_taken`: a user with the invited address exists", body = Problem),
+        (status = 410, description = "`invitation_expired`", body = Problem),
+        (status = 422, description = "`validation_failed`: see `errors` (token, name, password, language, unknown fields)", body = Problem),
+    ),
+)]
 pub(super) async fn accept_invitation(
     State(users): State<AppState>,
     Json(body): Json<AcceptRequest>,
@@ -218,10 +287,22 @@ pub(super) async fn accept_invitation(
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
-/// `DELETE /api/users/{id}`: an owner or admin removes a member from the account and ends their sessions
-/// in it: refresh tokens are revoked, and access tokens already issued are refused in every process within
-/// a second (their open realtime sockets close). Only an owner removes an owner, nobody removes
-/// themselves, and the last owner stays.
+/// Removes a member.
+///
+/// An owner or admin removes a member from the account and ends their sessions in it: refresh tokens are
+/// revoked, and access tokens already issued are refused in every process within a second (their open
+/// realtime sockets close). Only an owner removes an owner, nobody removes themselves, and the last owner
+/// stays.
+#[utoipa::path(delete, path = "/api/users/{id}", security(("bearer" = [])),
+    params(("id" = UserId, Path, description = "The member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "`forbidden`: owners and admins only, and only an owner removes an owner", body = Problem),
+        (status = 404, description = "`user_not_found`: no such member in your account", body = Problem),
+        (status = 409, description = "`last_owner`: the account's last owner stays", body = Problem),
+        (status = 422, description = "`cannot_remove_self`: members cannot remove themselves", body = Problem),
+    ),
+)]
 pub(super) async fn remove_member(
     State(users): State<AppState>,
     caller: Caller,
