@@ -47,6 +47,17 @@ impl Process {
     /// migrates each hosted service's namespace, starts the services in dependency order, and assembles the
     /// router with the edge stack, `/healthz`, `/readyz`, `/metrics` and (with a secret) `/internal/*`.
     pub async fn build(config: Arc<Config>, catalogue: Catalogue, hosted: &[&str]) -> anyhow::Result<Self> {
+        Self::build_with_site(config, catalogue, hosted, None).await
+    }
+
+    /// [`build`](Self::build), with `site` answering what no route does (the agent console, in the
+    /// monolith), behind the same edge stack.
+    pub async fn build_with_site(
+        config: Arc<Config>,
+        catalogue: Catalogue,
+        hosted: &[&str],
+        site: Option<Router>,
+    ) -> anyhow::Result<Self> {
         let names: Vec<&str> = catalogue.iter().map(|s| s.name).collect();
         config.validate(&names)?;
         RouteTable::build(catalogue)?;
@@ -150,7 +161,7 @@ impl Process {
                 "/metrics",
                 get(http::render_metrics_for_scraper).with_state(ScrapeAccess::new(metrics.clone(), &settings)),
             )
-            .fallback(http::not_found)
+            .fallback_service(site.unwrap_or_else(|| Router::new().fallback(http::not_found)))
             .layer(axum::Extension(verifier))
             .layer(axum::middleware::from_fn_with_state(config.http.body_limit_bytes, http::read_body_first));
         let public = http::edge(public, &settings);

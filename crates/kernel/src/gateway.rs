@@ -36,6 +36,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
+use tower::ServiceExt;
 
 use crate::http::{self, EdgeSettings, Problem};
 use crate::metrics::Metrics;
@@ -142,13 +143,17 @@ struct Gateway {
     trusted_proxies: Arc<[IpAddr]>,
     /// The largest request body forwarded; every service applies the same limit.
     body_limit_bytes: usize,
+    /// What answers the paths no service claims (the agent console), if anything.
+    site: Option<Router>,
 }
 
 /// Builds the gateway router: forwards each request to the process owning its path per the RouteTable, and
-/// serves the OpenAPI `document` of every service it routes to (`/api/openapi.json`, `/api/docs`) itself.
+/// serves the OpenAPI `document` of every service it routes to (`/api/openapi.json`, `/api/docs`) and the
+/// `site` (the agent console: pages no service claims) itself.
 pub fn router(
     table: RouteTable,
     document: utoipa::openapi::OpenApi,
+    site: Option<Router>,
     upstreams: Upstreams,
     metrics: Metrics,
     settings: &EdgeSettings,
@@ -170,6 +175,7 @@ pub fn router(
         metrics: metrics.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
         body_limit_bytes: settings.body_limit_bytes,
+        site,
     });
 
     let router = Router::new()
@@ -251,7 +257,10 @@ async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Respo
         return Problem::from_status(StatusCode::NOT_FOUND).into_response();
     }
     let Some((prefix, service)) = gateway.claim_for(path) else {
-        return Problem::from_status(StatusCode::NOT_FOUND).into_response();
+        return match gateway.site.clone() {
+            Some(site) => site.oneshot(request).await.into_response(),
+            None => Problem::from_status(StatusCode::NOT_FOUND).into_response(),
+        };
     };
 
     let started = Instant::now();

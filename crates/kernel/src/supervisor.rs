@@ -12,6 +12,7 @@
 //! - an orderly shutdown on Ctrl-C, SIGTERM or the death of its own parent: children get SIGTERM, then
 //!   SIGKILL after a deadline, and the state file is removed.
 
+use axum::Router;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -146,7 +147,7 @@ pub async fn parent_gone() {
 }
 
 /// Runs every group as a child process plus the gateway in this process until Ctrl-C/SIGTERM.
-pub async fn up(mut config: Config, catalogue: Catalogue, layout: Layout) -> anyhow::Result<()> {
+pub async fn up(mut config: Config, catalogue: Catalogue, layout: Layout, site: Option<Router>) -> anyhow::Result<()> {
     // The handlers go in first: a signal arriving while the children start must still stop them.
     let shutdown = shutdown_requested()?;
     tokio::pin!(shutdown);
@@ -204,7 +205,7 @@ pub async fn up(mut config: Config, catalogue: Catalogue, layout: Layout) -> any
         groups.iter().flat_map(|group| group.services.iter().map(|service| (*service, group.url()))).collect();
     let settings = EdgeSettings::from(&config.http);
     let document = crate::openapi::document(catalogue);
-    let router = gateway::router(table, document, Upstreams::new(upstreams), Metrics::new(), &settings);
+    let router = gateway::router(table, document, site, Upstreams::new(upstreams), Metrics::new(), &settings);
     let (gateway_stop, gateway_stopping) = oneshot::channel::<()>();
     let gateway_task = tokio::spawn(crate::http::serve(listener, router, (&config.http).into(), async move {
         let _ = gateway_stopping.await;

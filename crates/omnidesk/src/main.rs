@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
                 exe: std::env::current_exe().context("locating the omnidesk binary")?,
                 config_file: cli.config.clone(),
             };
-            supervisor::up(config, CATALOGUE, layout).await
+            supervisor::up(config, CATALOGUE, layout, Some(web::router())).await
         }
         Command::Routes { topology } => {
             print_routes(&config, topology.unwrap_or(config.topology.mode))?;
@@ -304,7 +304,9 @@ async fn serve(config: Config, services: Vec<String>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {} (http.listen / --listen / PORT)", config.http.listen))?;
     let address = listener.local_addr()?;
-    let process = Process::build(Arc::new(config), CATALOGUE, &hosted).await?;
+    // The monolith serves the agent console; in a split topology the gateway does.
+    let site = (hosted.len() == CATALOGUE.len()).then(web::router);
+    let process = Process::build_with_site(Arc::new(config), CATALOGUE, &hosted, site).await?;
     println!("OmniDesk is ready at http://{address} (services: {})", hosted.join(", "));
     process.serve(listener, shutdown_signal()).await
 }
@@ -326,7 +328,14 @@ async fn run_gateway(config: Config) -> anyhow::Result<()> {
     let settings = kernel::http::EdgeSettings::from(&config.http);
     let metrics = kernel::metrics::Metrics::new();
     let document = kernel::openapi::document(CATALOGUE);
-    let router = gateway::router(table, document, gateway::Upstreams::new(upstreams), metrics.clone(), &settings);
+    let router = gateway::router(
+        table,
+        document,
+        Some(web::router()),
+        gateway::Upstreams::new(upstreams),
+        metrics.clone(),
+        &settings,
+    );
     let listener =
         TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
     println!("OmniDesk gateway is ready at http://{}", listener.local_addr()?);

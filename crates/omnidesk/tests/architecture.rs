@@ -148,6 +148,20 @@ fn every_route_is_in_the_openapi_document() {
     }
 }
 
+/// The console's typed client is generated from `web/openapi.json` (`npm run gen`), which must be the
+/// document the binary serves.
+#[test]
+fn the_consoles_copy_of_the_openapi_document_is_current() {
+    let path = workspace_root().join("web/openapi.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("web/openapi.json")).expect("JSON");
+    let current = serde_json::to_value(kernel::openapi::document(CATALOGUE)).expect("document");
+    assert!(
+        committed == current,
+        "web/openapi.json is not the current document: run `cargo run --bin omnidesk -- openapi > web/openapi.json`"
+    );
+}
+
 #[test]
 fn the_real_services_claim_disjoint_prefixes_and_the_seed_routes_belong_to_user() {
     let table = RouteTable::build(CATALOGUE).expect("the catalogue's route table is consistent");

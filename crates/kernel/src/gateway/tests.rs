@@ -119,7 +119,7 @@ async fn gateway(upstreams: &[(&'static str, SocketAddr)]) -> (SocketAddr, Metri
     let map: HashMap<&'static str, String> =
         upstreams.iter().map(|(service, addr)| (*service, format!("http://{addr}"))).collect();
     let metrics = Metrics::new();
-    let addr = serve(router(table, Default::default(), Upstreams::new(map), metrics.clone(), &settings())).await;
+    let addr = serve(router(table, Default::default(), None, Upstreams::new(map), metrics.clone(), &settings())).await;
     (addr, metrics)
 }
 
@@ -399,7 +399,7 @@ async fn without_a_scrape_credential_the_gateway_serves_no_metrics_and_forwards_
     let table = RouteTable::build(&SERVICES).expect("the test services do not overlap");
     let map = HashMap::from([("alpha", format!("http://{alpha}"))]);
     let settings = EdgeSettings { metrics_token: None, ..settings() };
-    let gateway = serve(router(table, Default::default(), Upstreams::new(map), Metrics::new(), &settings)).await;
+    let gateway = serve(router(table, Default::default(), None, Upstreams::new(map), Metrics::new(), &settings)).await;
 
     let reply = client().get(format!("http://{gateway}/metrics")).bearer_auth(SCRAPE_TOKEN).send().await.expect("send");
 

@@ -563,9 +563,14 @@ fn sweep_stale_queues(prefix: &str) {
 pub async fn start_in_process(config: kernel::Config) -> (String, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind(config.http.listen).await.expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
-    let process = kernel::Process::build(Arc::new(config), omnidesk::CATALOGUE, &omnidesk::service_names())
-        .await
-        .expect("builds");
+    let process = kernel::Process::build_with_site(
+        Arc::new(config),
+        omnidesk::CATALOGUE,
+        &omnidesk::service_names(),
+        Some(web::router()),
+    )
+    .await
+    .expect("builds");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(process.serve(listener, async move {
         let _ = stopped.await;
