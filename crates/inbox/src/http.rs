@@ -101,15 +101,23 @@ fn before(cursor_param: Option<&str>) -> Result<Before, InboxError> {
 
 #[derive(Deserialize, ToSchema)]
 struct CreateInbox {
+    /// 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$", example = "Website")]
     name: String,
+    /// The channel kind; `line` and `email` are answered 422 `channel_not_available` until they are built.
+    #[schema(value_type = ChannelKind, example = "api")]
     channel: String,
+    /// Where the inbox's replies are delivered: an absolute `http` or `https` URL with a host (blank: none).
     #[serde(default)]
     callback_url: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 struct UpdateInbox {
+    /// 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$", example = "Website")]
     name: String,
+    /// Where the inbox's replies are delivered: an absolute `http` or `https` URL with a host (blank: none).
     #[serde(default)]
     callback_url: Option<String>,
 }
@@ -270,7 +278,10 @@ async fn set_inbox_members(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// The page size: 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -289,8 +300,14 @@ struct Identity {
 
 #[derive(Deserialize, ToSchema)]
 struct UpdateContact {
+    /// 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$")]
     name: Option<String>,
+    /// 1 to 100 characters after trimming, with an `@`.
+    #[schema(pattern = r"^(?=[\s\S]*@)\s*\S(?:[\s\S]{0,98}\S)?\s*$", example = "yamada@example.jp")]
     email: Option<String>,
+    /// 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$")]
     phone: Option<String>,
 }
 
@@ -389,12 +406,16 @@ async fn list_contact_conversations(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// open (default), pending, resolved, snoozed or all.
+    #[param(pattern = "^(?:open|pending|resolved|snoozed|all)$")]
     status: Option<String>,
     inbox_id: Option<InboxId>,
     /// `me`, `unassigned`, `all` (default) or a user id.
     assignee: Option<String>,
     label: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// The page size: 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -554,6 +575,8 @@ async fn list_messages(
 
 #[derive(Deserialize, ToSchema)]
 struct CreateMessage {
+    /// 1 to 10,000 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,9998}\S)?\s*$", example = "ご連絡ありがとうございます。")]
     content: String,
     /// A private note for agents, never sent to the contact.
     #[serde(default)]
@@ -587,6 +610,7 @@ async fn create_message(
 
 #[derive(Deserialize, ToSchema)]
 struct ChangeStatus {
+    #[schema(value_type = ConversationStatus, example = "resolved")]
     status: String,
     /// Unix ms; required when snoozing, and in the future.
     snoozed_until: Option<i64>,
@@ -653,6 +677,7 @@ async fn assign_conversation(
 
 #[derive(Deserialize, ToSchema)]
 struct ChangePriority {
+    #[schema(value_type = Priority, example = "high")]
     priority: String,
 }
 
@@ -726,8 +751,14 @@ async fn mark_conversation_read(
 
 #[derive(Deserialize, ToSchema)]
 struct LabelBody {
+    /// 1 to 50 characters after trimming; unique in the account.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,48}\S)?\s*$", example = "返品")]
     name: String,
+    /// `#rrggbb`.
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$", example = "#336699")]
     colour: String,
+    /// 1 to 500 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,498}\S)?\s*$")]
     description: Option<String>,
 }
 
@@ -845,7 +876,11 @@ struct CannedQuery {
 
 #[derive(Deserialize, ToSchema)]
 struct CannedBody {
+    /// 1 to 50 letters, digits, `_` or `-` (surrounding whitespace is trimmed); unique in the account.
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,50}\s*$", example = "thanks")]
     short_code: String,
+    /// 1 to 10,000 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,9998}\S)?\s*$", example = "お問い合わせありがとうございます。")]
     content: String,
 }
 
@@ -960,7 +995,11 @@ async fn delete_canned_response(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// At most 200 characters.
+    #[param(max_length = 200)]
     q: String,
+    /// How many of each kind: 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

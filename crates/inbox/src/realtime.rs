@@ -57,6 +57,7 @@ const AUTH_WINDOW: Duration = Duration::from_secs(10);
 #[into_params(parameter_in = Query)]
 pub struct RealtimeQuery {
     /// The last seq the client saw; events after it are sent first.
+    #[param(minimum = 0)]
     cursor: Option<i64>,
 }
 
@@ -76,8 +77,13 @@ struct AuthFrame {
 /// feed's end, 4401 the token expired or was revoked (send a fresh one as an `auth` frame before
 /// `expires_at` to stay connected), 4403 a token of another user or account.
 #[utoipa::path(get, path = "/api/realtime", security((), ("bearer" = [])), params(RealtimeQuery), responses(
-    (status = 101, description = "Switching to the WebSocket protocol"),
-    (status = 400, description = "`invalid_cursor`: negative, or past the feed's end (with a token in the header)", body = Problem),
+    (status = 101, description = "Switching to the WebSocket protocol", headers(
+        ("connection" = String, description = "`upgrade`"),
+        ("upgrade" = String, description = "`websocket`"),
+        ("sec-websocket-accept" = String, description = "Confirms the request's `sec-websocket-key` (RFC 6455)"),
+    )),
+    (status = 400, description = "`bad_request`: not a WebSocket handshake (RFC 6455: `connection: upgrade`, \
+        `upgrade: websocket`, `sec-websocket-version: 13`, `sec-websocket-key`); `invalid_cursor`: negative, or past the feed's end (with a token in the header)", body = Problem),
 ))]
 pub async fn connect_realtime(
     State(desk): State<Arc<Desk>>,

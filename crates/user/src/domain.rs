@@ -107,6 +107,19 @@ impl InvitedRole {
     }
 }
 
+/// In the API document: the roles [`InvitedRole::parse`] accepts, as a string enum.
+impl utoipa::PartialSchema for InvitedRole {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("A role an invitation grants: `admin` or `agent` (owners are not invited)."))
+            .enum_values(Some([Role::Admin.as_str(), Role::Agent.as_str()]))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for InvitedRole {}
+
 /// The interface language, as the seed's `update-language` route knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +207,19 @@ mod tests {
         assert_eq!(InvitedRole::parse("agent").map(InvitedRole::role), Ok(Role::Agent));
         assert_eq!(InvitedRole::parse("owner").map_err(|e| e.reason), Err("not_invitable".to_owned()));
         assert_eq!(InvitedRole::parse("Agent").map_err(|e| e.reason), Err("unsupported".to_owned()));
+    }
+
+    #[test]
+    fn the_documented_invitation_roles_are_the_parsed_ones() {
+        let schema = <InvitedRole as utoipa::PartialSchema>::schema();
+        let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) = schema else {
+            panic!("an inline schema");
+        };
+        let documented = object.enum_values.expect("an enum");
+        assert_eq!(documented.len(), 2);
+        for role in documented {
+            assert!(InvitedRole::parse(role.as_str().expect("a string")).is_ok(), "{role}");
+        }
     }
 
     #[test]

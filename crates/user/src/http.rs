@@ -64,18 +64,21 @@ pub fn routes() -> Routes<AppState> {
 #[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
     /// The sign-in address (at most 254 characters); trimmed and lowercased, unique across users.
+    #[schema(example = "aiko@example.jp")]
     email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// The user's display name: 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$", example = "山田 愛子")]
     name: String,
     /// The interface language, `ja` (the default) or `en`.
     #[serde(default)]
-    #[schema(example = "ja")]
+    #[schema(value_type = Option<Language>, example = "ja")]
     language: Option<String>,
-    /// The new account's (workspace's) name; defaults to the user's name.
+    /// The new account's (workspace's) name, 1 to 100 characters after trimming; defaults to the user's name.
     #[serde(default)]
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$")]
     account_name: Option<String>,
 }
 
@@ -97,8 +100,9 @@ struct RefreshRequest {
 struct UpdateUserRequest {
     /// 1 to 100 characters after trimming.
     #[serde(default)]
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$")]
     name: Option<String>,
-    /// Only the user themselves may change it.
+    /// Only the user themselves may change it; trimmed and lowercased, at most 254 characters.
     #[serde(default)]
     email: Option<String>,
     /// The new password, 8 to 128 characters; only the user themselves may change it, sending
@@ -111,13 +115,14 @@ struct UpdateUserRequest {
     current_password: Option<String>,
     /// `ja` or `en`.
     #[serde(default)]
+    #[schema(value_type = Option<Language>)]
     language: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 struct UpdateLanguageRequest {
     /// `ja` or `en`.
-    #[schema(example = "en")]
+    #[schema(value_type = Language, example = "en")]
     language: String,
 }
 

@@ -375,8 +375,9 @@ const SEED_VARIABLES: &[(&str, &str)] = &[
     ("OMNIDESK_DATA_DIR", "data.dir"),
 ];
 
-/// Variables read elsewhere that must not be mistaken for configuration keys.
-const NOT_KEYS: &[&str] = &["DATA_DIR", "CONFIG", "PARENT_PID", "LOG"];
+/// Variables read elsewhere that must not be mistaken for configuration keys (`WEB_DIST` is the console
+/// build's, `crates/web/build.rs`, often left set in the shell that then runs the binary).
+const NOT_KEYS: &[&str] = &["DATA_DIR", "CONFIG", "PARENT_PID", "LOG", "WEB_DIST"];
 
 impl Config {
     /// Loads defaults, then `file` (if given or if `omnidesk.toml` exists), then the environment.

@@ -27,13 +27,15 @@ use kernel::clock::now_ms;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InviteRequest {
-    /// The invitee's address; nobody may already have it.
+    /// The invitee's address (at most 254 characters; trimmed and lowercased); nobody may already have it.
+    #[schema(example = "kenji@example.jp")]
     email: String,
     /// `admin` or `agent` (owners are not invited).
-    #[schema(example = "agent")]
+    #[schema(value_type = InvitedRole, example = "agent")]
     role: String,
-    /// The invitee's name, to show with the invitation.
+    /// The invitee's name, to show with the invitation: 1 to 100 characters after trimming.
     #[serde(default)]
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$")]
     name: Option<String>,
 }
 
@@ -44,12 +46,14 @@ pub(super) struct AcceptRequest {
     /// The invitation's secret token, as `POST /api/users/invitations` answered it.
     token: String,
     /// The new user's display name: 1 to 100 characters after trimming.
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,98}\S)?\s*$", example = "佐藤 健二")]
     name: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// The interface language, `ja` (the default) or `en`.
     #[serde(default)]
+    #[schema(value_type = Option<Language>)]
     language: Option<String>,
 }
 
