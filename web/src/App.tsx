@@ -6,11 +6,17 @@ import { hasRefreshToken, renew } from "./auth/session";
 import { useSession } from "./auth/useSession";
 import { Spinner } from "./components/Spinner";
 import { applyLanguage } from "./i18n";
+// The inbox is what a signed-in agent sees first: in the first load, not behind a lazy boundary (React
+// holds a suspended boundary's reveal back by up to 300 ms).
+import InboxPage from "./pages/InboxPage";
 import { LoginPage } from "./pages/LoginPage";
 import { Shell } from "./pages/Shell";
 import { SignupPage } from "./pages/SignupPage";
 
-const InboxPage = lazy(() => import("./pages/InboxPage"));
+const ConversationPage = lazy(() => import("./pages/ConversationPage"));
+const SearchPage = lazy(() => import("./pages/SearchPage"));
+const SettingsPage = lazy(() => import("./pages/settings/SettingsPage"));
+const AcceptInvitationPage = lazy(() => import("./pages/AcceptInvitationPage"));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -58,6 +64,8 @@ function Routed() {
       <Routes>
         <Route path="/login" element={session ? <Navigate to="/" replace /> : <LoginPage />} />
         <Route path="/signup" element={session ? <Navigate to="/" replace /> : <SignupPage />} />
+        {/* The link an owner sends: /invitations/accept#<token> (the token never reaches a server log). */}
+        <Route path="/invitations/accept" element={<AcceptInvitationPage />} />
         <Route
           element={
             <RequireSession>
@@ -65,7 +73,11 @@ function Routed() {
             </RequireSession>
           }
         >
-          <Route index element={<InboxPage />} />
+          <Route path="/" element={<InboxPage />}>
+            <Route path="conversations/:id" element={<ConversationPage />} />
+          </Route>
+          <Route path="/search" element={<SearchPage />} />
+          <Route path="/settings/*" element={<SettingsPage />} />
         </Route>
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>

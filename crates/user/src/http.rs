@@ -56,6 +56,7 @@ pub fn routes() -> Routes<AppState> {
         .route(routes!(members::accept_invitation))
         .route(routes!(members::revoke_invitation))
         .route(routes!(get_user, update_user, members::remove_member))
+        .route(routes!(members::change_role))
 }
 
 // ---- Request and response bodies -------------------------------------------------------------------

@@ -108,6 +108,8 @@ enum UserError {
     InvitationExpired,
     #[error("members cannot remove themselves")]
     CannotRemoveSelf,
+    #[error("members cannot change their own role")]
+    CannotChangeOwnRole,
     #[error("the account's last owner")]
     LastOwner,
     #[error(transparent)]
@@ -149,6 +151,11 @@ impl From<UserError> for Problem {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "cannot_remove_self",
                 "Members cannot remove themselves from their account.",
+            ),
+            UserError::CannotChangeOwnRole => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_change_own_role",
+                "Members cannot change their own role; another owner or admin can.",
             ),
             UserError::LastOwner => {
                 Problem::conflict("last_owner", "An account keeps at least one owner; this is its last.")

@@ -112,6 +112,19 @@ pub enum Removal {
     LastOwner,
 }
 
+/// What changing a member's role did.
+#[derive(Debug)]
+pub enum RoleChange {
+    /// Changed; their access tokens in the account issued before the revocation's instant are refused, so
+    /// that the next one (renewed with their refresh token) carries the new role.
+    Changed(Revocation),
+    /// They have that role already.
+    Unchanged,
+    NotAMember,
+    /// The member is the account's only owner; an account always keeps one.
+    LastOwner,
+}
+
 /// Applies `changes` to user `id` inside `tx`; whether the user exists.
 async fn update_user_in(tx: &mut Tx<'_>, id: UserId, changes: &UserChanges, now_ms: i64) -> Result<bool, StoreError> {
     let affected = tx
@@ -152,6 +165,17 @@ async fn record_revocation(tx: &mut Tx<'_>, revocation: Revocation) -> Result<()
     )
     .await
     .map(drop)
+}
+
+/// How many owners `account` has, read inside `tx`.
+async fn owners(tx: &mut Tx<'_>, account: AccountId) -> Result<i64, StoreError> {
+    let owners: Option<(i64,)> = tx
+        .fetch_optional(
+            "select count(*) from memberships where account_id = ? and role = 'owner'",
+            args![account.to_string()],
+        )
+        .await?;
+    Ok(owners.map_or(0, |(n,)| n))
 }
 
 /// Changes to a user; `None` leaves a column as it is.
@@ -514,16 +538,8 @@ impl Store {
         let Some((role,)) = role else {
             return Ok(Removal::NotAMember);
         };
-        if role == Role::Owner.as_str() {
-            let owners: Option<(i64,)> = tx
-                .fetch_optional(
-                    "select count(*) from memberships where account_id = ? and role = 'owner'",
-                    args![account.to_string()],
-                )
-                .await?;
-            if owners.map_or(0, |(n,)| n) <= 1 {
-                return Ok(Removal::LastOwner);
-            }
+        if role == Role::Owner.as_str() && owners(&mut tx, account).await? <= 1 {
+            return Ok(Removal::LastOwner);
         }
         tx.execute(
             "delete from memberships where account_id = ? and user_id = ?",
@@ -539,6 +555,42 @@ impl Store {
         record_revocation(&mut tx, revocation).await?;
         tx.commit().await?;
         Ok(Removal::Removed(revocation))
+    }
+
+    /// Gives `user` the role `role` in `account` and refuses their access tokens in it issued before
+    /// `now_ms` (which carry the old role), in one transaction. The account's last owner stays an owner.
+    pub async fn set_role(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<RoleChange, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let current: Option<(String,)> = tx
+            .fetch_optional(
+                "select role from memberships where account_id = ? and user_id = ?",
+                args![account.to_string(), user.to_string()],
+            )
+            .await?;
+        let Some((current,)) = current else {
+            return Ok(RoleChange::NotAMember);
+        };
+        if current == role.as_str() {
+            return Ok(RoleChange::Unchanged);
+        }
+        if current == Role::Owner.as_str() && owners(&mut tx, account).await? <= 1 {
+            return Ok(RoleChange::LastOwner);
+        }
+        tx.execute(
+            "update memberships set role = ? where account_id = ? and user_id = ?",
+            args![role.as_str(), account.to_string(), user.to_string()],
+        )
+        .await?;
+        let revocation = Revocation { user, account: Some(account), before_ms: now_ms };
+        record_revocation(&mut tx, revocation).await?;
+        tx.commit().await?;
+        Ok(RoleChange::Changed(revocation))
     }
 }
 

@@ -11,7 +11,7 @@ const retries = new WeakMap<Request, Request>();
 
 /**
  * Adds the access token to every call, renewing it first when it is about to expire; an answer of 401
- * `token_expired` (a clock that disagrees) renews it once and repeats the call.
+ * `token_expired` or `token_revoked` renews it once and repeats the call.
  */
 const auth: Middleware = {
   async onRequest({ request, schemaPath }) {
@@ -25,7 +25,9 @@ const auth: Middleware = {
     const again = retries.get(request);
     if (response.status !== 401 || again === undefined) return response;
     const problem = (await response.clone().json().catch(() => null)) as { code?: string } | null;
-    if (problem?.code !== "token_expired") return response;
+    // Expired (a clock that disagrees), or revoked by a change of role: a renewed token carries the change.
+    // (A member removed or signed out everywhere cannot renew, and is signed out.)
+    if (problem?.code !== "token_expired" && problem?.code !== "token_revoked") return response;
     const renewed = await renew();
     if (renewed === null) return response;
     again.headers.set("authorization", `Bearer ${renewed.accessToken}`);

@@ -54,6 +54,13 @@ export function adopt(body: SessionBody): Session {
   return current;
 }
 
+/** Keeps the signed-in user as the API answered it after a change (name, e-mail, language). */
+export function updateUser(user: SessionBody["user"]): void {
+  if (current === null) return;
+  current = { ...current, user };
+  notify();
+}
+
 /** Forgets the session here (the caller tells the server first, when it can). */
 export function forget(): void {
   localStorage.removeItem(REFRESH_KEY);

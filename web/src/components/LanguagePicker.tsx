@@ -2,11 +2,11 @@ import { useMutation } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { api } from "../api/client";
 import { unwrap } from "../api/problem";
+import { getSession, updateUser } from "../auth/session";
 import { useSession } from "../auth/useSession";
-import { LANGUAGES, type Language, applyLanguage } from "../i18n";
+import { type Language, applyLanguage } from "../i18n";
 import { ErrorMessage } from "./ErrorMessage";
-
-const NAMES: Record<Language, string> = { ja: "日本語", en: "English" };
+import { LanguageOptions } from "./LanguageOptions";
 
 /** Switches the console's language; for a signed-in user it is their setting (`update-language`). */
 export function LanguagePicker() {
@@ -15,7 +15,12 @@ export function LanguagePicker() {
   const save = useMutation({
     mutationFn: (language: Language) =>
       unwrap(api.PUT("/api/users/update-language", { body: { language } })).then(() => language),
-    onSuccess: applyLanguage,
+    onSuccess: (language) => {
+      applyLanguage(language);
+      // The session's copy of the user follows, so that nothing switches the console back.
+      const user = getSession()?.user;
+      if (user) updateUser({ ...user, language });
+    },
   });
   const choose = (language: Language) => {
     if (session) save.mutate(language);
@@ -26,11 +31,7 @@ export function LanguagePicker() {
       <label>
         {t("nav.language")}
         <select value={i18n.language} onChange={(e) => choose(e.target.value as Language)} disabled={save.isPending}>
-          {LANGUAGES.map((language) => (
-            <option key={language} value={language} lang={language}>
-              {NAMES[language]}
-            </option>
-          ))}
+          <LanguageOptions />
         </select>
       </label>
       <ErrorMessage error={save.error} />

@@ -1,11 +1,14 @@
 import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
+import { Link, Outlet, useNavigate, useParams } from "react-router-dom";
 import { type Schemas, api } from "../api/client";
 import { unwrap } from "../api/problem";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { Spinner } from "../components/Spinner";
+import { ShortcutsHelp } from "../conversation/ShortcutsHelp";
+import { useShortcuts } from "../conversation/shortcuts";
 
 type Tab = "mine" | "unassigned" | "all";
 type StatusFilter = "open" | "pending" | "resolved" | "snoozed" | "all";
@@ -55,7 +58,18 @@ export default function InboxPage() {
   const list = useInfiniteQuery(conversationsQuery(filters));
   const counts = list.data?.pages[0]?.meta.counts;
   const rows = list.data?.pages.flatMap((page) => page.data) ?? [];
+  const selected = useParams()["id"];
   const set = (change: Partial<ListFilters>) => setFilters((current) => ({ ...current, ...change }));
+  const navigate = useNavigate();
+  const [help, setHelp] = useState(false);
+  // `j` / `k` walk the list as it is filtered now; the conversation view adds `r`, `n` and `e`.
+  const step = (by: 1 | -1) => {
+    const at = rows.findIndex((row) => row.id === selected);
+    const next = rows[at === -1 ? (by === 1 ? 0 : rows.length - 1) : at + by];
+    if (next) void navigate(`/conversations/${next.id}`);
+    else if (by === 1 && at === rows.length - 1 && list.hasNextPage && !list.isFetchingNextPage) void list.fetchNextPage();
+  };
+  useShortcuts({ j: () => step(1), k: () => step(-1), "?": () => setHelp(true) });
 
   return (
     <main className="inbox-page">
@@ -63,6 +77,9 @@ export default function InboxPage() {
         <h1 id="list-title" className="visually-hidden">
           {t("inbox.title")}
         </h1>
+        <button type="button" className="shortcuts-button" onClick={() => setHelp(true)} aria-keyshortcuts="?">
+          {t("shortcuts.open")} <kbd aria-hidden="true">?</kbd>
+        </button>
         <div role="tablist" aria-label={t("inbox.title")} className="tabs">
           {TABS.map((tab) => (
             <button
@@ -119,12 +136,17 @@ export default function InboxPage() {
         ) : (
           <ConversationRows
             rows={rows}
+            selected={selected}
             hasMore={list.hasNextPage}
             loadingMore={list.isFetchingNextPage}
             loadMore={() => void list.fetchNextPage()}
           />
         )}
       </section>
+      <section className="conversation-pane" aria-label={t("inbox.conversation")}>
+        {selected ? <Outlet /> : <p className="empty">{t("inbox.pick")}</p>}
+      </section>
+      {help && <ShortcutsHelp onClose={() => setHelp(false)} />}
     </main>
   );
 }
@@ -132,6 +154,7 @@ export default function InboxPage() {
 /** The rows, virtualised: only those in view are in the document, however long the list. */
 function ConversationRows(props: {
   rows: Schemas["ConversationView"][];
+  selected: string | undefined;
   hasMore: boolean;
   loadingMore: boolean;
   loadMore: () => void;
@@ -145,6 +168,11 @@ function ConversationRows(props: {
     overscan: 8,
   });
   const items = virtual.getVirtualItems();
+  // The selected row (chosen with `j` / `k` too) is kept in view.
+  const selectedIndex = props.rows.findIndex((row) => row.id === props.selected);
+  useEffect(() => {
+    if (selectedIndex >= 0) virtual.scrollToIndex(selectedIndex, { align: "auto" });
+  }, [selectedIndex, virtual]);
   const last = items[items.length - 1];
   if (last && last.index >= props.rows.length - 10 && props.hasMore && !props.loadingMore) props.loadMore();
   return (
@@ -157,11 +185,11 @@ function ConversationRows(props: {
             <div
               key={row.id}
               role="listitem"
-              className="row"
+              className={row.id === props.selected ? "row selected" : "row"}
               data-conversation={row.id}
               style={{ position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}
             >
-              <ConversationRow conversation={row} />
+              <ConversationRow conversation={row} current={row.id === props.selected} />
             </div>
           );
         })}
@@ -171,11 +199,11 @@ function ConversationRows(props: {
   );
 }
 
-function ConversationRow({ conversation }: { conversation: Schemas["ConversationView"] }) {
+function ConversationRow({ conversation, current }: { conversation: Schemas["ConversationView"]; current: boolean }) {
   const { t } = useTranslation();
   const name = conversation.contact.name ?? conversation.contact.email ?? t("inbox.contact");
   return (
-    <a className="row-link" href={`/conversations/${conversation.id}`}>
+    <Link className="row-link" to={`/conversations/${conversation.id}`} {...(current ? { "aria-current": "page" as const } : {})}>
       <span className="row-top">
         <span className="contact-name">{name}</span>
         <span className="row-meta">
@@ -188,6 +216,6 @@ function ConversationRow({ conversation }: { conversation: Schemas["Conversation
         )}
       </span>
       <span className="preview">{conversation.last_message?.preview ?? t("inbox.noMessages")}</span>
-    </a>
+    </Link>
   );
 }

@@ -5,12 +5,14 @@ import { api } from "../api/client";
 import { forget, refreshToken } from "../auth/session";
 import { useSession } from "../auth/useSession";
 import { LanguagePicker } from "../components/LanguagePicker";
+import { useRealtime } from "../realtime/useRealtime";
 
 /** The signed-in frame: navigation, who is signed in, the language, logging out. */
 export function Shell() {
   const { t } = useTranslation();
   const session = useSession();
   const navigate = useNavigate();
+  const connection = useRealtime(session?.user.id);
   const logout = useMutation({
     mutationFn: async () => {
       const refresh_token = refreshToken();
@@ -30,6 +32,8 @@ export function Shell() {
           <NavLink to="/" end>
             {t("nav.inbox")}
           </NavLink>
+          <NavLink to="/search">{t("nav.search")}</NavLink>
+          <NavLink to="/settings">{t("nav.settings")}</NavLink>
         </nav>
         <span className="spacer" />
         <span className="who">
@@ -40,6 +44,11 @@ export function Shell() {
           {t("auth.logout")}
         </button>
       </header>
+      {connection === "offline" && (
+        <p className="offline-banner" role="status">
+          {t("app.offline")}
+        </p>
+      )}
       <Outlet />
     </div>
   );

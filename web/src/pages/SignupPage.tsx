@@ -7,6 +7,7 @@ import { unwrap } from "../api/problem";
 import { adopt } from "../auth/session";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { LanguagePicker } from "../components/LanguagePicker";
+import { NewPasswordField } from "../components/NewPasswordField";
 import type { Language } from "../i18n";
 
 /** Sign-up creates the user and the workspace they own, then logs them in. */
@@ -49,20 +50,13 @@ export function SignupPage() {
           {t("auth.email")}
           <input type="email" autoComplete="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
         </label>
-        <label>
-          {t("auth.password")}
-          <input
-            type="password"
-            autoComplete="new-password"
-            required
-            minLength={8}
-            maxLength={128}
-            aria-describedby="password-hint"
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-          />
-          <small id="password-hint">{t("auth.passwordHint")}</small>
-        </label>
+        <NewPasswordField
+          label={t("auth.password")}
+          hint={t("auth.passwordHint")}
+          hintId="password-hint"
+          value={password}
+          onChange={setPassword}
+        />
         <ErrorMessage error={signup.error} />
         <button type="submit" className="primary" disabled={signup.isPending}>
           {signup.isPending ? t("auth.signingUp") : t("auth.signup")}

@@ -26,6 +26,8 @@ in_every_topology!(
     signing_out_everywhere_refuses_every_access_token_of_the_user,
     nobody_removes_themselves_and_an_admin_cannot_remove_an_owner,
     another_accounts_member_cannot_be_removed,
+    an_owner_makes_an_agent_an_admin_whose_renewed_token_carries_the_role,
+    roles_are_changed_by_owners_and_admins_and_ownership_only_by_owners,
 );
 
 const PASSWORD: &str = "agent password 1";
@@ -383,4 +385,65 @@ async fn another_accounts_member_cannot_be_removed(app: TestApp) {
 
     reply.assert_problem(StatusCode::NOT_FOUND, "user_not_found");
     assert_eq!(app.login(&theirs).await.token_type, "Bearer");
+}
+
+async fn put_role(app: &TestApp, token: &str, user: &str, role: &str) -> Reply {
+    app.put(&format!("/api/users/{user}/role"), token, json!({ "role": role })).await
+}
+
+async fn an_owner_makes_an_agent_an_admin_whose_renewed_token_carries_the_role(app: TestApp) {
+    let (_, session) = app.signed_in().await;
+    let (agent, agent_session) = join(&app, &session.access_token, "agent").await;
+    assert_eq!(app.get("/api/users/invitations", &agent_session.access_token).await.status, StatusCode::FORBIDDEN);
+
+    let changed = put_role(&app, &session.access_token, &agent.id, "admin").await;
+
+    assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+    assert_eq!(changed.body["role"], "admin");
+    // The token that says "agent" stops working; the refresh token stays, and renews with the new role.
+    refused_as_revoked(&app, "/api/users/invitations", &agent_session.access_token).await;
+    let renewed = app.post("/api/users/refresh", json!({ "refresh_token": agent_session.refresh_token })).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{renewed:?}");
+    assert_eq!(renewed.body["account"]["role"], "admin");
+    let token = renewed.body["access_token"].as_str().expect("access token");
+    assert_eq!(app.get("/api/users/invitations", token).await.status, StatusCode::OK);
+    let members = app.get("/api/users", &session.access_token).await;
+    let listed = members.body.as_array().expect("members").iter().find(|m| m["id"] == agent.id.as_str()).cloned();
+    assert_eq!(listed.map(|m| m["role"].clone()), Some(json!("admin")));
+}
+
+async fn roles_are_changed_by_owners_and_admins_and_ownership_only_by_owners(app: TestApp) {
+    let (owner, session) = starter_owner(&app).await;
+    let (admin, admin_session) = join(&app, &session.access_token, "admin").await;
+    let (agent, agent_session) = join(&app, &session.access_token, "agent").await;
+
+    put_role(&app, &agent_session.access_token, &admin.id, "agent")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    put_role(&app, &session.access_token, &owner.id, "admin")
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "cannot_change_own_role");
+    put_role(&app, &admin_session.access_token, &agent.id, "owner")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    put_role(&app, &admin_session.access_token, &owner.id, "agent")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    put_role(&app, &session.access_token, &agent.id, "superuser")
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    put_role(&app, &session.access_token, &uuid::Uuid::new_v4().to_string(), "agent")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "user_not_found");
+    let demoted = put_role(&app, &admin_session.access_token, &agent.id, "agent").await;
+    assert_eq!(demoted.status, StatusCode::OK, "the role it has: {demoted:?}");
+
+    // An owner makes the admin an owner, who can then make the first owner an admin: the account still
+    // has an owner.
+    let promoted = put_role(&app, &session.access_token, &admin.id, "owner").await;
+    assert_eq!(promoted.body["role"], "owner", "{promoted:?}");
+    let renewed = app.post("/api/users/refresh", json!({ "refresh_token": admin_session.refresh_token })).await;
+    let new_owner = renewed.body["access_token"].as_str().expect("access token").to_owned();
+    let stepped_down = put_role(&app, &new_owner, &owner.id, "admin").await;
+    assert_eq!(stepped_down.body["role"], "admin", "{stepped_down:?}");
 }

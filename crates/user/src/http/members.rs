@@ -1,5 +1,5 @@
 //! An account's people: the member list, invitations (made by owners and admins, accepted by the invitee
-//! with a single-use token) and removing a member.
+//! with a single-use token), changing a member's role and removing a member.
 //!
 //! Ids from other accounts are always "not found", never "forbidden", so they cannot be probed.
 
@@ -20,7 +20,7 @@ use crate::credentials::hash_password;
 use crate::domain::{DisplayName, Email, Fields, InvitationId, InvitedRole, Language, Password};
 use crate::members::{INVITATION_TTL, InvitationState, new_invitation_token};
 use crate::registration;
-use crate::store::{InvitationRow, MemberRow, NewInvitation, Removal, UserRow};
+use crate::store::{InvitationRow, MemberRow, NewInvitation, Removal, RoleChange, UserRow};
 use kernel::clock::now_ms;
 
 /// Whom to invite, and as what.
@@ -329,6 +329,66 @@ pub(super) async fn remove_member(
         Removal::NotAMember => Err(UserError::NotFound),
         Removal::LastOwner => Err(UserError::LastOwner),
     }
+}
+
+/// A member's new role.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RoleRequest {
+    #[schema(value_type = Role, example = "admin")]
+    role: String,
+}
+
+/// Changes a member's role.
+///
+/// An owner or admin makes a member an admin or an agent; only an owner makes someone an owner or changes
+/// an owner's role, and the account's last owner stays one. Nobody changes their own role. The member's
+/// access tokens issued before the change are refused from then on, in every process within a second
+/// (their open realtime sockets close), so that the next one — renewed with their refresh token, which
+/// stays valid — carries the new role.
+#[utoipa::path(put, path = "/api/users/{id}/role", security(("bearer" = [])),
+    params(("id" = UserId, Path, description = "The member")),
+    request_body = RoleRequest,
+    responses(
+        (status = 200, description = "The member with their new role", body = MemberView),
+        (status = 403, description = "`forbidden`: owners and admins only, and only an owner grants or changes ownership", body = Problem),
+        (status = 404, description = "`user_not_found`: no such member in your account", body = Problem),
+        (status = 409, description = "`last_owner`: the account's last owner stays an owner", body = Problem),
+        (status = 422, description = "`cannot_change_own_role`; `validation_failed`: `role` is not `owner`, `admin` or `agent`", body = Problem),
+    ),
+)]
+pub(super) async fn change_role(
+    State(users): State<AppState>,
+    caller: Caller,
+    Path(id): Path<UserId>,
+    Json(body): Json<RoleRequest>,
+) -> Result<Json<MemberView>, UserError> {
+    require_manager(&caller, "Only owners and admins may change roles.")?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        UserError::Invalid(vec![kernel::http::FieldError::new(
+            "role",
+            "unsupported",
+            "A role is `owner`, `admin` or `agent`.",
+        )])
+    })?;
+    if id == caller.user {
+        return Err(UserError::CannotChangeOwnRole);
+    }
+    let member = users.store.member(id, caller.account).await?.ok_or(UserError::NotFound)?;
+    if (member.membership.role == Role::Owner || role == Role::Owner) && caller.role != Role::Owner {
+        return Err(UserError::Forbidden("Only an owner may grant or change ownership."));
+    }
+    match users.store.set_role(caller.account, id, role, now_ms()).await? {
+        RoleChange::Changed(revocation) => {
+            users.revoker.revoked(&[revocation]);
+            tracing::info!(user.id = %id, account.id = %caller.account, role = role.as_str(), "role changed");
+        }
+        RoleChange::Unchanged => {}
+        RoleChange::NotAMember => return Err(UserError::NotFound),
+        RoleChange::LastOwner => return Err(UserError::LastOwner),
+    }
+    let member = users.store.member(id, caller.account).await?.ok_or(UserError::NotFound)?;
+    Ok(Json(member_view(member)))
 }
 
 fn require_manager(caller: &Caller, why: &'static str) -> Result<(), UserError> {
