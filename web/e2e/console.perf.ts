@@ -144,6 +144,41 @@ it("measures the console", { timeout: 600_000 }, async () => {
       latencies.push((await seen) - sent);
       await page.waitForTimeout(300);
     }
+
+    // Scrolling the whole list, top to bottom, as fast as the page loads it (pages of 50 rows are fetched
+    // as the end comes near): how long each frame took meanwhile.
+    const scroll = await page.evaluate(async (total: number) => {
+      const rows = document.querySelector(".rows");
+      if (!rows) throw new Error("no list");
+      const frames: number[] = [];
+      const started = performance.now();
+      let last = started;
+      while (performance.now() - started < 60_000) {
+        rows.scrollTop += 1_500;
+        await new Promise((resolve) => requestAnimationFrame(resolve));
+        const now = performance.now();
+        frames.push(now - last);
+        last = now;
+        const atEnd = () => rows.scrollTop + rows.clientHeight >= rows.scrollHeight - 1;
+        if (atEnd()) {
+          // At the bottom: done once nothing more comes within a second.
+          await new Promise((resolve) => setTimeout(resolve, 1_000));
+          if (atEnd()) break;
+          last = performance.now();
+        }
+      }
+      frames.sort((a, b) => a - b);
+      const at = (p: number) => Math.round(frames[Math.min(frames.length - 1, Math.floor(frames.length * p))] ?? NaN);
+      return {
+        rows_scrolled: Math.round(rows.scrollHeight / 72),
+        of: total,
+        seconds: Math.round((performance.now() - started) / 100) / 10,
+        frames: frames.length,
+        frame_ms: { p50: at(0.5), p95: at(0.95), max: Math.round(frames[frames.length - 1] ?? NaN) },
+        frames_over_50ms: frames.filter((f) => f > 50).length,
+        rows_in_document: document.querySelectorAll('.rows [role="listitem"]').length,
+      };
+    }, CONVERSATIONS + POSTS);
     await context.close();
 
     const result = {
@@ -157,6 +192,7 @@ it("measures the console", { timeout: 600_000 }, async () => {
       long_tasks: loads.map((l) => l.longTasks),
       interactive_ms_all: loads.map((l) => Math.round(l.interactive)),
       update_latency_ms: { p50: median(latencies), p95: percentile(latencies, 0.95), max: Math.max(...latencies) },
+      scroll,
     };
     writeFileSync(path.join(SHOTS, "console-perf.json"), `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result, null, 2));

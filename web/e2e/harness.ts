@@ -173,6 +173,10 @@ export async function launchBrowser(): Promise<Browser> {
  */
 export class WatchedPage {
   readonly problems: string[] = [];
+  /** Every request the page made, in order: when (Date.now()) and what. */
+  readonly requests: { at: number; method: string; url: string }[] = [];
+  /** The realtime sockets the page opened, in order. */
+  readonly sockets: string[] = [];
   private tolerating = false;
 
   private constructor(
@@ -184,6 +188,8 @@ export class WatchedPage {
       if (message.type() === "error") this.record(`console error: ${message.text()}`);
     });
     page.on("pageerror", (error) => this.record(`uncaught: ${error.message}`));
+    page.on("request", (request) => this.requests.push({ at: Date.now(), method: request.method(), url: request.url() }));
+    page.on("websocket", (socket) => this.sockets.push(socket.url()));
     page.on("requestfailed", (request) => {
       const reason = request.failure()?.errorText ?? "";
       // Aborted is not failed: a request the page gave up on itself (a reload, a cancelled query).

@@ -121,6 +121,8 @@ pub enum RoleChange {
     /// They have that role already.
     Unchanged,
     NotAMember,
+    /// The member is an owner, or would become one, and the caller is not an owner.
+    OwnersOnly,
     /// The member is the account's only owner; an account always keeps one.
     LastOwner,
 }
@@ -557,13 +559,16 @@ impl Store {
         Ok(Removal::Removed(revocation))
     }
 
-    /// Gives `user` the role `role` in `account` and refuses their access tokens in it issued before
-    /// `now_ms` (which carry the old role), in one transaction. The account's last owner stays an owner.
+    /// Gives `user` the role `role` in `account`, as a member whose role is `by`, and refuses their access
+    /// tokens in it issued before `now_ms` (which carry the old role), in one transaction. Only an owner
+    /// makes or unmakes an owner (checked here, against the role as the transaction reads it), and the
+    /// account's last owner stays an owner.
     pub async fn set_role(
         &self,
         account: AccountId,
         user: UserId,
         role: Role,
+        by: Role,
         now_ms: i64,
     ) -> Result<RoleChange, StoreError> {
         let mut tx = self.db.begin().await?;
@@ -576,6 +581,9 @@ impl Store {
         let Some((current,)) = current else {
             return Ok(RoleChange::NotAMember);
         };
+        if (current == Role::Owner.as_str() || role == Role::Owner) && by != Role::Owner {
+            return Ok(RoleChange::OwnersOnly);
+        }
         if current == role.as_str() {
             return Ok(RoleChange::Unchanged);
         }

@@ -1,5 +1,5 @@
 import createClient, { type Middleware } from "openapi-fetch";
-import { accessToken, renew } from "../auth/session";
+import { accessToken, getSession, renew } from "../auth/session";
 import type { components, paths } from "../../generated/schema";
 
 export type Schemas = components["schemas"];
@@ -28,8 +28,10 @@ const auth: Middleware = {
     // Expired (a clock that disagrees), or revoked by a change of role: a renewed token carries the change.
     // (A member removed or signed out everywhere cannot renew, and is signed out.)
     if (problem?.code !== "token_expired" && problem?.code !== "token_revoked") return response;
+    const before = getSession()?.user.id;
     const renewed = await renew();
-    if (renewed === null) return response;
+    // Not as someone else: another tab may have signed in another user meanwhile.
+    if (renewed === null || renewed.user.id !== before) return response;
     again.headers.set("authorization", `Bearer ${renewed.accessToken}`);
     return globalThis.fetch(again);
   },

@@ -78,25 +78,31 @@ export function refreshToken(): string | null {
  */
 export function renew(): Promise<Session | null> {
   if (renewing) return renewing;
-  const token = refreshToken();
-  if (token === null) return Promise.resolve(null);
-  renewing = (async () => {
-    try {
-      const response = await fetch("/api/users/refresh", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ refresh_token: token }),
-      });
-      if (response.status === 401 || response.status === 422) {
-        forget();
-        return null;
-      }
-      if (!response.ok) throw new Error(`refresh answered ${response.status}`);
-      return adopt((await response.json()) as SessionBody);
-    } finally {
-      renewing = null;
+  if (refreshToken() === null) return Promise.resolve(null);
+  const attempt = async (): Promise<Session | null> => {
+    // Read here, not before: while this tab waited for the lock another may have renewed it.
+    const token = refreshToken();
+    if (token === null) return null;
+    const response = await fetch("/api/users/refresh", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: token }),
+    });
+    if (response.status === 401 || response.status === 422) {
+      forget();
+      return null;
     }
-  })();
+    if (!response.ok) throw new Error(`refresh answered ${response.status}`);
+    return adopt((await response.json()) as SessionBody);
+  };
+  // One renewal at a time across this browser's tabs: they share the refresh token, and the server takes a
+  // second use of a used one for a stolen token and ends the session (every tab would be signed out).
+  const locks = globalThis.navigator?.locks;
+  // (`request` answers what the callback's promise resolves to; the DOM typings nest the promise.)
+  const renewal = locks ? (locks.request("omnidesk.refresh", attempt) as unknown as Promise<Session | null>) : attempt();
+  renewing = renewal.finally(() => {
+    renewing = null;
+  });
   return renewing;
 }
 

@@ -29,12 +29,14 @@ export class CacheUpdater {
     const conversation = event.data["conversation"] as Conversation | undefined;
     const message = event.data["message"] as Schemas["MessageView"] | undefined;
     const contact = event.data["contact"] as { id: string } | undefined;
+    // While the agent's own change to it is on its way (conversation/queries.ts shows it at once), an
+    // event from before it must not put the old state back; the change's answer, and its own event, bring
+    // the new one.
+    const changing =
+      conversation?.id !== undefined && this.client.isMutating({ mutationKey: ["conversation-change", conversation.id] }) > 0;
     if (conversation?.id !== undefined) {
-      this.placeInLists(conversation);
-      // While the agent's own change to it is on its way (conversation/queries.ts shows it at once), an
-      // event from before it must not put the old state back; the change's answer brings the new one.
-      const changing = this.client.isMutating({ mutationKey: ["conversation-change", conversation.id] }) > 0;
       if (!changing) {
+        this.placeInLists(conversation);
         this.client.setQueryData(["conversation", conversation.id], (old: unknown) =>
           old === undefined ? undefined : { ...(old as object), ...conversation },
         );

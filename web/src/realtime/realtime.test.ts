@@ -159,6 +159,35 @@ function list(...pages: [Schemas["ConversationView"][], string | null][]) {
   } as unknown as Parameters<typeof place>[0];
 }
 
+describe("the realtime feed when the server cannot renew a token", () => {
+  beforeEach(() => {
+    FakeSocket.opened = [];
+    vi.useFakeTimers();
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it("keeps trying (offline meanwhile), and a network event does not open a second socket", async () => {
+    let down = true;
+    const waiting: ((token: string) => void)[] = [];
+    const { client, states } = feed({
+      token: () => (down ? Promise.reject(new Error("502")) : new Promise<string>((resolve) => waiting.push(resolve))),
+    });
+    client.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.opened).toHaveLength(0);
+    expect(states.at(-1)).toBe("offline");
+    down = false;
+    await vi.advanceTimersByTimeAsync(1_000); // the retry asks for a token, which takes a while
+    globalThis.dispatchEvent(new Event("online"));
+    for (const resolve of waiting) resolve("access-3");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.opened).toHaveLength(1);
+    last().open();
+    expect(last().sent).toEqual([{ type: "auth", token: "access-3" }]);
+    client.stop();
+  });
+});
+
 describe("applying events to the cache", () => {
   it("puts a conversation with a new message at the top and takes it from where it was", () => {
     const data = list([[conversation("c", 30), conversation("b", 20)], "cursor"], [[conversation("a", 10)], null]);

@@ -39,6 +39,7 @@ const WRONG_USER = 4403;
 
 /** Sent a fresh token this long before the socket's `expires_at`. */
 const RENEW_AHEAD_MS = 60_000;
+const MIN_RENEW_MS = 30_000;
 const MAX_BACKOFF_MS = 10_000;
 
 interface ServerFrame {
@@ -56,6 +57,8 @@ export class RealtimeFeed {
   private cursor: number | null = null;
   private attempts = 0;
   private stopped = false;
+  /** Between deciding to connect and having a socket (or a retry scheduled): no second attempt. */
+  private busy = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly url: string;
@@ -92,16 +95,26 @@ export class RealtimeFeed {
   }
 
   private readonly reconnectNow = (): void => {
-    if (this.stopped || this.socket !== null) return;
+    if (this.stopped || this.socket !== null || this.busy) return;
     clearTimeout(this.retryTimer);
     this.attempts = 0;
     void this.connect();
   };
 
   private async connect(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.socket !== null || this.busy) return;
     this.handlers.onState(this.attempts === 0 ? "connecting" : "offline");
-    const token = await this.options.token();
+    this.busy = true;
+    let token: string | null;
+    try {
+      token = await this.options.token();
+    } catch {
+      // The server cannot renew the token now (it is down, or restarting): try again later.
+      this.busy = false;
+      this.retryLater();
+      return;
+    }
+    this.busy = false;
     if (this.stopped) return;
     if (token === null) {
       // The session is over; whoever signs in next starts a new feed.
@@ -153,10 +166,12 @@ export class RealtimeFeed {
   private scheduleRenewal(expiresAt: number | undefined): void {
     clearTimeout(this.renewTimer);
     if (typeof expiresAt !== "number") return;
-    const delay = Math.max(expiresAt * 1000 - Date.now() - RENEW_AHEAD_MS, 1_000);
+    // Not sooner than half a minute: a clock far ahead of the server's must not renew in a loop.
+    const delay = Math.max(expiresAt * 1000 - Date.now() - RENEW_AHEAD_MS, MIN_RENEW_MS);
     this.renewTimer = setTimeout(() => {
       void (async () => {
-        const token = await this.options.renewToken();
+        // A failure here is not fatal: at expiry the server closes the socket (4401) and a new one is made.
+        const token = await this.options.renewToken().catch(() => null);
         const socket = this.socket;
         if (token === null || socket === null || socket.readyState !== this.Socket.OPEN) return;
         socket.send(JSON.stringify({ type: "auth", token }));
@@ -171,15 +186,26 @@ export class RealtimeFeed {
       this.cursor = null;
       this.handlers.onResync();
     } else if (code === TOKEN_EXPIRED || code === WRONG_USER) {
-      if ((await this.options.renewToken()) === null) {
+      this.busy = true;
+      const renewed = await this.options.renewToken().catch(() => "unknown" as const);
+      this.busy = false;
+      if (this.stopped) return;
+      if (renewed === null) {
         this.stop();
         return;
       }
+      // "unknown": the server could not be asked; the next attempt asks again.
     }
+    this.retryLater();
+  }
+
+  /** 0.5 s, 1 s, 2 s … up to 10 s, with jitter so that a restarted server is not met by every tab at once. */
+  private retryLater(): void {
+    if (this.stopped) return;
     this.attempts += 1;
     this.handlers.onState("offline");
-    // 0.5 s, 1 s, 2 s … up to 10 s, with jitter so that a restarted server is not met by every tab at once.
     const backoff = Math.min(500 * 2 ** (this.attempts - 1), MAX_BACKOFF_MS);
+    clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.connect(), backoff * (0.75 + Math.random() * 0.5));
   }
 }

@@ -22,6 +22,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         // Parsed whole into a JSON tree first: that is what checks every byte of the text.
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if let Some(field) = nul_in(&value) {
+            return Err(Problem::validation(vec![FieldError::new(&field, "nul_character", NUL_IN_TEXT)]));
+        }
         serde_json::from_value(value)
             .map(Json)
             .map_err(|error| Problem::validation(vec![field_error_from_serde(&error.to_string())]))
@@ -33,9 +36,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 /// parse skips without reading. A body whose unknown fields are not JSON would be accepted while what is
 /// kept of it (the raw body, for audit) is not JSON; parsing it into a tree first checks every byte. A
 /// syntax error is `Category::Syntax`/`Eof`; one of `T`'s fields missing or mistyped, `Category::Data`.
+///
+/// A string holding U+0000 is refused as a data error too: PostgreSQL's text cannot store it, and what one
+/// engine refuses none accepts.
 pub fn from_json_text<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     let value: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(field) = nul_in(&value) {
+        return Err(<serde_json::Error as serde::de::Error>::custom(format!("`{field}`: {NUL_IN_TEXT}")));
+    }
     serde_json::from_value(value)
+}
+
+const NUL_IN_TEXT: &str = "Text may not contain the NUL character (U+0000).";
+
+/// The top-level field (or `body`) of the first string in `value` holding U+0000, keys included.
+fn nul_in(value: &serde_json::Value) -> Option<String> {
+    fn holds(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds),
+            serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || holds(value)),
+            _ => false,
+        }
+    }
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .find(|(key, value)| key.contains('\0') || holds(value))
+            .map(|(key, _)| key.replace('\0', "\\u0000")),
+        other => holds(other).then(|| "body".to_owned()),
+    }
+}
+
+/// Whether percent-encoded text (a path or a query) encodes U+0000, which no stored text may hold.
+fn encodes_nul(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -44,17 +79,41 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// `axum::extract::Path` with a 400 problem when a segment does not parse (e.g. a malformed id).
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(Problem))]
+/// `axum::extract::Path` with a 400 problem when a segment does not parse (e.g. a malformed id) or
+/// encodes U+0000.
+#[derive(Debug)]
 pub struct Path<T>(pub T);
 
-/// `axum::extract::Query` with a 400 problem for a malformed query string.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Problem))]
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if encodes_nul(parts.uri.path()) {
+            return Err(Problem::bad_request("invalid_path_parameter", NUL_IN_TEXT));
+        }
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(value))
+    }
+}
+
+/// `axum::extract::Query` with a 400 problem for a malformed query string, or one encoding U+0000.
+#[derive(Debug)]
 pub struct Query<T>(pub T);
 
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(encodes_nul) {
+            return Err(Problem::bad_request("invalid_query", NUL_IN_TEXT));
+        }
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
+
 use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 
 impl From<JsonRejection> for Problem {
     fn from(rejection: JsonRejection) -> Self {
@@ -140,6 +199,28 @@ mod tests {
         }
         assert!(from_json_text::<Post>(br#"{"content":"x","extra":[1,{"a":null}]}"#).is_ok());
         assert!(from_json_text::<Post>(br#"{"extra":1}"#).expect_err("missing").is_data());
+    }
+
+    #[test]
+    fn text_holding_nul_is_refused_wherever_it_is() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Post {
+            #[allow(dead_code)]
+            content: String,
+        }
+        for body in [
+            &br#"{"content":"a\u0000b"}"#[..],
+            br#"{"content":"x","extra":[{"k":"\u0000"}]}"#,
+            br#"{"content":"x","\u0000":1}"#,
+        ] {
+            let refused = from_json_text::<Post>(body).expect_err("NUL");
+            assert!(refused.is_data(), "{refused}");
+            assert!(refused.to_string().contains("U+0000"), "{refused}");
+        }
+        assert_eq!(nul_in(&serde_json::json!({"content": "a\u{0}"})).as_deref(), Some("content"));
+        assert_eq!(nul_in(&serde_json::json!(["\u{0}"])).as_deref(), Some("body"));
+        assert_eq!(nul_in(&serde_json::json!({"content": "返品 \\u0000 is text"})), None);
+        assert!(encodes_nul("q=a%00b") && !encodes_nul("q=%100") && !encodes_nul("q=a%2500"));
     }
 
     #[test]

@@ -26,6 +26,12 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
         ("not an object", b"[1,2,3]".to_vec()),
         ("deep", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes()),
         ("invalid utf-8", b"{\"name\":\"\xff\xfe\xfd\"}".to_vec()),
+        // PostgreSQL's text cannot hold U+0000: refused before any engine sees it.
+        (
+            "NUL in text",
+            br#"{"email":"a\u0000@example.jp","password":"pass\u0000word","name":"\u0000","content":"\u0000","short_code":"a\u0000","colour":"\u0000","channel":"api","role":"\u0000"}"#
+                .to_vec(),
+        ),
         ("empty", Vec::new()),
     ]
 }

@@ -374,17 +374,14 @@ pub(super) async fn change_role(
     if id == caller.user {
         return Err(UserError::CannotChangeOwnRole);
     }
-    let member = users.store.member(id, caller.account).await?.ok_or(UserError::NotFound)?;
-    if (member.membership.role == Role::Owner || role == Role::Owner) && caller.role != Role::Owner {
-        return Err(UserError::Forbidden("Only an owner may grant or change ownership."));
-    }
-    match users.store.set_role(caller.account, id, role, now_ms()).await? {
+    match users.store.set_role(caller.account, id, role, caller.role, now_ms()).await? {
         RoleChange::Changed(revocation) => {
             users.revoker.revoked(&[revocation]);
             tracing::info!(user.id = %id, account.id = %caller.account, role = role.as_str(), "role changed");
         }
         RoleChange::Unchanged => {}
         RoleChange::NotAMember => return Err(UserError::NotFound),
+        RoleChange::OwnersOnly => return Err(UserError::Forbidden("Only an owner may grant or change ownership.")),
         RoleChange::LastOwner => return Err(UserError::LastOwner),
     }
     let member = users.store.member(id, caller.account).await?.ok_or(UserError::NotFound)?;
