@@ -8,7 +8,7 @@
 //! problem+json, exactly as without the console. Answers are gzipped for clients that accept it.
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::compression::CompressionLayer;
@@ -57,9 +57,9 @@ async fn page(method: Method, uri: Uri, headers: axum::http::HeaderMap) -> Respo
     if !wants_html {
         return kernel::http::not_found().await.into_response();
     }
-    file("index.html", REVALIDATE).unwrap_or_else(|| {
-        (StatusCode::INTERNAL_SERVER_ERROR, "the console was built without index.html").into_response()
-    })
+    // Every build has one (vite writes it); the answer without it is a problem like any other error.
+    file("index.html", REVALIDATE)
+        .unwrap_or_else(|| kernel::http::Problem::internal(&"the console was built without index.html").into_response())
 }
 
 fn file(path: &str, cache: HeaderValue) -> Option<Response> {
@@ -74,7 +74,7 @@ fn file(path: &str, cache: HeaderValue) -> Option<Response> {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
